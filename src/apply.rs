@@ -1,0 +1,655 @@
+//! Apply: the only code that writes to a target.
+//!
+//! Constructive actions run first (creates, updates, enables, then memberships);
+//! destructive ones (disables, deletes) then pass one gate that knows the deletion
+//! threshold, a one-time release (`allow-deletes`) and whether the target failed this
+//! cycle; deletes go last. Every outcome becomes state writes — links, memberships,
+//! a provisioning-log entry, escrow — flushed one transaction per batch.
+
+use crate::attribute::Attrs;
+use crate::error::Error;
+use crate::model::ObjectKind;
+use crate::plan::{desired_active, hash_attrs, Action, Op, Plan, PlannedChange};
+use crate::state::{Link, LogEntry, Modified, State};
+use crate::target::{remote_value, Change, ErrorClass, Target, TargetError};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+
+/// State writes per transaction.
+pub const BATCH: usize = 200;
+
+pub struct ApplyOptions {
+    pub deletion_threshold: usize,
+    /// Release held destructive actions once (`scimsync allow-deletes`).
+    pub allow_deletes: bool,
+    pub user_matching: Vec<String>,
+    pub group_matching: Vec<String>,
+    pub create_only: Vec<String>,
+}
+
+/// What a cycle's apply did.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// (action, status) → count, e.g. ("create", "success").
+    pub counts: BTreeMap<(String, String), usize>,
+    pub failures: usize,
+    /// Failures that came from the target (not scripts or validation).
+    pub target_errors: usize,
+    /// Target errors that point at the target as a whole (auth, down).
+    pub systemic_errors: usize,
+    /// Destructive actions held by the threshold.
+    pub held: usize,
+    /// Destructive actions not run because the target had errors.
+    pub withheld: usize,
+    pub first_error: Option<String>,
+}
+
+enum Write {
+    Link(Link),
+    Unlink(ObjectKind, String),
+    AddMember(String, String),
+    RemoveMember(String, String),
+    Log(LogEntry),
+    Escrow(ObjectKind, String, String),
+    ClearEscrow(ObjectKind, String),
+}
+
+struct Applier<'a> {
+    target: &'a mut dyn Target,
+    state: &'a mut State,
+    cycle: i64,
+    opts: &'a ApplyOptions,
+    users: HashMap<String, Link>,
+    groups: HashMap<String, Link>,
+    writes: Vec<Write>,
+    outcome: Outcome,
+}
+
+/// Runs a plan against the target and records everything in the state.
+pub fn apply(
+    plan: &Plan,
+    target: &mut dyn Target,
+    state: &mut State,
+    cycle: i64,
+    opts: &ApplyOptions,
+) -> Result<Outcome, Error> {
+    let users = state.links(ObjectKind::User)?;
+    let groups = state.links(ObjectKind::Group)?;
+    let mut a = Applier {
+        target,
+        state,
+        cycle,
+        opts,
+        users,
+        groups,
+        writes: vec![],
+        outcome: Outcome::default(),
+    };
+    let (destructive, rest): (Vec<&Action>, Vec<&Action>) =
+        plan.actions.iter().partition(|x| x.op.is_destructive());
+    let (bookkeeping, constructive): (Vec<&Action>, Vec<&Action>) = rest
+        .into_iter()
+        .partition(|x| matches!(x.op, Op::Skip | Op::Fail | Op::Forget));
+
+    for action in constructive {
+        a.run(action)?;
+    }
+    a.flush()?;
+
+    if !destructive.is_empty() {
+        if a.outcome.target_errors > 0 {
+            for action in &destructive {
+                a.outcome.withheld += 1;
+                a.log(
+                    action,
+                    action.op.as_str(),
+                    "skipped",
+                    "not run: the target had errors this cycle",
+                    vec![],
+                    None,
+                );
+            }
+        } else if destructive.len() > opts.deletion_threshold && !opts.allow_deletes {
+            for action in &destructive {
+                a.outcome.held += 1;
+                let staged = format!("staged_{}", action.op.as_str());
+                let why = format!(
+                    "held: {} deletes/disables exceed deletion_threshold {}; run `scimsync allow-deletes` to release ({})",
+                    destructive.len(),
+                    opts.deletion_threshold,
+                    action.reason
+                );
+                a.log(action, &staged, "staged", &why, vec![], None);
+            }
+        } else {
+            for action in &destructive {
+                a.run(action)?;
+            }
+        }
+    }
+    for action in bookkeeping {
+        a.run(action)?;
+    }
+    a.flush()?;
+    Ok(a.outcome)
+}
+
+fn modified_from(changes: &[PlannedChange]) -> Vec<Modified> {
+    changes
+        .iter()
+        .map(|c| Modified {
+            name: c.path.clone(),
+            old: c.old.clone(),
+            new: c.new.clone(),
+        })
+        .collect()
+}
+
+fn all_as_new(attrs: &Attrs) -> Vec<Modified> {
+    attrs
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| Modified {
+            name: k.clone(),
+            old: Value::Null,
+            new: v.clone(),
+        })
+        .collect()
+}
+
+impl Applier<'_> {
+    fn flush(&mut self) -> Result<(), Error> {
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        let writes = std::mem::take(&mut self.writes);
+        self.state.write(|w| {
+            for x in &writes {
+                match x {
+                    Write::Link(l) => w.upsert_link(l)?,
+                    Write::Unlink(k, id) => w.delete_link(*k, id)?,
+                    Write::AddMember(g, u) => w.add_membership(g, u)?,
+                    Write::RemoveMember(g, u) => w.remove_membership(g, u)?,
+                    Write::Log(e) => w.log(e)?,
+                    Write::Escrow(k, id, err) => w.escrow(*k, id, err, &escrow_backoff)?,
+                    Write::ClearEscrow(k, id) => w.clear_escrow(*k, id)?,
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn push(&mut self, w: Write) -> Result<(), Error> {
+        self.writes.push(w);
+        if self.writes.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn log(
+        &mut self,
+        a: &Action,
+        action: &str,
+        status: &str,
+        reason: &str,
+        modified: Vec<Modified>,
+        error: Option<String>,
+    ) {
+        *self
+            .outcome
+            .counts
+            .entry((action.to_string(), status.to_string()))
+            .or_insert(0) += 1;
+        let target_id = a.target_id.clone().or_else(|| {
+            self.links(a.kind)
+                .get(&a.source_id)
+                .map(|l| l.target_id.clone())
+        });
+        self.writes.push(Write::Log(LogEntry {
+            id: 0,
+            cycle: self.cycle,
+            at: crate::clock::now(),
+            kind: a.kind.as_str().to_string(),
+            source_id: a.source_id.clone(),
+            target_id,
+            display: a.display.clone(),
+            action: action.to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            modified,
+            error,
+        }));
+    }
+
+    fn links(&self, kind: ObjectKind) -> &HashMap<String, Link> {
+        match kind {
+            ObjectKind::User => &self.users,
+            ObjectKind::Group => &self.groups,
+        }
+    }
+
+    fn links_mut(&mut self, kind: ObjectKind) -> &mut HashMap<String, Link> {
+        match kind {
+            ObjectKind::User => &mut self.users,
+            ObjectKind::Group => &mut self.groups,
+        }
+    }
+
+    fn record_link(
+        &mut self,
+        a: &Action,
+        target_id: &str,
+        attrs: &Attrs,
+        active: bool,
+        disabled_reason: Option<String>,
+    ) -> Result<(), Error> {
+        let link = Link {
+            kind: a.kind,
+            source_id: a.source_id.clone(),
+            target_id: target_id.to_string(),
+            display: a.display.clone(),
+            hash: hash_attrs(attrs),
+            attrs: attrs.clone(),
+            active,
+            disabled_reason: if active { None } else { disabled_reason },
+        };
+        self.links_mut(a.kind)
+            .insert(a.source_id.clone(), link.clone());
+        self.push(Write::Link(link))?;
+        self.push(Write::ClearEscrow(a.kind, a.source_id.clone()))
+    }
+
+    fn fail(&mut self, a: &Action, action: &str, e: &TargetError) -> Result<(), Error> {
+        self.outcome.failures += 1;
+        self.outcome.target_errors += 1;
+        if e.is_systemic() {
+            self.outcome.systemic_errors += 1;
+        }
+        if self.outcome.first_error.is_none() {
+            self.outcome.first_error = Some(e.message.clone());
+        }
+        log::warn!(
+            "{} {} {}: {}",
+            action,
+            a.kind.as_str(),
+            a.display,
+            e.message
+        );
+        self.log(
+            a,
+            action,
+            "failure",
+            &a.reason,
+            vec![],
+            Some(e.message.clone()),
+        );
+        self.push(Write::Escrow(
+            a.kind,
+            a.source_id.clone(),
+            e.message.clone(),
+        ))
+    }
+
+    fn target_id(&self, a: &Action) -> Option<String> {
+        a.target_id.clone().or_else(|| {
+            self.links(a.kind)
+                .get(&a.source_id)
+                .map(|l| l.target_id.clone())
+        })
+    }
+
+    fn run(&mut self, a: &Action) -> Result<(), Error> {
+        match a.op {
+            Op::Create => self.create(a),
+            Op::Update => self.update(a),
+            Op::Verify => self.verify(a),
+            Op::Enable | Op::Disable => self.set_active(a, a.op == Op::Enable),
+            Op::Delete => self.delete(a),
+            Op::AddMembers | Op::RemoveMembers => self.members(a),
+            Op::Forget => {
+                self.links_mut(a.kind).remove(&a.source_id);
+                self.log(a, "forget", "skipped", &a.reason, vec![], None);
+                self.push(Write::Unlink(a.kind, a.source_id.clone()))
+            }
+            Op::Skip => {
+                self.log(a, "skip", "skipped", &a.reason, vec![], None);
+                Ok(())
+            }
+            Op::Fail => {
+                self.outcome.failures += 1;
+                if self.outcome.first_error.is_none() {
+                    self.outcome.first_error = Some(a.reason.clone());
+                }
+                self.log(
+                    a,
+                    "evaluate",
+                    "failure",
+                    "script error",
+                    vec![],
+                    Some(a.reason.clone()),
+                );
+                self.push(Write::Escrow(a.kind, a.source_id.clone(), a.reason.clone()))
+            }
+        }
+    }
+
+    /// Match by the declared attributes in order; adopt a single match, else create.
+    fn create(&mut self, a: &Action) -> Result<(), Error> {
+        let matching = match a.kind {
+            ObjectKind::User => self.opts.user_matching.clone(),
+            ObjectKind::Group => self.opts.group_matching.clone(),
+        };
+        for path in &matching {
+            let Some(value) = a
+                .attrs
+                .get(path)
+                .and_then(|v| v.as_str())
+                .filter(|v| !v.is_empty())
+            else {
+                continue;
+            };
+            let found = match self.target.find(a.kind, path, value) {
+                Ok(f) => f,
+                Err(e) => return self.fail(a, "create", &e),
+            };
+            match found.len() {
+                0 => continue,
+                1 => {
+                    let remote = &found[0];
+                    let taken_by = self
+                        .links(a.kind)
+                        .values()
+                        .find(|l| l.target_id == remote.id && l.source_id != a.source_id)
+                        .map(|l| l.display.clone());
+                    if let Some(other) = taken_by {
+                        let e = TargetError::new(
+                            ErrorClass::Conflict,
+                            None,
+                            format!(
+                                "{path} = {value:?} matches {} already linked to {other}",
+                                remote.id
+                            ),
+                        );
+                        return self.fail(a, "create", &e);
+                    }
+                    let changes = self.drift(a, remote, true);
+                    if !changes.is_empty() {
+                        let cs: Vec<Change> =
+                            changes.iter().map(PlannedChange::to_change).collect();
+                        if let Err(e) = self.target.modify(a.kind, &remote.id, &cs) {
+                            return self.fail(a, "update", &e);
+                        }
+                    }
+                    let id = remote.id.clone();
+                    let active = desired_active(&a.attrs);
+                    self.record_link(a, &id, &a.attrs, active, None)?;
+                    let why = format!("matched existing object by {path}; adopted");
+                    self.log(a, "update", "success", &why, modified_from(&changes), None);
+                    return Ok(());
+                }
+                n => {
+                    let e = TargetError::new(
+                        ErrorClass::Conflict,
+                        None,
+                        format!("{n} objects match {path} = {value:?}; not adopting any"),
+                    );
+                    return self.fail(a, "create", &e);
+                }
+            }
+        }
+        match self.target.create(a.kind, &a.attrs) {
+            Ok(id) => {
+                let active = desired_active(&a.attrs);
+                self.record_link(a, &id, &a.attrs, active, None)?;
+                self.log(
+                    a,
+                    "create",
+                    "success",
+                    &a.reason,
+                    all_as_new(&a.attrs),
+                    None,
+                );
+                Ok(())
+            }
+            Err(e) => self.fail(a, "create", &e),
+        }
+    }
+
+    /// Differences between the desired attributes and a remote object.
+    fn drift(
+        &self,
+        a: &Action,
+        remote: &crate::target::Remote,
+        include_active: bool,
+    ) -> Vec<PlannedChange> {
+        let mut out = vec![];
+        for (k, v) in &a.attrs {
+            let is_active = crate::plan::is_active_path(k);
+            if (is_active && !include_active) || self.opts.create_only.iter().any(|c| c == k) {
+                continue;
+            }
+            let have = remote_value(remote, k).unwrap_or(Value::Null);
+            let same = if is_active {
+                let truthy = |x: &Value| match x {
+                    Value::Bool(b) => *b,
+                    Value::String(s) => !s.eq_ignore_ascii_case("false"),
+                    Value::Null => true,
+                    _ => true,
+                };
+                truthy(&have) == truthy(v)
+            } else {
+                &have == v || (v.is_null() && have.is_null())
+            };
+            if !same {
+                out.push(PlannedChange {
+                    path: k.clone(),
+                    old: have,
+                    new: v.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    fn update(&mut self, a: &Action) -> Result<(), Error> {
+        let Some(id) = self.target_id(a) else {
+            return self.create(a);
+        };
+        if !a.changes.is_empty() {
+            let cs: Vec<Change> = a.changes.iter().map(PlannedChange::to_change).collect();
+            match self.target.modify(a.kind, &id, &cs) {
+                Ok(()) => {}
+                Err(e) if e.class == ErrorClass::NotFound => {
+                    // Gone from the target behind our back: provision it again.
+                    self.links_mut(a.kind).remove(&a.source_id);
+                    self.push(Write::Unlink(a.kind, a.source_id.clone()))?;
+                    return self.create(a);
+                }
+                Err(e) => return self.fail(a, "update", &e),
+            }
+        }
+        let prev = self.links(a.kind).get(&a.source_id).cloned();
+        let active = prev.as_ref().map(|l| l.active).unwrap_or(true);
+        let reason = prev.and_then(|l| l.disabled_reason);
+        self.record_link(a, &id, &a.attrs, active, reason)?;
+        if !a.changes.is_empty() {
+            self.log(
+                a,
+                "update",
+                "success",
+                &a.reason,
+                modified_from(&a.changes),
+                None,
+            );
+        }
+        Ok(())
+    }
+
+    fn verify(&mut self, a: &Action) -> Result<(), Error> {
+        let Some(id) = self.target_id(a) else {
+            return self.create(a);
+        };
+        let remote = match self.target.get(a.kind, &id) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                self.links_mut(a.kind).remove(&a.source_id);
+                self.push(Write::Unlink(a.kind, a.source_id.clone()))?;
+                return self.create(a);
+            }
+            Err(e) => return self.fail(a, "verify", &e),
+        };
+        let changes = self.drift(a, &remote, a.kind == ObjectKind::User);
+        if !changes.is_empty() {
+            let cs: Vec<Change> = changes.iter().map(PlannedChange::to_change).collect();
+            if let Err(e) = self.target.modify(a.kind, &id, &cs) {
+                return self.fail(a, "update", &e);
+            }
+        }
+        let active = a.kind == ObjectKind::Group || desired_active(&a.attrs);
+        self.record_link(a, &id, &a.attrs, active, a.disabled_reason.clone())?;
+        if !changes.is_empty() {
+            self.log(
+                a,
+                "update",
+                "success",
+                "full cycle: repaired drift",
+                modified_from(&changes),
+                None,
+            );
+        }
+        Ok(())
+    }
+
+    fn set_active(&mut self, a: &Action, active: bool) -> Result<(), Error> {
+        let Some(id) = self.target_id(a) else {
+            return Ok(());
+        };
+        let change = Change {
+            path: "active".into(),
+            old: Some(Value::Bool(!active)),
+            new: Some(Value::Bool(active)),
+        };
+        let action = if active { "enable" } else { "disable" };
+        match self.target.modify(a.kind, &id, &[change]) {
+            Ok(()) => {}
+            Err(e) if e.class == ErrorClass::NotFound && !active => {
+                // Already gone (Dropbox deletes invited members it is asked to suspend).
+                self.links_mut(a.kind).remove(&a.source_id);
+                self.log(
+                    a,
+                    action,
+                    "success",
+                    &format!("{}; the object no longer exists in the target", a.reason),
+                    vec![],
+                    None,
+                );
+                return self.push(Write::Unlink(a.kind, a.source_id.clone()));
+            }
+            Err(e) if e.class == ErrorClass::NotFound => {
+                self.links_mut(a.kind).remove(&a.source_id);
+                self.push(Write::Unlink(a.kind, a.source_id.clone()))?;
+                return self.create(a);
+            }
+            Err(e) => return self.fail(a, action, &e),
+        }
+        let prev = self.links(a.kind).get(&a.source_id).cloned();
+        let attrs = if a.attrs.is_empty() {
+            prev.map(|l| l.attrs).unwrap_or_default()
+        } else {
+            a.attrs.clone()
+        };
+        let mut stored = attrs;
+        stored.insert("active".into(), Value::Bool(active));
+        self.record_link(a, &id, &stored, active, a.disabled_reason.clone())?;
+        let m = vec![Modified {
+            name: "active".into(),
+            old: Value::Bool(!active),
+            new: Value::Bool(active),
+        }];
+        self.log(a, action, "success", &a.reason, m, None);
+        Ok(())
+    }
+
+    fn delete(&mut self, a: &Action) -> Result<(), Error> {
+        let Some(id) = self.target_id(a) else {
+            return Ok(());
+        };
+        match self.target.delete(a.kind, &id) {
+            Ok(()) => {
+                self.links_mut(a.kind).remove(&a.source_id);
+                self.push(Write::Unlink(a.kind, a.source_id.clone()))?;
+                self.push(Write::ClearEscrow(a.kind, a.source_id.clone()))?;
+                self.log(a, "delete", "success", &a.reason, vec![], None);
+                Ok(())
+            }
+            Err(e) => self.fail(a, "delete", &e),
+        }
+    }
+
+    fn members(&mut self, a: &Action) -> Result<(), Error> {
+        let add = a.op == Op::AddMembers;
+        let action = if add { "add_members" } else { "remove_members" };
+        let Some(gid) = self.target_id(a) else {
+            self.log(
+                a,
+                action,
+                "skipped",
+                "the group is not provisioned",
+                vec![],
+                None,
+            );
+            return Ok(());
+        };
+        let mut ids = vec![];
+        let mut names = vec![];
+        let mut sources = vec![];
+        for m in &a.members {
+            if let Some(l) = self.users.get(m) {
+                ids.push(l.target_id.clone());
+                names.push(Value::String(l.display.clone()));
+                sources.push(m.clone());
+            }
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let r = if add {
+            self.target.add_members(&gid, &ids)
+        } else {
+            self.target.remove_members(&gid, &ids)
+        };
+        if let Err(e) = r {
+            return self.fail(a, action, &e);
+        }
+        for s in sources {
+            let w = if add {
+                Write::AddMember(a.source_id.clone(), s)
+            } else {
+                Write::RemoveMember(a.source_id.clone(), s)
+            };
+            self.push(w)?;
+        }
+        let m = vec![Modified {
+            name: "members".into(),
+            old: if add {
+                Value::Null
+            } else {
+                Value::Array(names.clone())
+            },
+            new: if add {
+                Value::Array(names)
+            } else {
+                Value::Null
+            },
+        }];
+        self.log(a, action, "success", &a.reason, m, None);
+        Ok(())
+    }
+}
+
+/// Escrow back-off: 1, 2, 4 … minutes, then at most every 6 hours.
+pub fn escrow_backoff(attempts: i64) -> i64 {
+    let minutes = 1i64 << attempts.clamp(0, 9);
+    (minutes * 60).min(6 * 3600)
+}

@@ -1,0 +1,695 @@
+//! The command line: parsing (clap) and one function per command.
+//!
+//! Each command loads what it needs, calls into the library, prints, and returns an
+//! exit code; `main` only maps errors to codes.
+
+use crate::config::Settings;
+use crate::cycle::{self, Runtime};
+use crate::error::{exit, Error, InputError};
+use crate::model::ObjectKind;
+use crate::plan::{Op, Plan};
+use crate::script::Scripts;
+use crate::state::{LogQuery, State};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "scimsync",
+    version,
+    about = "Keep Dropbox (and any SCIM 2.0 app) in step with Entra ID or a directory file"
+)]
+pub struct Cli {
+    /// Config file (default: scimsync.toml in the working directory)
+    #[arg(short = 'c', long = "config", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The whole story with nothing set up: emulators, initial and incremental cycles
+    Demo,
+    /// Write a starter scimsync.toml, scripts/ and a sample directory
+    Init { dir: Option<PathBuf> },
+    /// Validate config, compile and dry-run scripts, test source and target connections
+    Check,
+    /// Dry run of the next cycle: every action with its reason; writes nothing
+    Plan {
+        #[arg(long)]
+        json: bool,
+        /// Plan a full cycle (re-read every linked object)
+        #[arg(long)]
+        full: bool,
+    },
+    /// Run one cycle now
+    Sync {
+        /// Re-evaluate everything and repair drift in the target
+        #[arg(long)]
+        full: bool,
+    },
+    /// Daemon: a cycle every `interval`
+    Run,
+    /// What the scripts make of one source object; writes nothing
+    Preview { id: String },
+    /// The provisioning log
+    Logs {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        object: Option<String>,
+        #[arg(long)]
+        cycle: Option<i64>,
+        /// Only entries newer than this (e.g. 2h, 7d)
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Sync details: last cycle, counts, escrows, holds
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Entra's "restart provisioning"
+    Restart {
+        #[arg(long, value_enum, default_value = "watermark")]
+        scope: RestartScope,
+    },
+    /// Release destructive actions held by the deletion threshold, once
+    AllowDeletes,
+    /// The loopback emulators
+    Emulate {
+        #[arg(value_enum)]
+        service: EmulatedService,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// Bearer token the emulator requires (default: a random one, printed)
+        #[arg(long)]
+        token: Option<String>,
+        /// Directory file (graph emulator)
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum RestartScope {
+    Watermark,
+    Escrows,
+    Quarantine,
+    Full,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum EmulatedService {
+    Dropbox,
+    Graph,
+}
+
+fn config_path(cli: &Cli) -> PathBuf {
+    cli.config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("scimsync.toml"))
+}
+
+fn load(cli: &Cli) -> Result<Settings, Error> {
+    Ok(Settings::load(&config_path(cli))?)
+}
+
+/// Runs the parsed command; returns the exit code.
+pub fn run(cli: Cli) -> Result<i32, Error> {
+    match &cli.command {
+        Command::Demo => crate::demo::run(),
+        Command::Init { dir } => init(dir.as_deref().unwrap_or(Path::new("."))),
+        Command::Check => check(&load(&cli)?),
+        Command::Plan { json, full } => plan(&load(&cli)?, *json, *full),
+        Command::Sync { full } => {
+            let mut rt = Runtime::open(load(&cli)?)?;
+            let report = cycle::sync(&mut rt, *full)?;
+            println!(
+                "cycle {} ({}) in {:.2?}",
+                report.id, report.kind, report.duration
+            );
+            for l in report.summary_lines() {
+                println!("  {l}");
+            }
+            if let Some(e) = &report.outcome.first_error {
+                println!("  first error: {e}");
+            }
+            Ok(report.exit_code())
+        }
+        Command::Run => daemon(load(&cli)?),
+        Command::Preview { id } => preview(&load(&cli)?, id),
+        Command::Logs {
+            status,
+            action,
+            object,
+            cycle,
+            since,
+            json,
+            csv,
+        } => {
+            let settings = load(&cli)?;
+            let state = State::open_read_only(&settings.state_path)?;
+            let since = match since {
+                Some(s) => Some(
+                    crate::clock::now()
+                        - crate::config::parse_duration(s)
+                            .map_err(|m| InputError::Usage(format!("--since: {m}")))?
+                            .as_secs() as i64,
+                ),
+                None => None,
+            };
+            let entries = state.logs(&LogQuery {
+                status: status.clone(),
+                action: action.clone(),
+                object: object.clone(),
+                cycle: *cycle,
+                since,
+                limit: None,
+            })?;
+            print_logs(&entries, *json, *csv);
+            Ok(exit::OK)
+        }
+        Command::Status { json } => status(&load(&cli)?, *json),
+        Command::Restart { scope } => {
+            let settings = load(&cli)?;
+            let mut state = State::open(&settings.state_path)?;
+            let s = match scope {
+                RestartScope::Watermark => "watermark",
+                RestartScope::Escrows => "escrows",
+                RestartScope::Quarantine => "quarantine",
+                RestartScope::Full => "full",
+            };
+            state.restart(s)?;
+            println!(
+                "restarted ({s}); the next cycle is {}",
+                cycle::next_kind(&state, false)?
+            );
+            Ok(exit::OK)
+        }
+        Command::AllowDeletes => {
+            let settings = load(&cli)?;
+            let state = State::open(&settings.state_path)?;
+            match state.meta("held")? {
+                Some(n) => {
+                    state.set_meta("allow_deletes_once", Some("1"))?;
+                    println!("{n} held destructive action(s) will run in the next cycle (once)");
+                }
+                None => println!("nothing is held"),
+            }
+            Ok(exit::OK)
+        }
+        Command::Emulate {
+            service,
+            listen,
+            token,
+            data,
+        } => emulate(*service, listen, token.clone(), data.clone()),
+    }
+}
+
+fn plan(settings: &Settings, json: bool, full: bool) -> Result<i32, Error> {
+    let scripts = Scripts::load(&settings.scripts_dir)?;
+    let mut source = crate::source::open(&settings.source)?;
+    let target = crate::target::open(&settings.target)?;
+    let state = State::open_read_only(&settings.state_path)?;
+    let kind = cycle::next_kind(&state, full)?;
+    let watermark = state.meta("watermark")?;
+    let snapshot = source.read(watermark.as_deref())?;
+    let plan = cycle::make_plan(&snapshot, &scripts, &state, target.as_ref(), settings, full)?;
+    if json {
+        let v = serde_json::json!({"cycle": kind, "actions": plan.actions,
+            "destructive": plan.destructive_count(), "deletion_threshold": settings.safety.deletion_threshold,
+            "source_errors": snapshot.errors.iter().map(|e| serde_json::json!({"kind": e.kind.as_str(), "object": e.object, "error": e.message})).collect::<Vec<_>>()});
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print_plan(&plan, kind, settings.safety.deletion_threshold);
+        for e in &snapshot.errors {
+            println!(
+                "  {:<14} {:<5} {:<40} {}",
+                "invalid",
+                e.kind.as_str(),
+                e.object,
+                e.message
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn print_plan(plan: &Plan, kind: &str, threshold: usize) {
+    let mut counts: Vec<(Op, usize)> = vec![];
+    for a in &plan.actions {
+        match counts.iter_mut().find(|(o, _)| *o == a.op) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((a.op, 1)),
+        }
+    }
+    let summary: Vec<String> = counts
+        .iter()
+        .map(|(o, n)| format!("{n} {}", o.as_str()))
+        .collect();
+    println!(
+        "plan for the next cycle ({kind}): {} action(s){}",
+        plan.actions.len(),
+        if summary.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", summary.join(", "))
+        }
+    );
+    let d = plan.destructive_count();
+    if d > threshold {
+        println!(
+            "  ! {d} deletes/disables exceed deletion_threshold {threshold}: they would be held"
+        );
+    }
+    for a in &plan.actions {
+        let mut line = format!(
+            "  {:<14} {:<5} {:<40} {}",
+            a.op.as_str(),
+            a.kind.as_str(),
+            a.display,
+            a.reason
+        );
+        for c in &a.changes {
+            line.push_str(&format!(
+                "\n  {:<61}   {}: {} → {}",
+                "",
+                c.path,
+                show(&c.old),
+                show(&c.new)
+            ));
+        }
+        if !a.members.is_empty() && a.members.len() <= 10 {
+            line.push_str(&format!(" [{}]", a.members.join(", ")));
+        }
+        println!("{line}");
+    }
+}
+
+fn show(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "(none)".into(),
+        other => other.to_string(),
+    }
+}
+
+fn print_logs(entries: &[crate::state::LogEntry], json: bool, csv: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(entries).unwrap_or_default()
+        );
+        return;
+    }
+    if csv {
+        println!(
+            "id,cycle,time,kind,source_id,target_id,display,action,status,reason,modified,error"
+        );
+        for e in entries {
+            let modified: Vec<String> = e
+                .modified
+                .iter()
+                .map(|m| format!("{}: {} -> {}", m.name, show(&m.old), show(&m.new)))
+                .collect();
+            let row = [
+                e.id.to_string(),
+                e.cycle.to_string(),
+                crate::clock::rfc3339(e.at),
+                e.kind.clone(),
+                e.source_id.clone(),
+                e.target_id.clone().unwrap_or_default(),
+                e.display.clone(),
+                e.action.clone(),
+                e.status.clone(),
+                e.reason.clone(),
+                modified.join("; "),
+                e.error.clone().unwrap_or_default(),
+            ];
+            let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
+            println!("{}", cells.join(","));
+        }
+        return;
+    }
+    for e in entries {
+        println!(
+            "{}  cycle {:<4} {:<15} {:<8} {:<5} {}  {}",
+            crate::clock::rfc3339(e.at),
+            e.cycle,
+            e.action,
+            e.status,
+            e.kind,
+            e.display,
+            e.reason
+        );
+        for m in &e.modified {
+            println!("      {}: {} → {}", m.name, show(&m.old), show(&m.new));
+        }
+        if let Some(err) = &e.error {
+            println!("      error: {err}");
+        }
+    }
+}
+
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn status(settings: &Settings, json: bool) -> Result<i32, Error> {
+    let state = State::open_read_only(&settings.state_path)?;
+    let cycles = state.cycles(1)?;
+    let (users, active, groups) = state.link_counts()?;
+    let escrows = state.escrows()?;
+    let held = state.meta("held")?;
+    let next = cycle::next_kind(&state, false)?;
+    let last = cycles.first();
+    if json {
+        let v = serde_json::json!({
+            "state": settings.state_path,
+            "last_cycle": last,
+            "next_cycle": next,
+            "provisioned": {"users": users, "active_users": active, "groups": groups},
+            "escrows": escrows,
+            "held": held.as_deref().and_then(|h| h.parse::<u64>().ok()),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(exit::OK);
+    }
+    println!("state: {}", settings.state_path.display());
+    match last {
+        Some(c) => {
+            let dur = c
+                .finished_at
+                .map(|f| format!(", took {} s", f - c.started_at))
+                .unwrap_or_else(|| ", did not finish".into());
+            println!(
+                "last cycle: #{} ({}) started {}, {}{}",
+                c.id,
+                c.kind,
+                crate::clock::rfc3339(c.started_at),
+                c.status,
+                dur
+            );
+            if let Some(actions) = c.summary.get("actions").and_then(|a| a.as_object()) {
+                for (k, v) in actions {
+                    println!("  {k:<28} {v}");
+                }
+            }
+        }
+        None => println!("last cycle: none yet"),
+    }
+    println!(
+        "next cycle: {next}, interval {}",
+        humantime(settings.interval)
+    );
+    println!("provisioned: {users} user(s) ({active} active), {groups} group(s)");
+    println!("escrowed: {} object(s) waiting for a retry", escrows.len());
+    for e in escrows.iter().take(20) {
+        println!(
+            "  {} {} attempt {} next {}: {}",
+            e.kind,
+            e.source_id,
+            e.attempts,
+            crate::clock::rfc3339(e.next_at),
+            e.last_error
+        );
+    }
+    if let Some(h) = held {
+        println!("held: {h} destructive action(s) over the deletion threshold; `scimsync allow-deletes` releases them");
+    }
+    Ok(exit::OK)
+}
+
+fn humantime(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s > 0 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s > 0 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{:?}", d)
+    }
+}
+
+fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
+    let scripts = Scripts::load(&settings.scripts_dir)?;
+    let mut source = crate::source::open(&settings.source)?;
+    let state = State::open_read_only(&settings.state_path)?;
+    let snapshot = source.read(None)?;
+    let (kind, source_id, display, record, assignment) = if let Some(u) = snapshot.find_user(id) {
+        (
+            ObjectKind::User,
+            u.id.clone(),
+            u.user_principal_name.clone(),
+            u.record.clone(),
+            u.assignment.clone(),
+        )
+    } else if let Some(g) = snapshot.find_group(id) {
+        (
+            ObjectKind::Group,
+            g.id.clone(),
+            g.display_name.clone(),
+            g.record.clone(),
+            g.assignment.clone(),
+        )
+    } else {
+        return Err(InputError::Usage(format!(
+            "{id}: no user or group with this id, userPrincipalName or displayName in {}",
+            source.describe()
+        ))
+        .into());
+    };
+    println!("{} {display} ({source_id})", kind.as_str());
+    println!("  assignment: {}", assignment.reason());
+    let scope = match kind {
+        ObjectKind::User => scripts.user_in_scope(&record),
+        ObjectKind::Group => scripts.group_in_scope(&record),
+    };
+    let scope_file = scripts
+        .scoping_file()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(no scoping.rhai)".into());
+    match &scope {
+        Ok(b) => println!(
+            "  scoping: {} ({scope_file})",
+            if *b { "in scope" } else { "out of scope" }
+        ),
+        Err(f) => println!("  scoping: error {f}"),
+    }
+    let mapped = match kind {
+        ObjectKind::User => scripts.map_user(&record),
+        ObjectKind::Group => scripts.map_group(&record),
+    };
+    let link = state.links(kind)?.remove(&source_id);
+    match &link {
+        Some(l) => println!(
+            "  linked to target id {} ({})",
+            l.target_id,
+            if l.active { "active" } else { "disabled" }
+        ),
+        None => println!("  not provisioned yet"),
+    }
+    match mapped {
+        Ok(attrs) => {
+            println!(
+                "  mapped attributes ({}):",
+                scripts.mapping_file().display()
+            );
+            for (k, v) in &attrs {
+                let applied = link.as_ref().and_then(|l| l.attrs.get(k));
+                let note = match applied {
+                    Some(a) if a == v => String::new(),
+                    Some(a) => format!("   (applied: {})", show(a)),
+                    None if link.is_some() => "   (not applied yet)".into(),
+                    None => String::new(),
+                };
+                println!("    {k:<40} {}{note}", show(v));
+            }
+        }
+        Err(f) => println!("  mapping: error {f}"),
+    }
+    Ok(exit::OK)
+}
+
+fn check(settings: &Settings) -> Result<i32, Error> {
+    println!("config {}: ok", settings.config_path.display());
+    let scripts = Scripts::load(&settings.scripts_dir)?;
+    println!("scripts {}: compiled", settings.scripts_dir.display());
+    let mut source = crate::source::open(&settings.source)?;
+    let snapshot = source.read(None)?;
+    println!(
+        "source {}: {} users, {} groups",
+        source.describe(),
+        snapshot.users.len(),
+        snapshot.groups.len()
+    );
+    let mut problems = 0;
+    for e in &snapshot.errors {
+        problems += 1;
+        println!("  invalid {} {}: {}", e.kind.as_str(), e.object, e.message);
+    }
+    for e in crate::plan::evaluate(&snapshot, &scripts) {
+        if let crate::plan::Decision::Failed(f) = &e.decision {
+            problems += 1;
+            println!(
+                "  script error on {} {} ({}): {f}",
+                e.kind.as_str(),
+                e.display,
+                e.source_id
+            );
+        }
+    }
+    let mut target = crate::target::open(&settings.target)?;
+    match target.test_connection() {
+        Ok(()) => println!(
+            "target {} at {}: connection ok",
+            settings.target.kind.name(),
+            settings.target.url
+        ),
+        Err(e) => {
+            println!(
+                "target {} at {}: {}",
+                settings.target.kind.name(),
+                settings.target.url,
+                e.message
+            );
+            return Ok(if e.is_auth() {
+                exit::USAGE
+            } else {
+                exit::RUNTIME
+            });
+        }
+    }
+    if problems > 0 {
+        println!("{problems} problem(s) found");
+        return Ok(exit::USAGE);
+    }
+    Ok(exit::OK)
+}
+
+/// The default scripts, embedded so `init` and `demo` need nothing on disk.
+pub const DEFAULT_MAPPING: &str = include_str!("../scripts/mapping.rhai");
+pub const DEFAULT_SCOPING: &str = include_str!("../scripts/scoping.rhai");
+pub const SAMPLE_DIRECTORY: &str = include_str!("../examples/directory.json");
+
+fn init(dir: &Path) -> Result<i32, Error> {
+    let files = [
+        (dir.join("scimsync.toml"), STARTER_CONFIG),
+        (dir.join("scripts").join("mapping.rhai"), DEFAULT_MAPPING),
+        (dir.join("scripts").join("scoping.rhai"), DEFAULT_SCOPING),
+        (dir.join("directory.json"), SAMPLE_DIRECTORY),
+    ];
+    for (p, _) in &files {
+        if p.exists() {
+            return Err(InputError::Usage(format!(
+                "{} already exists; not overwriting anything",
+                p.display()
+            ))
+            .into());
+        }
+    }
+    std::fs::create_dir_all(dir.join("scripts"))
+        .map_err(|e| Error::Runtime(format!("{}: {e}", dir.display())))?;
+    for (p, text) in &files {
+        std::fs::write(p, text).map_err(|e| Error::Runtime(format!("{}: {e}", p.display())))?;
+        println!("wrote {}", p.display());
+    }
+    println!(
+        "next: set DROPBOX_TOKEN, edit scimsync.toml, then `scimsync check` and `scimsync plan`"
+    );
+    Ok(exit::OK)
+}
+
+const STARTER_CONFIG: &str = r#"# scimsync configuration. Relative paths are relative to this file.
+state    = "scimsync.db"      # SQLite state file
+scripts  = "scripts"          # mapping.rhai, scoping.rhai (migration.rhai)
+interval = "40m"              # cycle interval for `scimsync run`
+
+[source]
+type  = "file"                # "graph" | "file"
+path  = "directory.json"      # Graph-shaped directory document
+scope = "assigned"            # "assigned" | "all"
+# type = "graph"
+# tenant = "contoso.onmicrosoft.com"
+# client_id = "00000000-0000-0000-0000-000000000000"
+# client_secret = "env:GRAPH_CLIENT_SECRET"
+# app = "<service principal object id>"
+
+[target]
+type  = "dropbox"             # "dropbox" | "scim" | "dropbox-legacy"
+url   = "https://www.dropbox.com/scim/v2"
+token = "env:DROPBOX_TOKEN"   # env:NAME | file:PATH
+
+[safety]
+deletion_threshold = 500      # deletes + disables per cycle before the cycle is held
+skip_out_of_scope_deletions = false
+"#;
+
+fn emulate(
+    service: EmulatedService,
+    listen: &str,
+    token: Option<String>,
+    _data: Option<PathBuf>,
+) -> Result<i32, Error> {
+    let token = token.unwrap_or_else(|| crate::ids::random_hex(32));
+    match service {
+        EmulatedService::Dropbox => {
+            let (running, _team) =
+                crate::emulator::serve(listen, crate::emulator::dropbox::Team::new(&token), 4)
+                    .map_err(|e| InputError::Usage(format!("--listen: {e}")))?;
+            println!("{}/scim/v2", running.base());
+            println!("token {token}");
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            running.wait();
+            Ok(exit::OK)
+        }
+        EmulatedService::Graph => Err(InputError::Usage(
+            "the graph emulator is not available in this build yet".into(),
+        )
+        .into()),
+    }
+}
+
+fn daemon(settings: Settings) -> Result<i32, Error> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| Error::Runtime(format!("signal handler: {e}")))?;
+    }
+    let interval = settings.interval;
+    let mut rt = Runtime::open(settings)?;
+    log::info!("scimsync run: a cycle every {}", humantime(interval));
+    while !stop.load(Ordering::Relaxed) {
+        match cycle::sync(&mut rt, false) {
+            Ok(r) => log::info!(
+                "cycle {} ({}) done in {:.2?}: {}",
+                r.id,
+                r.kind,
+                r.duration,
+                r.summary_lines().join("; ")
+            ),
+            Err(e) => log::error!("cycle failed: {e}"),
+        }
+        let until = std::time::Instant::now() + interval;
+        while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    log::info!("stopping: state recorded");
+    Ok(exit::OK)
+}

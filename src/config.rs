@@ -1,0 +1,605 @@
+//! `scimsync.toml`: raw serde structs, then a validated `Settings`.
+//!
+//! Two stages (as ripgrep's LowArgs → HiArgs): serde reads what the file says and
+//! rejects unknown keys; `Settings::from_raw` checks the combinations, resolves
+//! relative paths against the config file's folder and resolves secrets, so nothing
+//! downstream can hold an invalid configuration. Every message names the file and key.
+
+use crate::error::InputError;
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default deletion threshold: the figure shown in Microsoft's own screenshot.
+pub const DEFAULT_DELETION_THRESHOLD: usize = 500;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    state: Option<String>,
+    scripts: Option<String>,
+    interval: Option<String>,
+    source: Option<RawSource>,
+    target: Option<RawTarget>,
+    legacy: Option<RawLegacy>,
+    #[serde(default)]
+    safety: RawSafety,
+    #[serde(default)]
+    notify: RawNotify,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    path: Option<String>,
+    scope: Option<String>,
+    tenant: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    app: Option<String>,
+    graph_url: Option<String>,
+    login_url: Option<String>,
+    nested_groups: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    url: Option<String>,
+    api_url: Option<String>,
+    token: Option<String>,
+    allow_insecure_http: Option<bool>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLegacy {
+    api_url: Option<String>,
+    token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSafety {
+    deletion_threshold: Option<i64>,
+    skip_out_of_scope_deletions: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    command: Option<String>,
+    webhook: Option<String>,
+}
+
+/// A secret value. Its `Debug` and `Display` never show the value, so it cannot leak
+/// into a log line or an error message by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Which directory objects are candidates for provisioning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Assigned users, assigned groups and the direct members of assigned groups.
+    Assigned,
+    /// Every user and group of the directory.
+    All,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceSettings {
+    File {
+        path: PathBuf,
+        scope: Scope,
+    },
+    Graph {
+        tenant: String,
+        client_id: String,
+        client_secret: Secret,
+        app: String,
+        scope: Scope,
+        graph_url: String,
+        login_url: String,
+        flatten_nested_groups: bool,
+    },
+}
+
+impl SourceSettings {
+    pub fn scope(&self) -> Scope {
+        match self {
+            SourceSettings::File { scope, .. } | SourceSettings::Graph { scope, .. } => *scope,
+        }
+    }
+}
+
+/// The kind of target; the profile (quirks) follows from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    Dropbox,
+    Scim,
+    DropboxLegacy,
+}
+
+impl TargetKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::Dropbox => "dropbox",
+            TargetKind::Scim => "scim",
+            TargetKind::DropboxLegacy => "dropbox-legacy",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetSettings {
+    pub kind: TargetKind,
+    /// SCIM base URL (or the Business API base for `dropbox-legacy`).
+    pub url: String,
+    pub token: Secret,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LegacySettings {
+    pub api_url: String,
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct Safety {
+    pub deletion_threshold: usize,
+    pub skip_out_of_scope_deletions: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Notify {
+    pub command: Option<String>,
+    pub webhook: Option<String>,
+}
+
+/// A validated configuration. Paths are absolute or relative to the working
+/// directory, already resolved against the config file's folder.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config_path: PathBuf,
+    pub state_path: PathBuf,
+    pub scripts_dir: PathBuf,
+    pub interval: Duration,
+    pub source: SourceSettings,
+    pub target: TargetSettings,
+    pub legacy: Option<LegacySettings>,
+    pub safety: Safety,
+    pub notify: Notify,
+}
+
+impl Settings {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Settings, InputError> {
+        let text = std::fs::read_to_string(path).map_err(|e| InputError::Config {
+            file: path.to_path_buf(),
+            message: format!("cannot read config file: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates config text as if it had been read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Settings, InputError> {
+        let err = |message: String| InputError::Config {
+            file: path.to_path_buf(),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| err(toml_message(&e, text)))?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| Path::new("."))
+            .to_path_buf();
+        let resolve = |p: &str| -> PathBuf {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+
+        let state_path = resolve(raw.state.as_deref().unwrap_or("scimsync.db"));
+        let scripts_dir = resolve(raw.scripts.as_deref().unwrap_or("scripts"));
+        let interval = match raw.interval.as_deref() {
+            None => Duration::from_secs(40 * 60),
+            Some(s) => parse_duration(s).map_err(|m| err(format!("interval: {m}")))?,
+        };
+        if interval.is_zero() {
+            return Err(err("interval: must be more than zero".into()));
+        }
+
+        let secret = |key: &str, value: &str| -> Result<Secret, InputError> {
+            resolve_secret(value, &base).map_err(|m| err(format!("{key}: {m}")))
+        };
+
+        let raw_source = raw
+            .source
+            .ok_or_else(|| err("missing [source] table".into()))?;
+        let scope = match raw_source.scope.as_deref() {
+            None | Some("assigned") => Scope::Assigned,
+            Some("all") => Scope::All,
+            Some(other) => {
+                return Err(err(format!(
+                    "source.scope: \"{other}\" is not one of \"assigned\", \"all\""
+                )))
+            }
+        };
+        let source = match raw_source.kind.as_deref() {
+            Some("file") => {
+                let p = raw_source.path.as_deref().ok_or_else(|| {
+                    err("source.path: required when source.type = \"file\"".into())
+                })?;
+                let path = resolve(p);
+                if !path.is_file() {
+                    return Err(err(format!(
+                        "source.path: directory file {} does not exist",
+                        path.display()
+                    )));
+                }
+                SourceSettings::File { path, scope }
+            }
+            Some("graph") => {
+                let need = |key: &str, v: &Option<String>| -> Result<String, InputError> {
+                    v.clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+                        err(format!(
+                            "source.{key}: required when source.type = \"graph\""
+                        ))
+                    })
+                };
+                let tenant = need("tenant", &raw_source.tenant)?;
+                let client_id = need("client_id", &raw_source.client_id)?;
+                let client_secret = secret(
+                    "source.client_secret",
+                    &need("client_secret", &raw_source.client_secret)?,
+                )?;
+                let app = need("app", &raw_source.app)?;
+                let graph_url = raw_source
+                    .graph_url
+                    .unwrap_or_else(|| "https://graph.microsoft.com".into());
+                let login_url = raw_source
+                    .login_url
+                    .unwrap_or_else(|| "https://login.microsoftonline.com".into());
+                check_url("source.graph_url", &graph_url, false).map_err(err)?;
+                check_url("source.login_url", &login_url, false).map_err(err)?;
+                let flatten_nested_groups = match raw_source.nested_groups.as_deref() {
+                    None | Some("ignore") => false,
+                    Some("flatten") => true,
+                    Some(o) => {
+                        return Err(err(format!(
+                            "source.nested_groups: \"{o}\" is not one of \"ignore\", \"flatten\""
+                        )))
+                    }
+                };
+                SourceSettings::Graph {
+                    tenant,
+                    client_id,
+                    client_secret,
+                    app,
+                    scope,
+                    graph_url: trim_slash(graph_url),
+                    login_url: trim_slash(login_url),
+                    flatten_nested_groups,
+                }
+            }
+            Some(other) => {
+                return Err(err(format!(
+                    "source.type: \"{other}\" is not one of \"graph\", \"file\""
+                )))
+            }
+            None => return Err(err("source.type: required (\"graph\" or \"file\")".into())),
+        };
+
+        let raw_target = raw
+            .target
+            .ok_or_else(|| err("missing [target] table".into()))?;
+        let kind = match raw_target.kind.as_deref() {
+            Some("dropbox") => TargetKind::Dropbox,
+            Some("scim") => TargetKind::Scim,
+            Some("dropbox-legacy") => TargetKind::DropboxLegacy,
+            Some(other) => {
+                return Err(err(format!(
+                "target.type: \"{other}\" is not one of \"dropbox\", \"scim\", \"dropbox-legacy\""
+            )))
+            }
+            None => {
+                return Err(err(
+                    "target.type: required (\"dropbox\", \"scim\" or \"dropbox-legacy\")".into(),
+                ))
+            }
+        };
+        let insecure = raw_target.allow_insecure_http.unwrap_or(false);
+        let url = match kind {
+            TargetKind::DropboxLegacy => raw_target
+                .api_url
+                .clone()
+                .or(raw_target.url.clone())
+                .unwrap_or_else(|| "https://api.dropboxapi.com".into()),
+            TargetKind::Dropbox => raw_target
+                .url
+                .clone()
+                .unwrap_or_else(|| "https://www.dropbox.com/scim/v2".into()),
+            TargetKind::Scim => raw_target
+                .url
+                .clone()
+                .ok_or_else(|| err("target.url: required when target.type = \"scim\"".into()))?,
+        };
+        check_url("target.url", &url, insecure).map_err(err)?;
+        let token = secret(
+            "target.token",
+            raw_target
+                .token
+                .as_deref()
+                .ok_or_else(|| err("target.token: required".into()))?,
+        )?;
+        let timeout = match raw_target.timeout.as_deref() {
+            None => Duration::from_secs(30),
+            Some(s) => parse_duration(s).map_err(|m| err(format!("target.timeout: {m}")))?,
+        };
+        let target = TargetSettings {
+            kind,
+            url: trim_slash(url),
+            token,
+            timeout,
+        };
+
+        let legacy = match raw.legacy {
+            None => None,
+            Some(l) => {
+                let api_url = l
+                    .api_url
+                    .unwrap_or_else(|| "https://api.dropboxapi.com".into());
+                check_url("legacy.api_url", &api_url, insecure).map_err(err)?;
+                let token = secret(
+                    "legacy.token",
+                    l.token
+                        .as_deref()
+                        .ok_or_else(|| err("legacy.token: required".into()))?,
+                )?;
+                Some(LegacySettings {
+                    api_url: trim_slash(api_url),
+                    token,
+                })
+            }
+        };
+
+        let deletion_threshold = match raw.safety.deletion_threshold {
+            None => DEFAULT_DELETION_THRESHOLD,
+            Some(n) if n >= 0 => n as usize,
+            Some(n) => {
+                return Err(err(format!(
+                    "safety.deletion_threshold: {n} is negative; use 0 to hold every deletion"
+                )))
+            }
+        };
+        if let Some(w) = &raw.notify.webhook {
+            check_url("notify.webhook", w, insecure).map_err(err)?;
+        }
+        Ok(Settings {
+            config_path: path.to_path_buf(),
+            state_path,
+            scripts_dir,
+            interval,
+            source,
+            target,
+            legacy,
+            safety: Safety {
+                deletion_threshold,
+                skip_out_of_scope_deletions: raw
+                    .safety
+                    .skip_out_of_scope_deletions
+                    .unwrap_or(false),
+            },
+            notify: Notify {
+                command: raw.notify.command,
+                webhook: raw.notify.webhook,
+            },
+        })
+    }
+}
+
+/// A toml error message with its line number, without toml's multi-line excerpt
+/// (which could echo a secret written inline).
+fn toml_message(e: &toml::de::Error, text: &str) -> String {
+    let msg = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {msg}")
+        }
+        None => msg,
+    }
+}
+
+fn trim_slash(mut s: String) -> String {
+    while s.ends_with('/') {
+        s.pop();
+    }
+    s
+}
+
+/// Plain HTTP is only for loopback (emulators) unless explicitly allowed.
+fn check_url(key: &str, url: &str, allow_insecure: bool) -> Result<(), String> {
+    if let Some(rest) = url.strip_prefix("http://") {
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        let host = if let Some(h) = host.strip_prefix('[') {
+            h.split(']').next().unwrap_or("")
+        } else {
+            host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+        };
+        let loopback = host == "localhost" || host == "::1" || host.starts_with("127.");
+        if loopback || allow_insecure {
+            return Ok(());
+        }
+        return Err(format!(
+            "{key}: {url} is plain http; use https, or set allow_insecure_http = true in [target]"
+        ));
+    }
+    if url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(format!("{key}: \"{url}\" is not an http(s) URL"))
+    }
+}
+
+/// Resolves `env:NAME`, `file:PATH` (relative to the config folder) or a literal.
+pub fn resolve_secret(value: &str, base: &Path) -> Result<Secret, String> {
+    if let Some(name) = value.strip_prefix("env:") {
+        return match std::env::var(name) {
+            Ok(v) if !v.is_empty() => Ok(Secret(v)),
+            _ => Err(format!("environment variable {name} is not set")),
+        };
+    }
+    if let Some(p) = value.strip_prefix("file:") {
+        let path = if Path::new(p).is_absolute() {
+            PathBuf::from(p)
+        } else {
+            base.join(p)
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+        warn_if_world_readable(&path);
+        let v = text.trim().to_string();
+        if v.is_empty() {
+            return Err(format!("secret file {} is empty", path.display()));
+        }
+        return Ok(Secret(v));
+    }
+    Ok(Secret(value.to_string()))
+}
+
+#[cfg(unix)]
+fn warn_if_world_readable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o004 != 0 {
+            log::warn!(
+                "secret file {} is readable by every user; chmod 600 it",
+                path.display()
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_world_readable(_path: &Path) {}
+
+/// Parses durations such as `40m`, `90s`, `1h30m`, `500ms`, `2d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!(
+                "\"{s}\" is not a duration (expected e.g. \"40m\", \"90s\", \"1h30m\")"
+            ));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("\"{s}\": number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            "d" => Duration::from_secs(n * 86400),
+            "" => return Err(format!("\"{s}\": missing unit (ms, s, m, h or d)")),
+            u => return Err(format!("\"{s}\": unknown unit \"{u}\" (ms, s, m, h or d)")),
+        };
+        total += d;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("40m").ok(), Some(Duration::from_secs(2400)));
+        assert_eq!(
+            parse_duration("1h30m").ok(),
+            Some(Duration::from_secs(5400))
+        );
+        assert_eq!(
+            parse_duration("250ms").ok(),
+            Some(Duration::from_millis(250))
+        );
+        assert!(parse_duration("40").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("4x").is_err());
+    }
+
+    #[test]
+    fn insecure_http_refused_except_loopback() {
+        assert!(check_url("k", "http://127.0.0.1:8080/scim/v2", false).is_ok());
+        assert!(check_url("k", "http://localhost:1/x", false).is_ok());
+        assert!(check_url("k", "http://[::1]:1/x", false).is_ok());
+        assert!(check_url("k", "http://example.org/scim", false).is_err());
+        assert!(check_url("k", "http://example.org/scim", true).is_ok());
+        assert!(check_url("k", "ftp://example.org", true).is_err());
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = "state = \"x.db\"\n[source]\ntype = \"file\"\nbogus = 1\n";
+        let e = Settings::parse(text, Path::new("/tmp/c.toml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("/tmp/c.toml"), "{e}");
+        assert!(e.contains("bogus"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn secret_debug_hides_value() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?} {s}").contains("hunter2"));
+    }
+}

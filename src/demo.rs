@@ -1,0 +1,193 @@
+//! `scimsync demo`: the whole story with nothing set up.
+//!
+//! Starts the Dropbox emulator on a free loopback port, provisions the bundled sample
+//! directory through the default scripts, lets a few members accept their invitations,
+//! changes the directory (rename, unassign, delete, disable, membership move, a new
+//! hire), runs an incremental cycle, then one with no change, and prints what each did.
+
+use crate::config::Settings;
+use crate::cycle::{self, CycleReport, Runtime};
+use crate::emulator::{self, dropbox::Team};
+use crate::error::{exit, Error};
+use serde_json::Value;
+use std::path::Path;
+
+fn io(p: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::Runtime(format!("{}: {e}", p.display()))
+}
+
+fn print_cycle(title: &str, r: &CycleReport) {
+    println!(
+        "\n== {title}: cycle {} ({}) in {:.2?}",
+        r.id, r.kind, r.duration
+    );
+    for l in r.summary_lines() {
+        println!("   {l}");
+    }
+    let reqs: Vec<String> = r.requests.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!(
+        "   target requests: {}",
+        if reqs.is_empty() {
+            "none".to_string()
+        } else {
+            reqs.join(", ")
+        }
+    );
+}
+
+/// Changes the sample directory the way a week in a real tenant would.
+fn change_directory(doc: &mut Value) -> Vec<String> {
+    let mut notes = vec![];
+    let users = doc["users"].as_array_mut();
+    if let Some(users) = users {
+        if let Some(u) = users.get_mut(2) {
+            u["surname"] = Value::String("Deyoung-Park".into());
+            u["displayName"] = Value::String("Allan Deyoung-Park".into());
+            notes.push(format!(
+                "renamed {} (surname Deyoung → Deyoung-Park)",
+                u["userPrincipalName"]
+            ));
+        }
+        if let Some(u) = users.get_mut(7) {
+            u["accountEnabled"] = Value::Bool(false);
+            notes.push(format!(
+                "disabled {} in the directory",
+                u["userPrincipalName"]
+            ));
+        }
+        if let Some(u) = users.get(4) {
+            notes.push(format!(
+                "deleted {} from the directory",
+                u["userPrincipalName"]
+            ));
+        }
+        users.remove(4);
+        users.push(serde_json::json!({"id":"00000000-0000-4000-8000-000000000777","userPrincipalName":"new.hire@contoso.com",
+            "mail":"new.hire@contoso.com","givenName":"New","surname":"Hire","displayName":"New Hire","accountEnabled":true,
+            "department":"Sales"}));
+        notes.push("hired new.hire@contoso.com (assigned directly)".into());
+    }
+    let unassign = doc["users"][12]["id"].as_str().map(str::to_string);
+    if let (Some(id), Some(assignments)) = (unassign, doc["assignments"].as_array_mut()) {
+        assignments.retain(|a| a["principalId"].as_str() != Some(id.as_str()));
+        assignments.push(serde_json::json!({"principalId":"00000000-0000-4000-8000-000000000777","principalType":"User","appRole":"User"}));
+        notes.push(format!(
+            "unassigned {} from the app",
+            doc["users"][12]["userPrincipalName"]
+        ));
+    }
+    // Move an Engineering member to Sales.
+    let mover = doc["groups"][1]["members"][0].as_str().map(str::to_string);
+    if let (Some(m), Some(groups)) = (mover, doc["groups"].as_array_mut()) {
+        if let Some(eng) = groups.get_mut(1).and_then(|g| g["members"].as_array_mut()) {
+            eng.retain(|x| x.as_str() != Some(m.as_str()));
+        }
+        if let Some(sales) = groups.get_mut(0).and_then(|g| g["members"].as_array_mut()) {
+            sales.push(Value::String(m.clone()));
+        }
+        notes.push(format!("moved member {m} from Engineering to Sales"));
+    }
+    notes
+}
+
+/// Runs the demo in a temporary folder.
+pub fn run() -> Result<i32, Error> {
+    let token = crate::ids::random_hex(32);
+    let (server, team) =
+        emulator::serve("127.0.0.1:0", Team::new(&token), 4).map_err(Error::Runtime)?;
+    let dir = std::env::temp_dir().join(format!("scimsync-demo-{}", crate::ids::random_hex(8)));
+    std::fs::create_dir_all(dir.join("scripts")).map_err(io(&dir))?;
+    let write = |name: &str, text: &str| -> Result<(), Error> {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(io(&p))
+    };
+    write("scripts/mapping.rhai", crate::cli::DEFAULT_MAPPING)?;
+    write("scripts/scoping.rhai", crate::cli::DEFAULT_SCOPING)?;
+    write("directory.json", crate::cli::SAMPLE_DIRECTORY)?;
+    let config = format!(
+        "state = \"scimsync.db\"\nscripts = \"scripts\"\n[source]\ntype = \"file\"\npath = \"directory.json\"\nscope = \"assigned\"\n[target]\ntype = \"dropbox\"\nurl = \"{}/scim/v2\"\ntoken = \"{token}\"\n",
+        server.base()
+    );
+    write("scimsync.toml", &config)?;
+    let settings = Settings::load(&dir.join("scimsync.toml"))?;
+
+    println!("scimsync demo");
+    println!("  Dropbox emulator (SCIM 2.0) at {}/scim/v2", server.base());
+    println!("  working folder {}", dir.display());
+    println!("  directory: bundled sample (examples/directory.json), default scripts");
+
+    let mut rt = Runtime::open(settings)?;
+    let first = cycle::sync(&mut rt, false)?;
+    print_cycle("initial cycle", &first);
+
+    // Most invitees accept; a few are still invited when the directory changes.
+    {
+        let mut t = match team.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let members: Vec<String> = t.member_names();
+        let (pending, accepting): (Vec<&String>, Vec<&String>) = members
+            .iter()
+            .partition(|n| n.starts_with("christie") || n.starts_with("debra"));
+        for name in &accepting {
+            t.accept(name);
+        }
+        let pending: Vec<&str> = pending.iter().map(|s| s.as_str()).collect();
+        println!(
+            "\n== {} members accept their Dropbox invitations; still invited: {}",
+            accepting.len(),
+            pending.join(", ")
+        );
+        println!("   (Dropbox cannot suspend an invited member: disabling one deletes it)");
+    }
+
+    let path = dir.join("directory.json");
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    let mut doc: Value = serde_json::from_str(&text).map_err(|e| Error::Runtime(e.to_string()))?;
+    let notes = change_directory(&mut doc);
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&doc).unwrap_or_default(),
+    )
+    .map_err(io(&path))?;
+    println!("\n== the directory changes:");
+    for n in notes {
+        println!("   {n}");
+    }
+    let second = cycle::sync(&mut rt, false)?;
+    print_cycle("incremental cycle", &second);
+    let entries = rt.state.logs(&crate::state::LogQuery {
+        cycle: Some(second.id),
+        ..Default::default()
+    })?;
+    for e in entries {
+        println!("   - {} {} {}: {}", e.action, e.kind, e.display, e.reason);
+        for m in e.modified.iter().filter(|m| m.name != "members") {
+            println!("       {}: {} → {}", m.name, m.old, m.new);
+        }
+    }
+
+    let third = cycle::sync(&mut rt, false)?;
+    print_cycle("incremental cycle with no change", &third);
+
+    let (invited, active, suspended, groups) = {
+        let t = match team.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        t.census()
+    };
+    println!("\n== the Dropbox team now: {active} active, {invited} invited, {suspended} suspended member(s); {groups} group(s)");
+    println!(
+        "   provisioning log: scimsync -c {} logs",
+        dir.join("scimsync.toml").display()
+    );
+    drop(rt);
+    server.stop();
+    let code = [first.exit_code(), second.exit_code(), third.exit_code()]
+        .into_iter()
+        .max()
+        .unwrap_or(exit::OK);
+    Ok(code)
+}

@@ -1,0 +1,705 @@
+//! The Dropbox for Business emulator: one team in memory, served as SCIM 2.0 at
+//! `/scim/v2` with Dropbox's documented behaviour and quirks.
+//!
+//! * `userName` must be an email — otherwise HTTP 500 from the "meta_scim_shim", as
+//!   captured from the real service; `name.familyName` is required.
+//! * New members start `invited`; an admin route accepts invitations.
+//! * `active=false` suspends an active member, but deletes an invited one (Dropbox
+//!   cannot suspend invited members).
+//! * Emulator-only routes under `/_emulator/`: request counters by method and
+//!   resource, member status, accepting invitations. The product never calls them.
+
+use super::{bearer_ok, patch, Request, Response, Service};
+use crate::attribute::{get_ci, AttrPath};
+use crate::filter;
+use crate::target::scim::{ERROR_SCHEMA, GROUP_SCHEMA, LIST_SCHEMA, USER_SCHEMA};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// A team member's lifecycle status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Invited,
+    Active,
+    Suspended,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Invited => "invited",
+            Status::Active => "active",
+            Status::Suspended => "suspended",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    resource: Value,
+    status: Status,
+}
+
+/// The emulated team.
+pub struct Team {
+    token: String,
+    users: BTreeMap<String, Member>,
+    groups: BTreeMap<String, Value>,
+    seq: u64,
+    requests: BTreeMap<String, u64>,
+    writes: u64,
+    email: regex::Regex,
+}
+
+fn scim_error(status: u16, scim_type: Option<&str>, detail: impl Into<String>) -> Response {
+    let mut body =
+        json!({"schemas": [ERROR_SCHEMA], "status": status.to_string(), "detail": detail.into()});
+    if let (Some(t), Some(o)) = (scim_type, body.as_object_mut()) {
+        o.insert("scimType".into(), Value::String(t.into()));
+    }
+    Response::json(status, body)
+}
+
+/// The error Dropbox's SCIM shim answers for a userName that is not an email.
+fn shim_error(value: &str) -> Response {
+    scim_error(
+        500,
+        None,
+        format!(
+            "rpc error: code = scim/unknown source = scim/meta_scim_shim/scim.MetaScimShim/UsersGet desc = '{value}' did not match pattern '{}'",
+            crate::target::profile::DROPBOX_EMAIL_PATTERN
+        ),
+    )
+}
+
+fn as_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+impl Team {
+    pub fn new(token: &str) -> Team {
+        Team {
+            token: token.to_string(),
+            users: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            seq: 0,
+            requests: BTreeMap::new(),
+            writes: 0,
+            email: regex::Regex::new(crate::target::profile::DROPBOX_EMAIL_PATTERN).unwrap_or_else(
+                |_| {
+                    // The pattern is a constant; this branch only exists to avoid a panic path.
+                    regex::Regex::new(".+@.+").unwrap_or_else(|_| unreachable!())
+                },
+            ),
+        }
+    }
+
+    fn next_id(&mut self, prefix: &str) -> String {
+        self.seq += 1;
+        format!("{prefix}{}{:06}", crate::ids::random_hex(10), self.seq)
+    }
+
+    fn user_view(&self, id: &str, m: &Member) -> Value {
+        let mut r = m.resource.clone();
+        if let Some(o) = r.as_object_mut() {
+            o.insert("id".into(), Value::String(id.into()));
+            o.insert("active".into(), Value::Bool(m.status != Status::Suspended));
+            o.insert("schemas".into(), json!([USER_SCHEMA]));
+            o.insert(
+                "meta".into(),
+                json!({"resourceType": "User", "location": format!("/scim/v2/Users/{id}")}),
+            );
+        }
+        r
+    }
+
+    fn group_view(&self, id: &str, g: &Value, with_members: bool) -> Value {
+        let mut r = g.clone();
+        if let Some(o) = r.as_object_mut() {
+            o.insert("id".into(), Value::String(id.into()));
+            o.insert("schemas".into(), json!([GROUP_SCHEMA]));
+            o.insert(
+                "meta".into(),
+                json!({"resourceType": "Group", "location": format!("/scim/v2/Groups/{id}")}),
+            );
+            if !with_members {
+                o.remove("members");
+            } else if !o.contains_key("members") {
+                o.insert("members".into(), json!([]));
+            }
+        }
+        r
+    }
+
+    fn user_name_taken(&self, name: &str, except: Option<&str>) -> bool {
+        self.users.iter().any(|(id, m)| {
+            Some(id.as_str()) != except
+                && get_ci(&m.resource, "userName")
+                    .and_then(|u| u.as_str())
+                    .map(|u| u.eq_ignore_ascii_case(name))
+                    .unwrap_or(false)
+        })
+    }
+
+    fn external_id_taken(&self, ext: &str, except: Option<&str>) -> bool {
+        self.users.iter().any(|(id, m)| {
+            Some(id.as_str()) != except
+                && get_ci(&m.resource, "externalId").and_then(|u| u.as_str()) == Some(ext)
+        })
+    }
+
+    /// Validates a user resource the way Dropbox does.
+    fn validate_user(&self, r: &Value, except: Option<&str>) -> Result<(), Response> {
+        let user_name = get_ci(r, "userName").and_then(|u| u.as_str()).unwrap_or("");
+        if user_name.is_empty() {
+            return Err(scim_error(
+                400,
+                Some("invalidValue"),
+                "userName is required",
+            ));
+        }
+        if !self.email.is_match(user_name) {
+            return Err(shim_error(user_name));
+        }
+        let family = AttrPath::parse("name.familyName")
+            .ok()
+            .and_then(|p| p.get(r).cloned())
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        if family.is_empty() {
+            return Err(scim_error(
+                400,
+                Some("invalidValue"),
+                "name.familyName is required",
+            ));
+        }
+        if self.user_name_taken(user_name, except) {
+            return Err(scim_error(
+                409,
+                Some("uniqueness"),
+                format!("userName {user_name} is already on the team"),
+            ));
+        }
+        if let Some(ext) = get_ci(r, "externalId").and_then(|e| e.as_str()) {
+            if ext.chars().count() > 64 {
+                return Err(scim_error(
+                    400,
+                    Some("invalidValue"),
+                    "externalId is longer than 64 characters",
+                ));
+            }
+            if self.external_id_taken(ext, except) {
+                return Err(scim_error(
+                    409,
+                    Some("uniqueness"),
+                    format!("externalId {ext} is used by another member"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn list(&self, req: &Request, resources: Vec<Value>) -> Response {
+        let start = req
+            .param("startIndex")
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1);
+        let count = req
+            .param("count")
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(100)
+            .min(1000);
+        let total = resources.len();
+        let page: Vec<Value> = resources.into_iter().skip(start - 1).take(count).collect();
+        Response::json(
+            200,
+            json!({"schemas": [LIST_SCHEMA], "totalResults": total, "startIndex": start,
+                   "itemsPerPage": page.len(), "Resources": page}),
+        )
+    }
+
+    fn parse_filter(&self, req: &Request) -> Result<Option<filter::Filter>, Response> {
+        match req.param("filter") {
+            None => Ok(None),
+            Some(f) => filter::parse(f)
+                .map(Some)
+                .map_err(|e| scim_error(400, Some("invalidFilter"), format!("filter {f:?}: {e}"))),
+        }
+    }
+
+    fn users(&mut self, req: &Request, id: Option<&str>) -> Response {
+        match (req.method.as_str(), id) {
+            ("GET", None) => {
+                let f = match self.parse_filter(req) {
+                    Ok(f) => f,
+                    Err(r) => return r,
+                };
+                // The real shim validates userName filter values against its email pattern.
+                if let Some(filter::Filter::Compare(p, filter::Op::Eq, Value::String(v))) = &f {
+                    if p.eq_ignore_ascii_case("userName") && !self.email.is_match(v) {
+                        return shim_error(v);
+                    }
+                }
+                let all: Vec<Value> = self
+                    .users
+                    .iter()
+                    .map(|(id, m)| self.user_view(id, m))
+                    .filter(|r| f.as_ref().map(|f| f.matches(r)).unwrap_or(true))
+                    .collect();
+                self.list(req, all)
+            }
+            ("POST", None) => {
+                let Ok(mut r) = serde_json::from_str::<Value>(&req.body) else {
+                    return scim_error(400, Some("invalidSyntax"), "body is not JSON");
+                };
+                if let Err(resp) = self.validate_user(&r, None) {
+                    return resp;
+                }
+                self.writes += 1;
+                let id = self.next_id("dbmid:");
+                if let Some(o) = r.as_object_mut() {
+                    o.remove("id");
+                    o.remove("active");
+                    o.remove("meta");
+                }
+                let m = Member {
+                    resource: r,
+                    status: Status::Invited,
+                };
+                let view = self.user_view(&id, &m);
+                self.users.insert(id, m);
+                Response::json(201, view)
+            }
+            ("GET", Some(id)) => match self.users.get(id) {
+                Some(m) => Response::json(200, self.user_view(id, m)),
+                None => scim_error(404, None, format!("user {id} not found")),
+            },
+            ("PATCH" | "PUT", Some(id)) => {
+                let Some(m) = self.users.get(id).cloned() else {
+                    return scim_error(404, None, format!("user {id} not found"));
+                };
+                let Ok(body) = serde_json::from_str::<Value>(&req.body) else {
+                    return scim_error(400, Some("invalidSyntax"), "body is not JSON");
+                };
+                let mut r = self.user_view(id, &m);
+                if req.method == "PATCH" {
+                    if let Err((t, d)) = patch::apply(&mut r, &body) {
+                        return scim_error(400, Some(t), d);
+                    }
+                } else {
+                    r = body;
+                    if get_ci(&r, "active").is_none() {
+                        if let Some(o) = r.as_object_mut() {
+                            o.insert("active".into(), Value::Bool(true));
+                        }
+                    }
+                }
+                if let Err(resp) = self.validate_user(&r, Some(id)) {
+                    return resp;
+                }
+                self.writes += 1;
+                let active = get_ci(&r, "active").and_then(as_bool).unwrap_or(true);
+                let status = match (m.status, active) {
+                    (Status::Invited, false) => {
+                        // Dropbox cannot suspend invited members: it deletes them.
+                        self.remove_user(id);
+                        return Response::empty(204);
+                    }
+                    (Status::Active, false) | (Status::Suspended, false) => Status::Suspended,
+                    (Status::Suspended, true) => Status::Active,
+                    (s, true) => s,
+                };
+                if let Some(o) = r.as_object_mut() {
+                    for k in ["id", "active", "meta", "schemas"] {
+                        o.remove(k);
+                    }
+                }
+                let m = Member {
+                    resource: r,
+                    status,
+                };
+                let view = self.user_view(id, &m);
+                self.users.insert(id.to_string(), m);
+                Response::json(200, view)
+            }
+            ("DELETE", Some(id)) => {
+                if self.remove_user(id) {
+                    self.writes += 1;
+                    Response::empty(204)
+                } else {
+                    scim_error(404, None, format!("user {id} not found"))
+                }
+            }
+            _ => scim_error(405, None, "method not allowed"),
+        }
+    }
+
+    fn remove_user(&mut self, id: &str) -> bool {
+        let existed = self.users.remove(id).is_some();
+        if existed {
+            for g in self.groups.values_mut() {
+                if let Some(Value::Array(ms)) = g.get_mut("members") {
+                    ms.retain(|m| m.get("value").and_then(|v| v.as_str()) != Some(id));
+                }
+            }
+        }
+        existed
+    }
+
+    fn group_name_taken(&self, name: &str, except: Option<&str>) -> bool {
+        self.groups.iter().any(|(id, g)| {
+            Some(id.as_str()) != except
+                && get_ci(g, "displayName")
+                    .and_then(|d| d.as_str())
+                    .map(|d| d.eq_ignore_ascii_case(name))
+                    .unwrap_or(false)
+        })
+    }
+
+    fn validate_group(&self, g: &Value, except: Option<&str>) -> Result<(), Response> {
+        let name = get_ci(g, "displayName")
+            .and_then(|d| d.as_str())
+            .unwrap_or("");
+        if name.is_empty() {
+            return Err(scim_error(
+                400,
+                Some("invalidValue"),
+                "displayName is required",
+            ));
+        }
+        if self.group_name_taken(name, except) {
+            return Err(scim_error(
+                409,
+                Some("uniqueness"),
+                format!("group name {name:?} is already used"),
+            ));
+        }
+        if let Some(Value::Array(ms)) = get_ci(g, "members") {
+            for m in ms {
+                let v = m.get("value").and_then(|v| v.as_str()).unwrap_or("");
+                if !self.users.contains_key(v) {
+                    return Err(scim_error(
+                        400,
+                        Some("invalidValue"),
+                        format!("member {v} is not on the team"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn groups(&mut self, req: &Request, id: Option<&str>) -> Response {
+        let with_members = !req
+            .param("excludedAttributes")
+            .map(|e| {
+                e.split(',')
+                    .any(|a| a.trim().eq_ignore_ascii_case("members"))
+            })
+            .unwrap_or(false);
+        match (req.method.as_str(), id) {
+            ("GET", None) => {
+                let f = match self.parse_filter(req) {
+                    Ok(f) => f,
+                    Err(r) => return r,
+                };
+                let all: Vec<Value> = self
+                    .groups
+                    .iter()
+                    .map(|(id, g)| self.group_view(id, g, true))
+                    .filter(|r| f.as_ref().map(|f| f.matches(r)).unwrap_or(true))
+                    .map(|mut r| {
+                        if !with_members {
+                            if let Some(o) = r.as_object_mut() {
+                                o.remove("members");
+                            }
+                        }
+                        r
+                    })
+                    .collect();
+                self.list(req, all)
+            }
+            ("POST", None) => {
+                let Ok(mut g) = serde_json::from_str::<Value>(&req.body) else {
+                    return scim_error(400, Some("invalidSyntax"), "body is not JSON");
+                };
+                if let Err(r) = self.validate_group(&g, None) {
+                    return r;
+                }
+                self.writes += 1;
+                let id = self.next_id("g:");
+                if let Some(o) = g.as_object_mut() {
+                    o.remove("id");
+                    o.remove("meta");
+                    o.entry("members").or_insert_with(|| json!([]));
+                }
+                let view = self.group_view(&id, &g, true);
+                self.groups.insert(id, g);
+                Response::json(201, view)
+            }
+            ("GET", Some(id)) => match self.groups.get(id) {
+                Some(g) => Response::json(200, self.group_view(id, g, with_members)),
+                None => scim_error(404, None, format!("group {id} not found")),
+            },
+            ("PATCH" | "PUT", Some(id)) => {
+                let Some(g) = self.groups.get(id).cloned() else {
+                    return scim_error(404, None, format!("group {id} not found"));
+                };
+                let Ok(body) = serde_json::from_str::<Value>(&req.body) else {
+                    return scim_error(400, Some("invalidSyntax"), "body is not JSON");
+                };
+                let mut r = g;
+                if req.method == "PATCH" {
+                    if let Err((t, d)) = patch::apply(&mut r, &body) {
+                        return scim_error(400, Some(t), d);
+                    }
+                } else {
+                    r = body;
+                }
+                if let Err(resp) = self.validate_group(&r, Some(id)) {
+                    return resp;
+                }
+                self.writes += 1;
+                if let Some(o) = r.as_object_mut() {
+                    for k in ["id", "meta", "schemas"] {
+                        o.remove(k);
+                    }
+                }
+                self.groups.insert(id.to_string(), r);
+                Response::empty(204)
+            }
+            ("DELETE", Some(id)) => {
+                if self.groups.remove(id).is_some() {
+                    self.writes += 1;
+                    Response::empty(204)
+                } else {
+                    scim_error(404, None, format!("group {id} not found"))
+                }
+            }
+            _ => scim_error(405, None, "method not allowed"),
+        }
+    }
+
+    fn admin(&mut self, req: &Request, rest: &[String]) -> Response {
+        match (req.method.as_str(), rest.first().map(String::as_str)) {
+            ("GET", Some("stats")) => Response::json(
+                200,
+                json!({"requests": self.requests, "writes": self.writes}),
+            ),
+            ("POST", Some("reset-stats")) => {
+                self.requests.clear();
+                self.writes = 0;
+                Response::empty(204)
+            }
+            ("GET", Some("members")) => {
+                let list: Vec<Value> = self
+                    .users
+                    .iter()
+                    .map(|(id, m)| {
+                        json!({"id": id, "userName": get_ci(&m.resource, "userName"),
+                               "externalId": get_ci(&m.resource, "externalId"), "status": m.status.as_str()})
+                    })
+                    .collect();
+                Response::json(200, Value::Array(list))
+            }
+            ("POST", Some("accept")) => {
+                // Body: {"userName": "…"} accepts one invitation; {} accepts all.
+                let want = serde_json::from_str::<Value>(&req.body).ok().and_then(|b| {
+                    b.get("userName")
+                        .and_then(|u| u.as_str())
+                        .map(str::to_lowercase)
+                });
+                let mut n = 0;
+                for m in self.users.values_mut() {
+                    let name = get_ci(&m.resource, "userName")
+                        .and_then(|u| u.as_str())
+                        .map(str::to_lowercase);
+                    if m.status == Status::Invited && (want.is_none() || want == name) {
+                        m.status = Status::Active;
+                        n += 1;
+                    }
+                }
+                Response::json(200, json!({"accepted": n}))
+            }
+            _ => scim_error(404, None, "unknown emulator route"),
+        }
+    }
+}
+
+fn static_config() -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+        "documentationUri": "https://help.dropbox.com",
+        "patch": {"supported": true},
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": true, "maxResults": 1000},
+        "changePassword": {"supported": false},
+        "sort": {"supported": false},
+        "etag": {"supported": false},
+        "authenticationSchemes": [{"type": "oauthbearertoken", "name": "OAuth Bearer Token",
+            "description": "Authentication scheme using the OAuth Bearer Token Standard"}],
+        "meta": {"resourceType": "ServiceProviderConfig", "location": "/scim/v2/ServiceProviderConfig"}
+    })
+}
+
+fn resource_types() -> Value {
+    let types = json!([
+        {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"], "id": "User", "name": "User",
+         "endpoint": "/Users", "schema": USER_SCHEMA, "meta": {"resourceType": "ResourceType", "location": "/scim/v2/ResourceTypes/User"}},
+        {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"], "id": "Group", "name": "Group",
+         "endpoint": "/Groups", "schema": GROUP_SCHEMA, "meta": {"resourceType": "ResourceType", "location": "/scim/v2/ResourceTypes/Group"}}
+    ]);
+    let n = types.as_array().map(|a| a.len()).unwrap_or(0);
+    json!({"schemas": [LIST_SCHEMA], "totalResults": n, "startIndex": 1, "itemsPerPage": n, "Resources": types})
+}
+
+fn attr(name: &str, ty: &str, required: bool, case_exact: bool, uniqueness: &str) -> Value {
+    json!({"name": name, "type": ty, "multiValued": false, "required": required, "caseExact": case_exact,
+           "mutability": "readWrite", "returned": "default", "uniqueness": uniqueness})
+}
+
+fn schemas() -> Value {
+    let mut name = attr("name", "complex", true, false, "none");
+    if let Some(o) = name.as_object_mut() {
+        o.insert(
+            "subAttributes".into(),
+            json!([
+                attr("givenName", "string", false, false, "none"),
+                attr("familyName", "string", true, false, "none"),
+                attr("formatted", "string", false, false, "none")
+            ]),
+        );
+    }
+    let mut emails = attr("emails", "complex", false, false, "none");
+    if let Some(o) = emails.as_object_mut() {
+        o.insert("multiValued".into(), Value::Bool(true));
+        o.insert(
+            "subAttributes".into(),
+            json!([
+                attr("value", "string", false, false, "none"),
+                attr("type", "string", false, false, "none"),
+                attr("primary", "boolean", false, false, "none")
+            ]),
+        );
+    }
+    let mut members = attr("members", "complex", false, false, "none");
+    if let Some(o) = members.as_object_mut() {
+        o.insert("multiValued".into(), Value::Bool(true));
+        o.insert(
+            "subAttributes".into(),
+            json!([
+                attr("value", "string", false, true, "none"),
+                attr("display", "string", false, false, "none")
+            ]),
+        );
+    }
+    let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"], "id": USER_SCHEMA, "name": "User",
+        "attributes": [attr("userName", "string", true, false, "server"), name, emails,
+                       attr("externalId", "string", false, true, "server"), attr("active", "boolean", false, false, "none"),
+                       attr("displayName", "string", false, false, "none")],
+        "meta": {"resourceType": "Schema", "location": format!("/scim/v2/Schemas/{USER_SCHEMA}")}});
+    let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"], "id": GROUP_SCHEMA, "name": "Group",
+        "attributes": [attr("displayName", "string", true, false, "server"), members,
+                       attr("externalId", "string", false, true, "none")],
+        "meta": {"resourceType": "Schema", "location": format!("/scim/v2/Schemas/{GROUP_SCHEMA}")}});
+    json!({"schemas": [LIST_SCHEMA], "totalResults": 2, "startIndex": 1, "itemsPerPage": 2, "Resources": [user, group]})
+}
+
+impl Team {
+    /// userNames of all members (demo and tests).
+    pub fn member_names(&self) -> Vec<String> {
+        self.users
+            .values()
+            .filter_map(|m| {
+                get_ci(&m.resource, "userName")
+                    .and_then(|u| u.as_str())
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+
+    /// Accepts one member's invitation; returns whether it was pending.
+    pub fn accept(&mut self, user_name: &str) -> bool {
+        for m in self.users.values_mut() {
+            let name = get_ci(&m.resource, "userName")
+                .and_then(|u| u.as_str())
+                .unwrap_or("");
+            if m.status == Status::Invited && name.eq_ignore_ascii_case(user_name) {
+                m.status = Status::Active;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// (invited, active, suspended, groups)
+    pub fn census(&self) -> (usize, usize, usize, usize) {
+        let n = |s: Status| self.users.values().filter(|m| m.status == s).count();
+        (
+            n(Status::Invited),
+            n(Status::Active),
+            n(Status::Suspended),
+            self.groups.len(),
+        )
+    }
+}
+
+impl Service for Team {
+    fn handle(&mut self, req: &Request) -> Response {
+        let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+        if !bearer_ok(req.authorization.as_deref(), &self.token) {
+            return scim_error(401, None, "invalid or missing bearer token");
+        }
+        if seg.first() == Some(&"_emulator") {
+            let rest: Vec<String> = req.segments[1..].to_vec();
+            return self.admin(req, &rest);
+        }
+        if seg.len() < 3 || seg[0] != "scim" || seg[1] != "v2" {
+            return scim_error(404, None, "not found: the SCIM base URL is /scim/v2");
+        }
+        let resource = seg[2];
+        let key = format!("{} /{}", req.method, resource);
+        *self.requests.entry(key).or_insert(0) += 1;
+        let id = seg.get(3).copied();
+        match resource {
+            "Users" => self.users(req, id),
+            "Groups" => self.groups(req, id),
+            "ServiceProviderConfig" => Response::json(200, static_config()),
+            "ResourceTypes" => match id {
+                None => Response::json(200, resource_types()),
+                Some(t) => resource_types()["Resources"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|r| r["id"] == t).cloned())
+                    .map(|r| Response::json(200, r))
+                    .unwrap_or_else(|| scim_error(404, None, "no such resource type")),
+            },
+            "Schemas" => match id {
+                None => Response::json(200, schemas()),
+                Some(s) => schemas()["Resources"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|r| r["id"] == s).cloned())
+                    .map(|r| Response::json(200, r))
+                    .unwrap_or_else(|| scim_error(404, None, "no such schema")),
+            },
+            _ => scim_error(404, None, format!("no resource {resource}")),
+        }
+    }
+}
+
+/// Reads the emulator's request counters over HTTP (for tests and the demo).
+pub fn fetch_stats(base: &str, token: &str) -> Result<Value, String> {
+    let r = ureq::get(&format!("{base}/_emulator/stats"))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call()
+        .map_err(|e| e.to_string())?;
+    r.into_json::<Value>().map_err(|e| e.to_string())
+}
+
+/// Keeps `Map` in the public surface for callers that build resources.
+pub type Resource = Map<String, Value>;

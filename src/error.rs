@@ -1,0 +1,66 @@
+//! Typed errors of the library and the exit codes they map to.
+//!
+//! The exit code is part of the contract (DESIGN.md): 2 for anything the user can fix
+//! in a config, a script or a directory file, 1 for runtime failures. Keeping the
+//! classification on the error type means `main` never has to guess.
+
+use std::path::PathBuf;
+
+/// Exit codes of the `scimsync` binary.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const RUNTIME: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const PARTIAL: i32 = 3;
+    pub const HELD: i32 = 4;
+}
+
+/// A problem with something the user wrote: config, script or input file.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{file}: {message}")]
+    Config { file: PathBuf, message: String },
+    #[error("{file}:{line}: {message}")]
+    Script {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    Directory { file: PathBuf, message: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// The top-level error type; `exit_code` tells `main` what to return.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("state {path}: {message}")]
+    State { path: PathBuf, message: String },
+    #[error("target: {0}")]
+    Target(#[from] crate::target::TargetError),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Input(_) => exit::USAGE,
+            // A state file that is not ours or is too new is the user's to fix.
+            Error::State { .. } => exit::USAGE,
+            Error::Target(e) if e.is_auth() => exit::USAGE,
+            _ => exit::RUNTIME,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Runtime(format!("state database: {e}"))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

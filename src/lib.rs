@@ -1,0 +1,27 @@
+//! scimsync: a self-hosted provisioning runtime.
+//!
+//! It reads users, groups and app-role assignments from a directory (Microsoft Entra
+//! ID through Graph, or a Graph-shaped JSON file), decides with rhai scripts who is
+//! in scope and what each account must look like, and provisions them to Dropbox for
+//! Business or any SCIM 2.0 app, remembering everything in one SQLite file.
+//!
+//! One way through: `source` → `plan` (pure) → `apply` → `target`, with `state`
+//! beside it. See DESIGN.md and the README.
+
+pub mod apply;
+pub mod attribute;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod cycle;
+pub mod demo;
+pub mod emulator;
+pub mod error;
+pub mod filter;
+pub mod ids;
+pub mod model;
+pub mod plan;
+pub mod script;
+pub mod source;
+pub mod state;
+pub mod target;

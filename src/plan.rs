@@ -1,0 +1,997 @@
+//! The planner: (source records, scripts, recorded state) → actions with reasons.
+//!
+//! `evaluate` runs the scripts over a snapshot (scope decision + mapped attributes);
+//! `plan` is then a pure function of those evaluations, the links and memberships in
+//! the state, and the target's profile. It never touches the network or the state,
+//! so `scimsync plan` is exactly what `sync` would do, and it is tested case by case.
+
+use crate::attribute::{AttrPath, Attrs};
+use crate::model::{ObjectKind, Snapshot};
+use crate::script::{ScriptFailure, Scripts};
+use crate::state::Link;
+use crate::target::profile::Profile;
+use crate::target::Change;
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// Why an object is or is not up for provisioning.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    InScope(String),
+    /// Not assigned (or only Default Access).
+    NotAssigned(String),
+    /// Assigned, but the scoping script said no.
+    ScopedOut(String),
+    /// Soft-deleted in the directory.
+    SoftDeleted,
+    /// A script failed on this object.
+    Failed(ScriptFailure),
+}
+
+/// One source object after the scripts ran.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    pub kind: ObjectKind,
+    pub source_id: String,
+    pub display: String,
+    pub decision: Decision,
+    /// Mapped attributes (when in scope and the mapping succeeded).
+    pub attrs: Option<Attrs>,
+    /// Groups: direct member ids.
+    pub members: Vec<String>,
+}
+
+/// Runs scoping and mapping over every record. A script failure fails only its object.
+pub fn evaluate(snapshot: &Snapshot, scripts: &Scripts) -> Vec<Evaluated> {
+    let mut out = Vec::with_capacity(snapshot.users.len() + snapshot.groups.len());
+    for u in &snapshot.users {
+        let (decision, attrs) = decide(
+            u.assignment.is_assigned(),
+            u.assignment.reason(),
+            u.soft_deleted,
+            || scripts.user_in_scope(&u.record),
+            || scripts.map_user(&u.record),
+            "user_in_scope",
+        );
+        out.push(Evaluated {
+            kind: ObjectKind::User,
+            source_id: u.id.clone(),
+            display: u.user_principal_name.clone(),
+            decision,
+            attrs,
+            members: vec![],
+        });
+    }
+    for g in &snapshot.groups {
+        let (decision, attrs) = decide(
+            g.assignment.is_assigned(),
+            g.assignment.reason(),
+            false,
+            || scripts.group_in_scope(&g.record),
+            || scripts.map_group(&g.record),
+            "group_in_scope",
+        );
+        out.push(Evaluated {
+            kind: ObjectKind::Group,
+            source_id: g.id.clone(),
+            display: g.display_name.clone(),
+            decision,
+            attrs,
+            members: g.members.clone(),
+        });
+    }
+    out
+}
+
+fn decide(
+    assigned: bool,
+    reason: &str,
+    soft_deleted: bool,
+    in_scope: impl FnOnce() -> Result<bool, ScriptFailure>,
+    map: impl FnOnce() -> Result<Attrs, ScriptFailure>,
+    scope_fn: &str,
+) -> (Decision, Option<Attrs>) {
+    if soft_deleted {
+        return (Decision::SoftDeleted, None);
+    }
+    if !assigned {
+        return (Decision::NotAssigned(reason.to_string()), None);
+    }
+    match in_scope() {
+        Err(f) => return (Decision::Failed(f), None),
+        Ok(false) => {
+            return (
+                Decision::ScopedOut(format!("{scope_fn} returned false")),
+                None,
+            )
+        }
+        Ok(true) => {}
+    }
+    match map() {
+        Ok(a) => (Decision::InScope(reason.to_string()), Some(a)),
+        Err(f) => (Decision::Failed(f), None),
+    }
+}
+
+/// What an action does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Match by the matching attributes, adopt a match or create.
+    Create,
+    Update,
+    /// Full cycle: re-read the object and repair drift.
+    Verify,
+    Enable,
+    Disable,
+    Delete,
+    AddMembers,
+    RemoveMembers,
+    /// Drop a link without a request (the object is no longer managed).
+    Forget,
+    Skip,
+    Fail,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Update => "update",
+            Op::Verify => "verify",
+            Op::Enable => "enable",
+            Op::Disable => "disable",
+            Op::Delete => "delete",
+            Op::AddMembers => "add_members",
+            Op::RemoveMembers => "remove_members",
+            Op::Forget => "forget",
+            Op::Skip => "skip",
+            Op::Fail => "fail",
+        }
+    }
+    /// Destructive actions pass the one gate (threshold, errors, dry-run).
+    pub fn is_destructive(self) -> bool {
+        matches!(self, Op::Disable | Op::Delete)
+    }
+}
+
+/// One planned action.
+#[derive(Debug, Clone, Serialize)]
+pub struct Action {
+    pub kind: ObjectKind,
+    pub op: Op,
+    pub source_id: String,
+    pub display: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_id: Option<String>,
+    pub reason: String,
+    /// Desired attributes (create, update, verify, enable).
+    #[serde(skip_serializing_if = "Attrs::is_empty")]
+    pub attrs: Attrs,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<PlannedChange>,
+    /// Membership actions: user source ids.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+    /// Why an object is disabled (kept in the link: "out_of_scope" or "disabled").
+    #[serde(skip)]
+    pub disabled_reason: Option<String>,
+}
+
+/// A change as shown in a plan and stored in the log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedChange {
+    pub path: String,
+    pub old: Value,
+    pub new: Value,
+}
+
+impl PlannedChange {
+    pub fn to_change(&self) -> Change {
+        Change {
+            path: self.path.clone(),
+            old: if self.old.is_null() {
+                None
+            } else {
+                Some(self.old.clone())
+            },
+            new: if self.new.is_null() {
+                None
+            } else {
+                Some(self.new.clone())
+            },
+        }
+    }
+}
+
+/// The whole plan of a cycle.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+}
+
+impl Plan {
+    pub fn destructive_count(&self) -> usize {
+        self.actions
+            .iter()
+            .filter(|a| a.op.is_destructive())
+            .count()
+    }
+    pub fn count(&self, op: Op) -> usize {
+        self.actions.iter().filter(|a| a.op == op).count()
+    }
+}
+
+/// Inputs of `plan` besides the evaluations.
+pub struct PlanInput<'a> {
+    pub user_links: &'a HashMap<String, Link>,
+    pub group_links: &'a HashMap<String, Link>,
+    pub memberships: &'a HashMap<String, BTreeSet<String>>,
+    pub profile: &'a Profile,
+    pub create_only: &'a [String],
+    pub skip_out_of_scope_deletions: bool,
+    /// Re-read every linked object and repair drift.
+    pub full: bool,
+}
+
+/// A stable hash of mapped attributes.
+pub fn hash_attrs(a: &Attrs) -> String {
+    let text = serde_json::to_string(a).unwrap_or_default();
+    format!("{:x}", Sha256::digest(text.as_bytes()))
+}
+
+/// The desired `active` flag (absent means active).
+pub fn desired_active(a: &Attrs) -> bool {
+    match a.get("active") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => !s.eq_ignore_ascii_case("false"),
+        _ => true,
+    }
+}
+
+/// Attribute changes from `old` (applied) to `new` (desired), leaving out `active`
+/// and create-only attributes. A desired `null` clears an applied value.
+pub fn diff(old: &Attrs, new: &Attrs, create_only: &[String]) -> Vec<PlannedChange> {
+    let mut out = vec![];
+    for (k, v) in new {
+        if k.eq_ignore_ascii_case("active") || create_only.iter().any(|c| c == k) {
+            continue;
+        }
+        let before = old.get(k).cloned().unwrap_or(Value::Null);
+        if &before != v && !(v.is_null() && before.is_null()) {
+            out.push(PlannedChange {
+                path: k.clone(),
+                old: before,
+                new: v.clone(),
+            });
+        }
+    }
+    out
+}
+
+fn validate(attrs: &Attrs, profile: &Profile) -> Option<String> {
+    for req in profile.required_user_attrs {
+        let present = attrs
+            .get(*req)
+            .map(|v| !v.is_null() && v.as_str() != Some(""))
+            .unwrap_or(false);
+        if !present {
+            return Some(format!("{req} is missing (required by {})", profile.name));
+        }
+    }
+    if profile.user_name_is_email {
+        if let Some(Value::String(u)) = attrs.get("userName") {
+            if !is_email(u) {
+                return Some(format!(
+                    "userName {u:?} is not an email address (required by {})",
+                    profile.name
+                ));
+            }
+        }
+    }
+    None
+}
+
+thread_local! {
+    static EMAIL: Option<regex::Regex> = regex::Regex::new(crate::target::profile::DROPBOX_EMAIL_PATTERN).ok();
+}
+
+fn is_email(s: &str) -> bool {
+    EMAIL.with(|re| re.as_ref().map(|r| r.is_match(s)).unwrap_or(true))
+}
+
+fn action(
+    kind: ObjectKind,
+    op: Op,
+    source_id: &str,
+    display: &str,
+    reason: impl Into<String>,
+) -> Action {
+    Action {
+        kind,
+        op,
+        source_id: source_id.to_string(),
+        display: display.to_string(),
+        target_id: None,
+        reason: reason.into(),
+        attrs: Attrs::new(),
+        changes: vec![],
+        members: vec![],
+        disabled_reason: None,
+    }
+}
+
+/// Plans a cycle.
+pub fn plan(evaluated: &[Evaluated], input: &PlanInput<'_>) -> Plan {
+    let mut constructive: Vec<Action> = vec![];
+    let mut membership: Vec<Action> = vec![];
+    let mut destructive: Vec<Action> = vec![];
+    let mut other: Vec<Action> = vec![];
+
+    // Users that will have a live link after this cycle (for memberships).
+    let mut member_ok: HashSet<&str> = HashSet::new();
+    let mut deleted_users: HashSet<&str> = HashSet::new();
+    let mut seen_users: HashSet<&str> = HashSet::new();
+
+    for e in evaluated.iter().filter(|e| e.kind == ObjectKind::User) {
+        seen_users.insert(e.source_id.as_str());
+        let link = input.user_links.get(&e.source_id);
+        match (&e.decision, link) {
+            (Decision::Failed(f), _) => {
+                let mut a = action(e.kind, Op::Fail, &e.source_id, &e.display, f.to_string());
+                a.target_id = link.map(|l| l.target_id.clone());
+                other.push(a);
+                // Keep existing memberships untouched while the script is broken.
+                if link.is_some() {
+                    member_ok.insert(&e.source_id);
+                }
+            }
+            (Decision::InScope(reason), None) => {
+                let attrs = e.attrs.clone().unwrap_or_default();
+                if !desired_active(&attrs) {
+                    other.push(action(
+                        e.kind,
+                        Op::Skip,
+                        &e.source_id,
+                        &e.display,
+                        "disabled in the directory; not created",
+                    ));
+                } else if let Some(why) = validate(&attrs, input.profile) {
+                    other.push(action(e.kind, Op::Skip, &e.source_id, &e.display, why));
+                } else {
+                    let mut a = action(
+                        e.kind,
+                        Op::Create,
+                        &e.source_id,
+                        &e.display,
+                        format!("in scope: {reason}"),
+                    );
+                    a.attrs = attrs;
+                    constructive.push(a);
+                    member_ok.insert(&e.source_id);
+                }
+            }
+            (Decision::InScope(_), Some(l)) => {
+                let attrs = e.attrs.clone().unwrap_or_default();
+                member_ok.insert(&e.source_id);
+                if let Some(why) = validate(&attrs, input.profile) {
+                    let mut a = action(
+                        e.kind,
+                        Op::Skip,
+                        &e.source_id,
+                        &e.display,
+                        format!("not updated: {why}"),
+                    );
+                    a.target_id = Some(l.target_id.clone());
+                    other.push(a);
+                    continue;
+                }
+                let changes = diff(&l.attrs, &attrs, input.create_only);
+                let active = desired_active(&attrs);
+                if input.full {
+                    let mut a = action(
+                        e.kind,
+                        Op::Verify,
+                        &e.source_id,
+                        &e.display,
+                        "full cycle: re-read and repair drift",
+                    );
+                    a.target_id = Some(l.target_id.clone());
+                    a.attrs = attrs.clone();
+                    a.changes = changes;
+                    if !active {
+                        a.disabled_reason = Some("disabled".into());
+                    }
+                    if active || !l.active {
+                        constructive.push(a);
+                    } else {
+                        // Becoming disabled is destructive even in a full cycle.
+                        a.op = Op::Disable;
+                        a.reason = "accountEnabled is false".into();
+                        destructive.push(a);
+                    }
+                    continue;
+                }
+                if !changes.is_empty() {
+                    let names: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+                    let mut a = action(
+                        e.kind,
+                        Op::Update,
+                        &e.source_id,
+                        &e.display,
+                        format!("changed: {}", names.join(", ")),
+                    );
+                    a.target_id = Some(l.target_id.clone());
+                    a.attrs = attrs.clone();
+                    a.changes = changes;
+                    a.disabled_reason = l.disabled_reason.clone();
+                    constructive.push(a);
+                } else if l.hash != hash_attrs(&attrs) {
+                    // Only unmanaged or create-only attributes moved: refresh the link.
+                    let mut a = action(
+                        e.kind,
+                        Op::Update,
+                        &e.source_id,
+                        &e.display,
+                        "mapping changed; nothing to send",
+                    );
+                    a.target_id = Some(l.target_id.clone());
+                    a.attrs = attrs.clone();
+                    a.disabled_reason = l.disabled_reason.clone();
+                    constructive.push(a);
+                }
+                if active && !l.active {
+                    let why = match l.disabled_reason.as_deref() {
+                        Some("out_of_scope") => "back in scope",
+                        _ => "accountEnabled is true",
+                    };
+                    let mut a = action(e.kind, Op::Enable, &e.source_id, &e.display, why);
+                    a.target_id = Some(l.target_id.clone());
+                    a.attrs = attrs.clone();
+                    constructive.push(a);
+                } else if !active && l.active {
+                    let mut a = action(
+                        e.kind,
+                        Op::Disable,
+                        &e.source_id,
+                        &e.display,
+                        "accountEnabled is false",
+                    );
+                    a.target_id = Some(l.target_id.clone());
+                    a.attrs = attrs.clone();
+                    a.disabled_reason = Some("disabled".into());
+                    destructive.push(a);
+                }
+            }
+            (Decision::NotAssigned(r) | Decision::ScopedOut(r), Some(l)) => {
+                if !l.active {
+                    continue;
+                }
+                let why = match &e.decision {
+                    Decision::NotAssigned(r) => format!("no longer assigned: {r}"),
+                    _ => format!("out of scope: {r}"),
+                };
+                let mut a = action(e.kind, Op::Disable, &e.source_id, &e.display, why);
+                a.target_id = Some(l.target_id.clone());
+                a.attrs = l.attrs.clone();
+                a.disabled_reason = Some("out_of_scope".into());
+                if input.skip_out_of_scope_deletions {
+                    a.op = Op::Skip;
+                    a.reason = format!("{}; kept (skip_out_of_scope_deletions)", a.reason);
+                    other.push(a);
+                    member_ok.insert(&e.source_id);
+                } else {
+                    destructive.push(a);
+                }
+                let _ = r;
+            }
+            (Decision::SoftDeleted, Some(l)) => {
+                if l.active {
+                    let mut a = action(
+                        e.kind,
+                        Op::Disable,
+                        &e.source_id,
+                        &e.display,
+                        "soft-deleted in the directory",
+                    );
+                    a.target_id = Some(l.target_id.clone());
+                    a.attrs = l.attrs.clone();
+                    a.disabled_reason = Some("disabled".into());
+                    destructive.push(a);
+                }
+            }
+            (_, None) => {}
+        }
+    }
+
+    // Links whose source object is gone.
+    let mut gone: Vec<&Link> = input
+        .user_links
+        .values()
+        .filter(|l| !seen_users.contains(l.source_id.as_str()))
+        .collect();
+    gone.sort_by(|a, b| a.source_id.cmp(&b.source_id));
+    for l in gone {
+        deleted_users.insert(l.source_id.as_str());
+        if !l.active && l.disabled_reason.as_deref() == Some("out_of_scope") {
+            // Entra: a user unassigned earlier, then deleted, is no longer managed.
+            let mut a = action(
+                ObjectKind::User,
+                Op::Forget,
+                &l.source_id,
+                &l.display,
+                "deleted from the directory after it left scope; no longer managed",
+            );
+            a.target_id = Some(l.target_id.clone());
+            other.push(a);
+            continue;
+        }
+        let mut a = action(
+            ObjectKind::User,
+            Op::Delete,
+            &l.source_id,
+            &l.display,
+            "deleted from the directory",
+        );
+        a.target_id = Some(l.target_id.clone());
+        a.attrs = l.attrs.clone();
+        destructive.push(a);
+    }
+
+    // Groups.
+    let mut seen_groups: HashSet<&str> = HashSet::new();
+    let empty = BTreeSet::new();
+    for e in evaluated.iter().filter(|e| e.kind == ObjectKind::Group) {
+        seen_groups.insert(e.source_id.as_str());
+        let link = input.group_links.get(&e.source_id);
+        match (&e.decision, link) {
+            (Decision::Failed(f), _) => {
+                let mut a = action(e.kind, Op::Fail, &e.source_id, &e.display, f.to_string());
+                a.target_id = link.map(|l| l.target_id.clone());
+                other.push(a);
+            }
+            (Decision::InScope(reason), _) => {
+                let attrs = e.attrs.clone().unwrap_or_default();
+                if attrs
+                    .get("displayName")
+                    .map(|v| v.is_null())
+                    .unwrap_or(true)
+                {
+                    other.push(action(
+                        e.kind,
+                        Op::Skip,
+                        &e.source_id,
+                        &e.display,
+                        "displayName is missing",
+                    ));
+                    continue;
+                }
+                let desired: BTreeSet<&str> = e
+                    .members
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|m| member_ok.contains(m))
+                    .collect();
+                let current = input.memberships.get(&e.source_id).unwrap_or(&empty);
+                match link {
+                    None => {
+                        let mut a = action(
+                            e.kind,
+                            Op::Create,
+                            &e.source_id,
+                            &e.display,
+                            format!("in scope: {reason}"),
+                        );
+                        a.attrs = attrs;
+                        constructive.push(a);
+                    }
+                    Some(l) => {
+                        let changes = diff(&l.attrs, &attrs, input.create_only);
+                        if input.full || !changes.is_empty() || l.hash != hash_attrs(&attrs) {
+                            let names: Vec<&str> =
+                                changes.iter().map(|c| c.path.as_str()).collect();
+                            let (op, reason) = if input.full {
+                                (
+                                    Op::Verify,
+                                    "full cycle: re-read and repair drift".to_string(),
+                                )
+                            } else if names.is_empty() {
+                                (Op::Update, "mapping changed; nothing to send".to_string())
+                            } else {
+                                (Op::Update, format!("changed: {}", names.join(", ")))
+                            };
+                            let mut a = action(e.kind, op, &e.source_id, &e.display, reason);
+                            a.target_id = Some(l.target_id.clone());
+                            a.attrs = attrs;
+                            a.changes = changes;
+                            constructive.push(a);
+                        }
+                    }
+                }
+                let add: Vec<String> = desired
+                    .iter()
+                    .filter(|m| !current.contains(**m))
+                    .map(|m| m.to_string())
+                    .collect();
+                let remove: Vec<String> = current
+                    .iter()
+                    .filter(|m| {
+                        !desired.contains(m.as_str()) && !deleted_users.contains(m.as_str())
+                    })
+                    .cloned()
+                    .collect();
+                let target_id = link.map(|l| l.target_id.clone());
+                if !add.is_empty() {
+                    let mut a = action(
+                        e.kind,
+                        Op::AddMembers,
+                        &e.source_id,
+                        &e.display,
+                        format!("{} member(s) to add", add.len()),
+                    );
+                    a.target_id = target_id.clone();
+                    a.members = add;
+                    membership.push(a);
+                }
+                if !remove.is_empty() {
+                    let mut a = action(
+                        e.kind,
+                        Op::RemoveMembers,
+                        &e.source_id,
+                        &e.display,
+                        format!("{} member(s) to remove", remove.len()),
+                    );
+                    a.target_id = target_id;
+                    a.members = remove;
+                    membership.push(a);
+                }
+            }
+            (Decision::NotAssigned(r) | Decision::ScopedOut(r), Some(l)) => {
+                let why = match &e.decision {
+                    Decision::NotAssigned(_) => format!("no longer assigned: {r}"),
+                    _ => format!("out of scope: {r}"),
+                };
+                let mut a = action(e.kind, Op::Delete, &e.source_id, &e.display, why);
+                a.target_id = Some(l.target_id.clone());
+                if input.skip_out_of_scope_deletions {
+                    a.op = Op::Skip;
+                    a.reason = format!("{}; kept (skip_out_of_scope_deletions)", a.reason);
+                    other.push(a);
+                } else {
+                    destructive.push(a);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut gone: Vec<&Link> = input
+        .group_links
+        .values()
+        .filter(|l| !seen_groups.contains(l.source_id.as_str()))
+        .collect();
+    gone.sort_by(|a, b| a.source_id.cmp(&b.source_id));
+    for l in gone {
+        let mut a = action(
+            ObjectKind::Group,
+            Op::Delete,
+            &l.source_id,
+            &l.display,
+            "deleted from the directory",
+        );
+        a.target_id = Some(l.target_id.clone());
+        destructive.push(a);
+    }
+
+    // Disables before deletes, users before groups: a stable, readable order.
+    destructive.sort_by_key(|a| (a.op == Op::Delete, a.kind == ObjectKind::Group));
+    let mut actions = constructive;
+    actions.extend(membership);
+    actions.extend(destructive);
+    actions.extend(other);
+    Plan { actions }
+}
+
+/// True when a path names the `active` attribute.
+pub fn is_active_path(p: &str) -> bool {
+    AttrPath::parse(p)
+        .map(|a| a.attr.eq_ignore_ascii_case("active") && a.sub.is_none())
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::profile::DROPBOX;
+    use serde_json::json;
+
+    fn user(id: &str, decision: Decision, attrs: Option<Attrs>) -> Evaluated {
+        Evaluated {
+            kind: ObjectKind::User,
+            source_id: id.into(),
+            display: format!("{id}@x.com"),
+            decision,
+            attrs,
+            members: vec![],
+        }
+    }
+
+    fn attrs(name: &str, family: &str, active: bool) -> Attrs {
+        let mut a = Attrs::new();
+        a.insert("userName".into(), json!(format!("{name}@x.com")));
+        a.insert("name.familyName".into(), json!(family));
+        a.insert("active".into(), json!(active));
+        a
+    }
+
+    fn link(id: &str, a: Attrs, active: bool, reason: Option<&str>) -> Link {
+        Link {
+            kind: ObjectKind::User,
+            source_id: id.into(),
+            target_id: format!("t-{id}"),
+            display: id.into(),
+            hash: hash_attrs(&a),
+            attrs: a,
+            active,
+            disabled_reason: reason.map(str::to_string),
+        }
+    }
+
+    fn run(
+        ev: &[Evaluated],
+        users: HashMap<String, Link>,
+        groups: HashMap<String, Link>,
+        mem: HashMap<String, BTreeSet<String>>,
+        skip: bool,
+    ) -> Plan {
+        plan(
+            ev,
+            &PlanInput {
+                user_links: &users,
+                group_links: &groups,
+                memberships: &mem,
+                profile: &DROPBOX,
+                create_only: &[],
+                skip_out_of_scope_deletions: skip,
+                full: false,
+            },
+        )
+    }
+
+    fn ops(p: &Plan) -> Vec<(String, Op)> {
+        p.actions
+            .iter()
+            .map(|a| (a.source_id.clone(), a.op))
+            .collect()
+    }
+
+    #[test]
+    fn lifecycle_cases() {
+        let inscope = |r: &str| Decision::InScope(r.into());
+        let mut links = HashMap::new();
+        links.insert(
+            "same".to_string(),
+            link("same", attrs("same", "S", true), true, None),
+        );
+        links.insert(
+            "renamed".to_string(),
+            link("renamed", attrs("renamed", "Old", true), true, None),
+        );
+        links.insert(
+            "unassigned".to_string(),
+            link("unassigned", attrs("unassigned", "U", true), true, None),
+        );
+        links.insert(
+            "gone".to_string(),
+            link("gone", attrs("gone", "G", true), true, None),
+        );
+        links.insert(
+            "disabled".to_string(),
+            link("disabled", attrs("disabled", "D", true), true, None),
+        );
+        links.insert(
+            "back".to_string(),
+            link(
+                "back",
+                attrs("back", "B", false),
+                false,
+                Some("out_of_scope"),
+            ),
+        );
+        links.insert(
+            "left".to_string(),
+            link(
+                "left",
+                attrs("left", "L", false),
+                false,
+                Some("out_of_scope"),
+            ),
+        );
+        let ev = vec![
+            user("new", inscope("assigned"), Some(attrs("new", "N", true))),
+            user("same", inscope("assigned"), Some(attrs("same", "S", true))),
+            user(
+                "renamed",
+                inscope("assigned"),
+                Some(attrs("renamed", "New", true)),
+            ),
+            user(
+                "unassigned",
+                Decision::NotAssigned("not assigned".into()),
+                None,
+            ),
+            user(
+                "disabled",
+                inscope("assigned"),
+                Some(attrs("disabled", "D", false)),
+            ),
+            user("back", inscope("assigned"), Some(attrs("back", "B", true))),
+            user(
+                "nofamily",
+                inscope("assigned"),
+                Some({
+                    let mut a = attrs("nofamily", "", true);
+                    a.remove("name.familyName");
+                    a
+                }),
+            ),
+            user(
+                "notemail",
+                inscope("assigned"),
+                Some({
+                    let mut a = attrs("x", "X", true);
+                    a.insert("userName".into(), json!("dbmid:123"));
+                    a
+                }),
+            ),
+            user(
+                "newdisabled",
+                inscope("assigned"),
+                Some(attrs("newdisabled", "ND", false)),
+            ),
+        ];
+        let p = run(&ev, links, HashMap::new(), HashMap::new(), false);
+        let o = ops(&p);
+        assert!(o.contains(&("new".into(), Op::Create)));
+        assert!(
+            !o.iter().any(|(id, _)| id == "same"),
+            "unchanged user must get no action: {o:?}"
+        );
+        assert!(o.contains(&("renamed".into(), Op::Update)));
+        assert!(o.contains(&("unassigned".into(), Op::Disable)));
+        assert!(o.contains(&("gone".into(), Op::Delete)));
+        assert!(o.contains(&("disabled".into(), Op::Disable)));
+        assert!(o.contains(&("back".into(), Op::Enable)));
+        assert!(o.contains(&("left".into(), Op::Forget)));
+        assert!(o.contains(&("nofamily".into(), Op::Skip)));
+        assert!(o.contains(&("notemail".into(), Op::Skip)));
+        assert!(o.contains(&("newdisabled".into(), Op::Skip)));
+        let upd = p
+            .actions
+            .iter()
+            .find(|a| a.source_id == "renamed")
+            .map(|a| a.changes.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            upd,
+            vec![PlannedChange {
+                path: "name.familyName".into(),
+                old: json!("Old"),
+                new: json!("New")
+            }]
+        );
+        // Destructive actions come after every constructive one.
+        let first_destructive = p
+            .actions
+            .iter()
+            .position(|a| a.op.is_destructive())
+            .unwrap_or(0);
+        assert!(p.actions[..first_destructive]
+            .iter()
+            .all(|a| !a.op.is_destructive()));
+        assert!(p.actions[first_destructive..]
+            .iter()
+            .all(|a| a.op.is_destructive() || matches!(a.op, Op::Skip | Op::Fail | Op::Forget)));
+        assert_eq!(p.destructive_count(), 3);
+    }
+
+    #[test]
+    fn skip_out_of_scope_deletions_keeps_users() {
+        let mut links = HashMap::new();
+        links.insert(
+            "u".to_string(),
+            link("u", attrs("u", "U", true), true, None),
+        );
+        let ev = vec![user(
+            "u",
+            Decision::ScopedOut("user_in_scope returned false".into()),
+            None,
+        )];
+        let p = run(&ev, links, HashMap::new(), HashMap::new(), true);
+        assert_eq!(ops(&p), vec![("u".to_string(), Op::Skip)]);
+        assert_eq!(p.destructive_count(), 0);
+    }
+
+    #[test]
+    fn null_clears_and_memberships_diff() {
+        let mut old = attrs("a", "A", true);
+        old.insert("title".into(), json!("Boss"));
+        let mut new = attrs("a", "A", true);
+        new.insert("title".into(), Value::Null);
+        let d = diff(&old, &new, &[]);
+        assert_eq!(
+            d,
+            vec![PlannedChange {
+                path: "title".into(),
+                old: json!("Boss"),
+                new: Value::Null
+            }]
+        );
+        assert_eq!(d[0].to_change().new, None);
+
+        let mut links = HashMap::new();
+        links.insert(
+            "a".to_string(),
+            link("a", attrs("a", "A", true), true, None),
+        );
+        links.insert(
+            "b".to_string(),
+            link("b", attrs("b", "B", true), true, None),
+        );
+        let mut ga = Attrs::new();
+        ga.insert("displayName".into(), json!("Sales"));
+        let mut glinks = HashMap::new();
+        glinks.insert(
+            "g".to_string(),
+            Link {
+                kind: ObjectKind::Group,
+                source_id: "g".into(),
+                target_id: "tg".into(),
+                display: "Sales".into(),
+                hash: hash_attrs(&ga),
+                attrs: ga.clone(),
+                active: true,
+                disabled_reason: None,
+            },
+        );
+        let mut mem = HashMap::new();
+        mem.insert(
+            "g".to_string(),
+            ["b".to_string()].into_iter().collect::<BTreeSet<_>>(),
+        );
+        let ev = vec![
+            user(
+                "a",
+                Decision::InScope("x".into()),
+                Some(attrs("a", "A", true)),
+            ),
+            user(
+                "b",
+                Decision::InScope("x".into()),
+                Some(attrs("b", "B", true)),
+            ),
+            Evaluated {
+                kind: ObjectKind::Group,
+                source_id: "g".into(),
+                display: "Sales".into(),
+                decision: Decision::InScope("x".into()),
+                attrs: Some(ga),
+                members: vec!["a".into(), "zzz".into()],
+            },
+        ];
+        let p = run(&ev, links, glinks, mem, false);
+        let add = p
+            .actions
+            .iter()
+            .find(|a| a.op == Op::AddMembers)
+            .map(|a| a.members.clone());
+        let rem = p
+            .actions
+            .iter()
+            .find(|a| a.op == Op::RemoveMembers)
+            .map(|a| a.members.clone());
+        assert_eq!(add, Some(vec!["a".to_string()]));
+        assert_eq!(rem, Some(vec!["b".to_string()]));
+    }
+}

@@ -1,0 +1,428 @@
+//! The rhai scripts that decide scope and shape: `mapping.rhai`, `scoping.rhai`
+//! (and `migration.rhai` for `migrate`).
+//!
+//! One sandboxed, immutable Engine; each script compiled once to an AST and called
+//! per object without re-running its top level. Limits (operations, call depth,
+//! sizes, wall clock) turn a runaway script into an error for that one object. Errors
+//! carry the script file and line so an admin can go straight to it.
+
+pub mod helpers;
+
+use crate::attribute::{self, Attrs};
+use crate::error::InputError;
+use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, Position, Scope, AST};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Default matching precedence for users when `mapping.rhai` declares none.
+pub const DEFAULT_USER_MATCHING: [&str; 2] = ["userName", "externalId"];
+/// Default matching for groups: Entra matches groups on displayName.
+pub const DEFAULT_GROUP_MATCHING: [&str; 1] = ["displayName"];
+
+/// Per-call wall-clock limit; operations are limited separately.
+pub const CALL_TIME_LIMIT: Duration = Duration::from_secs(2);
+
+thread_local! {
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// A script failed on one object.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct ScriptFailure {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+struct Script {
+    ast: AST,
+    file: PathBuf,
+    hash: String,
+    text: String,
+}
+
+impl Script {
+    /// The line where `fn NAME(` is declared: the best place to point at when rhai
+    /// has no position (operation and time limits carry none).
+    fn fn_line(&self, name: &str) -> usize {
+        let needle = format!("fn {name}(");
+        self.text
+            .lines()
+            .position(|l| l.trim_start().starts_with(&needle))
+            .map(|i| i + 1)
+            .unwrap_or(0)
+    }
+}
+
+/// The compiled scripts of one scripts folder.
+pub struct Scripts {
+    engine: Engine,
+    mapping: Script,
+    scoping: Option<Script>,
+    migration: Option<Script>,
+    user_matching: Vec<String>,
+    group_matching: Vec<String>,
+    create_only: Vec<String>,
+}
+
+/// Builds the sandboxed engine with the helper library.
+pub fn engine() -> Engine {
+    let mut e = Engine::new();
+    e.set_max_operations(2_000_000);
+    e.set_max_call_levels(48);
+    e.set_max_expr_depths(64, 48);
+    e.set_max_string_size(1 << 20);
+    e.set_max_array_size(100_000);
+    e.set_max_map_size(10_000);
+    e.set_strict_variables(true);
+    e.disable_symbol("eval");
+    e.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
+    e.on_print(|s| log::info!(target: "script", "{s}"));
+    e.on_debug(|s, src, pos| log::debug!(target: "script", "{}:{}: {s}", src.unwrap_or("script"), pos.line().unwrap_or(0)));
+    e.on_progress(|_| {
+        let late = DEADLINE.with(|d| d.get().map(|t| Instant::now() > t).unwrap_or(false));
+        if late {
+            Some(Dynamic::from(format!(
+                "wall-clock limit of {} s exceeded",
+                CALL_TIME_LIMIT.as_secs()
+            )))
+        } else {
+            None
+        }
+    });
+    helpers::register(&mut e);
+    e
+}
+
+impl Scripts {
+    /// Compiles the scripts of a folder. `mapping.rhai` is required; a missing
+    /// `scoping.rhai` puts every assigned object in scope.
+    pub fn load(dir: &Path) -> Result<Scripts, InputError> {
+        let engine = engine();
+        let mapping = compile(&engine, &dir.join("mapping.rhai"), true)?.ok_or_else(|| {
+            InputError::Usage(format!("{}: missing", dir.join("mapping.rhai").display()))
+        })?;
+        let scoping = compile(&engine, &dir.join("scoping.rhai"), false)?;
+        let migration = compile(&engine, &dir.join("migration.rhai"), false)?;
+        for (name, arity) in [("map_user", 1), ("map_group", 1)] {
+            require_fn(&mapping, name, arity)?;
+        }
+        if let Some(s) = &scoping {
+            for (name, arity) in [("user_in_scope", 1), ("group_in_scope", 1)] {
+                require_fn(s, name, arity)?;
+            }
+        }
+        let mut scripts = Scripts {
+            engine,
+            mapping,
+            scoping,
+            migration,
+            user_matching: vec![],
+            group_matching: vec![],
+            create_only: vec![],
+        };
+        scripts.user_matching = scripts.declared_list("matching", &DEFAULT_USER_MATCHING)?;
+        scripts.group_matching =
+            scripts.declared_list("group_matching", &DEFAULT_GROUP_MATCHING)?;
+        scripts.create_only = scripts.declared_list("create_only", &[])?;
+        Ok(scripts)
+    }
+
+    /// A content hash of mapping + scoping: a change means a full re-evaluation.
+    pub fn hash(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.mapping.hash.as_bytes());
+        if let Some(s) = &self.scoping {
+            h.update(s.hash.as_bytes());
+        }
+        format!("{:x}", h.finalize())
+    }
+
+    pub fn user_matching(&self) -> &[String] {
+        &self.user_matching
+    }
+    pub fn group_matching(&self) -> &[String] {
+        &self.group_matching
+    }
+    /// Attributes written only when the object is created (Entra's "Only during
+    /// object creation").
+    pub fn create_only(&self) -> &[String] {
+        &self.create_only
+    }
+    pub fn has_migration(&self) -> bool {
+        self.migration.is_some()
+    }
+
+    /// Reads an optional `fn NAME()` returning an array of attribute paths.
+    fn declared_list(&self, name: &str, default: &[&str]) -> Result<Vec<String>, InputError> {
+        if !has_fn(&self.mapping, name, 0) {
+            return Ok(default.iter().map(|s| s.to_string()).collect());
+        }
+        let v = self
+            .call(&self.mapping, name, vec![])
+            .map_err(|f| InputError::Script {
+                file: f.file.into(),
+                line: f.line,
+                message: f.message,
+            })?;
+        let list: Vec<String> = v
+            .into_array()
+            .ok()
+            .map(|a| a.into_iter().filter_map(|d| d.into_string().ok()).collect())
+            .ok_or_else(|| InputError::Script {
+                file: self.mapping.file.clone(),
+                line: 0,
+                message: format!("fn {name}() must return an array of attribute paths"),
+            })?;
+        for p in &list {
+            attribute::AttrPath::parse(p).map_err(|m| InputError::Script {
+                file: self.mapping.file.clone(),
+                line: 0,
+                message: format!("fn {name}(): {m}"),
+            })?;
+        }
+        Ok(list)
+    }
+
+    fn call(
+        &self,
+        script: &Script,
+        name: &str,
+        args: Vec<Dynamic>,
+    ) -> Result<Dynamic, ScriptFailure> {
+        let mut scope = Scope::new();
+        DEADLINE.with(|d| d.set(Some(Instant::now() + CALL_TIME_LIMIT)));
+        let opts = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+        let r =
+            self.engine
+                .call_fn_with_options::<Dynamic>(opts, &mut scope, &script.ast, name, args);
+        DEADLINE.with(|d| d.set(None));
+        r.map_err(|e| {
+            let mut f = failure(&script.file, name, &e);
+            if f.line == 0 {
+                f.line = script.fn_line(name);
+            }
+            f
+        })
+    }
+
+    fn call_bool(
+        &self,
+        script: &Script,
+        name: &str,
+        record: &Map<String, Value>,
+    ) -> Result<bool, ScriptFailure> {
+        let arg = to_dynamic(record, &script.file)?;
+        let v = self.call(script, name, vec![arg])?;
+        v.as_bool().map_err(|t| ScriptFailure {
+            file: script.file.display().to_string(),
+            line: 0,
+            message: format!("{name} must return true or false, not {t}"),
+        })
+    }
+
+    fn call_map(&self, name: &str, record: &Map<String, Value>) -> Result<Attrs, ScriptFailure> {
+        let file = &self.mapping.file;
+        let arg = to_dynamic(record, file)?;
+        let v = self.call(&self.mapping, name, vec![arg])?;
+        let bad = |message: String| ScriptFailure {
+            file: file.display().to_string(),
+            line: 0,
+            message,
+        };
+        if !v.is_map() {
+            return Err(bad(format!(
+                "{name} must return an object map, not {}",
+                v.type_name()
+            )));
+        }
+        let json: Value = rhai::serde::from_dynamic(&v).map_err(|e| bad(format!("{name}: {e}")))?;
+        let Value::Object(m) = json else {
+            return Err(bad(format!("{name} must return an object map")));
+        };
+        attribute::flatten(&m).map_err(|e| bad(format!("{name}: {e}")))
+    }
+
+    pub fn map_user(&self, record: &Map<String, Value>) -> Result<Attrs, ScriptFailure> {
+        self.call_map("map_user", record)
+    }
+    pub fn map_group(&self, record: &Map<String, Value>) -> Result<Attrs, ScriptFailure> {
+        self.call_map("map_group", record)
+    }
+    pub fn user_in_scope(&self, record: &Map<String, Value>) -> Result<bool, ScriptFailure> {
+        match &self.scoping {
+            Some(s) => self.call_bool(s, "user_in_scope", record),
+            None => Ok(true),
+        }
+    }
+    pub fn group_in_scope(&self, record: &Map<String, Value>) -> Result<bool, ScriptFailure> {
+        match &self.scoping {
+            Some(s) => self.call_bool(s, "group_in_scope", record),
+            None => Ok(true),
+        }
+    }
+
+    /// Calls `migration.rhai` `match_member(member, candidates)`.
+    pub fn match_member(&self, member: &Value, candidates: &Value) -> Result<Value, ScriptFailure> {
+        let Some(s) = &self.migration else {
+            return Ok(Value::Null);
+        };
+        let conv = |v: &Value| {
+            rhai::serde::to_dynamic(v).map_err(|e| ScriptFailure {
+                file: s.file.display().to_string(),
+                line: 0,
+                message: e.to_string(),
+            })
+        };
+        let out = self.call(s, "match_member", vec![conv(member)?, conv(candidates)?])?;
+        rhai::serde::from_dynamic(&out).map_err(|e| ScriptFailure {
+            file: s.file.display().to_string(),
+            line: 0,
+            message: format!("match_member: {e}"),
+        })
+    }
+
+    pub fn mapping_file(&self) -> &Path {
+        &self.mapping.file
+    }
+    pub fn scoping_file(&self) -> Option<&Path> {
+        self.scoping.as_ref().map(|s| s.file.as_path())
+    }
+}
+
+fn to_dynamic(record: &Map<String, Value>, file: &Path) -> Result<Dynamic, ScriptFailure> {
+    rhai::serde::to_dynamic(record).map_err(|e| ScriptFailure {
+        file: file.display().to_string(),
+        line: 0,
+        message: format!("cannot pass the record to the script: {e}"),
+    })
+}
+
+fn compile(engine: &Engine, path: &Path, required: bool) -> Result<Option<Script>, InputError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
+        Err(e) => {
+            return Err(InputError::Script {
+                file: path.to_path_buf(),
+                line: 0,
+                message: format!("cannot read: {e}"),
+            })
+        }
+    };
+    let mut ast = engine.compile(&text).map_err(|e| InputError::Script {
+        file: path.to_path_buf(),
+        line: e.position().line().unwrap_or(0),
+        message: e.err_type().to_string(),
+    })?;
+    ast.set_source(path.display().to_string());
+    Ok(Some(Script {
+        ast,
+        file: path.to_path_buf(),
+        hash: format!("{:x}", Sha256::digest(text.as_bytes())),
+        text,
+    }))
+}
+
+fn has_fn(s: &Script, name: &str, arity: usize) -> bool {
+    s.ast
+        .iter_functions()
+        .any(|f| f.name == name && f.params.len() == arity)
+}
+
+fn require_fn(s: &Script, name: &str, arity: usize) -> Result<(), InputError> {
+    if has_fn(s, name, arity) {
+        Ok(())
+    } else {
+        Err(InputError::Script {
+            file: s.file.clone(),
+            line: 0,
+            message: format!(
+                "missing function `fn {name}({})`",
+                if arity == 1 { "x" } else { "" }
+            ),
+        })
+    }
+}
+
+/// The innermost error and its position: rhai wraps errors raised inside a function
+/// in "error in call to function" layers.
+fn failure(file: &Path, called: &str, e: &EvalAltResult) -> ScriptFailure {
+    fn dig(e: &EvalAltResult) -> (String, Position) {
+        match e {
+            EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => dig(inner),
+            EvalAltResult::ErrorTerminated(v, pos) => (format!("stopped: {v}"), *pos),
+            EvalAltResult::ErrorTooManyOperations(pos) => (
+                "stopped: operation limit exceeded (runaway loop?)".into(),
+                *pos,
+            ),
+            other => (other.to_string(), other.position()),
+        }
+    }
+    let (msg, pos) = dig(e);
+    let msg = msg.split(" (line ").next().unwrap_or(&msg).to_string();
+    ScriptFailure {
+        file: file.display().to_string(),
+        line: pos.line().unwrap_or(0),
+        message: format!("in {called}: {msg}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scripts_with(mapping: &str) -> Result<Scripts, InputError> {
+        let dir = std::env::temp_dir().join(format!(
+            "scimsync-script-{}-{}",
+            std::process::id(),
+            helpers::random_token(6)
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| InputError::Usage(e.to_string()))?;
+        std::fs::write(dir.join("mapping.rhai"), mapping)
+            .map_err(|e| InputError::Usage(e.to_string()))?;
+        Scripts::load(&dir)
+    }
+
+    #[test]
+    fn runaway_script_is_stopped_with_line() {
+        let s = scripts_with(
+            "fn map_user(u) {\n let x = 0;\n loop { x += 1; }\n}\nfn map_group(g) { #{} }",
+        )
+        .expect("compiles");
+        let e = s.map_user(&Map::new()).expect_err("must fail");
+        assert!(e.message.contains("stopped"), "{e}");
+        // Limits carry no position in rhai: the error points at the function.
+        assert_eq!(e.line, 1, "{e}");
+    }
+
+    #[test]
+    fn missing_attribute_is_unit() {
+        let s = scripts_with("fn map_user(u) { #{userName: u.userPrincipalName, title: u.jobTitle} }\nfn map_group(g) { #{} }")
+            .expect("compiles");
+        let mut rec = Map::new();
+        rec.insert("userPrincipalName".into(), Value::String("a@x.com".into()));
+        let a = s.map_user(&rec).expect("maps");
+        assert_eq!(a.get("title"), Some(&Value::Null));
+    }
+
+    #[test]
+    fn compile_error_has_line() {
+        let e = scripts_with("fn map_user(u) {\n  let = 3;\n}\nfn map_group(g) { #{} }")
+            .err()
+            .expect("must fail");
+        match e {
+            InputError::Script { line, .. } => assert_eq!(line, 2),
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn eval_is_disabled() {
+        assert!(scripts_with("fn map_user(u) { eval(\"1\") }\nfn map_group(g) { #{} }").is_err());
+    }
+}

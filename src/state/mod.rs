@@ -1,0 +1,607 @@
+//! The state: one SQLite file holding what scimsync remembers between cycles —
+//! source ↔ target links with the last applied attributes and their hash, group
+//! memberships it applied, watermarks and script hashes, cycles, escrows and the
+//! provisioning log.
+//!
+//! Discipline (STYLE.md §8): WAL, `synchronous=NORMAL`, `foreign_keys=ON`, versioned
+//! migrations on `user_version`, one transaction per batch of actions, cached
+//! statements in loops. A state written by a newer scimsync is refused, not guessed at.
+
+mod schema;
+
+use crate::attribute::Attrs;
+use crate::error::Error;
+use crate::model::ObjectKind;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+/// A provisioned object: what scimsync created or adopted in the target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub kind: ObjectKind,
+    pub source_id: String,
+    pub target_id: String,
+    pub display: String,
+    /// The attributes last applied (flat paths).
+    pub attrs: Attrs,
+    pub hash: String,
+    /// Whether the object is active in the target as far as scimsync set it.
+    pub active: bool,
+    /// Why it was disabled: "out_of_scope" or "disabled".
+    pub disabled_reason: Option<String>,
+}
+
+/// One modified property, old → new, as Entra's provisioning log shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Modified {
+    pub name: String,
+    pub old: serde_json::Value,
+    pub new: serde_json::Value,
+}
+
+/// One provisioning log entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub id: i64,
+    pub cycle: i64,
+    pub at: i64,
+    pub kind: String,
+    pub source_id: String,
+    pub target_id: Option<String>,
+    pub display: String,
+    pub action: String,
+    pub status: String,
+    pub reason: String,
+    pub modified: Vec<Modified>,
+    pub error: Option<String>,
+}
+
+/// Filters for `scimsync logs`.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub status: Option<String>,
+    pub action: Option<String>,
+    pub object: Option<String>,
+    pub cycle: Option<i64>,
+    pub since: Option<i64>,
+    pub limit: Option<usize>,
+}
+
+/// A cycle as recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cycle {
+    pub id: i64,
+    pub kind: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub status: String,
+    pub summary: serde_json::Value,
+}
+
+/// An object waiting for a retry.
+#[derive(Debug, Clone, Serialize)]
+pub struct Escrow {
+    pub kind: String,
+    pub source_id: String,
+    pub attempts: i64,
+    pub next_at: i64,
+    pub last_error: String,
+}
+
+pub struct State {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl State {
+    /// Opens (creating if needed) and migrates the state file.
+    pub fn open(path: &Path) -> Result<State, Error> {
+        let conn = Connection::open(path).map_err(|e| state_err(path, e))?;
+        Self::init(conn, path)
+    }
+
+    /// Opens for reading only; a missing file gives an empty in-memory state, so
+    /// `plan` and `status` never create or change anything.
+    pub fn open_read_only(path: &Path) -> Result<State, Error> {
+        if !path.exists() {
+            let conn = Connection::open_in_memory().map_err(|e| state_err(path, e))?;
+            return Self::init(conn, path);
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| state_err(path, e))?;
+        let version = schema::check_version(&conn).map_err(|m| Error::State {
+            path: path.to_path_buf(),
+            message: m,
+        })?;
+        if version < schema::VERSION {
+            // An older state: read it through an in-memory migrated copy.
+            let mut mem = Connection::open_in_memory().map_err(|e| state_err(path, e))?;
+            {
+                let backup = rusqlite::backup::Backup::new(&conn, &mut mem)
+                    .map_err(|e| state_err(path, e))?;
+                backup
+                    .run_to_completion(1000, std::time::Duration::ZERO, None)
+                    .map_err(|e| state_err(path, e))?;
+            }
+            return Self::init(mem, path);
+        }
+        Ok(State {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn init(mut conn: Connection, path: &Path) -> Result<State, Error> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| state_err(path, e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| state_err(path, e))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| state_err(path, e))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| state_err(path, e))?;
+        schema::migrate(&mut conn).map_err(|m| Error::State {
+            path: path.to_path_buf(),
+            message: m,
+        })?;
+        Ok(State {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, Error> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: Option<&str>) -> Result<(), Error> {
+        match value {
+            Some(v) => self.conn.execute(
+                "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, v],
+            )?,
+            None => self.conn.execute("DELETE FROM meta WHERE key = ?1", [key])?,
+        };
+        Ok(())
+    }
+
+    /// All links of one kind, keyed by source id.
+    pub fn links(&self, kind: ObjectKind) -> Result<HashMap<String, Link>, Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT source_id, target_id, display, attrs, hash, active, disabled_reason FROM links WHERE kind = ?1",
+        )?;
+        let rows = stmt.query_map([kind.as_str()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, bool>(5)?,
+                r.get::<_, Option<String>>(6)?,
+            ))
+        })?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (source_id, target_id, display, attrs, hash, active, disabled_reason) = row?;
+            let attrs: Attrs = serde_json::from_str(&attrs).map_err(|e| Error::State {
+                path: self.path.clone(),
+                message: format!("link {source_id}: stored attributes are not JSON: {e}"),
+            })?;
+            out.insert(
+                source_id.clone(),
+                Link {
+                    kind,
+                    source_id,
+                    target_id,
+                    display,
+                    attrs,
+                    hash,
+                    active,
+                    disabled_reason,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Group → member user source ids, as applied.
+    pub fn memberships(&self) -> Result<HashMap<String, BTreeSet<String>>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT group_id, user_id FROM memberships")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for row in rows {
+            let (g, u) = row?;
+            out.entry(g).or_default().insert(u);
+        }
+        Ok(out)
+    }
+
+    /// Runs `f` in one transaction: a batch of writes lands whole or not at all.
+    pub fn write<T>(
+        &mut self,
+        f: impl FnOnce(&Writer<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let tx = self.conn.transaction()?;
+        let out = f(&Writer { tx: &tx })?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    pub fn start_cycle(&mut self, kind: &str) -> Result<i64, Error> {
+        self.conn.execute(
+            "INSERT INTO cycles(kind, started_at, status, summary) VALUES (?1, ?2, 'running', '{}')",
+            params![kind, crate::clock::now()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn finish_cycle(
+        &mut self,
+        id: i64,
+        status: &str,
+        summary: &serde_json::Value,
+    ) -> Result<(), Error> {
+        self.conn.execute(
+            "UPDATE cycles SET finished_at = ?2, status = ?3, summary = ?4 WHERE id = ?1",
+            params![id, crate::clock::now(), status, summary.to_string()],
+        )?;
+        Ok(())
+    }
+
+    pub fn cycles(&self, limit: usize) -> Result<Vec<Cycle>, Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, kind, started_at, finished_at, status, summary FROM cycles ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(Cycle {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                started_at: r.get(2)?,
+                finished_at: r.get(3)?,
+                status: r.get(4)?,
+                summary: serde_json::from_str(&r.get::<_, String>(5)?)
+                    .unwrap_or(serde_json::Value::Null),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    pub fn logs(&self, q: &LogQuery) -> Result<Vec<LogEntry>, Error> {
+        let mut sql = String::from(
+            "SELECT id, cycle_id, at, kind, source_id, target_id, display, action, status, reason, modified, error FROM log WHERE 1=1",
+        );
+        let mut args: Vec<rusqlite::types::Value> = vec![];
+        if let Some(s) = &q.status {
+            sql.push_str(" AND lower(status) = lower(?)");
+            args.push(s.clone().into());
+        }
+        if let Some(a) = &q.action {
+            sql.push_str(" AND lower(action) = lower(?)");
+            args.push(a.clone().into());
+        }
+        if let Some(o) = &q.object {
+            sql.push_str(" AND (source_id = ? OR target_id = ? OR lower(display) = lower(?))");
+            args.push(o.clone().into());
+            args.push(o.clone().into());
+            args.push(o.clone().into());
+        }
+        if let Some(c) = q.cycle {
+            sql.push_str(" AND cycle_id = ?");
+            args.push(c.into());
+        }
+        if let Some(t) = q.since {
+            sql.push_str(" AND at >= ?");
+            args.push(t.into());
+        }
+        sql.push_str(" ORDER BY id");
+        if let Some(l) = q.limit {
+            sql.push_str(&format!(" LIMIT {l}"));
+        }
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+            Ok(LogEntry {
+                id: r.get(0)?,
+                cycle: r.get(1)?,
+                at: r.get(2)?,
+                kind: r.get(3)?,
+                source_id: r.get(4)?,
+                target_id: r.get(5)?,
+                display: r.get(6)?,
+                action: r.get(7)?,
+                status: r.get(8)?,
+                reason: r.get(9)?,
+                modified: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
+                error: r.get(11)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    pub fn escrows(&self) -> Result<Vec<Escrow>, Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT kind, source_id, attempts, next_at, last_error FROM escrow ORDER BY next_at",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Escrow {
+                kind: r.get(0)?,
+                source_id: r.get(1)?,
+                attempts: r.get(2)?,
+                next_at: r.get(3)?,
+                last_error: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Counts of links by kind and active flag: (users, active users, groups).
+    pub fn link_counts(&self) -> Result<(i64, i64, i64), Error> {
+        Ok(self.conn.query_row(
+            "SELECT
+               (SELECT count(*) FROM links WHERE kind = 'user'),
+               (SELECT count(*) FROM links WHERE kind = 'user' AND active),
+               (SELECT count(*) FROM links WHERE kind = 'group')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?)
+    }
+
+    /// Forgets watermarks, escrows or links (Entra's "restart provisioning").
+    pub fn restart(&mut self, scope: &str) -> Result<(), Error> {
+        let tx = self.conn.transaction()?;
+        let clear_watermark = |tx: &Transaction| -> Result<(), rusqlite::Error> {
+            tx.execute(
+                "DELETE FROM meta WHERE key IN ('watermark', 'scripts_hash')",
+                [],
+            )?;
+            Ok(())
+        };
+        match scope {
+            "watermark" => clear_watermark(&tx)?,
+            "escrows" => {
+                tx.execute("DELETE FROM escrow", [])?;
+            }
+            "quarantine" => {
+                tx.execute("DELETE FROM meta WHERE key LIKE 'quarantine%'", [])?;
+            }
+            "full" => {
+                clear_watermark(&tx)?;
+                tx.execute("DELETE FROM escrow", [])?;
+                tx.execute(
+                    "DELETE FROM meta WHERE key LIKE 'quarantine%' OR key = 'held'",
+                    [],
+                )?;
+                tx.execute("DELETE FROM memberships", [])?;
+                tx.execute("DELETE FROM links", [])?;
+            }
+            other => {
+                return Err(Error::Input(crate::error::InputError::Usage(format!(
+                    "restart --scope {other}: expected watermark, escrows, quarantine or full"
+                ))))
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Writes inside one transaction.
+pub struct Writer<'a> {
+    tx: &'a Transaction<'a>,
+}
+
+impl Writer<'_> {
+    pub fn upsert_link(&self, link: &Link) -> Result<(), Error> {
+        let attrs =
+            serde_json::to_string(&link.attrs).map_err(|e| Error::Runtime(e.to_string()))?;
+        let now = crate::clock::now();
+        self.tx
+            .prepare_cached(
+                "INSERT INTO links(kind, source_id, target_id, display, attrs, hash, active, disabled_reason, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+                 ON CONFLICT(kind, source_id) DO UPDATE SET target_id = excluded.target_id, display = excluded.display,
+                   attrs = excluded.attrs, hash = excluded.hash, active = excluded.active,
+                   disabled_reason = excluded.disabled_reason, updated_at = excluded.updated_at",
+            )?
+            .execute(params![
+                link.kind.as_str(),
+                link.source_id,
+                link.target_id,
+                link.display,
+                attrs,
+                link.hash,
+                link.active,
+                link.disabled_reason,
+                now
+            ])?;
+        Ok(())
+    }
+
+    pub fn delete_link(&self, kind: ObjectKind, source_id: &str) -> Result<(), Error> {
+        self.tx
+            .prepare_cached("DELETE FROM links WHERE kind = ?1 AND source_id = ?2")?
+            .execute(params![kind.as_str(), source_id])?;
+        let col = match kind {
+            ObjectKind::User => "user_id",
+            ObjectKind::Group => "group_id",
+        };
+        self.tx
+            .prepare_cached(&format!("DELETE FROM memberships WHERE {col} = ?1"))?
+            .execute([source_id])?;
+        Ok(())
+    }
+
+    pub fn add_membership(&self, group: &str, user: &str) -> Result<(), Error> {
+        self.tx
+            .prepare_cached("INSERT OR IGNORE INTO memberships(group_id, user_id) VALUES (?1, ?2)")?
+            .execute([group, user])?;
+        Ok(())
+    }
+
+    pub fn remove_membership(&self, group: &str, user: &str) -> Result<(), Error> {
+        self.tx
+            .prepare_cached("DELETE FROM memberships WHERE group_id = ?1 AND user_id = ?2")?
+            .execute([group, user])?;
+        Ok(())
+    }
+
+    pub fn log(&self, e: &LogEntry) -> Result<(), Error> {
+        let modified =
+            serde_json::to_string(&e.modified).map_err(|x| Error::Runtime(x.to_string()))?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO log(cycle_id, at, kind, source_id, target_id, display, action, status, reason, modified, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                e.cycle,
+                e.at,
+                e.kind,
+                e.source_id,
+                e.target_id,
+                e.display,
+                e.action,
+                e.status,
+                e.reason,
+                modified,
+                e.error
+            ])?;
+        Ok(())
+    }
+
+    /// Records a failure for retry with growing back-off.
+    pub fn escrow(
+        &self,
+        kind: ObjectKind,
+        source_id: &str,
+        error: &str,
+        backoff: &dyn Fn(i64) -> i64,
+    ) -> Result<(), Error> {
+        let attempts: i64 = self
+            .tx
+            .prepare_cached("SELECT attempts FROM escrow WHERE kind = ?1 AND source_id = ?2")?
+            .query_row(params![kind.as_str(), source_id], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0)
+            + 1;
+        let next = crate::clock::now() + backoff(attempts);
+        self.tx
+            .prepare_cached(
+                "INSERT INTO escrow(kind, source_id, attempts, next_at, last_error) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(kind, source_id) DO UPDATE SET attempts = excluded.attempts, next_at = excluded.next_at,
+                   last_error = excluded.last_error",
+            )?
+            .execute(params![kind.as_str(), source_id, attempts, next, error])?;
+        Ok(())
+    }
+
+    pub fn clear_escrow(&self, kind: ObjectKind, source_id: &str) -> Result<(), Error> {
+        self.tx
+            .prepare_cached("DELETE FROM escrow WHERE kind = ?1 AND source_id = ?2")?
+            .execute(params![kind.as_str(), source_id])?;
+        Ok(())
+    }
+
+    pub fn set_meta(&self, key: &str, value: Option<&str>) -> Result<(), Error> {
+        match value {
+            Some(v) => self.tx.execute(
+                "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, v],
+            )?,
+            None => self.tx.execute("DELETE FROM meta WHERE key = ?1", [key])?,
+        };
+        Ok(())
+    }
+}
+
+fn state_err(path: &Path, e: rusqlite::Error) -> Error {
+    let msg = e.to_string();
+    let message = if msg.contains("not a database") {
+        "is not a scimsync state file (not SQLite)".to_string()
+    } else {
+        msg
+    };
+    Error::State {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "scimsync-state-{}-{}",
+            std::process::id(),
+            crate::ids::random_hex(8)
+        ));
+        let _ = std::fs::create_dir_all(&d);
+        d.join(name)
+    }
+
+    #[test]
+    fn links_roundtrip_in_one_transaction() -> Result<(), Error> {
+        let mut s = State::open(&temp("s.db"))?;
+        let mut attrs = Attrs::new();
+        attrs.insert("userName".into(), serde_json::json!("a@x.com"));
+        let link = Link {
+            kind: ObjectKind::User,
+            source_id: "u1".into(),
+            target_id: "t1".into(),
+            display: "a@x.com".into(),
+            attrs,
+            hash: "h".into(),
+            active: true,
+            disabled_reason: None,
+        };
+        s.write(|w| w.upsert_link(&link))?;
+        assert_eq!(s.links(ObjectKind::User)?.get("u1"), Some(&link));
+        // A failing batch leaves nothing behind.
+        let r: Result<(), Error> = s.write(|w| {
+            w.delete_link(ObjectKind::User, "u1")?;
+            Err(Error::Runtime("boom".into()))
+        });
+        assert!(r.is_err());
+        assert!(s.links(ObjectKind::User)?.contains_key("u1"));
+        Ok(())
+    }
+
+    #[test]
+    fn not_sqlite_is_a_clear_error() {
+        let p = temp("junk.db");
+        let _ = std::fs::write(&p, vec![b'x'; 4096]);
+        let e = State::open(&p)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("not a scimsync state file"), "{e}");
+    }
+
+    #[test]
+    fn newer_version_is_refused() -> Result<(), Error> {
+        let p = temp("new.db");
+        {
+            let s = State::open(&p)?;
+            s.conn.pragma_update(None, "user_version", 999)?;
+        }
+        let e = State::open(&p)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("newer"), "{e}");
+        Ok(())
+    }
+}

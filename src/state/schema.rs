@@ -1,0 +1,66 @@
+//! Versioned schema migrations, tracked in SQLite's `user_version`.
+//!
+//! Each entry migrates from version i to i+1 and runs in its own transaction; a
+//! state file from a newer scimsync is refused rather than half-understood.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: links, memberships, meta, cycles, log, escrow
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE links (
+        kind TEXT NOT NULL, source_id TEXT NOT NULL, target_id TEXT NOT NULL,
+        display TEXT NOT NULL, attrs TEXT NOT NULL, hash TEXT NOT NULL,
+        active INTEGER NOT NULL DEFAULT 1, disabled_reason TEXT,
+        created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+        PRIMARY KEY (kind, source_id));
+     CREATE UNIQUE INDEX links_target ON links(kind, target_id);
+     CREATE TABLE memberships (group_id TEXT NOT NULL, user_id TEXT NOT NULL, PRIMARY KEY (group_id, user_id));
+     CREATE INDEX memberships_user ON memberships(user_id);
+     CREATE TABLE cycles (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, started_at INTEGER NOT NULL,
+        finished_at INTEGER, status TEXT NOT NULL, summary TEXT NOT NULL);
+     CREATE TABLE log (id INTEGER PRIMARY KEY, cycle_id INTEGER NOT NULL, at INTEGER NOT NULL,
+        kind TEXT NOT NULL, source_id TEXT NOT NULL, target_id TEXT, display TEXT NOT NULL,
+        action TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, modified TEXT NOT NULL,
+        error TEXT);
+     CREATE INDEX log_cycle ON log(cycle_id);
+     CREATE INDEX log_object ON log(source_id);
+     CREATE TABLE escrow (kind TEXT NOT NULL, source_id TEXT NOT NULL, attempts INTEGER NOT NULL,
+        next_at INTEGER NOT NULL, last_error TEXT NOT NULL, PRIMARY KEY (kind, source_id));",
+];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Reads `user_version` and refuses a newer one.
+pub fn check_version(conn: &Connection) -> Result<i64, String> {
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| {
+            if e.to_string().contains("not a database") {
+                "is not a scimsync state file (not SQLite)".to_string()
+            } else {
+                e.to_string()
+            }
+        })?;
+    if v > VERSION {
+        return Err(format!(
+            "was written by a newer scimsync (schema {v}, this build knows up to {VERSION}); upgrade scimsync"
+        ));
+    }
+    Ok(v)
+}
+
+/// Brings the schema up to `VERSION`.
+pub fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let current = check_version(conn)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        tx.execute_batch(sql)
+            .map_err(|e| format!("migration to schema {}: {e}", i + 1))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
