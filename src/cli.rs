@@ -649,10 +649,13 @@ fn emulate(
             let (running, _team) =
                 crate::emulator::serve(listen, crate::emulator::dropbox::Team::new(&token), 4)
                     .map_err(|e| InputError::Usage(format!("--listen: {e}")))?;
-            println!("{}/scim/v2", running.base());
-            println!("token {token}");
+            // Whoever started us may close our stdout after the first line: a failed
+            // write must not stop the emulator.
             use std::io::Write;
-            let _ = std::io::stdout().flush();
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "{}/scim/v2", running.base());
+            let _ = writeln!(out, "token {token}");
+            let _ = out.flush();
             running.wait();
             Ok(exit::OK)
         }

@@ -14,7 +14,7 @@ use crate::attribute::{get_ci, AttrPath};
 use crate::filter;
 use crate::target::scim::{ERROR_SCHEMA, GROUP_SCHEMA, LIST_SCHEMA, USER_SCHEMA};
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A team member's lifecycle status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,31 @@ pub struct Team {
     requests: BTreeMap<String, u64>,
     writes: u64,
     email: regex::Regex,
+    /// Unique keys → id: ("userName", lowercased), ("externalId", exact),
+    /// ("group", lowercased displayName). Keeps filter lookups O(1) at 100k members.
+    index: HashMap<(&'static str, String), String>,
+}
+
+fn user_keys(r: &Value) -> Vec<(&'static str, String)> {
+    let mut k = vec![];
+    if let Some(u) = get_ci(r, "userName").and_then(|u| u.as_str()) {
+        k.push(("userName", u.to_lowercase()));
+    }
+    if let Some(e) = get_ci(r, "externalId").and_then(|u| u.as_str()) {
+        k.push(("externalId", e.to_string()));
+    }
+    k
+}
+
+fn group_keys(r: &Value) -> Vec<(&'static str, String)> {
+    let mut k = vec![];
+    if let Some(n) = get_ci(r, "displayName").and_then(|u| u.as_str()) {
+        k.push(("group", n.to_lowercase()));
+    }
+    if let Some(e) = get_ci(r, "externalId").and_then(|u| u.as_str()) {
+        k.push(("groupExternalId", e.to_string()));
+    }
+    k
 }
 
 fn scim_error(status: u16, scim_type: Option<&str>, detail: impl Into<String>) -> Response {
@@ -90,6 +115,7 @@ impl Team {
             seq: 0,
             requests: BTreeMap::new(),
             writes: 0,
+            index: HashMap::new(),
             email: regex::Regex::new(crate::target::profile::DROPBOX_EMAIL_PATTERN).unwrap_or_else(
                 |_| {
                     // The pattern is a constant; this branch only exists to avoid a panic path.
@@ -136,21 +162,70 @@ impl Team {
         r
     }
 
+    fn taken(&self, key: (&'static str, String), except: Option<&str>) -> bool {
+        self.index
+            .get(&key)
+            .map(|id| Some(id.as_str()) != except)
+            .unwrap_or(false)
+    }
+
     fn user_name_taken(&self, name: &str, except: Option<&str>) -> bool {
-        self.users.iter().any(|(id, m)| {
-            Some(id.as_str()) != except
-                && get_ci(&m.resource, "userName")
-                    .and_then(|u| u.as_str())
-                    .map(|u| u.eq_ignore_ascii_case(name))
-                    .unwrap_or(false)
-        })
+        self.taken(("userName", name.to_lowercase()), except)
+    }
+
+    fn put_user(&mut self, id: &str, m: Member) {
+        if let Some(old) = self.users.get(id) {
+            for k in user_keys(&old.resource) {
+                self.index.remove(&k);
+            }
+        }
+        for k in user_keys(&m.resource) {
+            self.index.insert(k, id.to_string());
+        }
+        self.users.insert(id.to_string(), m);
+    }
+
+    fn put_group(&mut self, id: &str, g: Value) {
+        if let Some(old) = self.groups.get(id) {
+            for k in group_keys(old) {
+                self.index.remove(&k);
+            }
+        }
+        for k in group_keys(&g) {
+            self.index.insert(k, id.to_string());
+        }
+        self.groups.insert(id.to_string(), g);
+    }
+
+    fn drop_group(&mut self, id: &str) -> bool {
+        match self.groups.remove(id) {
+            Some(g) => {
+                for k in group_keys(&g) {
+                    self.index.remove(&k);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ids a simple `attr eq "value"` filter can only match, from the index.
+    fn indexed(&self, f: &filter::Filter, users: bool) -> Option<Vec<String>> {
+        let filter::Filter::Compare(attr, filter::Op::Eq, Value::String(v)) = f else {
+            return None;
+        };
+        let key = match (users, attr.to_ascii_lowercase().as_str()) {
+            (true, "username") => ("userName", v.to_lowercase()),
+            (true, "externalid") => ("externalId", v.clone()),
+            (false, "displayname") => ("group", v.to_lowercase()),
+            (false, "externalid") => ("groupExternalId", v.clone()),
+            _ => return None,
+        };
+        Some(self.index.get(&key).cloned().into_iter().collect())
     }
 
     fn external_id_taken(&self, ext: &str, except: Option<&str>) -> bool {
-        self.users.iter().any(|(id, m)| {
-            Some(id.as_str()) != except
-                && get_ci(&m.resource, "externalId").and_then(|u| u.as_str()) == Some(ext)
-        })
+        self.taken(("externalId", ext.to_string()), except)
     }
 
     /// Validates a user resource the way Dropbox does.
@@ -204,6 +279,62 @@ impl Team {
         Ok(())
     }
 
+    /// A ListResponse over candidate ids: views are built only for matches (with a
+    /// filter) or only for the requested page (without one).
+    fn list_ids(
+        &self,
+        req: &Request,
+        ids: &[String],
+        f: Option<&filter::Filter>,
+        users: bool,
+    ) -> Response {
+        let view = |id: &String| -> Option<Value> {
+            if users {
+                self.users.get(id).map(|m| self.user_view(id, m))
+            } else {
+                self.groups.get(id).map(|g| self.group_view(id, g, true))
+            }
+        };
+        match f {
+            Some(f) => {
+                let all: Vec<Value> = ids
+                    .iter()
+                    .filter_map(view)
+                    .filter(|r| f.matches(r))
+                    .collect();
+                self.list(req, all)
+            }
+            None => {
+                let (start, count) = self.page(req);
+                let page: Vec<Value> = ids
+                    .iter()
+                    .skip(start - 1)
+                    .take(count)
+                    .filter_map(view)
+                    .collect();
+                Response::json(
+                    200,
+                    json!({"schemas": [LIST_SCHEMA], "totalResults": ids.len(), "startIndex": start,
+                           "itemsPerPage": page.len(), "Resources": page}),
+                )
+            }
+        }
+    }
+
+    fn page(&self, req: &Request) -> (usize, usize) {
+        let start = req
+            .param("startIndex")
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1);
+        let count = req
+            .param("count")
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(100)
+            .min(1000);
+        (start, count)
+    }
+
     fn list(&self, req: &Request, resources: Vec<Value>) -> Response {
         let start = req
             .param("startIndex")
@@ -246,13 +377,11 @@ impl Team {
                         return shim_error(v);
                     }
                 }
-                let all: Vec<Value> = self
-                    .users
-                    .iter()
-                    .map(|(id, m)| self.user_view(id, m))
-                    .filter(|r| f.as_ref().map(|f| f.matches(r)).unwrap_or(true))
-                    .collect();
-                self.list(req, all)
+                let ids: Vec<String> = match f.as_ref().and_then(|f| self.indexed(f, true)) {
+                    Some(ids) => ids,
+                    None => self.users.keys().cloned().collect(),
+                };
+                self.list_ids(req, &ids, f.as_ref(), true)
             }
             ("POST", None) => {
                 let Ok(mut r) = serde_json::from_str::<Value>(&req.body) else {
@@ -273,7 +402,7 @@ impl Team {
                     status: Status::Invited,
                 };
                 let view = self.user_view(&id, &m);
-                self.users.insert(id, m);
+                self.put_user(&id, m);
                 Response::json(201, view)
             }
             ("GET", Some(id)) => match self.users.get(id) {
@@ -325,7 +454,7 @@ impl Team {
                     status,
                 };
                 let view = self.user_view(id, &m);
-                self.users.insert(id.to_string(), m);
+                self.put_user(id, m);
                 Response::json(200, view)
             }
             ("DELETE", Some(id)) => {
@@ -341,7 +470,13 @@ impl Team {
     }
 
     fn remove_user(&mut self, id: &str) -> bool {
-        let existed = self.users.remove(id).is_some();
+        let removed = self.users.remove(id);
+        if let Some(m) = &removed {
+            for k in user_keys(&m.resource) {
+                self.index.remove(&k);
+            }
+        }
+        let existed = removed.is_some();
         if existed {
             for g in self.groups.values_mut() {
                 if let Some(Value::Array(ms)) = g.get_mut("members") {
@@ -353,13 +488,7 @@ impl Team {
     }
 
     fn group_name_taken(&self, name: &str, except: Option<&str>) -> bool {
-        self.groups.iter().any(|(id, g)| {
-            Some(id.as_str()) != except
-                && get_ci(g, "displayName")
-                    .and_then(|d| d.as_str())
-                    .map(|d| d.eq_ignore_ascii_case(name))
-                    .unwrap_or(false)
-        })
+        self.taken(("group", name.to_lowercase()), except)
     }
 
     fn validate_group(&self, g: &Value, except: Option<&str>) -> Result<(), Response> {
@@ -409,21 +538,23 @@ impl Team {
                     Ok(f) => f,
                     Err(r) => return r,
                 };
-                let all: Vec<Value> = self
-                    .groups
-                    .iter()
-                    .map(|(id, g)| self.group_view(id, g, true))
-                    .filter(|r| f.as_ref().map(|f| f.matches(r)).unwrap_or(true))
-                    .map(|mut r| {
-                        if !with_members {
+                let ids: Vec<String> = match f.as_ref().and_then(|f| self.indexed(f, false)) {
+                    Some(ids) => ids,
+                    None => self.groups.keys().cloned().collect(),
+                };
+                let mut resp = self.list_ids(req, &ids, f.as_ref(), false);
+                if !with_members {
+                    if let Some(Value::Array(items)) =
+                        resp.body.as_mut().and_then(|b| b.get_mut("Resources"))
+                    {
+                        for r in items {
                             if let Some(o) = r.as_object_mut() {
                                 o.remove("members");
                             }
                         }
-                        r
-                    })
-                    .collect();
-                self.list(req, all)
+                    }
+                }
+                resp
             }
             ("POST", None) => {
                 let Ok(mut g) = serde_json::from_str::<Value>(&req.body) else {
@@ -440,7 +571,7 @@ impl Team {
                     o.entry("members").or_insert_with(|| json!([]));
                 }
                 let view = self.group_view(&id, &g, true);
-                self.groups.insert(id, g);
+                self.put_group(&id, g);
                 Response::json(201, view)
             }
             ("GET", Some(id)) => match self.groups.get(id) {
@@ -471,11 +602,11 @@ impl Team {
                         o.remove(k);
                     }
                 }
-                self.groups.insert(id.to_string(), r);
+                self.put_group(id, r);
                 Response::empty(204)
             }
             ("DELETE", Some(id)) => {
-                if self.groups.remove(id).is_some() {
+                if self.drop_group(id) {
                     self.writes += 1;
                     Response::empty(204)
                 } else {

@@ -1,0 +1,313 @@
+//! Helpers: a workspace folder with config, scripts and directory; the emulator as a
+//! child process on 127.0.0.1:0; a fluent way to run the binary and read the team.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_scimsync");
+
+/// A running `scimsync emulate dropbox`, killed on drop.
+pub struct Emulator {
+    child: Child,
+    _stdout: BufReader<std::process::ChildStdout>,
+    pub scim: String,
+    pub base: String,
+    pub token: String,
+}
+
+impl Emulator {
+    pub fn start() -> Emulator {
+        let token = format!("tok-{}", std::process::id());
+        let mut child = Command::new(BIN)
+            .args([
+                "emulate",
+                "dropbox",
+                "--listen",
+                "127.0.0.1:0",
+                "--token",
+                &token,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start emulator");
+        let out = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        let mut reader = BufReader::new(out);
+        reader.read_line(&mut line).expect("read base url");
+        let scim = line.trim().to_string();
+        assert!(
+            scim.starts_with("http://127.0.0.1:"),
+            "emulator said {scim:?}"
+        );
+        let base = scim.trim_end_matches("/scim/v2").to_string();
+        Emulator {
+            child,
+            _stdout: reader,
+            scim,
+            base,
+            token,
+        }
+    }
+
+    fn agent(&self, method: &str, path: &str) -> ureq::Request {
+        ureq::request(method, &format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {}", self.token))
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        self.agent("GET", path)
+            .call()
+            .expect("GET")
+            .into_json()
+            .expect("json")
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        match self.agent("POST", path).send_json(body) {
+            Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+            Err(ureq::Error::Status(s, r)) => (s, r.into_json().unwrap_or(Value::Null)),
+            Err(e) => panic!("POST {path}: {e}"),
+        }
+    }
+
+    /// All users as SCIM resources.
+    pub fn users(&self) -> Vec<Value> {
+        self.get("/scim/v2/Users?count=1000")["Resources"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn groups(&self) -> Vec<Value> {
+        self.get("/scim/v2/Groups?count=1000")["Resources"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn user(&self, user_name: &str) -> Option<Value> {
+        self.users().into_iter().find(|u| {
+            u["userName"]
+                .as_str()
+                .map(|n| n.eq_ignore_ascii_case(user_name))
+                .unwrap_or(false)
+        })
+    }
+
+    pub fn group(&self, name: &str) -> Option<Value> {
+        self.groups().into_iter().find(|g| g["displayName"] == name)
+    }
+
+    /// userNames of a group's members.
+    pub fn group_members(&self, name: &str) -> Vec<String> {
+        let users = self.users();
+        let g = self.group(name).expect("group exists");
+        let mut names: Vec<String> = g["members"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|m| {
+                let id = m["value"].as_str()?;
+                users
+                    .iter()
+                    .find(|u| u["id"] == id)
+                    .and_then(|u| u["userName"].as_str().map(str::to_string))
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Member status (invited/active/suspended) by userName.
+    pub fn status(&self, user_name: &str) -> Option<String> {
+        self.get("/_emulator/members")
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|m| {
+                m["userName"]
+                    .as_str()
+                    .map(|n| n.eq_ignore_ascii_case(user_name))
+                    .unwrap_or(false)
+            })
+            .and_then(|m| m["status"].as_str().map(str::to_string))
+    }
+
+    pub fn accept_all(&self) {
+        let (s, _) = self.post("/_emulator/accept", json!({}));
+        assert_eq!(s, 200);
+    }
+
+    pub fn reset_stats(&self) {
+        let r = self
+            .agent("POST", "/_emulator/reset-stats")
+            .call()
+            .expect("reset");
+        assert_eq!(r.status(), 204);
+    }
+
+    /// Requests served since the last reset, e.g. "PATCH /Users" → 1.
+    pub fn stats(&self) -> (Value, u64) {
+        let s = self.get("/_emulator/stats");
+        (s["requests"].clone(), s["writes"].as_u64().unwrap_or(0))
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The output of one run of the binary.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> &Self {
+        assert_eq!(
+            self.code, 0,
+            "exit {}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// A folder with scimsync.toml, scripts/ and directory.json.
+pub struct Workspace {
+    pub dir: PathBuf,
+    token: String,
+}
+
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Workspace {
+    /// A workspace with the repository's default scripts, targeting `emu`.
+    pub fn new(emu: &Emulator, directory: &Value) -> Workspace {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("scimsync-it-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("scripts")).unwrap();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for f in ["mapping.rhai", "scoping.rhai"] {
+            std::fs::copy(repo.join("scripts").join(f), dir.join("scripts").join(f)).unwrap();
+        }
+        let ws = Workspace {
+            dir,
+            token: emu.token.clone(),
+        };
+        ws.write_directory(directory);
+        ws.write(
+            "scimsync.toml",
+            &format!(
+                "state = \"state.db\"\nscripts = \"scripts\"\n\n[source]\ntype = \"file\"\npath = \"directory.json\"\nscope = \"assigned\"\n\n[target]\ntype = \"dropbox\"\nurl = \"{}\"\ntoken = \"env:SCIMSYNC_TEST_TOKEN\"\ntimeout = \"10s\"\n\n[safety]\ndeletion_threshold = 500\n",
+                emu.scim
+            ),
+        );
+        ws
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.join(name), text).unwrap();
+    }
+
+    pub fn write_directory(&self, doc: &Value) {
+        self.write(
+            "directory.json",
+            &serde_json::to_string_pretty(doc).unwrap(),
+        );
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = Command::new(BIN)
+            .args(["-c", self.dir.join("scimsync.toml").to_str().unwrap()])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env("SCIMSYNC_TEST_TOKEN", &self.token)
+            .output()
+            .expect("run scimsync");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn sync(&self) -> Run {
+        self.run(&["sync"])
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The bundled sample directory.
+pub fn sample_directory() -> Value {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/directory.json"),
+    )
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A small directory: users u0..u{n-1} assigned, plus the given groups.
+pub fn small_directory(n: usize) -> Value {
+    let users: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"id": format!("u{i}"), "userPrincipalName": format!("user{i}@contoso.com"), "mail": format!("user{i}@contoso.com"),
+                   "givenName": format!("Given{i}"), "surname": format!("Family{i}"), "accountEnabled": true})
+        })
+        .collect();
+    let assignments: Vec<Value> = (0..n)
+        .map(
+            |i| json!({"principalId": format!("u{i}"), "principalType": "User", "appRole": "User"}),
+        )
+        .collect();
+    json!({"users": users, "groups": [], "assignments": assignments})
+}
+
+/// Who an independent reading of the Entra rules says must be provisioned: directly
+/// assigned (not only Default Access) or a direct member of an assigned group, and
+/// enabled (disabled users are not created).
+pub fn expected_user_names(doc: &Value) -> Vec<String> {
+    let assignments = doc["assignments"].as_array().unwrap();
+    let entitled = |id: &str| {
+        assignments
+            .iter()
+            .any(|a| a["principalId"] == id && a["appRole"] != "Default Access")
+    };
+    let groups = doc["groups"].as_array().unwrap();
+    let mut out: Vec<String> = doc["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| {
+            let id = u["id"].as_str().unwrap();
+            let via_group = groups.iter().any(|g| {
+                entitled(g["id"].as_str().unwrap())
+                    && g["members"].as_array().unwrap().iter().any(|m| m == id)
+            });
+            (entitled(id) || via_group) && u["accountEnabled"] != false
+        })
+        .map(|u| u["userPrincipalName"].as_str().unwrap().to_lowercase())
+        .collect();
+    out.sort();
+    out
+}
+
+pub fn count(stats: &Value, key: &str) -> u64 {
+    stats[key].as_u64().unwrap_or(0)
+}
