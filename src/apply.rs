@@ -6,7 +6,7 @@
 //! cycle; deletes go last. Every outcome becomes state writes — links, memberships,
 //! a provisioning-log entry, escrow — flushed one transaction per batch.
 
-use crate::attribute::Attrs;
+use crate::attribute::{shown, stored, Attrs};
 use crate::error::Error;
 use crate::model::ObjectKind;
 use crate::plan::{desired_active, hash_attrs, Action, Op, Plan, PlannedChange};
@@ -25,6 +25,8 @@ pub struct ApplyOptions {
     pub user_matching: Vec<String>,
     pub group_matching: Vec<String>,
     pub create_only: Vec<String>,
+    /// Checked between actions: set, the cycle ends after the object in flight.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// What a cycle's apply did.
@@ -42,6 +44,8 @@ pub struct Outcome {
     /// Destructive actions not run because the target had errors.
     pub withheld: usize,
     pub first_error: Option<String>,
+    /// Stopped by a signal before every action ran.
+    pub interrupted: bool,
 }
 
 enum Write {
@@ -92,9 +96,15 @@ pub fn apply(
         .partition(|x| matches!(x.op, Op::Skip | Op::Fail | Op::Forget));
 
     for action in constructive {
+        if a.stopping() {
+            break;
+        }
         a.run(action)?;
     }
     a.flush()?;
+    if a.outcome.interrupted {
+        return Ok(a.outcome);
+    }
 
     if !destructive.is_empty() {
         if a.outcome.target_errors > 0 {
@@ -123,6 +133,9 @@ pub fn apply(
             }
         } else {
             for action in &destructive {
+                if a.stopping() {
+                    break;
+                }
                 a.run(action)?;
             }
         }
@@ -134,13 +147,17 @@ pub fn apply(
     Ok(a.outcome)
 }
 
-fn modified_from(changes: &[PlannedChange]) -> Vec<Modified> {
+fn modified_from(attrs: &Attrs, changes: &[PlannedChange]) -> Vec<Modified> {
     changes
         .iter()
         .map(|c| Modified {
             name: c.path.clone(),
-            old: c.old.clone(),
-            new: c.new.clone(),
+            old: if c.old.get("$hash").is_some() {
+                Value::String("[Redact]".into())
+            } else {
+                shown(attrs, &c.path, &c.old)
+            },
+            new: shown(attrs, &c.path, &c.new),
         })
         .collect()
 }
@@ -148,16 +165,29 @@ fn modified_from(changes: &[PlannedChange]) -> Vec<Modified> {
 fn all_as_new(attrs: &Attrs) -> Vec<Modified> {
     attrs
         .iter()
-        .filter(|(_, v)| !v.is_null())
+        .filter(|(k, v)| !v.is_null() && !k.starts_with('$'))
         .map(|(k, v)| Modified {
             name: k.clone(),
             old: Value::Null,
-            new: v.clone(),
+            new: shown(attrs, k, v),
         })
         .collect()
 }
 
 impl Applier<'_> {
+    fn stopping(&mut self) -> bool {
+        let stop = self
+            .opts
+            .stop
+            .as_ref()
+            .map(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+            .unwrap_or(false);
+        if stop {
+            self.outcome.interrupted = true;
+        }
+        stop
+    }
+
     fn flush(&mut self) -> Result<(), Error> {
         if self.writes.is_empty() {
             return Ok(());
@@ -250,7 +280,7 @@ impl Applier<'_> {
             target_id: target_id.to_string(),
             display: a.display.clone(),
             hash: hash_attrs(attrs),
-            attrs: attrs.clone(),
+            attrs: stored(attrs),
             active,
             disabled_reason: if active { None } else { disabled_reason },
         };
@@ -385,7 +415,14 @@ impl Applier<'_> {
                     let active = desired_active(&a.attrs);
                     self.record_link(a, &id, &a.attrs, active, None)?;
                     let why = format!("matched existing object by {path}; adopted");
-                    self.log(a, "update", "success", &why, modified_from(&changes), None);
+                    self.log(
+                        a,
+                        "update",
+                        "success",
+                        &why,
+                        modified_from(&a.attrs, &changes),
+                        None,
+                    );
                     return Ok(());
                 }
                 n => {
@@ -424,7 +461,7 @@ impl Applier<'_> {
         include_active: bool,
     ) -> Vec<PlannedChange> {
         let mut out = vec![];
-        for (k, v) in &a.attrs {
+        for (k, v) in a.attrs.iter().filter(|(k, _)| !k.starts_with('$')) {
             let is_active = crate::plan::is_active_path(k);
             if (is_active && !include_active) || self.opts.create_only.iter().any(|c| c == k) {
                 continue;
@@ -479,7 +516,7 @@ impl Applier<'_> {
                 "update",
                 "success",
                 &a.reason,
-                modified_from(&a.changes),
+                modified_from(&a.attrs, &a.changes),
                 None,
             );
         }
@@ -514,7 +551,7 @@ impl Applier<'_> {
                 "update",
                 "success",
                 "full cycle: repaired drift",
-                modified_from(&changes),
+                modified_from(&a.attrs, &changes),
                 None,
             );
         }

@@ -366,7 +366,7 @@ pub fn unflatten(attrs: &Attrs, core_schema: &str) -> Value {
     let mut resource = Value::Object(Map::new());
     let mut schemas = vec![Value::String(core_schema.to_string())];
     for (k, v) in attrs {
-        if v.is_null() {
+        if v.is_null() || k.starts_with('$') {
             continue;
         }
         let Ok(p) = AttrPath::parse(k) else { continue };
@@ -381,6 +381,107 @@ pub fn unflatten(attrs: &Attrs, core_schema: &str) -> Value {
         o.insert("schemas".into(), Value::Array(schemas));
     }
     resource
+}
+
+/// Key in `Attrs` listing the paths whose values are redacted in logs.
+pub const REDACTED: &str = "$redact";
+
+fn marker<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(o) if o.len() == 1 => o.get(key),
+        _ => None,
+    }
+}
+
+/// Resolves the markers the helpers return: `ignore_flow_if_null_or_empty` drops the
+/// attribute (left alone), `redact(v)` sends `v` but records the path under
+/// `REDACTED` so logs and plans show `[Redact]`.
+pub fn apply_markers(flat: Attrs) -> Attrs {
+    let mut out = Attrs::new();
+    let mut redacted = vec![];
+    for (k, v) in flat {
+        // A marker nested one level down arrives as `path.$ignore` / `path.$redact`.
+        if let Some(base) = k.strip_suffix(".$ignore") {
+            let _ = base;
+            continue;
+        }
+        if let Some(base) = k.strip_suffix(".$redact") {
+            redacted.push(Value::String(base.to_string()));
+            out.insert(base.to_string(), v);
+            continue;
+        }
+        if marker(&v, "$ignore").is_some() {
+            continue;
+        }
+        if let Some(inner) = marker(&v, "$redact") {
+            redacted.push(Value::String(k.clone()));
+            out.insert(k, inner.clone());
+            continue;
+        }
+        out.insert(k, v);
+    }
+    if !redacted.is_empty() {
+        out.insert(REDACTED.into(), Value::Array(redacted));
+    }
+    out
+}
+
+/// Paths whose values must not be shown.
+pub fn redacted_paths(a: &Attrs) -> Vec<String> {
+    a.get(REDACTED)
+        .and_then(|v| v.as_array())
+        .map(|x| {
+            x.iter()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What a value looks like in a log or plan: `[Redact]` for redacted paths.
+pub fn shown(a: &Attrs, path: &str, v: &Value) -> Value {
+    if !v.is_null() && redacted_paths(a).iter().any(|p| p == path) {
+        Value::String("[Redact]".into())
+    } else {
+        v.clone()
+    }
+}
+
+/// The form stored in the state: redacted values replaced by their hash, so the
+/// state never holds them yet a change is still detected.
+pub fn stored(a: &Attrs) -> Attrs {
+    let red = redacted_paths(a);
+    if red.is_empty() {
+        return a.clone();
+    }
+    let mut out = a.clone();
+    for p in red {
+        if let Some(v) = out.get_mut(&p) {
+            if marker(v, "$hash").is_none() && !v.is_null() {
+                *v = hashed(v);
+            }
+        }
+    }
+    out
+}
+
+/// `{"$hash": "sha256:…"}` of a value.
+pub fn hashed(v: &Value) -> Value {
+    use sha2::{Digest, Sha256};
+    let mut m = Map::new();
+    m.insert(
+        "$hash".into(),
+        Value::String(format!("{:x}", Sha256::digest(v.to_string().as_bytes()))),
+    );
+    Value::Object(m)
+}
+
+/// Whether a stored value equals a desired one (hash-aware).
+pub fn same_value(stored: &Value, desired: &Value) -> bool {
+    match marker(stored, "$hash") {
+        Some(_) => stored == &hashed(desired),
+        None => stored == desired,
+    }
 }
 
 /// A value as text, for filters, hashes and logs.

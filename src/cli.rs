@@ -144,7 +144,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             }
             Ok(report.exit_code())
         }
-        Command::Run => daemon(load(&cli)?),
+        Command::Run => crate::daemon::run(load(&cli)?),
         Command::Preview { id } => preview(&load(&cli)?, id),
         Command::Logs {
             status,
@@ -225,7 +225,8 @@ fn plan(settings: &Settings, json: bool, full: bool) -> Result<i32, Error> {
     let snapshot = source.read(watermark.as_deref())?;
     let plan = cycle::make_plan(&snapshot, &scripts, &state, target.as_ref(), settings, full)?;
     if json {
-        let v = serde_json::json!({"cycle": kind, "actions": plan.actions,
+        let actions: Vec<crate::plan::Action> = plan.actions.iter().map(|a| a.masked()).collect();
+        let v = serde_json::json!({"cycle": kind, "actions": actions,
             "destructive": plan.destructive_count(), "deletion_threshold": settings.safety.deletion_threshold,
             "source_errors": snapshot.errors.iter().map(|e| serde_json::json!({"kind": e.kind.as_str(), "object": e.object, "error": e.message})).collect::<Vec<_>>()});
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -280,12 +281,18 @@ fn print_plan(plan: &Plan, kind: &str, threshold: usize) {
             a.reason
         );
         for c in &a.changes {
+            let old = if c.old.get("$hash").is_some() {
+                serde_json::Value::String("[Redact]".into())
+            } else {
+                crate::attribute::shown(&a.attrs, &c.path, &c.old)
+            };
+            let new = crate::attribute::shown(&a.attrs, &c.path, &c.new);
             line.push_str(&format!(
                 "\n  {:<61}   {}: {} → {}",
                 "",
                 c.path,
-                show(&c.old),
-                show(&c.new)
+                show(&old),
+                show(&new)
             ));
         }
         if !a.members.is_empty() && a.members.len() <= 10 {
@@ -474,18 +481,26 @@ fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
     println!("{} {display} ({source_id})", kind.as_str());
     println!("  assignment: {}", assignment.reason());
     let scope = match kind {
-        ObjectKind::User => scripts.user_in_scope(&record),
-        ObjectKind::Group => scripts.group_in_scope(&record),
+        ObjectKind::User => scripts.user_scope(&record),
+        ObjectKind::Group => scripts.group_scope(&record),
     };
     let scope_file = scripts
         .scoping_file()
         .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "(no scoping.rhai)".into());
+        .unwrap_or_else(|| "no scoping.rhai: every assigned object".into());
     match &scope {
-        Ok(b) => println!(
-            "  scoping: {} ({scope_file})",
-            if *b { "in scope" } else { "out of scope" }
-        ),
+        Ok((b, rules)) => {
+            println!(
+                "  scoping: {} ({scope_file})",
+                if *b { "in scope" } else { "out of scope" }
+            );
+            for (name, ok) in rules {
+                println!("    rule {name:?}: {ok}");
+            }
+            if let Some((name, _)) = rules.iter().rev().find(|(_, ok)| !ok).filter(|_| !b) {
+                println!("    decided by rule {name:?}");
+            }
+        }
         Err(f) => println!("  scoping: error {f}"),
     }
     let mapped = match kind {
@@ -499,26 +514,75 @@ fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
             l.target_id,
             if l.active { "active" } else { "disabled" }
         ),
-        None => println!("  not provisioned yet"),
+        None => println!("  not provisioned by scimsync yet"),
     }
-    match mapped {
-        Ok(attrs) => {
-            println!(
-                "  mapped attributes ({}):",
-                scripts.mapping_file().display()
-            );
-            for (k, v) in &attrs {
-                let applied = link.as_ref().and_then(|l| l.attrs.get(k));
-                let note = match applied {
-                    Some(a) if a == v => String::new(),
-                    Some(a) => format!("   (applied: {})", show(a)),
-                    None if link.is_some() => "   (not applied yet)".into(),
-                    None => String::new(),
-                };
-                println!("    {k:<40} {}{note}", show(v));
-            }
+    let attrs = match mapped {
+        Ok(a) => a,
+        Err(f) => {
+            println!("  mapping: error {f}");
+            return Ok(exit::OK);
         }
-        Err(f) => println!("  mapping: error {f}"),
+    };
+    // The target's current object: by link, else by the matching attributes.
+    let mut target = crate::target::open(&settings.target)?;
+    let remote = match &link {
+        Some(l) => target.get(kind, &l.target_id),
+        None => {
+            let matching = match kind {
+                ObjectKind::User => scripts.user_matching(),
+                ObjectKind::Group => scripts.group_matching(),
+            };
+            let mut found = Ok(None);
+            for path in matching {
+                if let Some(v) = attrs.get(path).and_then(|v| v.as_str()) {
+                    match target.find(kind, path, v) {
+                        Ok(list) if list.len() == 1 => {
+                            println!("  matches target object {} by {path}", list[0].id);
+                            found = Ok(list.into_iter().next());
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            found = Err(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            found
+        }
+    };
+    let remote = match remote {
+        Ok(r) => r,
+        Err(e) => {
+            println!("  target: not read ({})", e.message);
+            None
+        }
+    };
+    println!(
+        "  mapped attributes ({}):",
+        scripts.mapping_file().display()
+    );
+    println!("    {:<40} {:<32} target now", "attribute", "mapped");
+    for (k, v) in attrs.iter().filter(|(k, _)| !k.starts_with('$')) {
+        let now = match &remote {
+            Some(r) => crate::target::remote_value(r, k)
+                .map(|x| show(&crate::attribute::shown(&attrs, k, &x)))
+                .unwrap_or_else(|| "(none)".into()),
+            None => "-".into(),
+        };
+        let differs = remote
+            .as_ref()
+            .map(|r| !v.is_null() && crate::target::remote_value(r, k).as_ref() != Some(v))
+            .unwrap_or(false);
+        let mark = if differs { " *" } else { "" };
+        println!(
+            "    {k:<40} {:<32} {now}{mark}",
+            show(&crate::attribute::shown(&attrs, k, v))
+        );
+    }
+    if remote.is_some() {
+        println!("  (* differs in the target)");
     }
     Ok(exit::OK)
 }
@@ -540,7 +604,7 @@ fn check(settings: &Settings) -> Result<i32, Error> {
         problems += 1;
         println!("  invalid {} {}: {}", e.kind.as_str(), e.object, e.message);
     }
-    for e in crate::plan::evaluate(&snapshot, &scripts) {
+    for e in crate::plan::evaluate(&snapshot, &scripts, None) {
         if let crate::plan::Decision::Failed(f) = &e.decision {
             problems += 1;
             println!(
@@ -664,35 +728,4 @@ fn emulate(
         )
         .into()),
     }
-}
-
-fn daemon(settings: Settings) -> Result<i32, Error> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .map_err(|e| Error::Runtime(format!("signal handler: {e}")))?;
-    }
-    let interval = settings.interval;
-    let mut rt = Runtime::open(settings)?;
-    log::info!("scimsync run: a cycle every {}", humantime(interval));
-    while !stop.load(Ordering::Relaxed) {
-        match cycle::sync(&mut rt, false) {
-            Ok(r) => log::info!(
-                "cycle {} ({}) done in {:.2?}: {}",
-                r.id,
-                r.kind,
-                r.duration,
-                r.summary_lines().join("; ")
-            ),
-            Err(e) => log::error!("cycle failed: {e}"),
-        }
-        let until = std::time::Instant::now() + interval;
-        while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
-    log::info!("stopping: state recorded");
-    Ok(exit::OK)
 }

@@ -13,8 +13,10 @@ use crate::script::Scripts;
 use crate::source::Source;
 use crate::state::{LogEntry, State};
 use crate::target::Target;
-use serde_json::json;
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Everything a cycle works with.
@@ -24,6 +26,11 @@ pub struct Runtime {
     pub source: Box<dyn Source>,
     pub target: Box<dyn Target>,
     pub state: State,
+    /// Set by SIGTERM/SIGINT: the cycle stops after the object in flight.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Records from the last read, for smoke-testing reloaded scripts.
+    pub sample_user: Option<Map<String, Value>>,
+    pub sample_group: Option<Map<String, Value>>,
 }
 
 impl Runtime {
@@ -39,6 +46,9 @@ impl Runtime {
             source,
             target,
             state,
+            stop: None,
+            sample_user: None,
+            sample_group: None,
         })
     }
 }
@@ -89,6 +99,9 @@ impl CycleReport {
                 self.outcome.held
             ));
         }
+        if self.outcome.interrupted {
+            out.push("stopped early (signal); the next cycle completes the rest".into());
+        }
         if self.outcome.withheld > 0 {
             out.push(format!(
                 "{} destructive action(s) not run because the target had errors",
@@ -119,8 +132,8 @@ pub fn make_plan(
     settings: &Settings,
     full: bool,
 ) -> Result<Plan, Error> {
-    let evaluated = evaluate(snapshot, scripts);
     let users = state.links(ObjectKind::User)?;
+    let evaluated = evaluate(snapshot, scripts, Some(&users));
     let groups = state.links(ObjectKind::Group)?;
     let memberships = state.memberships()?;
     Ok(plan(
@@ -169,6 +182,16 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
     }
 
     let snapshot = rt.source.read(watermark.as_deref())?;
+    rt.sample_user = snapshot
+        .users
+        .iter()
+        .find(|u| u.assignment.is_assigned())
+        .map(|u| u.record.clone());
+    rt.sample_group = snapshot
+        .groups
+        .iter()
+        .find(|g| g.assignment.is_assigned())
+        .map(|g| g.record.clone());
     let plan = make_plan(
         &snapshot,
         &rt.scripts,
@@ -191,6 +214,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         user_matching: rt.scripts.user_matching().to_vec(),
         group_matching: rt.scripts.group_matching().to_vec(),
         create_only: rt.scripts.create_only().to_vec(),
+        stop: rt.stop.clone(),
     };
     // Record source problems first: each names the record and fails alone.
     let source_errors = snapshot.errors.len();
@@ -240,15 +264,21 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         source_errors,
     };
     let status = match report.exit_code() {
+        _ if report.outcome.interrupted => "interrupted",
         exit::OK => "success",
         exit::HELD => "held",
         _ => "partial",
     };
+    let interrupted = report.outcome.interrupted;
     rt.state.write(|w| {
-        if let Some(wm) = &snapshot.watermark {
-            w.set_meta("watermark", Some(wm))?;
+        // An interrupted cycle records what it did but not the watermark: the next
+        // cycle plans the rest.
+        if !interrupted {
+            if let Some(wm) = &snapshot.watermark {
+                w.set_meta("watermark", Some(wm))?;
+            }
+            w.set_meta("scripts_hash", Some(&scripts_hash))?;
         }
-        w.set_meta("scripts_hash", Some(&scripts_hash))?;
         if report.outcome.held > 0 {
             w.set_meta("held", Some(&report.outcome.held.to_string()))?;
         } else if report.outcome.withheld == 0 {

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod cycle;
+pub mod daemon;
 pub mod demo;
 pub mod emulator;
 pub mod error;

@@ -44,14 +44,38 @@ pub struct Evaluated {
 }
 
 /// Runs scoping and mapping over every record. A script failure fails only its object.
-pub fn evaluate(snapshot: &Snapshot, scripts: &Scripts) -> Vec<Evaluated> {
+/// `user_links` seeds `select_unique_value` with the values already in use.
+pub fn evaluate(
+    snapshot: &Snapshot,
+    scripts: &Scripts,
+    user_links: Option<&HashMap<String, Link>>,
+) -> Vec<Evaluated> {
+    let unique = scripts.uses_unique_values() && user_links.is_some();
+    let link_values = |l: &Link| -> Vec<String> {
+        l.attrs
+            .values()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    if unique {
+        if let Some(links) = user_links {
+            crate::script::helpers::seed_taken(links.values().flat_map(link_values));
+        }
+    }
     let mut out = Vec::with_capacity(snapshot.users.len() + snapshot.groups.len());
     for u in &snapshot.users {
+        if unique {
+            let own = user_links
+                .and_then(|l| l.get(&u.id))
+                .map(link_values)
+                .unwrap_or_default();
+            crate::script::helpers::set_own(own);
+        }
         let (decision, attrs) = decide(
             u.assignment.is_assigned(),
             u.assignment.reason(),
             u.soft_deleted,
-            || scripts.user_in_scope(&u.record),
+            || scripts.user_scope(&u.record),
             || scripts.map_user(&u.record),
             "user_in_scope",
         );
@@ -69,7 +93,7 @@ pub fn evaluate(snapshot: &Snapshot, scripts: &Scripts) -> Vec<Evaluated> {
             g.assignment.is_assigned(),
             g.assignment.reason(),
             false,
-            || scripts.group_in_scope(&g.record),
+            || scripts.group_scope(&g.record),
             || scripts.map_group(&g.record),
             "group_in_scope",
         );
@@ -85,11 +109,13 @@ pub fn evaluate(snapshot: &Snapshot, scripts: &Scripts) -> Vec<Evaluated> {
     out
 }
 
+type ScopeResult = Result<(bool, Vec<(String, bool)>), ScriptFailure>;
+
 fn decide(
     assigned: bool,
     reason: &str,
     soft_deleted: bool,
-    in_scope: impl FnOnce() -> Result<bool, ScriptFailure>,
+    in_scope: impl FnOnce() -> ScopeResult,
     map: impl FnOnce() -> Result<Attrs, ScriptFailure>,
     scope_fn: &str,
 ) -> (Decision, Option<Attrs>) {
@@ -101,13 +127,15 @@ fn decide(
     }
     match in_scope() {
         Err(f) => return (Decision::Failed(f), None),
-        Ok(false) => {
-            return (
-                Decision::ScopedOut(format!("{scope_fn} returned false")),
-                None,
-            )
+        Ok((false, rules)) => {
+            // The deciding clause is the last one that came out false.
+            let why = match rules.iter().rev().find(|(_, ok)| !ok) {
+                Some((name, _)) => format!("{scope_fn} returned false (rule \"{name}\")"),
+                None => format!("{scope_fn} returned false"),
+            };
+            return (Decision::ScopedOut(why), None);
         }
-        Ok(true) => {}
+        Ok((true, _)) => {}
     }
     match map() {
         Ok(a) => (Decision::InScope(reason.to_string()), Some(a)),
@@ -178,6 +206,32 @@ pub struct Action {
     /// Why an object is disabled (kept in the link: "out_of_scope" or "disabled").
     #[serde(skip)]
     pub disabled_reason: Option<String>,
+}
+
+impl Action {
+    /// A copy safe to print: redacted values replaced by `[Redact]`.
+    pub fn masked(&self) -> Action {
+        let mut a = self.clone();
+        let red = crate::attribute::redacted_paths(&self.attrs);
+        if red.is_empty() {
+            return a;
+        }
+        let mask = Value::String("[Redact]".into());
+        for p in &red {
+            if let Some(v) = a.attrs.get_mut(p) {
+                *v = mask.clone();
+            }
+        }
+        for c in a.changes.iter_mut().filter(|c| red.contains(&c.path)) {
+            if !c.old.is_null() {
+                c.old = mask.clone();
+            }
+            if !c.new.is_null() {
+                c.new = mask.clone();
+            }
+        }
+        a
+    }
 }
 
 /// A change as shown in a plan and stored in the log.
@@ -256,11 +310,14 @@ pub fn desired_active(a: &Attrs) -> bool {
 pub fn diff(old: &Attrs, new: &Attrs, create_only: &[String]) -> Vec<PlannedChange> {
     let mut out = vec![];
     for (k, v) in new {
-        if k.eq_ignore_ascii_case("active") || create_only.iter().any(|c| c == k) {
+        if k.starts_with('$')
+            || k.eq_ignore_ascii_case("active")
+            || create_only.iter().any(|c| c == k)
+        {
             continue;
         }
         let before = old.get(k).cloned().unwrap_or(Value::Null);
-        if &before != v && !(v.is_null() && before.is_null()) {
+        if !(crate::attribute::same_value(&before, v) || v.is_null() && before.is_null()) {
             out.push(PlannedChange {
                 path: k.clone(),
                 old: before,

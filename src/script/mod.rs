@@ -6,6 +6,7 @@
 //! sizes, wall clock) turn a runaway script into an error for that one object. Errors
 //! carry the script file and line so an admin can go straight to it.
 
+pub mod datetime;
 pub mod helpers;
 
 use crate::attribute::{self, Attrs};
@@ -61,6 +62,9 @@ impl Script {
 /// The compiled scripts of one scripts folder.
 pub struct Scripts {
     engine: Engine,
+    /// Hash of every `.rhai` file in the folder (imported modules included).
+    dir_hash: String,
+    uses_unique: bool,
     mapping: Script,
     scoping: Option<Script>,
     migration: Option<Script>,
@@ -69,8 +73,44 @@ pub struct Scripts {
     create_only: Vec<String>,
 }
 
-/// Builds the sandboxed engine with the helper library.
+/// Resolves `import "x"` only inside the scripts folder.
+struct ScriptsDirResolver {
+    inner: rhai::module_resolvers::FileModuleResolver,
+}
+
+impl rhai::ModuleResolver for ScriptsDirResolver {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<rhai::Shared<rhai::Module>, Box<EvalAltResult>> {
+        let p = Path::new(path);
+        if p.is_absolute()
+            || p.components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(EvalAltResult::ErrorInModule(
+                path.into(),
+                "imports must stay inside the scripts folder"
+                    .to_string()
+                    .into(),
+                pos,
+            )
+            .into());
+        }
+        self.inner.resolve(engine, source, path, pos)
+    }
+}
+
+/// Builds the sandboxed engine with the helper library; no imports at all.
 pub fn engine() -> Engine {
+    engine_for(None)
+}
+
+/// The sandboxed engine; `import` resolves inside `dir` only (when given).
+pub fn engine_for(dir: Option<&Path>) -> Engine {
     let mut e = Engine::new();
     e.set_max_operations(2_000_000);
     e.set_max_call_levels(48);
@@ -80,7 +120,12 @@ pub fn engine() -> Engine {
     e.set_max_map_size(10_000);
     e.set_strict_variables(true);
     e.disable_symbol("eval");
-    e.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
+    match dir {
+        Some(d) => e.set_module_resolver(ScriptsDirResolver {
+            inner: rhai::module_resolvers::FileModuleResolver::new_with_path(d),
+        }),
+        None => e.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new()),
+    };
     e.on_print(|s| log::info!(target: "script", "{s}"));
     e.on_debug(|s, src, pos| log::debug!(target: "script", "{}:{}: {s}", src.unwrap_or("script"), pos.line().unwrap_or(0)));
     e.on_progress(|_| {
@@ -102,7 +147,7 @@ impl Scripts {
     /// Compiles the scripts of a folder. `mapping.rhai` is required; a missing
     /// `scoping.rhai` puts every assigned object in scope.
     pub fn load(dir: &Path) -> Result<Scripts, InputError> {
-        let engine = engine();
+        let engine = engine_for(Some(dir));
         let mapping = compile(&engine, &dir.join("mapping.rhai"), true)?.ok_or_else(|| {
             InputError::Usage(format!("{}: missing", dir.join("mapping.rhai").display()))
         })?;
@@ -116,8 +161,11 @@ impl Scripts {
                 require_fn(s, name, arity)?;
             }
         }
+        let uses_unique = mapping.text.contains("select_unique_value");
         let mut scripts = Scripts {
             engine,
+            dir_hash: dir_hash(dir),
+            uses_unique,
             mapping,
             scoping,
             migration,
@@ -132,14 +180,22 @@ impl Scripts {
         Ok(scripts)
     }
 
-    /// A content hash of mapping + scoping: a change means a full re-evaluation.
+    /// A content hash of the scripts (and modules they import): a change means a
+    /// full re-evaluation, as Entra re-evaluates after a mapping or scoping change.
     pub fn hash(&self) -> String {
         let mut h = Sha256::new();
         h.update(self.mapping.hash.as_bytes());
         if let Some(s) = &self.scoping {
             h.update(s.hash.as_bytes());
         }
+        h.update(self.dir_hash.as_bytes());
         format!("{:x}", h.finalize())
+    }
+
+    /// Whether the mapping calls `select_unique_value` (which needs the values
+    /// already in use).
+    pub fn uses_unique_values(&self) -> bool {
+        self.uses_unique
     }
 
     pub fn user_matching(&self) -> &[String] {
@@ -244,7 +300,8 @@ impl Scripts {
         let Value::Object(m) = json else {
             return Err(bad(format!("{name} must return an object map")));
         };
-        attribute::flatten(&m).map_err(|e| bad(format!("{name}: {e}")))
+        let flat = attribute::flatten(&m).map_err(|e| bad(format!("{name}: {e}")))?;
+        Ok(attribute::apply_markers(flat))
     }
 
     pub fn map_user(&self, record: &Map<String, Value>) -> Result<Attrs, ScriptFailure> {
@@ -254,15 +311,39 @@ impl Scripts {
         self.call_map("map_group", record)
     }
     pub fn user_in_scope(&self, record: &Map<String, Value>) -> Result<bool, ScriptFailure> {
-        match &self.scoping {
-            Some(s) => self.call_bool(s, "user_in_scope", record),
-            None => Ok(true),
-        }
+        self.user_scope(record).map(|(b, _)| b)
     }
     pub fn group_in_scope(&self, record: &Map<String, Value>) -> Result<bool, ScriptFailure> {
+        self.group_scope(record).map(|(b, _)| b)
+    }
+
+    /// The scope decision and the `rule(name, …)` clauses evaluated on the way.
+    pub fn user_scope(
+        &self,
+        record: &Map<String, Value>,
+    ) -> Result<(bool, Vec<(String, bool)>), ScriptFailure> {
+        self.scope("user_in_scope", record)
+    }
+    pub fn group_scope(
+        &self,
+        record: &Map<String, Value>,
+    ) -> Result<(bool, Vec<(String, bool)>), ScriptFailure> {
+        self.scope("group_in_scope", record)
+    }
+
+    fn scope(
+        &self,
+        name: &str,
+        record: &Map<String, Value>,
+    ) -> Result<(bool, Vec<(String, bool)>), ScriptFailure> {
         match &self.scoping {
-            Some(s) => self.call_bool(s, "group_in_scope", record),
-            None => Ok(true),
+            Some(s) => {
+                helpers::clear_rules();
+                let r = self.call_bool(s, name, record);
+                let rules = helpers::take_rules();
+                r.map(|b| (b, rules))
+            }
+            None => Ok((true, vec![])),
         }
     }
 
@@ -314,11 +395,22 @@ fn compile(engine: &Engine, path: &Path, required: bool) -> Result<Option<Script
             })
         }
     };
-    let mut ast = engine.compile(&text).map_err(|e| InputError::Script {
-        file: path.to_path_buf(),
-        line: e.position().line().unwrap_or(0),
-        message: e.err_type().to_string(),
-    })?;
+    // Self-contained: `import`ed modules are resolved now and embedded, so functions
+    // called later without running the top level still see them.
+    let mut ast = engine
+        .compile_into_self_contained(&Scope::new(), &text)
+        .map_err(|e| {
+            let message = match e.as_ref() {
+                EvalAltResult::ErrorParsing(t, _) => t.to_string(),
+                EvalAltResult::ErrorInModule(m, inner, _) => format!("import {m:?}: {inner}"),
+                other => other.to_string(),
+            };
+            InputError::Script {
+                file: path.to_path_buf(),
+                line: e.position().line().unwrap_or(0),
+                message,
+            }
+        })?;
     ast.set_source(path.display().to_string());
     Ok(Some(Script {
         ast,
@@ -326,6 +418,29 @@ fn compile(engine: &Engine, path: &Path, required: bool) -> Result<Option<Script
         hash: format!("{:x}", Sha256::digest(text.as_bytes())),
         text,
     }))
+}
+
+/// Hash of every `.rhai` file in a folder, in name order.
+fn dir_hash(dir: &Path) -> String {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().map(|x| x == "rhai").unwrap_or(false))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(
+            f.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        h.update(std::fs::read(&f).unwrap_or_default());
+    }
+    format!("{:x}", h.finalize())
 }
 
 fn has_fn(s: &Script, name: &str, arity: usize) -> bool {

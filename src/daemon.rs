@@ -1,0 +1,174 @@
+//! `scimsync run`: the long-running service.
+//!
+//! A cycle every `interval`; the scripts folder is watched (the folder, not the
+//! files: editors replace files on save) and changes are debounced, recompiled and
+//! smoke-tested before they replace the running scripts — a broken edit is logged with
+//! file and line and the previous version keeps working. A successful reload runs the
+//! next cycle at once (a changed script means a full re-evaluation). SIGHUP forces a
+//! reload; SIGTERM/SIGINT let the object in flight finish, record the state and exit 0.
+
+use crate::config::Settings;
+use crate::cycle::{self, Runtime};
+use crate::error::{exit, Error};
+use crate::script::Scripts;
+use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Quiet time after the last file event before reloading.
+pub const DEBOUNCE: Duration = Duration::from_millis(300);
+const TICK: Duration = Duration::from_millis(100);
+
+/// Why the daemon woke up between cycles.
+enum Wake {
+    Interval,
+    Reloaded,
+    Stop,
+}
+
+pub fn run(settings: Settings) -> Result<i32, Error> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| Error::Runtime(format!("signal handler: {e}")))?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .map_err(|e| Error::Runtime(format!("signal handler: {e}")))?;
+
+    let (tx, rx) = mpsc::channel::<()>();
+    let scripts_dir = settings.scripts_dir.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            let rhai = ev
+                .paths
+                .iter()
+                .any(|p| p.extension().map(|x| x == "rhai").unwrap_or(false));
+            if rhai && !matches!(ev.kind, notify::EventKind::Access(_)) {
+                let _ = tx.send(());
+            }
+        }
+    })
+    .map_err(|e| Error::Runtime(format!("cannot watch {}: {e}", scripts_dir.display())))?;
+    use notify::Watcher;
+    watcher
+        .watch(&scripts_dir, notify::RecursiveMode::NonRecursive)
+        .map_err(|e| Error::Runtime(format!("cannot watch {}: {e}", scripts_dir.display())))?;
+
+    let interval = settings.interval;
+    let mut rt = Runtime::open(settings)?;
+    rt.stop = Some(Arc::clone(&stop));
+    log::info!(
+        "scimsync run: a cycle every {:?}; watching {} for script changes",
+        interval,
+        scripts_dir.display()
+    );
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        match cycle::sync(&mut rt, false) {
+            Ok(r) => log::info!(
+                "cycle {} ({}) done in {:.2?}: {}",
+                r.id,
+                r.kind,
+                r.duration,
+                if r.summary_lines().is_empty() {
+                    "nothing to do".to_string()
+                } else {
+                    r.summary_lines().join("; ")
+                }
+            ),
+            Err(e) => log::error!("cycle failed: {e}"),
+        }
+        match wait(&mut rt, interval, &stop, &hup, &rx) {
+            Wake::Stop => break,
+            Wake::Interval | Wake::Reloaded => continue,
+        }
+    }
+    log::info!("scimsync run: stopped; state recorded");
+    Ok(exit::OK)
+}
+
+fn wait(
+    rt: &mut Runtime,
+    interval: Duration,
+    stop: &AtomicBool,
+    hup: &AtomicBool,
+    rx: &mpsc::Receiver<()>,
+) -> Wake {
+    let deadline = Instant::now() + interval;
+    let mut pending: Option<Instant> = None;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Wake::Stop;
+        }
+        if hup.swap(false, Ordering::Relaxed) {
+            log::info!("SIGHUP: reloading scripts");
+            if reload(rt) {
+                return Wake::Reloaded;
+            }
+        }
+        while rx.try_recv().is_ok() {
+            pending = Some(Instant::now());
+        }
+        if let Some(t) = pending {
+            if t.elapsed() >= DEBOUNCE {
+                pending = None;
+                if reload(rt) {
+                    return Wake::Reloaded;
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return Wake::Interval;
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+/// Recompiles and smoke-tests the scripts; swaps them in only if both succeed.
+pub fn reload(rt: &mut Runtime) -> bool {
+    let new = match Scripts::load(&rt.settings.scripts_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("scripts not reloaded, the running version stays: {e}");
+            return false;
+        }
+    };
+    if new.hash() == rt.scripts.hash() {
+        return false;
+    }
+    if let Err(f) = smoke(&new, rt.sample_user.as_ref(), rt.sample_group.as_ref()) {
+        log::error!("scripts not reloaded, the running version stays: smoke test failed: {f}");
+        return false;
+    }
+    rt.scripts = new;
+    log::info!("scripts reloaded; the next cycle re-evaluates every object");
+    true
+}
+
+/// Calls every script function once on a real record (or a minimal one).
+fn smoke(
+    s: &Scripts,
+    user: Option<&Map<String, Value>>,
+    group: Option<&Map<String, Value>>,
+) -> Result<(), crate::script::ScriptFailure> {
+    let fallback_user: Map<String, Value> = serde_json::from_value(serde_json::json!({
+        "id": "00000000-0000-0000-0000-000000000000", "userPrincipalName": "smoke.test@example.com",
+        "mail": "smoke.test@example.com", "givenName": "Smoke", "surname": "Test", "accountEnabled": true,
+        "appRoles": ["User"]}))
+    .unwrap_or_default();
+    let fallback_group: Map<String, Value> = serde_json::from_value(serde_json::json!({
+        "id": "00000000-0000-0000-0000-000000000001", "displayName": "Smoke test", "appRoles": ["User"]}))
+    .unwrap_or_default();
+    let u = user.unwrap_or(&fallback_user);
+    let g = group.unwrap_or(&fallback_group);
+    s.user_in_scope(u)?;
+    s.map_user(u)?;
+    s.group_in_scope(g)?;
+    s.map_group(g)?;
+    Ok(())
+}
