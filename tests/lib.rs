@@ -8,3 +8,4 @@ mod util;
 
 mod backbone;
 mod config_errors;
+mod scripting;

@@ -41,6 +41,8 @@ pub struct ScriptFailure {
 
 struct Script {
     ast: AST,
+    /// The top level holds `import`s, which must run before a function call.
+    has_imports: bool,
     file: PathBuf,
     hash: String,
     text: String,
@@ -252,7 +254,11 @@ impl Scripts {
     ) -> Result<Dynamic, ScriptFailure> {
         let mut scope = Scope::new();
         DEADLINE.with(|d| d.set(Some(Instant::now() + CALL_TIME_LIMIT)));
-        let opts = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+        // Imports (embedded at compile time) bind their aliases when the top level
+        // runs; scripts without imports skip it.
+        let opts = CallFnOptions::new()
+            .eval_ast(script.has_imports)
+            .rewind_scope(true);
         let r =
             self.engine
                 .call_fn_with_options::<Dynamic>(opts, &mut scope, &script.ast, name, args);
@@ -405,15 +411,26 @@ fn compile(engine: &Engine, path: &Path, required: bool) -> Result<Option<Script
                 EvalAltResult::ErrorInModule(m, inner, _) => format!("import {m:?}: {inner}"),
                 other => other.to_string(),
             };
+            let mut line = e.position().line().unwrap_or(0);
+            if let (0, EvalAltResult::ErrorInModule(m, _, _)) = (line, e.as_ref()) {
+                // Compile-time resolution carries no position: point at the import.
+                line = text
+                    .lines()
+                    .position(|l| l.contains("import") && l.contains(m.as_str()))
+                    .map(|i| i + 1)
+                    .unwrap_or(0);
+            }
             InputError::Script {
                 file: path.to_path_buf(),
-                line: e.position().line().unwrap_or(0),
+                line,
                 message,
             }
         })?;
     ast.set_source(path.display().to_string());
+    let has_imports = text.contains("import");
     Ok(Some(Script {
         ast,
+        has_imports,
         file: path.to_path_buf(),
         hash: format!("{:x}", Sha256::digest(text.as_bytes())),
         text,
