@@ -222,7 +222,22 @@ fn plan(settings: &Settings, json: bool, full: bool) -> Result<i32, Error> {
     let state = State::open_read_only(&settings.state_path)?;
     let kind = cycle::next_kind(&state, full)?;
     let watermark = state.meta("watermark")?;
-    let snapshot = source.read(watermark.as_deref())?;
+    let scripts_changed = state.meta("scripts_hash")?.as_deref() != Some(scripts.hash().as_str());
+    let pending = !state.escrows()?.is_empty() || state.meta("held")?.is_some();
+    let load_cache = || state.meta("source_cache");
+    let snapshot = source.read(&crate::source::ReadRequest {
+        watermark: if kind == "incremental" { watermark.as_deref() } else { None },
+        need_all: kind != "incremental" || scripts_changed || pending,
+        cache: &load_cache,
+    })?;
+    if snapshot.unchanged {
+        if json {
+            println!("{}", serde_json::json!({"cycle": kind, "unchanged": true, "actions": []}));
+        } else {
+            println!("plan for the next cycle ({kind}): no change in the directory or the scripts; nothing to do");
+        }
+        return Ok(exit::OK);
+    }
     let plan = cycle::make_plan(&snapshot, &scripts, &state, target.as_ref(), settings, full)?;
     if json {
         let actions: Vec<crate::plan::Action> = plan.actions.iter().map(|a| a.masked()).collect();
@@ -454,7 +469,7 @@ fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
     let scripts = Scripts::load(&settings.scripts_dir)?;
     let mut source = crate::source::open(&settings.source)?;
     let state = State::open_read_only(&settings.state_path)?;
-    let snapshot = source.read(None)?;
+    let snapshot = source.read(&crate::source::ReadRequest::full())?;
     let (kind, source_id, display, record, assignment) = if let Some(u) = snapshot.find_user(id) {
         (
             ObjectKind::User,
@@ -592,7 +607,7 @@ fn check(settings: &Settings) -> Result<i32, Error> {
     let scripts = Scripts::load(&settings.scripts_dir)?;
     println!("scripts {}: compiled", settings.scripts_dir.display());
     let mut source = crate::source::open(&settings.source)?;
-    let snapshot = source.read(None)?;
+    let snapshot = source.read(&crate::source::ReadRequest::full())?;
     println!(
         "source {}: {} users, {} groups",
         source.describe(),

@@ -10,7 +10,7 @@ use crate::error::{exit, Error};
 use crate::model::{ObjectKind, Snapshot};
 use crate::plan::{evaluate, plan, Plan, PlanInput};
 use crate::script::Scripts;
-use crate::source::Source;
+use crate::source::{ReadRequest, Source};
 use crate::state::{LogEntry, State};
 use crate::target::Target;
 use serde_json::{json, Map, Value};
@@ -136,6 +136,7 @@ pub fn make_plan(
     let evaluated = evaluate(snapshot, scripts, Some(&users));
     let groups = state.links(ObjectKind::Group)?;
     let memberships = state.memberships()?;
+    let present = crate::plan::Present::of(snapshot);
     Ok(plan(
         &evaluated,
         &PlanInput {
@@ -146,6 +147,7 @@ pub fn make_plan(
             create_only: scripts.create_only(),
             skip_out_of_scope_deletions: settings.safety.skip_out_of_scope_deletions,
             full,
+            present: present.as_ref(),
         },
     ))
 }
@@ -160,28 +162,34 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
     let pending = !rt.state.escrows()?.is_empty() || rt.state.meta("held")?.is_some();
     let requests_before = rt.target.request_counts();
 
-    if kind == "incremental" && !scripts_changed && !pending {
-        if let Some(w) = &watermark {
-            if rt.source.unchanged_since(w)? {
-                let id = rt.state.start_cycle(kind)?;
-                let report = CycleReport {
-                    id,
-                    kind: kind.into(),
-                    outcome: Outcome::default(),
-                    planned: BTreeMap::new(),
-                    requests: BTreeMap::new(),
-                    duration: started.elapsed(),
-                    unchanged: true,
-                    source_errors: 0,
-                };
-                rt.state
-                    .finish_cycle(id, "success", &summary_json(&report))?;
-                return Ok(report);
-            }
+    let need_all = kind != "incremental" || scripts_changed || pending;
+    let state_ref = &rt.state;
+    let load_cache = || state_ref.meta("source_cache");
+    let snapshot = rt.source.read(&ReadRequest {
+        watermark: if kind == "incremental" { watermark.as_deref() } else { None },
+        need_all,
+        cache: &load_cache,
+    })?;
+    if snapshot.unchanged && !need_all {
+        let id = rt.state.start_cycle(kind)?;
+        let report = CycleReport {
+            id,
+            kind: kind.into(),
+            outcome: Outcome::default(),
+            planned: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            duration: started.elapsed(),
+            unchanged: true,
+            source_errors: 0,
+        };
+        // Sources hand out a fresh watermark even when nothing changed (Graph).
+        if snapshot.watermark.is_some() && snapshot.watermark != watermark {
+            rt.state.set_meta("watermark", snapshot.watermark.as_deref())?;
         }
+        rt.state.finish_cycle(id, "success", &summary_json(&report))?;
+        return Ok(report);
     }
 
-    let snapshot = rt.source.read(watermark.as_deref())?;
     rt.sample_user = snapshot
         .users
         .iter()
@@ -276,6 +284,9 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         if !interrupted {
             if let Some(wm) = &snapshot.watermark {
                 w.set_meta("watermark", Some(wm))?;
+            }
+            if let Some(cache) = &snapshot.cache {
+                w.set_meta("source_cache", Some(cache))?;
             }
             w.set_meta("scripts_hash", Some(&scripts_hash))?;
         }

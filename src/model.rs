@@ -89,8 +89,15 @@ pub struct Snapshot {
     pub users: Vec<SourceUser>,
     pub groups: Vec<SourceGroup>,
     pub errors: Vec<RecordError>,
-    /// An opaque marker of the source's state (file hash, Graph deltaLink).
+    /// An opaque marker of the source's state (file hash, Graph deltaLinks).
     pub watermark: Option<String>,
+    /// Nothing changed since the watermark: the lists are empty and not to be used.
+    pub unchanged: bool,
+    /// Only these object ids changed (incremental read); `None` means evaluate all.
+    /// The lists still hold every object, so objects absent from them are gone.
+    pub changed: Option<std::collections::HashSet<String>>,
+    /// A new directory cache to store with the watermark (Graph), if any.
+    pub cache: Option<String>,
 }
 
 impl Snapshot {

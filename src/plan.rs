@@ -63,7 +63,8 @@ pub fn evaluate(
         }
     }
     let mut out = Vec::with_capacity(snapshot.users.len() + snapshot.groups.len());
-    for u in &snapshot.users {
+    let wanted = |id: &str| snapshot.changed.as_ref().map(|c| c.contains(id)).unwrap_or(true);
+    for u in snapshot.users.iter().filter(|u| wanted(&u.id)) {
         if unique {
             let own = user_links
                 .and_then(|l| l.get(&u.id))
@@ -88,7 +89,7 @@ pub fn evaluate(
             members: vec![],
         });
     }
-    for g in &snapshot.groups {
+    for g in snapshot.groups.iter().filter(|g| wanted(&g.id)) {
         let (decision, attrs) = decide(
             g.assignment.is_assigned(),
             g.assignment.reason(),
@@ -288,6 +289,26 @@ pub struct PlanInput<'a> {
     pub skip_out_of_scope_deletions: bool,
     /// Re-read every linked object and repair drift.
     pub full: bool,
+    /// Incremental read: ids present in the directory, of which only the changed
+    /// ones were evaluated; the others are left as they are.
+    pub present: Option<&'a Present>,
+}
+
+/// Every id in the directory, for a plan over a partial evaluation.
+#[derive(Debug, Default)]
+pub struct Present {
+    pub users: HashSet<String>,
+    pub groups: HashSet<String>,
+}
+
+impl Present {
+    pub fn of(snapshot: &Snapshot) -> Option<Present> {
+        snapshot.changed.as_ref()?;
+        Some(Present {
+            users: snapshot.users.iter().map(|u| u.id.clone()).collect(),
+            groups: snapshot.groups.iter().map(|g| g.id.clone()).collect(),
+        })
+    }
 }
 
 /// A stable hash of mapped attributes.
@@ -564,6 +585,17 @@ pub fn plan(evaluated: &[Evaluated], input: &PlanInput<'_>) -> Plan {
     }
 
     // Links whose source object is gone.
+    // A partial evaluation: unevaluated users keep their memberships as they are.
+    if let Some(p) = input.present {
+        for l in input.user_links.values() {
+            if p.users.contains(&l.source_id) && !seen_users.contains(l.source_id.as_str()) {
+                seen_users.insert(l.source_id.as_str());
+                if l.active || l.disabled_reason.as_deref() == Some("disabled") {
+                    member_ok.insert(l.source_id.as_str());
+                }
+            }
+        }
+    }
     let mut gone: Vec<&Link> = input
         .user_links
         .values()
@@ -723,6 +755,13 @@ pub fn plan(evaluated: &[Evaluated], input: &PlanInput<'_>) -> Plan {
             _ => {}
         }
     }
+    if let Some(p) = input.present {
+        for l in input.group_links.values() {
+            if p.groups.contains(&l.source_id) {
+                seen_groups.insert(l.source_id.as_str());
+            }
+        }
+    }
     let mut gone: Vec<&Link> = input
         .group_links
         .values()
@@ -812,6 +851,7 @@ mod tests {
                 create_only: &[],
                 skip_out_of_scope_deletions: skip,
                 full: false,
+                present: None,
             },
         )
     }

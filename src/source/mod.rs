@@ -11,17 +11,38 @@ use crate::model::Snapshot;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
+/// What a cycle asks of a source.
+pub struct ReadRequest<'a> {
+    /// What the last applied cycle recorded; `None` for a full read.
+    pub watermark: Option<&'a str>,
+    /// Every object must be returned for evaluation (scripts changed, retries
+    /// pending, `--full`): the source may still read only changes, but must not
+    /// answer `unchanged`, and must leave `changed` at `None`.
+    pub need_all: bool,
+    /// The directory cache stored with the watermark, loaded on demand.
+    pub cache: &'a dyn Fn() -> Result<Option<String>, Error>,
+}
+
+impl ReadRequest<'_> {
+    /// A full read with no prior state (check, preview).
+    pub fn full() -> ReadRequest<'static> {
+        ReadRequest {
+            watermark: None,
+            need_all: true,
+            cache: &|| Ok(None),
+        }
+    }
+}
+
 /// A directory to read from.
 pub trait Source {
-    /// Reads the directory. `watermark` is what the last applied cycle recorded; a
-    /// source that can read only changes uses it, others ignore it.
-    fn read(&mut self, watermark: Option<&str>) -> Result<Snapshot, Error>;
+    /// Reads the directory, only its changes where the source can.
+    fn read(&mut self, req: &ReadRequest<'_>) -> Result<Snapshot, Error>;
     /// A short description for messages.
     fn describe(&self) -> String;
-    /// True when the directory is known to be as it was at `watermark`, so a cycle
-    /// can be skipped without reading it. Sources that cannot tell say false.
-    fn unchanged_since(&mut self, _watermark: &str) -> Result<bool, Error> {
-        Ok(false)
+    /// Checks credentials and reachability (`scimsync check`).
+    fn check(&mut self) -> Result<(), Error> {
+        Ok(())
     }
 }
 
@@ -38,34 +59,33 @@ impl FileSource {
 }
 
 impl Source for FileSource {
-    fn read(&mut self, _watermark: Option<&str>) -> Result<Snapshot, Error> {
+    fn read(&mut self, req: &ReadRequest<'_>) -> Result<Snapshot, Error> {
         let bytes = std::fs::read(&self.path).map_err(|e| InputError::Directory {
             file: self.path.clone(),
             message: format!("cannot read: {e}"),
         })?;
+        let watermark = file_watermark(&bytes);
+        if !req.need_all && req.watermark == Some(watermark.as_str()) {
+            return Ok(Snapshot {
+                watermark: Some(watermark),
+                unchanged: true,
+                ..Snapshot::default()
+            });
+        }
         let text = String::from_utf8(bytes).map_err(|e| InputError::Directory {
             file: self.path.clone(),
             message: format!("not UTF-8 text: {e}"),
         })?;
-        let mut snap =
-            directory::parse(&text, self.scope).map_err(|message| InputError::Directory {
-                file: self.path.clone(),
-                message,
-            })?;
-        snap.watermark = Some(file_watermark(text.as_bytes()));
+        let mut snap = directory::parse(&text, self.scope).map_err(|message| InputError::Directory {
+            file: self.path.clone(),
+            message,
+        })?;
+        snap.watermark = Some(watermark);
         Ok(snap)
     }
 
     fn describe(&self) -> String {
         format!("directory file {}", self.path.display())
-    }
-
-    fn unchanged_since(&mut self, watermark: &str) -> Result<bool, Error> {
-        let bytes = std::fs::read(&self.path).map_err(|e| InputError::Directory {
-            file: self.path.clone(),
-            message: format!("cannot read: {e}"),
-        })?;
-        Ok(file_watermark(&bytes) == watermark)
     }
 }
 
