@@ -92,9 +92,24 @@ pub enum Command {
         /// Bearer token the emulator requires (default: a random one, printed)
         #[arg(long)]
         token: Option<String>,
-        /// Directory file (graph emulator)
+        /// Directory file (graph emulator; edits are picked up)
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Tenant the graph emulator answers tokens for
+        #[arg(long, default_value = "contoso.onmicrosoft.com")]
+        tenant: String,
+        /// Client id the graph emulator accepts
+        #[arg(long, default_value = "scimsync-client")]
+        client_id: String,
+        /// Client secret the graph emulator accepts (default: a random one, printed)
+        #[arg(long)]
+        client_secret: Option<String>,
+        /// Object id of the service principal whose assignments define scope
+        #[arg(long, default_value = "11111111-2222-3333-4444-555555555555")]
+        app: String,
+        /// Graph page size (1..999)
+        #[arg(long, default_value_t = 100)]
+        page_size: usize,
     },
 }
 
@@ -211,7 +226,27 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             listen,
             token,
             data,
-        } => emulate(*service, listen, token.clone(), data.clone()),
+            tenant,
+            client_id,
+            client_secret,
+            app,
+            page_size,
+        } => emulate(EmulateArgs {
+            service: *service,
+            listen: listen.clone(),
+            token: token.clone(),
+            data: data.clone(),
+            tenant: crate::emulator::graph::Tenant {
+                tenant: tenant.clone(),
+                client_id: client_id.clone(),
+                client_secret: client_secret
+                    .clone()
+                    .unwrap_or_else(|| crate::ids::random_hex(32)),
+                app: app.clone(),
+                token_lifetime: 3599,
+            },
+            page_size: *page_size,
+        }),
     }
 }
 
@@ -226,13 +261,20 @@ fn plan(settings: &Settings, json: bool, full: bool) -> Result<i32, Error> {
     let pending = !state.escrows()?.is_empty() || state.meta("held")?.is_some();
     let load_cache = || state.meta("source_cache");
     let snapshot = source.read(&crate::source::ReadRequest {
-        watermark: if kind == "incremental" { watermark.as_deref() } else { None },
+        watermark: if kind == "incremental" {
+            watermark.as_deref()
+        } else {
+            None
+        },
         need_all: kind != "incremental" || scripts_changed || pending,
         cache: &load_cache,
     })?;
     if snapshot.unchanged {
         if json {
-            println!("{}", serde_json::json!({"cycle": kind, "unchanged": true, "actions": []}));
+            println!(
+                "{}",
+                serde_json::json!({"cycle": kind, "unchanged": true, "actions": []})
+            );
         } else {
             println!("plan for the next cycle ({kind}): no change in the directory or the scripts; nothing to do");
         }
@@ -607,6 +649,7 @@ fn check(settings: &Settings) -> Result<i32, Error> {
     let scripts = Scripts::load(&settings.scripts_dir)?;
     println!("scripts {}: compiled", settings.scripts_dir.display());
     let mut source = crate::source::open(&settings.source)?;
+    source.check()?;
     let snapshot = source.read(&crate::source::ReadRequest::full())?;
     println!(
         "source {}: {} users, {} groups",
@@ -716,31 +759,53 @@ deletion_threshold = 500      # deletes + disables per cycle before the cycle is
 skip_out_of_scope_deletions = false
 "#;
 
-fn emulate(
+struct EmulateArgs {
     service: EmulatedService,
-    listen: &str,
+    listen: String,
     token: Option<String>,
-    _data: Option<PathBuf>,
-) -> Result<i32, Error> {
-    let token = token.unwrap_or_else(|| crate::ids::random_hex(32));
-    match service {
+    data: Option<PathBuf>,
+    tenant: crate::emulator::graph::Tenant,
+    page_size: usize,
+}
+
+fn emulate(a: EmulateArgs) -> Result<i32, Error> {
+    // Whoever started us may close our stdout after the first line: a failed write
+    // must not stop the emulator.
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let running = match a.service {
         EmulatedService::Dropbox => {
+            let token = a.token.unwrap_or_else(|| crate::ids::random_hex(32));
             let (running, _team) =
-                crate::emulator::serve(listen, crate::emulator::dropbox::Team::new(&token), 4)
+                crate::emulator::serve(&a.listen, crate::emulator::dropbox::Team::new(&token), 4)
                     .map_err(|e| InputError::Usage(format!("--listen: {e}")))?;
-            // Whoever started us may close our stdout after the first line: a failed
-            // write must not stop the emulator.
-            use std::io::Write;
-            let mut out = std::io::stdout();
             let _ = writeln!(out, "{}/scim/v2", running.base());
             let _ = writeln!(out, "token {token}");
-            let _ = out.flush();
-            running.wait();
-            Ok(exit::OK)
+            running
         }
-        EmulatedService::Graph => Err(InputError::Usage(
-            "the graph emulator is not available in this build yet".into(),
-        )
-        .into()),
-    }
+        EmulatedService::Graph => {
+            let data = a.data.ok_or_else(|| {
+                InputError::Usage("emulate graph needs --data DIRECTORY.json".into())
+            })?;
+            let mut graph = crate::emulator::graph::Graph::new(data, a.tenant.clone())
+                .map_err(InputError::Usage)?;
+            graph.set_page_size(a.page_size);
+            let (running, shared) = crate::emulator::serve(&a.listen, graph, 4)
+                .map_err(|e| InputError::Usage(format!("--listen: {e}")))?;
+            if let Ok(mut g) = shared.lock() {
+                g.set_base(&running.base());
+            }
+            let t = &a.tenant;
+            let _ = writeln!(out, "{}", running.base());
+            let _ = writeln!(
+                out,
+                "tenant {} client_id {} client_secret {} app {}",
+                t.tenant, t.client_id, t.client_secret, t.app
+            );
+            running
+        }
+    };
+    let _ = out.flush();
+    running.wait();
+    Ok(exit::OK)
 }

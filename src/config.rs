@@ -43,6 +43,7 @@ struct RawSource {
     graph_url: Option<String>,
     login_url: Option<String>,
     nested_groups: Option<String>,
+    attributes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -128,6 +129,8 @@ pub enum SourceSettings {
         graph_url: String,
         login_url: String,
         flatten_nested_groups: bool,
+        /// Extra user attributes to read (`$select`) beyond the default set.
+        attributes: Vec<String>,
     },
 }
 
@@ -311,6 +314,7 @@ impl Settings {
                     graph_url: trim_slash(graph_url),
                     login_url: trim_slash(login_url),
                     flatten_nested_groups,
+                    attributes: raw_source.attributes.clone().unwrap_or_default(),
                 }
             }
             Some(other) => {

@@ -166,7 +166,11 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
     let state_ref = &rt.state;
     let load_cache = || state_ref.meta("source_cache");
     let snapshot = rt.source.read(&ReadRequest {
-        watermark: if kind == "incremental" { watermark.as_deref() } else { None },
+        watermark: if kind == "incremental" {
+            watermark.as_deref()
+        } else {
+            None
+        },
         need_all,
         cache: &load_cache,
     })?;
@@ -184,9 +188,11 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         };
         // Sources hand out a fresh watermark even when nothing changed (Graph).
         if snapshot.watermark.is_some() && snapshot.watermark != watermark {
-            rt.state.set_meta("watermark", snapshot.watermark.as_deref())?;
+            rt.state
+                .set_meta("watermark", snapshot.watermark.as_deref())?;
         }
-        rt.state.finish_cycle(id, "success", &summary_json(&report))?;
+        rt.state
+            .finish_cycle(id, "success", &summary_json(&report))?;
         return Ok(report);
     }
 

@@ -1,12 +1,15 @@
 //! `scimsync demo`: the whole story with nothing set up.
 //!
-//! Starts the Dropbox emulator on a free loopback port, provisions the bundled sample
-//! directory through the default scripts, lets a few members accept their invitations,
-//! changes the directory (rename, unassign, delete, disable, membership move, a new
-//! hire), runs an incremental cycle, then one with no change, and prints what each did.
+//! Starts the Graph emulator (serving the bundled sample directory) and the Dropbox
+//! emulator on free loopback ports, provisions the directory through the default
+//! scripts, lets most members accept their invitations, changes the directory file
+//! (rename, unassign, delete, disable, membership move, a new hire) — which the Graph
+//! emulator turns into delta changes — runs an incremental cycle from Graph delta
+//! queries, then one with no change, and prints what each did.
 
 use crate::config::Settings;
 use crate::cycle::{self, CycleReport, Runtime};
+use crate::emulator::graph::{Graph, Tenant};
 use crate::emulator::{self, dropbox::Team};
 use crate::error::{exit, Error};
 use serde_json::Value;
@@ -16,7 +19,7 @@ fn io(p: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::Runtime(format!("{}: {e}", p.display()))
 }
 
-fn print_cycle(title: &str, r: &CycleReport) {
+fn print_cycle(title: &str, r: &CycleReport, graph_requests: u64) {
     println!(
         "\n== {title}: cycle {} ({}) in {:.2?}",
         r.id, r.kind, r.duration
@@ -25,14 +28,16 @@ fn print_cycle(title: &str, r: &CycleReport) {
         println!("   {l}");
     }
     let reqs: Vec<String> = r.requests.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!(
-        "   target requests: {}",
-        if reqs.is_empty() {
-            "none".to_string()
-        } else {
-            reqs.join(", ")
-        }
-    );
+    let reqs = if reqs.is_empty() {
+        "none".to_string()
+    } else {
+        reqs.join(", ")
+    };
+    println!("   Dropbox requests: {reqs}; Graph requests: {graph_requests}");
+}
+
+fn graph_total(rt: &Runtime) -> u64 {
+    rt.source.request_counts().values().sum()
 }
 
 /// Changes the sample directory the way a week in a real tenant would.
@@ -93,8 +98,6 @@ fn change_directory(doc: &mut Value) -> Vec<String> {
 /// Runs the demo in a temporary folder.
 pub fn run() -> Result<i32, Error> {
     let token = crate::ids::random_hex(32);
-    let (server, team) =
-        emulator::serve("127.0.0.1:0", Team::new(&token), 4).map_err(Error::Runtime)?;
     let dir = std::env::temp_dir().join(format!("scimsync-demo-{}", crate::ids::random_hex(8)));
     std::fs::create_dir_all(dir.join("scripts")).map_err(io(&dir))?;
     let write = |name: &str, text: &str| -> Result<(), Error> {
@@ -104,21 +107,46 @@ pub fn run() -> Result<i32, Error> {
     write("scripts/mapping.rhai", crate::cli::DEFAULT_MAPPING)?;
     write("scripts/scoping.rhai", crate::cli::DEFAULT_SCOPING)?;
     write("directory.json", crate::cli::SAMPLE_DIRECTORY)?;
+
+    let (server, team) =
+        emulator::serve("127.0.0.1:0", Team::new(&token), 4).map_err(Error::Runtime)?;
+    let tenant = Tenant {
+        tenant: "contoso.onmicrosoft.com".into(),
+        client_id: "scimsync-demo".into(),
+        client_secret: crate::ids::random_hex(32),
+        app: "11111111-2222-3333-4444-555555555555".into(),
+        token_lifetime: 3599,
+    };
+    let graph = Graph::new(dir.join("directory.json"), tenant.clone()).map_err(Error::Runtime)?;
+    let (graph_server, graph_shared) =
+        emulator::serve("127.0.0.1:0", graph, 2).map_err(Error::Runtime)?;
+    if let Ok(mut g) = graph_shared.lock() {
+        g.set_base(&graph_server.base());
+    }
     let config = format!(
-        "state = \"scimsync.db\"\nscripts = \"scripts\"\n[source]\ntype = \"file\"\npath = \"directory.json\"\nscope = \"assigned\"\n[target]\ntype = \"dropbox\"\nurl = \"{}/scim/v2\"\ntoken = \"{token}\"\n",
-        server.base()
+        "state = \"scimsync.db\"\nscripts = \"scripts\"\n[source]\ntype = \"graph\"\ntenant = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"env:SCIMSYNC_DEMO_SECRET\"\napp = \"{}\"\nscope = \"assigned\"\ngraph_url = \"{g}\"\nlogin_url = \"{g}\"\n[target]\ntype = \"dropbox\"\nurl = \"{}/scim/v2\"\ntoken = \"{token}\"\n",
+        tenant.tenant,
+        tenant.client_id,
+        tenant.app,
+        server.base(),
+        g = graph_server.base(),
     );
     write("scimsync.toml", &config)?;
+    std::env::set_var("SCIMSYNC_DEMO_SECRET", &tenant.client_secret);
     let settings = Settings::load(&dir.join("scimsync.toml"))?;
 
     println!("scimsync demo");
+    println!(
+        "  Graph emulator (Entra ID) at {}/v1.0, serving the bundled sample directory",
+        graph_server.base()
+    );
     println!("  Dropbox emulator (SCIM 2.0) at {}/scim/v2", server.base());
     println!("  working folder {}", dir.display());
-    println!("  directory: bundled sample (examples/directory.json), default scripts");
 
     let mut rt = Runtime::open(settings)?;
     let first = cycle::sync(&mut rt, false)?;
-    print_cycle("initial cycle", &first);
+    let mut graph_seen = graph_total(&rt);
+    print_cycle("initial cycle", &first, graph_seen);
 
     // Most invitees accept; a few are still invited when the directory changes.
     {
@@ -156,7 +184,12 @@ pub fn run() -> Result<i32, Error> {
         println!("   {n}");
     }
     let second = cycle::sync(&mut rt, false)?;
-    print_cycle("incremental cycle", &second);
+    print_cycle(
+        "incremental cycle (Graph delta)",
+        &second,
+        graph_total(&rt) - graph_seen,
+    );
+    graph_seen = graph_total(&rt);
     let entries = rt.state.logs(&crate::state::LogQuery {
         cycle: Some(second.id),
         ..Default::default()
@@ -169,7 +202,11 @@ pub fn run() -> Result<i32, Error> {
     }
 
     let third = cycle::sync(&mut rt, false)?;
-    print_cycle("incremental cycle with no change", &third);
+    print_cycle(
+        "incremental cycle with no change",
+        &third,
+        graph_total(&rt) - graph_seen,
+    );
 
     let (invited, active, suspended, groups) = {
         let t = match team.lock() {
@@ -185,6 +222,7 @@ pub fn run() -> Result<i32, Error> {
     );
     drop(rt);
     server.stop();
+    graph_server.stop();
     let code = [first.exit_code(), second.exit_code(), third.exit_code()]
         .into_iter()
         .max()

@@ -63,7 +63,13 @@ pub fn evaluate(
         }
     }
     let mut out = Vec::with_capacity(snapshot.users.len() + snapshot.groups.len());
-    let wanted = |id: &str| snapshot.changed.as_ref().map(|c| c.contains(id)).unwrap_or(true);
+    let wanted = |id: &str| {
+        snapshot
+            .changed
+            .as_ref()
+            .map(|c| c.contains(id))
+            .unwrap_or(true)
+    };
     for u in snapshot.users.iter().filter(|u| wanted(&u.id)) {
         if unique {
             let own = user_links

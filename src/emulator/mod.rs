@@ -6,6 +6,7 @@
 //! check, percent-decoding) they share. They bind 127.0.0.1 unless told otherwise.
 
 pub mod dropbox;
+pub mod graph;
 pub mod patch;
 
 use serde_json::Value;

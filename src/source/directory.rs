@@ -21,6 +21,11 @@ pub fn parse(text: &str, scope: Scope) -> Result<Snapshot, String> {
             e.column()
         )
     })?;
+    parse_value(doc, scope)
+}
+
+/// Like `parse`, from an already parsed document (the Graph source builds one).
+pub fn parse_value(doc: Value, scope: Scope) -> Result<Snapshot, String> {
     let Value::Object(doc) = doc else {
         return Err(
             "the top level must be an object with \"users\", \"groups\", \"assignments\"".into(),

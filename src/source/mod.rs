@@ -4,6 +4,7 @@
 //! everything after that (scripts, plan, apply) is the same whichever source it was.
 
 pub mod directory;
+pub mod graph;
 
 use crate::config::{Scope, SourceSettings};
 use crate::error::{Error, InputError};
@@ -44,6 +45,10 @@ pub trait Source {
     fn check(&mut self) -> Result<(), Error> {
         Ok(())
     }
+    /// Requests sent to the directory so far, by method.
+    fn request_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        Default::default()
+    }
 }
 
 /// The `file` source: a Graph-shaped JSON document on disk.
@@ -76,10 +81,11 @@ impl Source for FileSource {
             file: self.path.clone(),
             message: format!("not UTF-8 text: {e}"),
         })?;
-        let mut snap = directory::parse(&text, self.scope).map_err(|message| InputError::Directory {
-            file: self.path.clone(),
-            message,
-        })?;
+        let mut snap =
+            directory::parse(&text, self.scope).map_err(|message| InputError::Directory {
+                file: self.path.clone(),
+                message,
+            })?;
         snap.watermark = Some(watermark);
         Ok(snap)
     }
@@ -93,11 +99,28 @@ impl Source for FileSource {
 pub fn open(settings: &SourceSettings) -> Result<Box<dyn Source>, Error> {
     match settings {
         SourceSettings::File { path, scope } => Ok(Box::new(FileSource::new(path.clone(), *scope))),
-        SourceSettings::Graph { .. } => Err(InputError::Usage(
-            "source.type = \"graph\" is not available in this build yet; use type = \"file\""
-                .into(),
-        )
-        .into()),
+        SourceSettings::Graph {
+            tenant,
+            client_id,
+            client_secret,
+            app,
+            scope,
+            graph_url,
+            login_url,
+            flatten_nested_groups,
+            attributes,
+        } => Ok(Box::new(graph::GraphSource::new(
+            tenant,
+            client_id,
+            client_secret.clone(),
+            app,
+            *scope,
+            graph_url,
+            login_url,
+            *flatten_nested_groups,
+            attributes,
+            std::time::Duration::from_secs(60),
+        ))),
     }
 }
 
