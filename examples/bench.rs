@@ -2,10 +2,13 @@
 //! Dropbox emulator on loopback, then run a no-change and a small-change cycle.
 //!
 //! `cargo run --release --example bench -- --users 10000 --groups 500 --members 20`
-//! prints wall time and target requests per cycle.
+//! prints wall time and target requests per cycle. `--graph` reads the directory
+//! through the Graph emulator (delta queries) instead of the file source and prints
+//! the Graph requests too.
 
 use scimsync::config::Settings;
 use scimsync::cycle::{self, Runtime};
+use scimsync::emulator::graph::{Graph, Tenant};
 use scimsync::emulator::{self, dropbox::Team};
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -59,10 +62,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let mut doc = directory(users, groups, members);
     std::fs::write(dir.join("directory.json"), serde_json::to_string(&doc)?)?;
+    let graph_mode = std::env::args().any(|a| a == "--graph");
+    let mut graph_server = None;
+    let source = if graph_mode {
+        let tenant = Tenant {
+            tenant: "contoso.onmicrosoft.com".into(),
+            client_id: "bench".into(),
+            client_secret: "bench-secret".into(),
+            app: "11111111-2222-3333-4444-555555555555".into(),
+            token_lifetime: 3599,
+        };
+        let mut graph = Graph::new(dir.join("directory.json"), tenant)?;
+        graph.set_page_size(999);
+        let (running, shared) = emulator::serve("127.0.0.1:0", graph, 2)?;
+        if let Ok(mut g) = shared.lock() {
+            g.set_base(&running.base());
+        }
+        let s = format!(
+            "[source]\ntype = \"graph\"\ntenant = \"contoso.onmicrosoft.com\"\nclient_id = \"bench\"\nclient_secret = \"bench-secret\"\napp = \"11111111-2222-3333-4444-555555555555\"\ngraph_url = \"{b}\"\nlogin_url = \"{b}\"\n",
+            b = running.base()
+        );
+        graph_server = Some(running);
+        s
+    } else {
+        "[source]\ntype = \"file\"\npath = \"directory.json\"\n".to_string()
+    };
     std::fs::write(
         dir.join("scimsync.toml"),
         format!(
-            "state = \"state.db\"\n[source]\ntype = \"file\"\npath = \"directory.json\"\n[target]\ntype = \"dropbox\"\nurl = \"{}/scim/v2\"\ntoken = \"{token}\"\n[safety]\ndeletion_threshold = 100000\n",
+            "state = \"state.db\"\n{source}[target]\ntype = \"dropbox\"\nurl = \"{}/scim/v2\"\ntoken = \"{token}\"\n[safety]\ndeletion_threshold = 100000\n",
             server.base()
         ),
     )?;
@@ -72,7 +100,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "bench: {users} users, {groups} groups x {members} members, Dropbox emulator on loopback"
     );
 
-    let report = |name: &str, r: &cycle::CycleReport, objects: usize| {
+    let mut graph_before = 0u64;
+    let mut report = |name: &str, r: &cycle::CycleReport, objects: usize, graph_now: u64| {
+        let graph = graph_now - graph_before;
+        graph_before = graph_now;
         let total: u64 = r.requests.values().sum();
         let secs = r.duration.as_secs_f64();
         println!(
@@ -83,15 +114,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             objects as f64 / secs.max(1e-9),
             r.requests
         );
+        if graph_mode {
+            println!("{:<28} Graph requests: {graph}", "");
+        }
     };
 
     let t = Instant::now();
     let initial = cycle::sync(&mut rt, false)?;
-    report("initial", &initial, users + groups);
+    report(
+        "initial",
+        &initial,
+        users + groups,
+        rt.source.request_counts().values().sum(),
+    );
     assert_eq!(initial.outcome.failures, 0, "initial cycle had failures");
 
     let none = cycle::sync(&mut rt, false)?;
-    report("incremental, no change", &none, users + groups);
+    report(
+        "incremental, no change",
+        &none,
+        users + groups,
+        rt.source.request_counts().values().sum(),
+    );
 
     for u in doc["users"]
         .as_array_mut()
@@ -107,10 +151,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &format!("incremental, {changed} changed"),
         &some,
         users + groups,
+        rt.source.request_counts().values().sum(),
     );
     println!("total wall time {:.2?}", t.elapsed());
     drop(rt);
     server.stop();
+    if let Some(g) = graph_server {
+        g.stop();
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -8,4 +8,5 @@ mod util;
 
 mod backbone;
 mod config_errors;
+mod graph;
 mod scripting;

@@ -187,6 +187,7 @@ impl Run {
 pub struct Workspace {
     pub dir: PathBuf,
     token: String,
+    pub env: Vec<(String, String)>,
 }
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -205,6 +206,7 @@ impl Workspace {
         let ws = Workspace {
             dir,
             token: emu.token.clone(),
+            env: vec![],
         };
         ws.write_directory(directory);
         ws.write(
@@ -234,6 +236,7 @@ impl Workspace {
             .args(args)
             .env("RUST_LOG", "warn")
             .env("SCIMSYNC_TEST_TOKEN", &self.token)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .expect("run scimsync");
         Run {
@@ -310,4 +313,120 @@ pub fn expected_user_names(doc: &Value) -> Vec<String> {
 
 pub fn count(stats: &Value, key: &str) -> u64 {
     stats[key].as_u64().unwrap_or(0)
+}
+
+/// A running `scimsync emulate graph`, killed on drop.
+pub struct GraphEmulator {
+    child: Child,
+    _stdout: BufReader<std::process::ChildStdout>,
+    pub base: String,
+    pub secret: String,
+    pub data: PathBuf,
+}
+
+pub const GRAPH_APP: &str = "11111111-2222-3333-4444-555555555555";
+
+impl GraphEmulator {
+    pub fn start(dir: &Path, doc: &Value, page_size: usize) -> GraphEmulator {
+        let data = dir.join("graph-directory.json");
+        std::fs::write(&data, serde_json::to_string_pretty(doc).unwrap()).unwrap();
+        let secret = format!("graph-secret-{}", std::process::id());
+        let mut child = Command::new(BIN)
+            .args([
+                "emulate",
+                "graph",
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+                data.to_str().unwrap(),
+            ])
+            .args([
+                "--client-secret",
+                &secret,
+                "--page-size",
+                &page_size.to_string(),
+                "--app",
+                GRAPH_APP,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start graph emulator");
+        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("base url");
+        let base = line.trim().to_string();
+        assert!(
+            base.starts_with("http://127.0.0.1:"),
+            "graph emulator said {base:?}"
+        );
+        GraphEmulator {
+            child,
+            _stdout: reader,
+            base,
+            secret,
+            data,
+        }
+    }
+
+    /// Edits the directory the emulator serves (picked up on the next request).
+    pub fn write(&self, doc: &Value) {
+        // Write-then-rename so the emulator never reads half a file.
+        let tmp = self.data.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(doc).unwrap()).unwrap();
+        std::fs::rename(&tmp, &self.data).unwrap();
+    }
+
+    fn admin(&self, method: &str, what: &str) -> ureq::Request {
+        ureq::request(method, &format!("{}/_emulator/{what}", self.base))
+            .set("Authorization", &format!("Bearer {}", self.secret))
+    }
+
+    pub fn configure(&self, body: Value) {
+        self.admin("POST", "config")
+            .send_json(body)
+            .expect("config");
+    }
+
+    pub fn expire_deltas(&self) {
+        self.admin("POST", "expire-deltas").call().expect("expire");
+    }
+
+    pub fn reset_stats(&self) {
+        self.admin("POST", "reset-stats").call().expect("reset");
+    }
+
+    /// Requests served by route, e.g. "GET users/delta".
+    pub fn stats(&self) -> Value {
+        self.admin("GET", "stats")
+            .call()
+            .expect("stats")
+            .into_json::<Value>()
+            .expect("json")["requests"]
+            .clone()
+    }
+
+    /// Points a workspace's config at this emulator as a `graph` source.
+    pub fn configure_workspace(&self, ws: &Workspace, secret_ref: &str) {
+        let cfg = ws.dir.join("scimsync.toml");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let graph = format!(
+            "[source]\ntype = \"graph\"\ntenant = \"contoso.onmicrosoft.com\"\nclient_id = \"scimsync-client\"\nclient_secret = \"{secret_ref}\"\napp = \"{GRAPH_APP}\"\nscope = \"assigned\"\ngraph_url = \"{b}\"\nlogin_url = \"{b}\"\n",
+            b = self.base
+        );
+        let start = text.find("[source]").unwrap();
+        let end = text.find("[target]").unwrap();
+        std::fs::write(
+            &cfg,
+            format!("{}{}\n{}", &text[..start], graph, &text[end..]),
+        )
+        .unwrap();
+    }
+}
+
+impl Drop for GraphEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -105,8 +105,8 @@ pub fn serve<S: Service>(
     service: S,
     workers: usize,
 ) -> Result<(Running, Arc<Mutex<S>>), String> {
-    let server =
-        tiny_http::Server::http(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let server = tiny_http::Server::from_listener(listener(listen)?, None)
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = server
         .server_addr()
         .to_ip()
@@ -139,6 +139,32 @@ pub fn serve<S: Service>(
         },
         shared,
     ))
+}
+
+/// A listening socket with TCP_NODELAY, which accepted connections inherit: tiny_http
+/// writes a response through a 1 KiB buffer, so a larger body leaves in two segments,
+/// and Nagle's algorithm plus the client's delayed ACK would add 40 ms to each.
+fn listener(listen: &str) -> Result<std::net::TcpListener, String> {
+    use std::net::ToSocketAddrs;
+    let addr = listen
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {listen}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{listen} resolves to no address"))?;
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let sock =
+        socket2::Socket::new(domain, socket2::Type::STREAM, None).map_err(|e| e.to_string())?;
+    sock.set_reuse_address(true).map_err(|e| e.to_string())?;
+    sock.set_nodelay(true).map_err(|e| e.to_string())?;
+    sock.bind(&addr.into())
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    sock.listen(1024)
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    Ok(sock.into())
 }
 
 fn read_request(rq: &mut tiny_http::Request) -> Request {
