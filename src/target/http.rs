@@ -1,0 +1,282 @@
+//! The one HTTP agent: blocking ureq with keep-alive, explicit timeouts, bearer
+//! auth, and the retry rules of DESIGN.md ("honour Retry-After on 429 and 503; back
+//! off on 5xx; never retry 4xx other than 429").
+//!
+//! Status codes are data, not errors, so SCIM error bodies can be read. The token is
+//! only ever placed in the Authorization header; it is never logged or formatted.
+
+use super::{ErrorClass, TargetError};
+use crate::config::Secret;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::Duration;
+
+/// Retry policy; tests shorten the waits.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts after the first, for 429/503 and (idempotent requests) 5xx/transport.
+    pub retries: u32,
+    /// First back-off for 5xx; doubles each time.
+    pub backoff: Duration,
+    /// Longest Retry-After we wait for in-line; longer ones fail the call.
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 5,
+            backoff: Duration::from_millis(500),
+            max_wait: Duration::from_secs(120),
+        }
+    }
+}
+
+/// An answer: status, body text and Retry-After.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Result<Value, TargetError> {
+        if self.body.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&self.body).map_err(|e| {
+            TargetError::new(
+                ErrorClass::Transport,
+                Some(self.status),
+                format!("answer is not JSON ({e}): {}", snippet(&self.body)),
+            )
+        })
+    }
+}
+
+/// Response bodies in messages are cut short: they can be large.
+pub fn snippet(s: &str) -> String {
+    let t: String = s.chars().take(300).collect();
+    if t.len() < s.len() {
+        format!("{t}…")
+    } else {
+        t
+    }
+}
+
+pub struct Http {
+    agent: ureq::Agent,
+    token: Secret,
+    pub policy: RetryPolicy,
+    content_type: &'static str,
+    counts: BTreeMap<String, u64>,
+}
+
+impl Http {
+    pub fn new(token: Secret, timeout: Duration, content_type: &'static str) -> Http {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10).min(timeout))
+            .timeout(timeout)
+            .max_idle_connections_per_host(8)
+            .user_agent(concat!("scimsync/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Http {
+            agent,
+            token,
+            policy: RetryPolicy::default(),
+            content_type,
+            counts: BTreeMap::new(),
+        }
+    }
+
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.counts.clone()
+    }
+
+    /// Replaces the bearer token (renewed OAuth tokens).
+    pub fn set_token(&mut self, token: Secret) {
+        self.token = token;
+    }
+
+    /// POSTs a form without bearer auth (the OAuth token endpoint). Throttling is
+    /// honoured; the body (which holds the client secret) is never logged.
+    pub fn post_form(&mut self, url: &str, form: &[(&str, &str)]) -> Result<Reply, TargetError> {
+        let body: Vec<String> = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        let body = body.join("&");
+        let mut attempt = 0;
+        loop {
+            *self.counts.entry("POST".into()).or_insert(0) += 1;
+            let r = self
+                .agent
+                .post(url)
+                .set("Content-Type", "application/x-www-form-urlencoded")
+                .send_string(&body);
+            match r {
+                Ok(resp) => {
+                    let status = resp.status();
+                    return Ok(Reply {
+                        status,
+                        body: read_body(resp)?,
+                    });
+                }
+                Err(ureq::Error::Status(status, resp)) => {
+                    let ra = resp.header("Retry-After").and_then(parse_retry_after);
+                    let text = read_body(resp).unwrap_or_default();
+                    if (status == 429 || status == 503) && attempt < self.policy.retries {
+                        attempt += 1;
+                        std::thread::sleep(
+                            ra.unwrap_or(self.policy.backoff).min(self.policy.max_wait),
+                        );
+                        continue;
+                    }
+                    return Ok(Reply { status, body: text });
+                }
+                Err(ureq::Error::Transport(t)) => {
+                    let cause = std::error::Error::source(&t)
+                        .map(|c| format!(": {c}"))
+                        .unwrap_or_default();
+                    return Err(TargetError::new(
+                        ErrorClass::Transport,
+                        None,
+                        format!("POST {}: {}{cause}", strip_query(url), t.kind()),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Sends a request with retries. `idempotent` allows retrying 5xx and transport
+    /// failures (a POST that may have been processed is not repeated blindly).
+    pub fn send(
+        &mut self,
+        method: &str,
+        url: &str,
+        body: Option<&Value>,
+        idempotent: bool,
+    ) -> Result<Reply, TargetError> {
+        let payload = body.map(|b| b.to_string());
+        let mut attempt = 0u32;
+        let mut backoff = self.policy.backoff;
+        loop {
+            *self.counts.entry(method.to_string()).or_insert(0) += 1;
+            let req = self
+                .agent
+                .request(method, url)
+                .set("Authorization", &format!("Bearer {}", self.token.expose()))
+                .set("Accept", "application/scim+json, application/json");
+            let result = match &payload {
+                Some(p) => req.set("Content-Type", self.content_type).send_string(p),
+                None => req.call(),
+            };
+            let (status, retry_after, text) = match result {
+                Ok(resp) => {
+                    let status = resp.status();
+                    (status, None, read_body(resp)?)
+                }
+                Err(ureq::Error::Status(status, resp)) => {
+                    let ra = resp.header("Retry-After").and_then(parse_retry_after);
+                    (status, ra, read_body(resp).unwrap_or_default())
+                }
+                Err(ureq::Error::Transport(t)) => {
+                    // ureq's Display repeats the full URL (with filter values); keep it short.
+                    let cause = std::error::Error::source(&t)
+                        .map(|c| format!(": {c}"))
+                        .unwrap_or_default();
+                    let msg = format!("{method} {}: {}{cause}", strip_query(url), t.kind());
+                    if idempotent && attempt < self.policy.retries {
+                        attempt += 1;
+                        log::warn!("{msg}; retrying in {backoff:?}");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
+                    return Err(TargetError::new(ErrorClass::Transport, None, msg));
+                }
+            };
+            log::debug!("{method} {} -> {status}", strip_query(url));
+            let throttled = status == 429 || status == 503;
+            if throttled && attempt < self.policy.retries {
+                let wait = retry_after.unwrap_or(backoff);
+                if wait <= self.policy.max_wait {
+                    attempt += 1;
+                    log::info!(
+                        "{method} {}: {status}, waiting {wait:?} (Retry-After)",
+                        strip_query(url)
+                    );
+                    std::thread::sleep(wait);
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            }
+            if status >= 500 && !throttled && idempotent && attempt < self.policy.retries.min(3) {
+                attempt += 1;
+                log::warn!(
+                    "{method} {}: {status}; retrying in {backoff:?}",
+                    strip_query(url)
+                );
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+            return Ok(Reply { status, body: text });
+        }
+    }
+}
+
+fn read_body(resp: ureq::Response) -> Result<String, TargetError> {
+    let mut s = String::new();
+    resp.into_reader()
+        .take(64 << 20)
+        .read_to_string(&mut s)
+        .map_err(|e| {
+            TargetError::new(
+                ErrorClass::Transport,
+                None,
+                format!("reading the answer: {e}"),
+            )
+        })?;
+    Ok(s)
+}
+
+/// `Retry-After` as seconds (the HTTP-date form is treated as one second).
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    match v.parse::<f64>() {
+        Ok(s) if s >= 0.0 && s.is_finite() => Some(Duration::from_secs_f64(s.min(86_400.0))),
+        _ => Some(Duration::from_secs(1)),
+    }
+}
+
+/// Filter values may hold personal data; debug logs show the path only.
+fn strip_query(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+/// Percent-encodes a query component (RFC 3986 unreserved kept).
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn encodes_filters() {
+        assert_eq!(
+            super::encode("userName eq \"a b\""),
+            "userName%20eq%20%22a%20b%22"
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! Targets: the apps scimsync provisions into.
+//!
+//! The planner speaks in flat attribute maps and changes; a target turns them into
+//! its wire protocol. `apply` is the only caller that writes through this trait.
+//! Errors are classified (auth, not found, conflict, invalid, throttled, server,
+//! transport) so that retries, escrow and quarantine can decide without parsing text.
+
+pub mod http;
+pub mod profile;
+pub mod scim;
+
+use crate::attribute::Attrs;
+use crate::config::{TargetKind, TargetSettings};
+use crate::model::ObjectKind;
+use serde_json::Value;
+
+/// How a target call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// 401/403: the token is wrong or lacks rights.
+    Auth,
+    /// 404 on a resource (or the base URL).
+    NotFound,
+    /// 409: uniqueness or state conflict.
+    Conflict,
+    /// 400 and other 4xx: the request itself is wrong for this object.
+    Invalid,
+    /// 429 that outlasted our retries.
+    Throttled,
+    /// 5xx that outlasted our retries.
+    Server,
+    /// Connection refused, reset, timed out, or an unreadable answer.
+    Transport,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct TargetError {
+    pub class: ErrorClass,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl TargetError {
+    pub fn new(class: ErrorClass, status: Option<u16>, message: impl Into<String>) -> Self {
+        TargetError {
+            class,
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn is_auth(&self) -> bool {
+        self.class == ErrorClass::Auth
+    }
+    /// Errors that say the target as a whole is unwell, not this one object.
+    pub fn is_systemic(&self) -> bool {
+        matches!(
+            self.class,
+            ErrorClass::Auth | ErrorClass::Transport | ErrorClass::Server | ErrorClass::Throttled
+        ) || (self.class == ErrorClass::NotFound
+            && self.status == Some(404)
+            && self.message.contains("base URL"))
+    }
+}
+
+/// An object as the target holds it.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub id: String,
+    /// The resource in SCIM shape (for `dropbox-legacy`, converted to it).
+    pub resource: Value,
+}
+
+/// One attribute change; `new == None` clears the attribute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub path: String,
+    pub old: Option<Value>,
+    pub new: Option<Value>,
+}
+
+/// What a provisioning target must do.
+pub trait Target {
+    /// The quirks of this target.
+    fn profile(&self) -> &profile::Profile;
+    /// Entra's "Test Connection": a filter on a random userName must return nothing.
+    fn test_connection(&mut self) -> Result<(), TargetError>;
+    /// Looks an object up by one matching attribute.
+    fn find(
+        &mut self,
+        kind: ObjectKind,
+        path: &str,
+        value: &str,
+    ) -> Result<Vec<Remote>, TargetError>;
+    /// Reads one object; `None` if it is gone.
+    fn get(&mut self, kind: ObjectKind, id: &str) -> Result<Option<Remote>, TargetError>;
+    /// Creates an object; returns its target id.
+    fn create(&mut self, kind: ObjectKind, attrs: &Attrs) -> Result<String, TargetError>;
+    /// Applies attribute changes (including `active`).
+    fn modify(&mut self, kind: ObjectKind, id: &str, changes: &[Change])
+        -> Result<(), TargetError>;
+    /// Deletes an object; an object already gone is success.
+    fn delete(&mut self, kind: ObjectKind, id: &str) -> Result<(), TargetError>;
+    fn add_members(&mut self, group_id: &str, user_ids: &[String]) -> Result<(), TargetError>;
+    fn remove_members(&mut self, group_id: &str, user_ids: &[String]) -> Result<(), TargetError>;
+    /// Requests sent so far, by kind ("GET", "POST", …), for summaries and benchmarks.
+    fn request_counts(&self) -> std::collections::BTreeMap<String, u64>;
+}
+
+/// Builds the configured target.
+pub fn open(settings: &TargetSettings) -> Result<Box<dyn Target>, crate::error::Error> {
+    match settings.kind {
+        TargetKind::Dropbox | TargetKind::Scim => Ok(Box::new(scim::ScimTarget::new(settings)?)),
+        TargetKind::DropboxLegacy => Err(crate::error::InputError::Usage(
+            "target.type = \"dropbox-legacy\" is not available in this build yet".into(),
+        )
+        .into()),
+    }
+}
+
+/// Reads a value at a path of a remote resource, for matching and drift checks.
+pub fn remote_value(r: &Remote, path: &str) -> Option<Value> {
+    crate::attribute::AttrPath::parse(path)
+        .ok()?
+        .get(&r.resource)
+        .cloned()
+}
