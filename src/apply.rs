@@ -27,6 +27,8 @@ pub struct ApplyOptions {
     pub create_only: Vec<String>,
     /// Checked between actions: set, the cycle ends after the object in flight.
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    pub escrow_backoff: std::time::Duration,
+    pub escrow_max: std::time::Duration,
 }
 
 /// What a cycle's apply did.
@@ -46,6 +48,8 @@ pub struct Outcome {
     pub first_error: Option<String>,
     /// Stopped by a signal before every action ran.
     pub interrupted: bool,
+    /// The first error that pointed at the target as a whole.
+    pub first_systemic: Option<TargetError>,
 }
 
 enum Write {
@@ -201,7 +205,10 @@ impl Applier<'_> {
                     Write::AddMember(g, u) => w.add_membership(g, u)?,
                     Write::RemoveMember(g, u) => w.remove_membership(g, u)?,
                     Write::Log(e) => w.log(e)?,
-                    Write::Escrow(k, id, err) => w.escrow(*k, id, err, &escrow_backoff)?,
+                    Write::Escrow(k, id, err) => {
+                        let (base, max) = (self.opts.escrow_backoff, self.opts.escrow_max);
+                        w.escrow(*k, id, err, &|n| escrow_backoff(n, base, max))?
+                    }
                     Write::ClearEscrow(k, id) => w.clear_escrow(*k, id)?,
                 }
             }
@@ -295,6 +302,9 @@ impl Applier<'_> {
         self.outcome.target_errors += 1;
         if e.is_systemic() {
             self.outcome.systemic_errors += 1;
+            if self.outcome.first_systemic.is_none() {
+                self.outcome.first_systemic = Some(e.clone());
+            }
         }
         if self.outcome.first_error.is_none() {
             self.outcome.first_error = Some(e.message.clone());
@@ -685,8 +695,9 @@ impl Applier<'_> {
     }
 }
 
-/// Escrow back-off: 1, 2, 4 … minutes, then at most every 6 hours.
-pub fn escrow_backoff(attempts: i64) -> i64 {
-    let minutes = 1i64 << attempts.clamp(0, 9);
-    (minutes * 60).min(6 * 3600)
+/// Escrow back-off in seconds: `base`, then doubling per attempt, at most `max`
+/// (Entra retries escrows at growing intervals up to a day).
+pub fn escrow_backoff(attempts: i64, base: std::time::Duration, max: std::time::Duration) -> i64 {
+    let factor = 1u64 << (attempts - 1).clamp(0, 30);
+    (base.as_secs().saturating_mul(factor)).min(max.as_secs()) as i64
 }

@@ -145,7 +145,15 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Check => check(&load(&cli)?),
         Command::Plan { json, full } => plan(&load(&cli)?, *json, *full),
         Command::Sync { full } => {
-            let mut rt = Runtime::open(load(&cli)?)?;
+            let settings = load(&cli)?;
+            if !settings.sync.enabled {
+                println!(
+                    "provisioning is off ([sync] enabled = false in {}); nothing done",
+                    settings.config_path.display()
+                );
+                return Ok(exit::OK);
+            }
+            let mut rt = Runtime::open(settings)?;
             let report = cycle::sync(&mut rt, *full)?;
             println!(
                 "cycle {} ({}) in {:.2?}",
@@ -253,7 +261,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
 fn plan(settings: &Settings, json: bool, full: bool) -> Result<i32, Error> {
     let scripts = Scripts::load(&settings.scripts_dir)?;
     let mut source = crate::source::open(&settings.source)?;
-    let target = crate::target::open(&settings.target)?;
+    let mut target = crate::target::open(&settings.target)?;
     let state = State::open_read_only(&settings.state_path)?;
     let kind = cycle::next_kind(&state, full)?;
     let watermark = state.meta("watermark")?;
@@ -280,7 +288,7 @@ fn plan(settings: &Settings, json: bool, full: bool) -> Result<i32, Error> {
         }
         return Ok(exit::OK);
     }
-    let plan = cycle::make_plan(&snapshot, &scripts, &state, target.as_ref(), settings, full)?;
+    let plan = cycle::make_plan(&snapshot, &scripts, &state, target.as_mut(), settings, full)?;
     if json {
         let actions: Vec<crate::plan::Action> = plan.actions.iter().map(|a| a.masked()).collect();
         let v = serde_json::json!({"cycle": kind, "actions": actions,
@@ -439,11 +447,18 @@ fn status(settings: &Settings, json: bool) -> Result<i32, Error> {
     let held = state.meta("held")?;
     let next = cycle::next_kind(&state, false)?;
     let last = cycles.first();
+    let quarantine = cycle::quarantine_state(&state)?;
+    let next_at = state
+        .meta("next_cycle_at")?
+        .and_then(|t| t.parse::<i64>().ok());
     if json {
         let v = serde_json::json!({
             "state": settings.state_path,
+            "enabled": settings.sync.enabled,
             "last_cycle": last,
             "next_cycle": next,
+            "next_cycle_at": next_at.map(crate::clock::rfc3339),
+            "quarantine": quarantine,
             "provisioned": {"users": users, "active_users": active, "groups": groups},
             "escrows": escrows,
             "held": held.as_deref().and_then(|h| h.parse::<u64>().ok()),

@@ -27,6 +27,8 @@ struct RawConfig {
     safety: RawSafety,
     #[serde(default)]
     notify: RawNotify,
+    #[serde(default)]
+    sync: RawSync,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -56,6 +58,7 @@ struct RawTarget {
     token: Option<String>,
     allow_insecure_http: Option<bool>,
     timeout: Option<String>,
+    actions: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -70,6 +73,16 @@ struct RawLegacy {
 struct RawSafety {
     deletion_threshold: Option<i64>,
     skip_out_of_scope_deletions: Option<bool>,
+    escrow_backoff: Option<String>,
+    escrow_max: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    users: Option<bool>,
+    groups: Option<bool>,
+    enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -167,6 +180,8 @@ pub struct TargetSettings {
     pub url: String,
     pub token: Secret,
     pub timeout: Duration,
+    /// Which of create / update / delete (disable included) may run.
+    pub actions: Actions,
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +194,25 @@ pub struct LegacySettings {
 pub struct Safety {
     pub deletion_threshold: usize,
     pub skip_out_of_scope_deletions: bool,
+    /// First retry delay of an escrowed object; doubles per attempt up to `escrow_max`.
+    pub escrow_backoff: Duration,
+    pub escrow_max: Duration,
+}
+
+/// Entra's switches: which object types flow, and provisioning on/off.
+#[derive(Debug, Clone)]
+pub struct SyncSwitches {
+    pub users: bool,
+    pub groups: bool,
+    pub enabled: bool,
+}
+
+/// Entra's target object actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actions {
+    pub create: bool,
+    pub update: bool,
+    pub delete: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -200,6 +234,7 @@ pub struct Settings {
     pub legacy: Option<LegacySettings>,
     pub safety: Safety,
     pub notify: Notify,
+    pub sync: SyncSwitches,
 }
 
 impl Settings {
@@ -371,11 +406,39 @@ impl Settings {
             None => Duration::from_secs(30),
             Some(s) => parse_duration(s).map_err(|m| err(format!("target.timeout: {m}")))?,
         };
+        let actions = match &raw_target.actions {
+            None => Actions {
+                create: true,
+                update: true,
+                delete: true,
+            },
+            Some(list) => {
+                let mut a = Actions {
+                    create: false,
+                    update: false,
+                    delete: false,
+                };
+                for x in list {
+                    match x.as_str() {
+                        "create" => a.create = true,
+                        "update" => a.update = true,
+                        "delete" => a.delete = true,
+                        other => {
+                            return Err(err(format!(
+                                "target.actions: \"{other}\" is not one of \"create\", \"update\", \"delete\""
+                            )))
+                        }
+                    }
+                }
+                a
+            }
+        };
         let target = TargetSettings {
             kind,
             url: trim_slash(url),
             token,
             timeout,
+            actions,
         };
 
         let legacy = match raw.legacy {
@@ -407,6 +470,14 @@ impl Settings {
                 )))
             }
         };
+        let escrow_backoff = match raw.safety.escrow_backoff.as_deref() {
+            None => Duration::from_secs(300),
+            Some(s) => parse_duration(s).map_err(|m| err(format!("safety.escrow_backoff: {m}")))?,
+        };
+        let escrow_max = match raw.safety.escrow_max.as_deref() {
+            None => Duration::from_secs(24 * 3600),
+            Some(s) => parse_duration(s).map_err(|m| err(format!("safety.escrow_max: {m}")))?,
+        };
         if let Some(w) = &raw.notify.webhook {
             check_url("notify.webhook", w, insecure).map_err(err)?;
         }
@@ -424,10 +495,17 @@ impl Settings {
                     .safety
                     .skip_out_of_scope_deletions
                     .unwrap_or(false),
+                escrow_backoff,
+                escrow_max,
             },
             notify: Notify {
                 command: raw.notify.command,
                 webhook: raw.notify.webhook,
+            },
+            sync: SyncSwitches {
+                users: raw.sync.users.unwrap_or(true),
+                groups: raw.sync.groups.unwrap_or(true),
+                enabled: raw.sync.enabled.unwrap_or(true),
             },
         })
     }

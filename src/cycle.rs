@@ -65,11 +65,13 @@ pub struct CycleReport {
     /// Nothing changed since the last cycle: no work was done.
     pub unchanged: bool,
     pub source_errors: usize,
+    /// The job is in quarantine after this cycle: why, in one sentence.
+    pub quarantine: Option<String>,
 }
 
 impl CycleReport {
     pub fn exit_code(&self) -> i32 {
-        if self.outcome.held > 0 {
+        if self.outcome.held > 0 || self.quarantine.is_some() {
             exit::HELD
         } else if self.outcome.failures > 0 || self.source_errors > 0 {
             exit::PARTIAL
@@ -102,6 +104,9 @@ impl CycleReport {
         if self.outcome.interrupted {
             out.push("stopped early (signal); the next cycle completes the rest".into());
         }
+        if let Some(q) = &self.quarantine {
+            out.push(format!("quarantine: {q}"));
+        }
         if self.outcome.withheld > 0 {
             out.push(format!(
                 "{} destructive action(s) not run because the target had errors",
@@ -128,7 +133,7 @@ pub fn make_plan(
     snapshot: &Snapshot,
     scripts: &Scripts,
     state: &State,
-    target: &dyn Target,
+    target: &mut dyn Target,
     settings: &Settings,
     full: bool,
 ) -> Result<Plan, Error> {
@@ -137,7 +142,7 @@ pub fn make_plan(
     let groups = state.links(ObjectKind::Group)?;
     let memberships = state.memberships()?;
     let present = crate::plan::Present::of(snapshot);
-    Ok(plan(
+    let mut p = plan(
         &evaluated,
         &PlanInput {
             user_links: &users,
@@ -149,7 +154,25 @@ pub fn make_plan(
             full,
             present: present.as_ref(),
         },
-    ))
+    );
+    crate::plan::apply_switches(&mut p, &settings.target.actions, &settings.sync);
+    // Dropbox deletes an invited member it is asked to suspend: where the target can
+    // tell who is invited, plan that disable as what it is, a delete.
+    if target.profile().suspending_invited_deletes {
+        let ids: Vec<String> = p
+            .actions
+            .iter()
+            .filter(|a| a.op == crate::plan::Op::Disable && a.kind == ObjectKind::User)
+            .filter_map(|a| a.target_id.clone())
+            .collect();
+        if !ids.is_empty() {
+            match target.invited(&ids) {
+                Ok(invited) => crate::plan::invited_disables_are_deletes(&mut p, &invited),
+                Err(e) => log::warn!("could not tell which members are invited: {}", e.message),
+            }
+        }
+    }
+    Ok(p)
 }
 
 /// Runs one cycle now.
@@ -159,7 +182,9 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
     let watermark = rt.state.meta("watermark")?;
     let scripts_hash = rt.scripts.hash();
     let scripts_changed = rt.state.meta("scripts_hash")?.as_deref() != Some(scripts_hash.as_str());
-    let pending = !rt.state.escrows()?.is_empty() || rt.state.meta("held")?.is_some();
+    let now = crate::clock::now();
+    let escrows = rt.state.escrows()?;
+    let pending = escrows.iter().any(|e| e.next_at <= now) || rt.state.meta("held")?.is_some();
     let requests_before = rt.target.request_counts();
 
     let need_all = kind != "incremental" || scripts_changed || pending;
@@ -185,6 +210,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
             duration: started.elapsed(),
             unchanged: true,
             source_errors: 0,
+            quarantine: None,
         };
         // Sources hand out a fresh watermark even when nothing changed (Graph).
         if snapshot.watermark.is_some() && snapshot.watermark != watermark {
@@ -206,14 +232,22 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         .iter()
         .find(|g| g.assignment.is_assigned())
         .map(|g| g.record.clone());
-    let plan = make_plan(
+    let mut plan = make_plan(
         &snapshot,
         &rt.scripts,
         &rt.state,
-        rt.target.as_ref(),
+        rt.target.as_mut(),
         &rt.settings,
         full,
     )?;
+    // Objects waiting for their escrow retry sit this cycle out.
+    let not_due: std::collections::HashSet<(String, String)> = escrows
+        .iter()
+        .filter(|e| e.next_at > now)
+        .map(|e| (e.kind.clone(), e.source_id.clone()))
+        .collect();
+    plan.actions
+        .retain(|a| !not_due.contains(&(a.kind.as_str().to_string(), a.source_id.clone())));
     let id = rt.state.start_cycle(kind)?;
     log::info!(
         "cycle {id} ({kind}): {} users, {} groups read; {} actions planned",
@@ -229,6 +263,8 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         group_matching: rt.scripts.group_matching().to_vec(),
         create_only: rt.scripts.create_only().to_vec(),
         stop: rt.stop.clone(),
+        escrow_backoff: rt.settings.safety.escrow_backoff,
+        escrow_max: rt.settings.safety.escrow_max,
     };
     // Record source problems first: each names the record and fails alone.
     let source_errors = snapshot.errors.len();
@@ -276,7 +312,11 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         duration: started.elapsed(),
         unchanged: false,
         source_errors,
+        quarantine: None,
     };
+    let mut report = report;
+    report.quarantine = quarantine(rt, &report)?;
+    notify_cycle(rt, &report);
     let status = match report.exit_code() {
         _ if report.outcome.interrupted => "interrupted",
         exit::OK => "success",
@@ -310,6 +350,151 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
     Ok(report)
 }
 
+/// The quarantine state as stored: since when, why, how many cycles.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Quarantine {
+    pub since: i64,
+    pub reason: String,
+    pub level: u32,
+}
+
+pub fn quarantine_state(state: &State) -> Result<Option<Quarantine>, Error> {
+    Ok(state
+        .meta("quarantine")?
+        .and_then(|q| serde_json::from_str(&q).ok()))
+}
+
+/// One sentence for an admin: what is wrong with the target and what to check.
+fn reason_sentence(e: &crate::target::TargetError) -> String {
+    use crate::target::ErrorClass::*;
+    match e.class {
+        Auth => format!(
+            "The target refused the credentials (HTTP {}): replace target.token.",
+            e.status.unwrap_or(401)
+        ),
+        NotFound => "The target answered 404 for the SCIM collections: check target.url.".into(),
+        Transport => format!("The target could not be reached: {}.", e.message),
+        Server => format!(
+            "The target answered server errors (HTTP {}) to most requests.",
+            e.status.unwrap_or(500)
+        ),
+        Throttled => "The target kept throttling (HTTP 429) beyond the retries.".into(),
+        _ => format!("Most requests failed: {}.", e.message),
+    }
+}
+
+/// Enters, stays in or leaves quarantine after a cycle (Entra: most calls failing).
+fn quarantine(rt: &mut Runtime, r: &CycleReport) -> Result<Option<String>, Error> {
+    let before = quarantine_state(&rt.state)?;
+    let successes: usize = r
+        .outcome
+        .counts
+        .iter()
+        .filter(|((_, s), _)| s == "success")
+        .map(|(_, n)| n)
+        .sum();
+    let attempted = successes + r.outcome.target_errors;
+    let sick = r.outcome.systemic_errors > 0 && r.outcome.systemic_errors * 2 >= attempted;
+    if sick {
+        let reason = r
+            .outcome
+            .first_systemic
+            .as_ref()
+            .map(reason_sentence)
+            .unwrap_or_else(|| "Most requests to the target failed.".into());
+        let q = Quarantine {
+            since: before
+                .as_ref()
+                .map(|b| b.since)
+                .unwrap_or_else(crate::clock::now),
+            level: before.as_ref().map(|b| b.level + 1).unwrap_or(0),
+            reason: reason.clone(),
+        };
+        rt.state.set_meta(
+            "quarantine",
+            Some(&serde_json::to_string(&q).unwrap_or_default()),
+        )?;
+        if before.as_ref().map(|b| b.reason != reason).unwrap_or(true) {
+            log::error!("quarantine: {reason}");
+            crate::notify::send(
+                &rt.settings.notify,
+                &crate::notify::event(
+                    crate::notify::Kind::Quarantine,
+                    r.id,
+                    &reason,
+                    json!({"since": q.since}),
+                ),
+            );
+        }
+        return Ok(Some(reason));
+    }
+    if let Some(b) = before {
+        // Healthy: calls went through, or (nothing to send) the probe answers.
+        let healthy = if attempted > 0 {
+            true
+        } else {
+            rt.target.test_connection().is_ok()
+        };
+        if !healthy {
+            return Ok(Some(b.reason));
+        }
+        rt.state.set_meta("quarantine", None)?;
+        log::info!("left quarantine: the target answers again");
+        crate::notify::send(
+            &rt.settings.notify,
+            &crate::notify::event(
+                crate::notify::Kind::QuarantineLeft,
+                r.id,
+                "The target answers again; quarantine is over.",
+                json!({"since": b.since}),
+            ),
+        );
+    }
+    Ok(None)
+}
+
+fn notify_cycle(rt: &Runtime, r: &CycleReport) {
+    let failures = r.outcome.failures + r.source_errors;
+    if failures > 0 && r.quarantine.is_none() {
+        let summary = format!(
+            "{failures} object(s) failed in cycle {}; they are retried with back-off",
+            r.id
+        );
+        let details = json!({"first_error": r.outcome.first_error});
+        crate::notify::send(
+            &rt.settings.notify,
+            &crate::notify::event(crate::notify::Kind::Failure, r.id, &summary, details),
+        );
+    }
+    if r.outcome.held > 0 {
+        let summary = format!(
+            "{} deletes/disables exceed deletion_threshold {}; held until `scimsync allow-deletes`",
+            r.outcome.held, rt.settings.safety.deletion_threshold
+        );
+        crate::notify::send(
+            &rt.settings.notify,
+            &crate::notify::event(
+                crate::notify::Kind::Hold,
+                r.id,
+                &summary,
+                json!({"held": r.outcome.held}),
+            ),
+        );
+    }
+}
+
+/// How long the daemon waits before the next cycle: the interval, stretched while in
+/// quarantine (doubling per quarantined cycle, at most a day).
+pub fn next_delay(state: &State, interval: Duration) -> Result<Duration, Error> {
+    Ok(match quarantine_state(state)? {
+        Some(q) => interval
+            .saturating_mul(1u32 << q.level.min(16))
+            .min(Duration::from_secs(86_400))
+            .max(interval),
+        None => interval,
+    })
+}
+
 fn summary_json(r: &CycleReport) -> serde_json::Value {
     let actions: BTreeMap<String, usize> = r
         .outcome
@@ -325,5 +510,6 @@ fn summary_json(r: &CycleReport) -> serde_json::Value {
         "requests": r.requests,
         "duration_ms": r.duration.as_millis() as u64,
         "unchanged": r.unchanged,
+        "quarantine": r.quarantine,
     })
 }

@@ -69,7 +69,13 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        match cycle::sync(&mut rt, false) {
+        let outcome = if rt.settings.sync.enabled {
+            cycle::sync(&mut rt, false)
+        } else {
+            log::info!("provisioning is off ([sync] enabled = false): no cycle");
+            Err(Error::Runtime("provisioning is off".into()))
+        };
+        match outcome {
             Ok(r) => log::info!(
                 "cycle {} ({}) done in {:.2?}: {}",
                 r.id,
@@ -81,13 +87,26 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
                     r.summary_lines().join("; ")
                 }
             ),
+            Err(e) if !rt.settings.sync.enabled => log::debug!("{e}"),
             Err(e) => log::error!("cycle failed: {e}"),
         }
-        match wait(&mut rt, interval, &stop, &hup, &rx) {
+        let delay = cycle::next_delay(&rt.state, interval).unwrap_or(interval);
+        if delay > interval {
+            log::warn!("in quarantine: next cycle in {delay:?}");
+        }
+        let next_at = crate::clock::now() + delay.as_secs() as i64;
+        if let Err(e) = rt
+            .state
+            .set_meta("next_cycle_at", Some(&next_at.to_string()))
+        {
+            log::warn!("cannot record the next cycle time: {e}");
+        }
+        match wait(&mut rt, delay, &stop, &hup, &rx) {
             Wake::Stop => break,
             Wake::Interval | Wake::Reloaded => continue,
         }
     }
+    let _ = rt.state.set_meta("next_cycle_at", None);
     log::info!("scimsync run: stopped; state recorded");
     Ok(exit::OK)
 }

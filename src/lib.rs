@@ -21,6 +21,7 @@ pub mod error;
 pub mod filter;
 pub mod ids;
 pub mod model;
+pub mod notify;
 pub mod plan;
 pub mod script;
 pub mod source;

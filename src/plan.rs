@@ -795,6 +795,57 @@ pub fn plan(evaluated: &[Evaluated], input: &PlanInput<'_>) -> Plan {
     Plan { actions }
 }
 
+/// Entra's switches: user/group sync off drops those objects' actions; a target
+/// action (create, update, delete) switched off turns its actions into skips.
+pub fn apply_switches(
+    plan: &mut Plan,
+    actions: &crate::config::Actions,
+    sync: &crate::config::SyncSwitches,
+) {
+    plan.actions.retain(|a| match a.kind {
+        ObjectKind::User => sync.users,
+        ObjectKind::Group => sync.groups,
+    });
+    for a in plan.actions.iter_mut() {
+        let (allowed, name) = match a.op {
+            Op::Create => (actions.create, "create"),
+            Op::Update | Op::Verify | Op::Enable | Op::AddMembers | Op::RemoveMembers => {
+                (actions.update, "update")
+            }
+            Op::Disable | Op::Delete => (actions.delete, "delete"),
+            _ => (true, ""),
+        };
+        if !allowed {
+            a.reason = format!(
+                "{} ({} is switched off in [target] actions)",
+                a.reason, name
+            );
+            a.op = Op::Skip;
+        }
+    }
+}
+
+/// Turns disables of invited members into deletes (Dropbox deletes them anyway).
+pub fn invited_disables_are_deletes(plan: &mut Plan, invited: &HashSet<String>) {
+    for a in plan.actions.iter_mut() {
+        if a.op == Op::Disable
+            && a.target_id
+                .as_ref()
+                .map(|t| invited.contains(t))
+                .unwrap_or(false)
+        {
+            a.op = Op::Delete;
+            a.reason = format!("{}; the member is still invited and Dropbox deletes invited members instead of suspending them", a.reason);
+        }
+    }
+    plan.actions.sort_by_key(|a| match a.op {
+        Op::Disable => (1, a.kind == ObjectKind::Group),
+        Op::Delete => (2, a.kind == ObjectKind::Group),
+        Op::Skip | Op::Fail | Op::Forget => (3, false),
+        _ => (0, false),
+    });
+}
+
 /// True when a path names the `active` attribute.
 pub fn is_active_path(p: &str) -> bool {
     AttrPath::parse(p)

@@ -12,7 +12,9 @@
 use super::{bearer_ok, patch, Request, Response, Service};
 use crate::attribute::{get_ci, AttrPath};
 use crate::filter;
-use crate::target::scim::{ERROR_SCHEMA, GROUP_SCHEMA, LIST_SCHEMA, USER_SCHEMA};
+use crate::target::scim::{
+    DROPBOX_STATUS_SCHEMA, ERROR_SCHEMA, GROUP_SCHEMA, LIST_SCHEMA, USER_SCHEMA,
+};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -40,6 +42,13 @@ struct Member {
     status: Status,
 }
 
+#[derive(Debug, Clone)]
+struct Fault {
+    needle: String,
+    status: u16,
+    remaining: u64,
+}
+
 /// The emulated team.
 pub struct Team {
     token: String,
@@ -49,6 +58,10 @@ pub struct Team {
     requests: BTreeMap<String, u64>,
     writes: u64,
     email: regex::Regex,
+    /// Injected failures: a request whose URL or body contains `needle` answers
+    /// `status`, `remaining` more times.
+    faults: Vec<Fault>,
+    latency: std::time::Duration,
     /// Unique keys → id: ("userName", lowercased), ("externalId", exact),
     /// ("group", lowercased displayName). Keeps filter lookups O(1) at 100k members.
     index: HashMap<(&'static str, String), String>,
@@ -116,6 +129,8 @@ impl Team {
             requests: BTreeMap::new(),
             writes: 0,
             index: HashMap::new(),
+            faults: vec![],
+            latency: std::time::Duration::ZERO,
             email: regex::Regex::new(crate::target::profile::DROPBOX_EMAIL_PATTERN).unwrap_or_else(
                 |_| {
                     // The pattern is a constant; this branch only exists to avoid a panic path.
@@ -135,7 +150,14 @@ impl Team {
         if let Some(o) = r.as_object_mut() {
             o.insert("id".into(), Value::String(id.into()));
             o.insert("active".into(), Value::Bool(m.status != Status::Suspended));
-            o.insert("schemas".into(), json!([USER_SCHEMA]));
+            o.insert(
+                "schemas".into(),
+                json!([USER_SCHEMA, DROPBOX_STATUS_SCHEMA]),
+            );
+            o.insert(
+                DROPBOX_STATUS_SCHEMA.into(),
+                json!({"memberStatus": m.status.as_str()}),
+            );
             o.insert(
                 "meta".into(),
                 json!({"resourceType": "User", "location": format!("/scim/v2/Users/{id}")}),
@@ -445,7 +467,7 @@ impl Team {
                     (s, true) => s,
                 };
                 if let Some(o) = r.as_object_mut() {
-                    for k in ["id", "active", "meta", "schemas"] {
+                    for k in ["id", "active", "meta", "schemas", DROPBOX_STATUS_SCHEMA] {
                         o.remove(k);
                     }
                 }
@@ -628,6 +650,26 @@ impl Team {
                 self.writes = 0;
                 Response::empty(204)
             }
+            ("POST", Some("faults")) => {
+                // {"match": "user1@", "status": 503, "count": 2}; {} clears them.
+                let b: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
+                match b.get("match").and_then(|m| m.as_str()) {
+                    Some(m) => self.faults.push(Fault {
+                        needle: m.to_string(),
+                        status: b.get("status").and_then(|s| s.as_u64()).unwrap_or(500) as u16,
+                        remaining: b.get("count").and_then(|c| c.as_u64()).unwrap_or(u64::MAX),
+                    }),
+                    None => self.faults.clear(),
+                }
+                Response::json(200, json!({"faults": self.faults.len()}))
+            }
+            ("POST", Some("config")) => {
+                let b: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
+                if let Some(ms) = b.get("latency_ms").and_then(|v| v.as_u64()) {
+                    self.latency = std::time::Duration::from_millis(ms);
+                }
+                Response::json(200, json!({"latency_ms": self.latency.as_millis() as u64}))
+            }
             ("GET", Some("members")) => {
                 let list: Vec<Value> = self
                     .users
@@ -782,6 +824,10 @@ impl Team {
 }
 
 impl Service for Team {
+    fn latency(&self) -> std::time::Duration {
+        self.latency
+    }
+
     fn handle(&mut self, req: &Request) -> Response {
         let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
         if !bearer_ok(req.authorization.as_deref(), &self.token) {
@@ -797,6 +843,21 @@ impl Service for Team {
         let resource = seg[2];
         let key = format!("{} /{}", req.method, resource);
         *self.requests.entry(key).or_insert(0) += 1;
+        let query: Vec<String> = req.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let url = format!("{}?{}", req.segments.join("/"), query.join("&"));
+        if let Some(f) = self
+            .faults
+            .iter_mut()
+            .find(|f| f.remaining > 0 && (url.contains(&f.needle) || req.body.contains(&f.needle)))
+        {
+            f.remaining -= 1;
+            let status = f.status;
+            let mut r = scim_error(status, None, "injected fault");
+            if status == 429 || status == 503 {
+                r.headers.push(("Retry-After".into(), "1".into()));
+            }
+            return r;
+        }
         let id = seg.get(3).copied();
         match resource {
             "Users" => self.users(req, id),

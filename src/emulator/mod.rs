@@ -66,6 +66,10 @@ pub trait Service: Send + 'static {
     fn content_type(&self) -> &'static str {
         "application/scim+json"
     }
+    /// Added to every response, outside the lock (a slow network, not a slow server).
+    fn latency(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// A running emulator.
@@ -120,13 +124,16 @@ pub fn serve<S: Service>(
         handles.push(std::thread::spawn(move || {
             while let Ok(mut rq) = server.recv() {
                 let req = read_request(&mut rq);
-                let (resp, ctype) = {
+                let (resp, ctype, delay) = {
                     let mut svc = match shared.lock() {
                         Ok(g) => g,
                         Err(p) => p.into_inner(),
                     };
-                    (svc.handle(&req), svc.content_type())
+                    (svc.handle(&req), svc.content_type(), svc.latency())
                 };
+                if !delay.is_zero() {
+                    std::thread::sleep(delay);
+                }
                 let _ = respond(rq, resp, ctype);
             }
         }));

@@ -63,6 +63,9 @@ impl TargetError {
     }
 }
 
+/// Added to a 404 on a collection: the base URL itself is wrong.
+pub const BASE_URL_HINT: &str = "is the SCIM base URL right?";
+
 /// An object as the target holds it.
 #[derive(Debug, Clone)]
 pub struct Remote {
@@ -105,6 +108,13 @@ pub trait Target {
     fn remove_members(&mut self, group_id: &str, user_ids: &[String]) -> Result<(), TargetError>;
     /// Requests sent so far, by kind ("GET", "POST", …), for summaries and benchmarks.
     fn request_counts(&self) -> std::collections::BTreeMap<String, u64>;
+    /// Which of these users are invited (not yet joined), where the target can tell.
+    fn invited(
+        &mut self,
+        _ids: &[String],
+    ) -> Result<std::collections::HashSet<String>, TargetError> {
+        Ok(Default::default())
+    }
 }
 
 /// Builds the configured target.

@@ -18,6 +18,9 @@ pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+/// Where the Dropbox emulator tells a member's status (invited, active, suspended).
+pub const DROPBOX_STATUS_SCHEMA: &str =
+    "urn:scimsync:params:scim:schemas:extension:dropbox:2.0:User";
 
 pub struct ScimTarget {
     base: String,
@@ -208,7 +211,11 @@ impl Target for ScimTarget {
         let url = self.url(&q);
         let reply = self.http.send("GET", &url, None, true)?;
         if reply.status != 200 {
-            return Err(self.fail(&format!("GET {} filter {path}", endpoint(kind)), &reply));
+            let mut e = self.fail(&format!("GET {} filter {path}", endpoint(kind)), &reply);
+            if reply.status == 404 {
+                e.message = format!("{} ({})", e.message, super::BASE_URL_HINT);
+            }
+            return Err(e);
         }
         let v = reply.json()?;
         let resources = v
@@ -253,7 +260,11 @@ impl Target for ScimTarget {
         // cycle's matching finds it instead of creating it twice.
         let reply = self.http.send("POST", &url, Some(&body), false)?;
         if reply.status != 201 && reply.status != 200 {
-            return Err(self.fail(&format!("POST {}", endpoint(kind)), &reply));
+            let mut e = self.fail(&format!("POST {}", endpoint(kind)), &reply);
+            if reply.status == 404 {
+                e.message = format!("{} ({})", e.message, super::BASE_URL_HINT);
+            }
+            return Err(e);
         }
         Ok(self.parse_remote(reply.json()?)?.id)
     }
@@ -311,5 +322,25 @@ impl Target for ScimTarget {
 
     fn request_counts(&self) -> BTreeMap<String, u64> {
         self.http.counts()
+    }
+
+    /// Dropbox's SCIM resources carry no member status; the emulator exposes it in
+    /// an extension (`DROPBOX_STATUS_SCHEMA`). Without it nobody counts as invited.
+    fn invited(
+        &mut self,
+        ids: &[String],
+    ) -> Result<std::collections::HashSet<String>, TargetError> {
+        let mut out = std::collections::HashSet::new();
+        for id in ids {
+            if let Some(r) = self.get(ObjectKind::User, id)? {
+                let status = crate::attribute::get_ci(&r.resource, DROPBOX_STATUS_SCHEMA)
+                    .and_then(|x| crate::attribute::get_ci(x, "memberStatus"))
+                    .and_then(|x| x.as_str());
+                if status == Some("invited") {
+                    out.insert(id.clone());
+                }
+            }
+        }
+        Ok(out)
     }
 }
