@@ -99,11 +99,13 @@ pub fn apply(
         .into_iter()
         .partition(|x| matches!(x.op, Op::Skip | Op::Fail | Op::Forget));
 
+    let progress = Progress::new(constructive.len() + destructive.len());
     for action in constructive {
         if a.stopping() {
             break;
         }
         a.run(action)?;
+        progress.step();
     }
     a.flush()?;
     if a.outcome.interrupted {
@@ -141,6 +143,7 @@ pub fn apply(
                     break;
                 }
                 a.run(action)?;
+                progress.step();
             }
         }
     }
@@ -148,7 +151,53 @@ pub fn apply(
         a.run(action)?;
     }
     a.flush()?;
+    progress.finish();
     Ok(a.outcome)
+}
+
+/// A progress bar on a terminal; on a service, a log line every tenth of the way.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total: usize,
+    done: std::cell::Cell<usize>,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        use std::io::IsTerminal;
+        let bar = (total > 0 && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::new(total as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} actions {elapsed_precise} (eta {eta})",
+            ) {
+                b.set_style(style);
+            }
+            b
+        });
+        Progress {
+            bar,
+            total,
+            done: std::cell::Cell::new(0),
+        }
+    }
+
+    fn step(&self) {
+        let n = self.done.get() + 1;
+        self.done.set(n);
+        match &self.bar {
+            Some(b) => b.inc(1),
+            None if self.total >= 1000 && n.is_multiple_of((self.total / 10).max(1)) => {
+                log::info!("{n}/{} actions applied", self.total)
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
 }
 
 fn modified_from(attrs: &Attrs, changes: &[PlannedChange]) -> Vec<Modified> {

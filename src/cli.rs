@@ -53,6 +53,16 @@ pub enum Command {
     Run,
     /// What the scripts make of one source object; writes nothing
     Preview { id: String },
+    /// Provision one user or group now (by id or userPrincipalName), showing each step
+    Provision { id: String },
+    /// A self-contained HTML page: cycle history charts, holds and escrows
+    Report {
+        #[arg(long)]
+        html: PathBuf,
+        /// How many recent cycles to chart
+        #[arg(long, default_value_t = 50)]
+        cycles: usize,
+    },
     /// The provisioning log
     Logs {
         #[arg(long)]
@@ -169,6 +179,16 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         }
         Command::Run => crate::daemon::run(load(&cli)?),
         Command::Preview { id } => preview(&load(&cli)?, id),
+        Command::Provision { id } => provision(load(&cli)?, id),
+        Command::Report { html, cycles } => {
+            let settings = load(&cli)?;
+            let state = State::open_read_only(&settings.state_path)?;
+            let page = crate::report::html(&state, &settings, *cycles)?;
+            std::fs::write(html, page)
+                .map_err(|e| Error::Runtime(format!("{}: {e}", html.display())))?;
+            println!("wrote {}", html.display());
+            Ok(exit::OK)
+        }
         Command::Logs {
             status,
             action,
@@ -489,10 +509,28 @@ fn status(settings: &Settings, json: bool) -> Result<i32, Error> {
         }
         None => println!("last cycle: none yet"),
     }
-    println!(
-        "next cycle: {next}, interval {}",
-        humantime(settings.interval)
-    );
+    if !settings.sync.enabled {
+        println!("provisioning is OFF ([sync] enabled = false); state is kept");
+    }
+    match next_at {
+        Some(t) => println!(
+            "next cycle: {next} at {} (interval {})",
+            crate::clock::rfc3339(t),
+            humantime(settings.interval)
+        ),
+        None => println!(
+            "next cycle: {next}, interval {} (no daemon running)",
+            humantime(settings.interval)
+        ),
+    }
+    if let Some(q) = &quarantine {
+        println!(
+            "QUARANTINE since {}: {}",
+            crate::clock::rfc3339(q.since),
+            q.reason
+        );
+        println!("  cycles back off (up to once a day); the first healthy cycle ends it, or `scimsync restart --scope quarantine`");
+    }
     println!("provisioned: {users} user(s) ({active} active), {groups} group(s)");
     println!("escrowed: {} object(s) waiting for a retry", escrows.len());
     for e in escrows.iter().take(20) {
@@ -657,6 +695,147 @@ fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
         println!("  (* differs in the target)");
     }
     Ok(exit::OK)
+}
+
+/// On-demand provisioning of one object, with Entra's steps.
+fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
+    let mut rt = Runtime::open(settings)?;
+    let mut snapshot = rt.source.read(&crate::source::ReadRequest::full())?;
+    let (kind, source_id, display, assignment) = if let Some(u) = snapshot.find_user(id) {
+        (
+            ObjectKind::User,
+            u.id.clone(),
+            u.user_principal_name.clone(),
+            u.assignment.clone(),
+        )
+    } else if let Some(g) = snapshot.find_group(id) {
+        (
+            ObjectKind::Group,
+            g.id.clone(),
+            g.display_name.clone(),
+            g.assignment.clone(),
+        )
+    } else {
+        println!("1. import: {id} not found in {}", rt.source.describe());
+        return Err(
+            InputError::Usage(format!("{id}: no such user or group in the directory")).into(),
+        );
+    };
+    println!(
+        "1. import: {} {display} ({source_id}) read from {}",
+        kind.as_str(),
+        rt.source.describe()
+    );
+    let record = match kind {
+        ObjectKind::User => snapshot
+            .users
+            .iter()
+            .find(|u| u.id == source_id)
+            .map(|u| u.record.clone()),
+        ObjectKind::Group => snapshot
+            .groups
+            .iter()
+            .find(|g| g.id == source_id)
+            .map(|g| g.record.clone()),
+    }
+    .unwrap_or_default();
+    let scope = match kind {
+        ObjectKind::User => rt.scripts.user_scope(&record),
+        ObjectKind::Group => rt.scripts.group_scope(&record),
+    };
+    let rules = match &scope {
+        Ok((_, r)) => r
+            .iter()
+            .map(|(n, ok)| format!("{n}: {ok}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(f) => format!("error {f}"),
+    };
+    let in_scope = assignment.is_assigned() && matches!(scope, Ok((true, _)));
+    println!(
+        "2. scope: {} — {}{}",
+        if in_scope { "in scope" } else { "out of scope" },
+        assignment.reason(),
+        if rules.is_empty() {
+            String::new()
+        } else {
+            format!("; rules: {rules}")
+        }
+    );
+    let link = rt.state.links(kind)?.remove(&source_id);
+    match &link {
+        Some(l) => println!(
+            "3. match: linked to target object {} (provisioned earlier)",
+            l.target_id
+        ),
+        None => println!(
+            "3. match: not linked yet; matching by {} when provisioning",
+            match kind {
+                ObjectKind::User => rt.scripts.user_matching().join(", then "),
+                ObjectKind::Group => rt.scripts.group_matching().join(", then "),
+            }
+        ),
+    }
+    snapshot.changed = Some(std::iter::once(source_id.clone()).collect());
+    let mut plan = cycle::make_plan(
+        &snapshot,
+        &rt.scripts,
+        &rt.state,
+        rt.target.as_mut(),
+        &rt.settings,
+        false,
+    )?;
+    plan.actions.retain(|a| a.source_id == source_id);
+    if plan.actions.is_empty() {
+        println!("4. action: none — the target already matches");
+        return Ok(exit::OK);
+    }
+    let cycle_id = rt.state.start_cycle("on-demand")?;
+    let opts = crate::apply::ApplyOptions {
+        deletion_threshold: rt.settings.safety.deletion_threshold,
+        allow_deletes: false,
+        user_matching: rt.scripts.user_matching().to_vec(),
+        group_matching: rt.scripts.group_matching().to_vec(),
+        create_only: rt.scripts.create_only().to_vec(),
+        stop: None,
+        escrow_backoff: rt.settings.safety.escrow_backoff,
+        escrow_max: rt.settings.safety.escrow_max,
+    };
+    let outcome = crate::apply::apply(&plan, rt.target.as_mut(), &mut rt.state, cycle_id, &opts)?;
+    let entries = rt.state.logs(&LogQuery {
+        cycle: Some(cycle_id),
+        ..Default::default()
+    })?;
+    for e in &entries {
+        println!(
+            "4. action: {} {} — {}{}",
+            e.action,
+            e.status,
+            e.reason,
+            e.error
+                .as_ref()
+                .map(|x| format!(" — error: {x}"))
+                .unwrap_or_default()
+        );
+        for m in &e.modified {
+            println!("     {}: {} → {}", m.name, show(&m.old), show(&m.new));
+        }
+    }
+    let status = if outcome.failures > 0 {
+        "partial"
+    } else {
+        "success"
+    };
+    rt.state.finish_cycle(
+        cycle_id,
+        status,
+        &serde_json::json!({"on_demand": source_id}),
+    )?;
+    Ok(if outcome.failures > 0 {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    })
 }
 
 fn check(settings: &Settings) -> Result<i32, Error> {

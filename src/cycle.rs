@@ -182,6 +182,65 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
     let watermark = rt.state.meta("watermark")?;
     let scripts_hash = rt.scripts.hash();
     let scripts_changed = rt.state.meta("scripts_hash")?.as_deref() != Some(scripts_hash.as_str());
+    // In quarantine a cycle starts with a probe: still failing, it stops there (the
+    // target is not hammered); answering again, quarantine ends and everything that
+    // failed meanwhile is retried now.
+    if let Some(q) = quarantine_state(&rt.state)? {
+        match rt.target.test_connection() {
+            Ok(()) => {
+                rt.state.set_meta("quarantine", None)?;
+                rt.state.escrows_due_now()?;
+                log::info!("left quarantine: the target answers again");
+                crate::notify::send(
+                    &rt.settings.notify,
+                    &crate::notify::event(
+                        crate::notify::Kind::QuarantineLeft,
+                        0,
+                        "The target answers again; quarantine is over.",
+                        json!({"since": q.since}),
+                    ),
+                );
+            }
+            Err(e) => {
+                let reason = reason_sentence(&e);
+                let q2 = Quarantine {
+                    level: q.level + 1,
+                    reason: reason.clone(),
+                    since: q.since,
+                };
+                rt.state.set_meta(
+                    "quarantine",
+                    Some(&serde_json::to_string(&q2).unwrap_or_default()),
+                )?;
+                if q.reason != reason {
+                    crate::notify::send(
+                        &rt.settings.notify,
+                        &crate::notify::event(
+                            crate::notify::Kind::Quarantine,
+                            0,
+                            &reason,
+                            json!({"since": q.since}),
+                        ),
+                    );
+                }
+                let id = rt.state.start_cycle(kind)?;
+                let report = CycleReport {
+                    id,
+                    kind: kind.into(),
+                    outcome: Outcome::default(),
+                    planned: BTreeMap::new(),
+                    requests: BTreeMap::new(),
+                    duration: started.elapsed(),
+                    unchanged: false,
+                    source_errors: 0,
+                    quarantine: Some(reason),
+                };
+                rt.state
+                    .finish_cycle(id, "quarantine", &summary_json(&report))?;
+                return Ok(report);
+            }
+        }
+    }
     let now = crate::clock::now();
     let escrows = rt.state.escrows()?;
     let pending = escrows.iter().any(|e| e.next_at <= now) || rt.state.meta("held")?.is_some();
@@ -436,7 +495,15 @@ fn quarantine(rt: &mut Runtime, r: &CycleReport) -> Result<Option<String>, Error
             rt.target.test_connection().is_ok()
         };
         if !healthy {
-            return Ok(Some(b.reason));
+            let q = Quarantine {
+                level: b.level + 1,
+                ..b
+            };
+            rt.state.set_meta(
+                "quarantine",
+                Some(&serde_json::to_string(&q).unwrap_or_default()),
+            )?;
+            return Ok(Some(q.reason));
         }
         rt.state.set_meta("quarantine", None)?;
         log::info!("left quarantine: the target answers again");
@@ -508,7 +575,7 @@ fn summary_json(r: &CycleReport) -> serde_json::Value {
         "held": r.outcome.held,
         "withheld": r.outcome.withheld,
         "requests": r.requests,
-        "duration_ms": r.duration.as_millis() as u64,
+        "duration_ms": (r.duration.as_secs_f64() * 1e6).round() / 1e3,
         "unchanged": r.unchanged,
         "quarantine": r.quarantine,
     })

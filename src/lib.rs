@@ -23,6 +23,7 @@ pub mod ids;
 pub mod model;
 pub mod notify;
 pub mod plan;
+pub mod report;
 pub mod script;
 pub mod source;
 pub mod state;

@@ -9,4 +9,5 @@ mod util;
 mod backbone;
 mod config_errors;
 mod graph;
+mod operations;
 mod scripting;

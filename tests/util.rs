@@ -74,18 +74,30 @@ impl Emulator {
     }
 
     /// All users as SCIM resources.
+    /// Every resource of a collection, page by page.
+    fn all(&self, what: &str) -> Vec<Value> {
+        let mut out = vec![];
+        loop {
+            let page = self.get(&format!(
+                "/scim/v2/{what}?count=1000&startIndex={}",
+                out.len() + 1
+            ));
+            let items = page["Resources"].as_array().cloned().unwrap_or_default();
+            let total = page["totalResults"].as_u64().unwrap_or(0) as usize;
+            let n = items.len();
+            out.extend(items);
+            if n == 0 || out.len() >= total {
+                return out;
+            }
+        }
+    }
+
     pub fn users(&self) -> Vec<Value> {
-        self.get("/scim/v2/Users?count=1000")["Resources"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.all("Users")
     }
 
     pub fn groups(&self) -> Vec<Value> {
-        self.get("/scim/v2/Groups?count=1000")["Resources"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.all("Groups")
     }
 
     pub fn user(&self, user_name: &str) -> Option<Value> {

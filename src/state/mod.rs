@@ -345,6 +345,13 @@ impl State {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Makes every escrowed object due now (the target is back after a quarantine).
+    pub fn escrows_due_now(&self) -> Result<(), Error> {
+        self.conn
+            .execute("UPDATE escrow SET next_at = ?1", [crate::clock::now()])?;
+        Ok(())
+    }
+
     /// Counts of links by kind and active flag: (users, active users, groups).
     pub fn link_counts(&self) -> Result<(i64, i64, i64), Error> {
         Ok(self.conn.query_row(
