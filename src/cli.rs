@@ -461,7 +461,7 @@ fn csv_cell(s: &str) -> String {
 
 fn status(settings: &Settings, json: bool) -> Result<i32, Error> {
     let state = State::open_read_only(&settings.state_path)?;
-    let cycles = state.cycles(1)?;
+    let cycles = state.cycles(50)?;
     let (users, active, groups) = state.link_counts()?;
     let escrows = state.escrows()?;
     let held = state.meta("held")?;
@@ -530,6 +530,15 @@ fn status(settings: &Settings, json: bool) -> Result<i32, Error> {
             q.reason
         );
         println!("  cycles back off (up to once a day); the first healthy cycle ends it, or `scimsync restart --scope quarantine`");
+    }
+    let assigned = cycles
+        .iter()
+        .find_map(|c| c.summary.get("assigned").filter(|a| !a.is_null()).cloned());
+    if let Some(a) = &assigned {
+        println!(
+            "in the directory: {} user(s) and {} group(s) assigned (as of the last full read)",
+            a["users"], a["groups"]
+        );
     }
     println!("provisioned: {users} user(s) ({active} active), {groups} group(s)");
     println!("escrowed: {} object(s) waiting for a retry", escrows.len());

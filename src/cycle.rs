@@ -67,6 +67,8 @@ pub struct CycleReport {
     pub source_errors: usize,
     /// The job is in quarantine after this cycle: why, in one sentence.
     pub quarantine: Option<String>,
+    /// Users and groups assigned in the directory (full reads only).
+    pub assigned: Option<(usize, usize)>,
 }
 
 impl CycleReport {
@@ -234,6 +236,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
                     unchanged: false,
                     source_errors: 0,
                     quarantine: Some(reason),
+                    assigned: None,
                 };
                 rt.state
                     .finish_cycle(id, "quarantine", &summary_json(&report))?;
@@ -270,6 +273,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
             unchanged: true,
             source_errors: 0,
             quarantine: None,
+            assigned: None,
         };
         // Sources hand out a fresh watermark even when nothing changed (Graph).
         if snapshot.watermark.is_some() && snapshot.watermark != watermark {
@@ -372,8 +376,23 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         unchanged: false,
         source_errors,
         quarantine: None,
+        assigned: None,
     };
     let mut report = report;
+    if snapshot.changed.is_none() {
+        report.assigned = Some((
+            snapshot
+                .users
+                .iter()
+                .filter(|u| u.assignment.is_assigned())
+                .count(),
+            snapshot
+                .groups
+                .iter()
+                .filter(|g| g.assignment.is_assigned())
+                .count(),
+        ));
+    }
     report.quarantine = quarantine(rt, &report)?;
     notify_cycle(rt, &report);
     let status = match report.exit_code() {
@@ -578,5 +597,6 @@ fn summary_json(r: &CycleReport) -> serde_json::Value {
         "duration_ms": (r.duration.as_secs_f64() * 1e6).round() / 1e3,
         "unchanged": r.unchanged,
         "quarantine": r.quarantine,
+        "assigned": r.assigned.map(|(u, g)| json!({"users": u, "groups": g})),
     })
 }

@@ -512,7 +512,7 @@ pub fn plan(evaluated: &[Evaluated], input: &PlanInput<'_>) -> Plan {
                     a.changes = changes;
                     a.disabled_reason = l.disabled_reason.clone();
                     constructive.push(a);
-                } else if l.hash != hash_attrs(&attrs) {
+                } else if l.hash != hash_attrs(&attrs) && active == l.active {
                     // Only unmanaged or create-only attributes moved: refresh the link.
                     let mut a = action(
                         e.kind,

@@ -236,6 +236,15 @@ fn disabling_an_invited_member_deletes_it_in_dropbox() {
         json!(false),
     );
     ws.write_directory(&doc);
+    // The plan says what will really happen: a delete, counted as one.
+    let p = ws.run(&["plan", "--json"]);
+    let v: Value = serde_json::from_str(&p.stdout).unwrap();
+    assert_eq!(v["actions"][0]["op"], "delete", "{}", p.stdout);
+    assert!(v["actions"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("invited"));
+    assert_eq!(v["destructive"], 1);
     ws.sync().ok();
     assert!(
         emu.user("user0@contoso.com").is_none(),
