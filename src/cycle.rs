@@ -72,6 +72,22 @@ pub struct CycleReport {
 }
 
 impl CycleReport {
+    /// A cycle that did no work (nothing changed, or a quarantine probe).
+    fn empty(id: i64, kind: &str, started: Instant) -> CycleReport {
+        CycleReport {
+            id,
+            kind: kind.into(),
+            outcome: Outcome::default(),
+            planned: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            duration: started.elapsed(),
+            unchanged: false,
+            source_errors: 0,
+            quarantine: None,
+            assigned: None,
+        }
+    }
+
     pub fn exit_code(&self) -> i32 {
         if self.outcome.held > 0 || self.quarantine.is_some() {
             exit::HELD
@@ -205,39 +221,10 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
             }
             Err(e) => {
                 let reason = reason_sentence(&e);
-                let q2 = Quarantine {
-                    level: q.level + 1,
-                    reason: reason.clone(),
-                    since: q.since,
-                };
-                rt.state.set_meta(
-                    "quarantine",
-                    Some(&serde_json::to_string(&q2).unwrap_or_default()),
-                )?;
-                if q.reason != reason {
-                    crate::notify::send(
-                        &rt.settings.notify,
-                        &crate::notify::event(
-                            crate::notify::Kind::Quarantine,
-                            0,
-                            &reason,
-                            json!({"since": q.since}),
-                        ),
-                    );
-                }
                 let id = rt.state.start_cycle(kind)?;
-                let report = CycleReport {
-                    id,
-                    kind: kind.into(),
-                    outcome: Outcome::default(),
-                    planned: BTreeMap::new(),
-                    requests: BTreeMap::new(),
-                    duration: started.elapsed(),
-                    unchanged: false,
-                    source_errors: 0,
-                    quarantine: Some(reason),
-                    assigned: None,
-                };
+                enter_quarantine(rt, Some(q), &reason, id)?;
+                let mut report = CycleReport::empty(id, kind, started);
+                report.quarantine = Some(reason);
                 rt.state
                     .finish_cycle(id, "quarantine", &summary_json(&report))?;
                 return Ok(report);
@@ -263,18 +250,8 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
     })?;
     if snapshot.unchanged && !need_all {
         let id = rt.state.start_cycle(kind)?;
-        let report = CycleReport {
-            id,
-            kind: kind.into(),
-            outcome: Outcome::default(),
-            planned: BTreeMap::new(),
-            requests: BTreeMap::new(),
-            duration: started.elapsed(),
-            unchanged: true,
-            source_errors: 0,
-            quarantine: None,
-            assigned: None,
-        };
+        let mut report = CycleReport::empty(id, kind, started);
+        report.unchanged = true;
         // Sources hand out a fresh watermark even when nothing changed (Graph).
         if snapshot.watermark.is_some() && snapshot.watermark != watermark {
             rt.state
@@ -463,7 +440,6 @@ fn reason_sentence(e: &crate::target::TargetError) -> String {
 
 /// Enters, stays in or leaves quarantine after a cycle (Entra: most calls failing).
 fn quarantine(rt: &mut Runtime, r: &CycleReport) -> Result<Option<String>, Error> {
-    let before = quarantine_state(&rt.state)?;
     let successes: usize = r
         .outcome
         .counts
@@ -473,70 +449,52 @@ fn quarantine(rt: &mut Runtime, r: &CycleReport) -> Result<Option<String>, Error
         .sum();
     let attempted = successes + r.outcome.target_errors;
     let sick = r.outcome.systemic_errors > 0 && r.outcome.systemic_errors * 2 >= attempted;
-    if sick {
-        let reason = r
-            .outcome
-            .first_systemic
-            .as_ref()
-            .map(reason_sentence)
-            .unwrap_or_else(|| "Most requests to the target failed.".into());
-        let q = Quarantine {
-            since: before
-                .as_ref()
-                .map(|b| b.since)
-                .unwrap_or_else(crate::clock::now),
-            level: before.as_ref().map(|b| b.level + 1).unwrap_or(0),
-            reason: reason.clone(),
-        };
-        rt.state.set_meta(
-            "quarantine",
-            Some(&serde_json::to_string(&q).unwrap_or_default()),
-        )?;
-        if before.as_ref().map(|b| b.reason != reason).unwrap_or(true) {
-            log::error!("quarantine: {reason}");
-            crate::notify::send(
-                &rt.settings.notify,
-                &crate::notify::event(
-                    crate::notify::Kind::Quarantine,
-                    r.id,
-                    &reason,
-                    json!({"since": q.since}),
-                ),
-            );
-        }
-        return Ok(Some(reason));
+    if !sick {
+        return Ok(None);
     }
-    if let Some(b) = before {
-        // Healthy: calls went through, or (nothing to send) the probe answers.
-        let healthy = if attempted > 0 {
-            true
-        } else {
-            rt.target.test_connection().is_ok()
-        };
-        if !healthy {
-            let q = Quarantine {
-                level: b.level + 1,
-                ..b
-            };
-            rt.state.set_meta(
-                "quarantine",
-                Some(&serde_json::to_string(&q).unwrap_or_default()),
-            )?;
-            return Ok(Some(q.reason));
-        }
-        rt.state.set_meta("quarantine", None)?;
-        log::info!("left quarantine: the target answers again");
+    let reason = r
+        .outcome
+        .first_systemic
+        .as_ref()
+        .map(reason_sentence)
+        .unwrap_or_else(|| "Most requests to the target failed.".into());
+    let before = quarantine_state(&rt.state)?;
+    enter_quarantine(rt, before, &reason, r.id)?;
+    Ok(Some(reason))
+}
+
+/// Records (or extends) the quarantine; notifies when it starts or its reason changes.
+fn enter_quarantine(
+    rt: &mut Runtime,
+    before: Option<Quarantine>,
+    reason: &str,
+    cycle: i64,
+) -> Result<(), Error> {
+    let q = Quarantine {
+        since: before
+            .as_ref()
+            .map(|b| b.since)
+            .unwrap_or_else(crate::clock::now),
+        level: before.as_ref().map(|b| b.level + 1).unwrap_or(0),
+        reason: reason.to_string(),
+    };
+    rt.state.set_meta(
+        "quarantine",
+        Some(&serde_json::to_string(&q).unwrap_or_default()),
+    )?;
+    if before.map(|b| b.reason != reason).unwrap_or(true) {
+        log::error!("quarantine: {reason}");
         crate::notify::send(
             &rt.settings.notify,
             &crate::notify::event(
-                crate::notify::Kind::QuarantineLeft,
-                r.id,
-                "The target answers again; quarantine is over.",
-                json!({"since": b.since}),
+                crate::notify::Kind::Quarantine,
+                cycle,
+                reason,
+                json!({"since": q.since}),
             ),
         );
     }
-    Ok(None)
+    Ok(())
 }
 
 fn notify_cycle(rt: &Runtime, r: &CycleReport) {

@@ -79,25 +79,7 @@ fn initial_sync_provisions_exactly_the_assigned_users_with_the_entra_mapping() {
             .any(|a| a["principalId"] == g["id"]);
         assert_eq!(emu.group(name).is_some(), assigned, "group {name}");
         if assigned {
-            let expected_all = expected_user_names(&doc);
-            let mut want: Vec<String> = g["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| {
-                    doc["users"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .find(|u| &u["id"] == m)
-                        .unwrap()["userPrincipalName"]
-                        .as_str()
-                        .unwrap()
-                        .to_lowercase()
-                })
-                .filter(|n| expected_all.contains(n))
-                .collect();
-            want.sort();
+            let want = expected_members(&doc, name);
             assert_eq!(emu.group_members(name), want, "members of {name}");
             assert_eq!(emu.group(name).unwrap()["externalId"], g["id"]);
         }

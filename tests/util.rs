@@ -442,3 +442,26 @@ impl Drop for GraphEmulator {
         let _ = self.child.wait();
     }
 }
+
+/// The userNames a group must have in the target: its direct members that are
+/// provisioned (per `expected_user_names`), sorted.
+pub fn expected_members(doc: &Value, group: &str) -> Vec<String> {
+    let expected = expected_user_names(doc);
+    let g = doc["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["displayName"] == group)
+        .unwrap();
+    let users = doc["users"].as_array().unwrap();
+    let mut want: Vec<String> = g["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| users.iter().find(|u| &u["id"] == m))
+        .map(|u| u["userPrincipalName"].as_str().unwrap().to_lowercase())
+        .filter(|n| expected.contains(n))
+        .collect();
+    want.sort();
+    want
+}
