@@ -100,13 +100,33 @@ pub fn apply(
         .partition(|x| matches!(x.op, Op::Skip | Op::Fail | Op::Forget));
 
     let progress = Progress::new(constructive.len() + destructive.len());
+    // Users the target does not know yet are created in batches where it takes them
+    // (the Business API adds up to 20 per call); the SCIM targets take one.
+    let batch_size = a.target.create_batch_size().max(1);
+    let mut pending: Vec<&Action> = vec![];
     for action in constructive {
         if a.stopping() {
             break;
         }
+        if batch_size > 1 && action.op == Op::Create && action.kind == ObjectKind::User {
+            if !a.match_existing(action)? {
+                pending.push(action);
+                if pending.len() >= batch_size {
+                    a.create_new(&pending)?;
+                    pending.clear();
+                }
+            }
+            progress.step();
+            continue;
+        }
+        if !pending.is_empty() {
+            a.create_new(&pending)?;
+            pending.clear();
+        }
         a.run(action)?;
         progress.step();
     }
+    a.create_new(&pending)?;
     a.flush()?;
     if a.outcome.interrupted {
         return Ok(a.outcome);
@@ -424,7 +444,17 @@ impl Applier<'_> {
     }
 
     /// Match by the declared attributes in order; adopt a single match, else create.
+    /// Creates one object: adopt a match, else create it.
     fn create(&mut self, a: &Action) -> Result<(), Error> {
+        if self.match_existing(a)? {
+            return Ok(());
+        }
+        self.create_new(&[a])
+    }
+
+    /// Looks the object up by the matching attributes; adopts a single match. True when
+    /// the action is done (adopted, or failed and escrowed); false when nothing matched.
+    fn match_existing(&mut self, a: &Action) -> Result<bool, Error> {
         let matching = match a.kind {
             ObjectKind::User => self.opts.user_matching.clone(),
             ObjectKind::Group => self.opts.group_matching.clone(),
@@ -440,7 +470,7 @@ impl Applier<'_> {
             };
             let found = match self.target.find(a.kind, path, value) {
                 Ok(f) => f,
-                Err(e) => return self.fail(a, "create", &e),
+                Err(e) => return self.fail(a, "create", &e).map(|_| true),
             };
             match found.len() {
                 0 => continue,
@@ -460,14 +490,14 @@ impl Applier<'_> {
                                 remote.id
                             ),
                         );
-                        return self.fail(a, "create", &e);
+                        return self.fail(a, "create", &e).map(|_| true);
                     }
                     let changes = self.drift(a, remote, true);
                     if !changes.is_empty() {
                         let cs: Vec<Change> =
                             changes.iter().map(PlannedChange::to_change).collect();
                         if let Err(e) = self.target.modify(a.kind, &remote.id, &cs) {
-                            return self.fail(a, "update", &e);
+                            return self.fail(a, "update", &e).map(|_| true);
                         }
                     }
                     let id = remote.id.clone();
@@ -482,7 +512,7 @@ impl Applier<'_> {
                         modified_from(&a.attrs, &changes),
                         None,
                     );
-                    return Ok(());
+                    return Ok(true);
                 }
                 n => {
                     let e = TargetError::new(
@@ -490,26 +520,38 @@ impl Applier<'_> {
                         None,
                         format!("{n} objects match {path} = {value:?}; not adopting any"),
                     );
-                    return self.fail(a, "create", &e);
+                    return self.fail(a, "create", &e).map(|_| true);
                 }
             }
         }
-        match self.target.create(a.kind, &a.attrs) {
-            Ok(id) => {
-                let active = desired_active(&a.attrs);
-                self.record_link(a, &id, &a.attrs, active, None)?;
-                self.log(
-                    a,
-                    "create",
-                    "success",
-                    &a.reason,
-                    all_as_new(&a.attrs),
-                    None,
-                );
-                Ok(())
+        Ok(false)
+    }
+
+    /// Creates objects that matched nothing, as one batch where the target takes them.
+    fn create_new(&mut self, batch: &[&Action]) -> Result<(), Error> {
+        let Some(first) = batch.first() else {
+            return Ok(());
+        };
+        let attrs: Vec<&Attrs> = batch.iter().map(|a| &a.attrs).collect();
+        let results = self.target.create_batch(first.kind, &attrs);
+        for (a, r) in batch.iter().zip(results) {
+            match r {
+                Ok(id) => {
+                    let active = desired_active(&a.attrs);
+                    self.record_link(a, &id, &a.attrs, active, None)?;
+                    self.log(
+                        a,
+                        "create",
+                        "success",
+                        &a.reason,
+                        all_as_new(&a.attrs),
+                        None,
+                    );
+                }
+                Err(e) => self.fail(a, "create", &e)?,
             }
-            Err(e) => self.fail(a, "create", &e),
         }
+        Ok(())
     }
 
     /// Differences between the desired attributes and a remote object.

@@ -48,6 +48,14 @@ pub enum Command {
         /// Re-evaluate everything and repair drift in the target
         #[arg(long)]
         full: bool,
+        /// Run the legacy target even though `migrate apply` retired it
+        #[arg(long)]
+        force_legacy: bool,
+    },
+    /// Legacy Dropbox integration → SCIM integration
+    Migrate {
+        #[command(subcommand)]
+        step: MigrateStep,
     },
     /// Daemon: a cycle every `interval`
     Run,
@@ -123,6 +131,17 @@ pub enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum MigrateStep {
+    /// Per member and group: adopt, conflict or unmanaged; writes nothing
+    Plan {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes the SCIM links and retires the legacy integration; sends nothing to Dropbox
+    Apply,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum RestartScope {
     Watermark,
@@ -154,7 +173,8 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Init { dir } => init(dir.as_deref().unwrap_or(Path::new("."))),
         Command::Check => check(&load(&cli)?),
         Command::Plan { json, full } => plan(&load(&cli)?, *json, *full),
-        Command::Sync { full } => {
+        Command::Migrate { step } => migrate(&load(&cli)?, step),
+        Command::Sync { full, force_legacy } => {
             let settings = load(&cli)?;
             if !settings.sync.enabled {
                 println!(
@@ -164,6 +184,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 return Ok(exit::OK);
             }
             let mut rt = Runtime::open(settings)?;
+            rt.force_legacy = *force_legacy;
             let report = cycle::sync(&mut rt, *full)?;
             println!(
                 "cycle {} ({}) in {:.2?}",
@@ -702,6 +723,68 @@ fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
     }
     if remote.is_some() {
         println!("  (* differs in the target)");
+    }
+    Ok(exit::OK)
+}
+
+fn migrate(settings: &Settings, step: &MigrateStep) -> Result<i32, Error> {
+    let mut state = match step {
+        MigrateStep::Plan { .. } => State::open_read_only(&settings.state_path)?,
+        MigrateStep::Apply => State::open(&settings.state_path)?,
+    };
+    let plan = crate::migrate::plan(settings, &state)?;
+    if let MigrateStep::Plan { json: true } = step {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).unwrap_or_default()
+        );
+        return Ok(exit::OK);
+    }
+    println!(
+        "members: {} adopt, {} conflict, {} unmanaged; groups: {} adopt, {} conflict",
+        plan.count("adopt"),
+        plan.count("conflict"),
+        plan.count("unmanaged"),
+        plan.groups
+            .iter()
+            .filter(|g| matches!(g.outcome, crate::migrate::GroupOutcome::Adopt { .. }))
+            .count(),
+        plan.groups
+            .iter()
+            .filter(|g| matches!(g.outcome, crate::migrate::GroupOutcome::Conflict { .. }))
+            .count(),
+    );
+    for m in &plan.members {
+        match &m.outcome {
+            crate::migrate::MemberOutcome::Adopt { user, rule, .. } => {
+                println!("  adopt     {:<40} → {user} ({rule})", m.email)
+            }
+            crate::migrate::MemberOutcome::Conflict { reason, .. } => {
+                println!("  conflict  {:<40} {reason}", m.email)
+            }
+            crate::migrate::MemberOutcome::Unmanaged { reason } => {
+                println!("  unmanaged {:<40} {reason}", m.email)
+            }
+        }
+    }
+    for g in &plan.groups {
+        match &g.outcome {
+            crate::migrate::GroupOutcome::Adopt { .. } => println!("  adopt     group {}", g.name),
+            crate::migrate::GroupOutcome::Conflict { reason, .. } => {
+                println!("  conflict  group {}: {reason}", g.name)
+            }
+        }
+    }
+    if !plan.blocked.is_empty() {
+        println!(
+            "  {} directory object(s) will not be created until their conflict is resolved",
+            plan.blocked.len()
+        );
+    }
+    if let MigrateStep::Apply = step {
+        let (written, unchanged) = crate::migrate::apply(&mut state, &plan)?;
+        println!("applied: {written} link(s) written, {unchanged} already in place; the legacy integration is retired in {}", settings.state_path.display());
+        println!("next: run `scimsync sync` with the SCIM target; nothing was sent to Dropbox");
     }
     Ok(exit::OK)
 }

@@ -28,6 +28,8 @@ pub struct Runtime {
     pub state: State,
     /// Set by SIGTERM/SIGINT: the cycle stops after the object in flight.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Run the legacy target although a migration retired it.
+    pub force_legacy: bool,
     /// Records from the last read, for smoke-testing reloaded scripts.
     pub sample_user: Option<Map<String, Value>>,
     pub sample_group: Option<Map<String, Value>>,
@@ -47,6 +49,7 @@ impl Runtime {
             target,
             state,
             stop: None,
+            force_legacy: false,
             sample_user: None,
             sample_group: None,
         })
@@ -174,6 +177,16 @@ pub fn make_plan(
         },
     );
     crate::plan::apply_switches(&mut p, &settings.target.actions, &settings.sync);
+    // A migration conflict keeps its directory object from being created twice.
+    let blocked = crate::migrate::blocked(state)?;
+    for a in p
+        .actions
+        .iter_mut()
+        .filter(|a| a.op == crate::plan::Op::Create && blocked.contains(&a.source_id))
+    {
+        a.op = crate::plan::Op::Skip;
+        a.reason = "migration conflict: resolve it in migration.rhai and run `scimsync migrate apply` again".into();
+    }
     // Dropbox deletes an invited member it is asked to suspend: where the target can
     // tell who is invited, plan that disable as what it is, a delete.
     if target.profile().suspending_invited_deletes {
@@ -196,6 +209,19 @@ pub fn make_plan(
 /// Runs one cycle now.
 pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
     let started = Instant::now();
+    // The legacy and SCIM integrations must never run against one team at once.
+    if rt.settings.target.kind == crate::config::TargetKind::DropboxLegacy && !rt.force_legacy {
+        if let Some(m) = rt.state.meta("legacy_retired")? {
+            let at = serde_json::from_str::<Value>(&m)
+                .ok()
+                .and_then(|v| v.get("at").and_then(|a| a.as_str()).map(str::to_string))
+                .unwrap_or_default();
+            return Err(crate::error::InputError::Usage(format!(
+                "the legacy Dropbox integration was retired by `scimsync migrate apply` ({at}); sync with the SCIM target, or pass --force-legacy"
+            ))
+            .into());
+        }
+    }
     let kind = next_kind(&rt.state, full)?;
     let watermark = rt.state.meta("watermark")?;
     let scripts_hash = rt.scripts.hash();

@@ -20,6 +20,7 @@ pub mod emulator;
 pub mod error;
 pub mod filter;
 pub mod ids;
+pub mod migrate;
 pub mod model;
 pub mod notify;
 pub mod plan;

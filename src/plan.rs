@@ -561,6 +561,13 @@ pub fn plan(evaluated: &[Evaluated], input: &PlanInput<'_>) -> Plan {
                 a.target_id = Some(l.target_id.clone());
                 a.attrs = l.attrs.clone();
                 a.disabled_reason = Some("out_of_scope".into());
+                if input.profile.unassigned_removes {
+                    a.op = Op::Delete;
+                    a.reason = format!(
+                        "{}; the legacy integration removes unassigned members",
+                        a.reason
+                    );
+                }
                 if input.skip_out_of_scope_deletions {
                     a.op = Op::Skip;
                     a.reason = format!("{}; kept (skip_out_of_scope_deletions)", a.reason);

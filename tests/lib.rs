@@ -9,5 +9,6 @@ mod util;
 mod backbone;
 mod config_errors;
 mod graph;
+mod migration;
 mod operations;
 mod scripting;

@@ -182,6 +182,27 @@ impl Scripts {
         Ok(scripts)
     }
 
+    /// Loads the folder, using `default` as `migration.rhai` when it has none.
+    pub fn load_with_default_migration(dir: &Path, default: &str) -> Result<Scripts, InputError> {
+        let mut s = Scripts::load(dir)?;
+        if s.migration.is_none() {
+            let mut ast = s.engine.compile(default).map_err(|e| InputError::Script {
+                file: PathBuf::from("(built-in migration.rhai)"),
+                line: e.position().line().unwrap_or(0),
+                message: e.to_string(),
+            })?;
+            ast.set_source("(built-in migration.rhai)");
+            s.migration = Some(Script {
+                ast,
+                has_imports: false,
+                file: PathBuf::from("(built-in migration.rhai)"),
+                hash: String::new(),
+                text: default.to_string(),
+            });
+        }
+        Ok(s)
+    }
+
     /// A content hash of the scripts (and modules they import): a change means a
     /// full re-evaluation, as Entra re-evaluates after a mapping or scoping change.
     pub fn hash(&self) -> String {

@@ -6,6 +6,7 @@
 //! transport) so that retries, escrow and quarantine can decide without parsing text.
 
 pub mod http;
+pub mod legacy;
 pub mod profile;
 pub mod scim;
 
@@ -108,6 +109,26 @@ pub trait Target {
     fn remove_members(&mut self, group_id: &str, user_ids: &[String]) -> Result<(), TargetError>;
     /// Requests sent so far, by kind ("GET", "POST", …), for summaries and benchmarks.
     fn request_counts(&self) -> std::collections::BTreeMap<String, u64>;
+    /// Every object of a kind (paged), with group members.
+    fn list(&mut self, _kind: ObjectKind) -> Result<Vec<Remote>, TargetError> {
+        Err(TargetError::new(
+            ErrorClass::Invalid,
+            None,
+            "this target cannot list its objects",
+        ))
+    }
+    /// How many new objects one create call may carry.
+    fn create_batch_size(&self) -> usize {
+        1
+    }
+    /// Creates several objects; one result per object, in order.
+    fn create_batch(
+        &mut self,
+        kind: ObjectKind,
+        items: &[&Attrs],
+    ) -> Vec<Result<String, TargetError>> {
+        items.iter().map(|a| self.create(kind, a)).collect()
+    }
     /// Which of these users are invited (not yet joined), where the target can tell.
     fn invited(
         &mut self,
@@ -121,10 +142,7 @@ pub trait Target {
 pub fn open(settings: &TargetSettings) -> Result<Box<dyn Target>, crate::error::Error> {
     match settings.kind {
         TargetKind::Dropbox | TargetKind::Scim => Ok(Box::new(scim::ScimTarget::new(settings)?)),
-        TargetKind::DropboxLegacy => Err(crate::error::InputError::Usage(
-            "target.type = \"dropbox-legacy\" is not available in this build yet".into(),
-        )
-        .into()),
+        TargetKind::DropboxLegacy => Ok(Box::new(legacy::LegacyTarget::new(settings))),
     }
 }
 

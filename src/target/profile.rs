@@ -34,6 +34,9 @@ pub struct Profile {
     pub delete_gone_statuses: &'static [u16],
     /// Ask for groups without their members when looking them up.
     pub groups_exclude_members: bool,
+    /// An unassigned or scoped-out user is removed, not disabled (what the legacy
+    /// Dropbox integration did).
+    pub unassigned_removes: bool,
 }
 
 /// Dropbox for Business SCIM 2.0 (`https://www.dropbox.com/scim/v2`).
@@ -48,6 +51,22 @@ pub const DROPBOX: Profile = Profile {
     suspending_invited_deletes: true,
     delete_gone_statuses: &[404],
     groups_exclude_members: true,
+    unassigned_removes: false,
+};
+
+/// The legacy Dropbox Business API v2 (`dropbox-legacy`).
+pub const DROPBOX_LEGACY: Profile = Profile {
+    name: "dropbox-legacy",
+    active_as_string: false,
+    capitalized_ops: false,
+    member_removal: MemberRemoval::ValueList,
+    max_members_per_patch: 100,
+    required_user_attrs: &["userName"],
+    user_name_is_email: true,
+    suspending_invited_deletes: true,
+    delete_gone_statuses: &[],
+    groups_exclude_members: true,
+    unassigned_removes: true,
 };
 
 /// A generic RFC 7643/7644 server.
@@ -62,6 +81,7 @@ pub const SCIM: Profile = Profile {
     suspending_invited_deletes: false,
     delete_gone_statuses: &[404],
     groups_exclude_members: true,
+    unassigned_removes: false,
 };
 
 /// AWS IAM Identity Center: at most 100 members per PATCH, DELETE of a gone object 404.

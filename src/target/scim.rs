@@ -324,6 +324,38 @@ impl Target for ScimTarget {
         self.http.counts()
     }
 
+    fn list(&mut self, kind: ObjectKind) -> Result<Vec<Remote>, TargetError> {
+        let mut out = vec![];
+        loop {
+            let url = self.url(&format!(
+                "{}?startIndex={}&count=1000",
+                endpoint(kind),
+                out.len() + 1
+            ));
+            let reply = self.http.send("GET", &url, None, true)?;
+            if reply.status != 200 {
+                return Err(self.fail(&format!("GET {}", endpoint(kind)), &reply));
+            }
+            let page = reply.json()?;
+            let items = page
+                .get("Resources")
+                .and_then(|r| r.as_array())
+                .cloned()
+                .unwrap_or_default();
+            let total = page
+                .get("totalResults")
+                .and_then(|t| t.as_u64())
+                .unwrap_or(0) as usize;
+            let n = items.len();
+            for r in items {
+                out.push(self.parse_remote(r)?);
+            }
+            if n == 0 || out.len() >= total {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Dropbox's SCIM resources carry no member status; the emulator exposes it in
     /// an extension (`DROPBOX_STATUS_SCHEMA`). Without it nobody counts as invited.
     fn invited(

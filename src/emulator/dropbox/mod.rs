@@ -9,6 +9,8 @@
 //! * Emulator-only routes under `/_emulator/`: request counters by method and
 //!   resource, member status, accepting invitations. The product never calls them.
 
+mod legacy;
+
 use super::{bearer_ok, patch, Request, Response, Service};
 use crate::attribute::{get_ci, AttrPath};
 use crate::filter;
@@ -65,6 +67,10 @@ pub struct Team {
     /// Unique keys → id: ("userName", lowercased), ("externalId", exact),
     /// ("group", lowercased displayName). Keeps filter lookups O(1) at 100k members.
     index: HashMap<(&'static str, String), String>,
+    /// Members removed through the Business API: recoverable for 7 days.
+    removed: BTreeMap<String, (Member, i64)>,
+    /// Async `members/add_v2` jobs: results and polls left before completion.
+    jobs: HashMap<String, (Vec<Value>, u32)>,
 }
 
 fn user_keys(r: &Value) -> Vec<(&'static str, String)> {
@@ -129,6 +135,8 @@ impl Team {
             requests: BTreeMap::new(),
             writes: 0,
             index: HashMap::new(),
+            removed: BTreeMap::new(),
+            jobs: HashMap::new(),
             faults: vec![],
             latency: std::time::Duration::ZERO,
             email: regex::Regex::new(crate::target::profile::DROPBOX_EMAIL_PATTERN).unwrap_or_else(
@@ -823,6 +831,24 @@ impl Team {
     }
 }
 
+impl Team {
+    /// An injected failure for this request, if one matches its URL or body.
+    fn injected_fault(&mut self, req: &Request) -> Option<Response> {
+        let query: Vec<String> = req.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let url = format!("{}?{}", req.segments.join("/"), query.join("&"));
+        let f = self.faults.iter_mut().find(|f| {
+            f.remaining > 0 && (url.contains(&f.needle) || req.body.contains(&f.needle))
+        })?;
+        f.remaining -= 1;
+        let status = f.status;
+        let mut r = scim_error(status, None, "injected fault");
+        if status == 429 || status == 503 {
+            r.headers.push(("Retry-After".into(), "1".into()));
+        }
+        Some(r)
+    }
+}
+
 impl Service for Team {
     fn latency(&self) -> std::time::Duration {
         self.latency
@@ -837,25 +863,30 @@ impl Service for Team {
             let rest: Vec<String> = req.segments[1..].to_vec();
             return self.admin(req, &rest);
         }
+        if seg.len() >= 3 && seg[0] == "2" && seg[1] == "team" {
+            let route = seg[2..].join("/");
+            *self
+                .requests
+                .entry(format!("POST /2/team/{route}"))
+                .or_insert(0) += 1;
+            if req.method != "POST" {
+                return Response::json(
+                    405,
+                    json!({"error_summary": "use POST", "error": {".tag": "other"}}),
+                );
+            }
+            if let Some(r) = self.injected_fault(req) {
+                return r;
+            }
+            return self.legacy(&route, &req.body);
+        }
         if seg.len() < 3 || seg[0] != "scim" || seg[1] != "v2" {
             return scim_error(404, None, "not found: the SCIM base URL is /scim/v2");
         }
         let resource = seg[2];
         let key = format!("{} /{}", req.method, resource);
         *self.requests.entry(key).or_insert(0) += 1;
-        let query: Vec<String> = req.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let url = format!("{}?{}", req.segments.join("/"), query.join("&"));
-        if let Some(f) = self
-            .faults
-            .iter_mut()
-            .find(|f| f.remaining > 0 && (url.contains(&f.needle) || req.body.contains(&f.needle)))
-        {
-            f.remaining -= 1;
-            let status = f.status;
-            let mut r = scim_error(status, None, "injected fault");
-            if status == 429 || status == 503 {
-                r.headers.push(("Retry-After".into(), "1".into()));
-            }
+        if let Some(r) = self.injected_fault(req) {
             return r;
         }
         let id = seg.get(3).copied();

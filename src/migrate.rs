@@ -1,0 +1,522 @@
+//! `scimsync migrate plan|apply`: from the legacy Dropbox integration (Business API)
+//! to the SCIM one, with no re-invite, no duplicate and nothing lost.
+//!
+//! The plan reads the team's members and groups through the Business API
+//! (`[legacy]`), the SCIM Users and Groups (`[target]`), the directory and the links
+//! scimsync kept if it ran the legacy integration, and asks `migration.rhai`
+//! `match_member(member, candidates)` which directory user each member is. Every
+//! member is adopted (with the rule that decided), a conflict (e.g. an alias-domain
+//! email that the SCIM mapping would not match, the case that made Entra create
+//! second accounts) or unmanaged (left alone); every group is adopted or a name
+//! conflict. Apply writes the SCIM links — so the first SCIM cycle updates instead of
+//! creating — blocks conflicting objects from being created, and marks the legacy
+//! integration retired, in one transaction: idempotent and safe to re-run after a
+//! crash. It sends nothing to Dropbox.
+
+use crate::attribute::{AttrPath, Attrs};
+use crate::config::{Settings, TargetKind};
+use crate::error::{Error, InputError};
+use crate::model::ObjectKind;
+use crate::plan::{evaluate, hash_attrs, Decision};
+use crate::script::Scripts;
+use crate::state::{Link, State};
+use crate::target::legacy::LegacyTarget;
+use crate::target::Remote;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// The default `migration.rhai`, used when the scripts folder has none.
+pub const DEFAULT_MIGRATION: &str = include_str!("../scripts/migration.rhai");
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum MemberOutcome {
+    Adopt {
+        source_id: String,
+        user: String,
+        rule: String,
+    },
+    Conflict {
+        reason: String,
+        candidate: Option<String>,
+    },
+    Unmanaged {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberDecision {
+    pub team_member_id: String,
+    pub email: String,
+    pub status: String,
+    #[serde(flatten)]
+    pub outcome: MemberOutcome,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum GroupOutcome {
+    Adopt { source_id: String, group_id: String },
+    Conflict { group_id: String, reason: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupDecision {
+    pub name: String,
+    #[serde(flatten)]
+    pub outcome: GroupOutcome,
+}
+
+/// What `migrate plan` found; `apply` writes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationPlan {
+    pub members: Vec<MemberDecision>,
+    pub groups: Vec<GroupDecision>,
+    /// Directory objects that must not be created until their conflict is resolved.
+    pub blocked: Vec<String>,
+    #[serde(skip)]
+    links: Vec<Link>,
+    #[serde(skip)]
+    memberships: Vec<(String, String)>,
+}
+
+impl MigrationPlan {
+    pub fn count(&self, outcome: &str) -> usize {
+        self.members
+            .iter()
+            .filter(|m| {
+                matches!(
+                    (&m.outcome, outcome),
+                    (MemberOutcome::Adopt { .. }, "adopt")
+                        | (MemberOutcome::Conflict { .. }, "conflict")
+                        | (MemberOutcome::Unmanaged { .. }, "unmanaged")
+                )
+            })
+            .count()
+    }
+}
+
+fn lower(v: Option<&Value>) -> String {
+    v.and_then(|x| x.as_str()).unwrap_or("").to_lowercase()
+}
+
+fn local_part(email: &str) -> &str {
+    email.split('@').next().unwrap_or("")
+}
+
+/// Builds the migration plan; reads everything, writes nothing.
+pub fn plan(settings: &Settings, state: &State) -> Result<MigrationPlan, Error> {
+    let legacy_cfg = settings.legacy.as_ref().ok_or_else(|| InputError::Config {
+        file: settings.config_path.clone(),
+        message: "migrate needs a [legacy] table (api_url, token) for the Business API".into(),
+    })?;
+    if settings.target.kind == TargetKind::DropboxLegacy {
+        return Err(InputError::Config {
+            file: settings.config_path.clone(),
+            message: "target.type: point [target] at the SCIM endpoint (type = \"dropbox\") to migrate to it".into(),
+        }
+        .into());
+    }
+    let scripts = Scripts::load_with_default_migration(&settings.scripts_dir, DEFAULT_MIGRATION)?;
+    let mut source = crate::source::open(&settings.source)?;
+    let snapshot = source.read(&crate::source::ReadRequest::full())?;
+    let evaluated = evaluate(&snapshot, &scripts, None);
+
+    let mut legacy = LegacyTarget::with(
+        &legacy_cfg.api_url,
+        legacy_cfg.token.clone(),
+        settings.target.timeout,
+    );
+    let members = legacy
+        .list_members()
+        .map_err(|e| Error::Runtime(format!("Business API: {}", e.message)))?;
+    let legacy_groups = legacy
+        .list_groups()
+        .map_err(|e| Error::Runtime(format!("Business API: {}", e.message)))?;
+    let mut scim = crate::target::open(&settings.target)?;
+    let scim_users: HashMap<String, Remote> = scim
+        .list(ObjectKind::User)
+        .map_err(|e| Error::Runtime(format!("SCIM: {}", e.message)))?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+    let scim_groups: HashMap<String, Remote> = scim
+        .list(ObjectKind::Group)
+        .map_err(|e| Error::Runtime(format!("SCIM: {}", e.message)))?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+    let old_links = state.links(ObjectKind::User)?;
+    let linked_to: HashMap<&str, &str> = old_links
+        .values()
+        .map(|l| (l.target_id.as_str(), l.source_id.as_str()))
+        .collect();
+
+    // In-scope directory users as candidates, with their mapped attributes.
+    struct Candidate {
+        value: Value,
+        attrs: Attrs,
+        display: String,
+    }
+    let mut candidates: HashMap<String, Candidate> = HashMap::new();
+    let records: HashMap<&str, &serde_json::Map<String, Value>> = snapshot
+        .users
+        .iter()
+        .map(|u| (u.id.as_str(), &u.record))
+        .collect();
+    for e in evaluated.iter().filter(|e| e.kind == ObjectKind::User) {
+        let (Decision::InScope(_), Some(attrs)) = (&e.decision, &e.attrs) else {
+            continue;
+        };
+        let mut v = Value::Object(
+            records
+                .get(e.source_id.as_str())
+                .map(|r| (*r).clone())
+                .unwrap_or_default(),
+        );
+        v["id"] = json!(e.source_id);
+        v["userName"] = attrs.get("userName").cloned().unwrap_or(Value::Null);
+        v["externalId"] = attrs.get("externalId").cloned().unwrap_or(Value::Null);
+        v["linked"] = json!(false);
+        candidates.insert(
+            e.source_id.clone(),
+            Candidate {
+                value: v,
+                attrs: attrs.clone(),
+                display: e.display.clone(),
+            },
+        );
+    }
+    // Candidates for a member: those that share its id, email or mailbox name, or that
+    // scimsync linked to it (keeps match_member linear, not members × directory).
+    let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
+    for (id, c) in &candidates {
+        for k in [
+            lower(c.value.get("id")),
+            lower(c.value.get("externalId")),
+            lower(c.value.get("userName")),
+            lower(c.value.get("mail")),
+            local_part(&lower(c.value.get("userName"))).to_string(),
+            local_part(&lower(c.value.get("mail"))).to_string(),
+        ] {
+            if !k.is_empty() {
+                by_key.entry(k).or_default().push(id.clone());
+            }
+        }
+    }
+
+    let mut decisions = vec![];
+    let mut adopted: HashMap<String, String> = HashMap::new();
+    let mut links = vec![];
+    let mut blocked: BTreeSet<String> = BTreeSet::new();
+    for m in &members {
+        let tmid = m
+            .get("team_member_id")
+            .and_then(|i| i.as_str())
+            .unwrap_or("")
+            .to_string();
+        let email = m
+            .get("email")
+            .and_then(|e| e.as_str())
+            .unwrap_or("")
+            .to_string();
+        let status = m
+            .pointer("/status/.tag")
+            .and_then(|s| s.as_str())
+            .unwrap_or("")
+            .to_string();
+        let mut ids: BTreeSet<String> = BTreeSet::new();
+        for k in [
+            lower(m.get("external_id")),
+            email.to_lowercase(),
+            local_part(&email.to_lowercase()).to_string(),
+        ] {
+            if let Some(v) = by_key.get(&k) {
+                ids.extend(v.iter().cloned());
+            }
+        }
+        let linked_source = linked_to.get(tmid.as_str()).map(|s| s.to_string());
+        if let Some(s) = &linked_source {
+            if candidates.contains_key(s) {
+                ids.insert(s.clone());
+            }
+        }
+        let list: Vec<Value> = ids
+            .iter()
+            .filter_map(|id| candidates.get(id))
+            .map(|c| {
+                let mut v = c.value.clone();
+                v["linked"] =
+                    json!(linked_source.as_deref() == v.get("id").and_then(|i| i.as_str()));
+                v
+            })
+            .collect();
+        let answer =
+            scripts
+                .match_member(m, &Value::Array(list))
+                .map_err(|f| InputError::Script {
+                    file: f.file.clone().into(),
+                    line: f.line,
+                    message: format!("{} (member {email})", f.message),
+                })?;
+        let outcome = if let Some(id) = answer.get("adopt").and_then(|a| a.as_str()) {
+            let rule = answer
+                .get("rule")
+                .and_then(|r| r.as_str())
+                .unwrap_or("migration.rhai")
+                .to_string();
+            match (candidates.get(id), adopted.get(id)) {
+                (None, _) => MemberOutcome::Conflict {
+                    reason: format!(
+                        "migration.rhai adopts {id}, which is not an in-scope directory user"
+                    ),
+                    candidate: None,
+                },
+                (Some(_), Some(other)) => MemberOutcome::Conflict {
+                    reason: format!("directory user {id} is already adopted by member {other}"),
+                    candidate: Some(id.to_string()),
+                },
+                (Some(c), None) => {
+                    adopted.insert(id.to_string(), email.clone());
+                    MemberOutcome::Adopt {
+                        source_id: id.to_string(),
+                        user: c.display.clone(),
+                        rule,
+                    }
+                }
+            }
+        } else if let Some(reason) = answer.get("conflict").and_then(|a| a.as_str()) {
+            let candidate = answer
+                .get("candidate")
+                .and_then(|c| c.as_str())
+                .map(str::to_string);
+            MemberOutcome::Conflict {
+                reason: reason.to_string(),
+                candidate,
+            }
+        } else {
+            MemberOutcome::Unmanaged {
+                reason: answer
+                    .get("reason")
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("not in the directory (in scope): left alone")
+                    .to_string(),
+            }
+        };
+        if let MemberOutcome::Adopt {
+            source_id, user, ..
+        } = &outcome
+        {
+            // The link records what the target holds now, so the first SCIM cycle
+            // sends exactly the differences from the directory.
+            let c = &candidates[source_id];
+            let remote = scim_users.get(&tmid).cloned().unwrap_or(Remote {
+                id: tmid.clone(),
+                resource: crate::target::legacy::profile_to_scim(m),
+            });
+            let mut current = Attrs::new();
+            for path in c.attrs.keys().filter(|k| !k.starts_with('$')) {
+                let v = AttrPath::parse(path)
+                    .ok()
+                    .and_then(|p| p.get(&remote.resource).cloned())
+                    .unwrap_or(Value::Null);
+                current.insert(path.clone(), v);
+            }
+            let active = status != "suspended";
+            current.insert("active".into(), json!(active));
+            links.push(Link {
+                kind: ObjectKind::User,
+                source_id: source_id.clone(),
+                target_id: tmid.clone(),
+                display: user.clone(),
+                hash: hash_attrs(&current),
+                attrs: current,
+                active,
+                disabled_reason: if active {
+                    None
+                } else {
+                    Some("disabled".into())
+                },
+            });
+        }
+        if let MemberOutcome::Conflict {
+            candidate: Some(c), ..
+        } = &outcome
+        {
+            blocked.insert(c.clone());
+        }
+        decisions.push(MemberDecision {
+            team_member_id: tmid,
+            email,
+            status,
+            outcome,
+        });
+    }
+    // A conflict's candidate adopted by another member is not blocked.
+    blocked.retain(|c| !adopted.contains_key(c));
+
+    // Groups: adopt by name; a name held by a user-managed group or by a group with
+    // another external id is a conflict.
+    let mut groups = vec![];
+    let mut memberships = vec![];
+    let member_source: HashMap<String, String> = links
+        .iter()
+        .map(|l| (l.target_id.clone(), l.source_id.clone()))
+        .collect();
+    for e in evaluated.iter().filter(|e| e.kind == ObjectKind::Group) {
+        let (Decision::InScope(_), Some(attrs)) = (&e.decision, &e.attrs) else {
+            continue;
+        };
+        let name = attrs
+            .get("displayName")
+            .and_then(|n| n.as_str())
+            .unwrap_or(&e.display)
+            .to_string();
+        let Some(g) = legacy_groups
+            .iter()
+            .find(|g| lower(g.get("group_name")) == name.to_lowercase())
+        else {
+            continue;
+        };
+        let gid = g
+            .get("group_id")
+            .and_then(|i| i.as_str())
+            .unwrap_or("")
+            .to_string();
+        let ext = g.get("group_external_id").and_then(|x| x.as_str());
+        let mgmt = g
+            .pointer("/group_management_type/.tag")
+            .and_then(|x| x.as_str())
+            .unwrap_or("company_managed");
+        let outcome = if mgmt == "user_managed" {
+            GroupOutcome::Conflict {
+                group_id: gid.clone(),
+                reason: format!("Dropbox group {name:?} is user-managed; rename one of them"),
+            }
+        } else if ext.is_some() && ext != Some(e.source_id.as_str()) {
+            GroupOutcome::Conflict {
+                group_id: gid.clone(),
+                reason: format!(
+                    "Dropbox group {name:?} has external id {} (not this directory group)",
+                    ext.unwrap_or("")
+                ),
+            }
+        } else {
+            GroupOutcome::Adopt {
+                source_id: e.source_id.clone(),
+                group_id: gid.clone(),
+            }
+        };
+        match &outcome {
+            GroupOutcome::Adopt { .. } => {
+                let mut current = Attrs::new();
+                let resource = scim_groups
+                    .get(&gid)
+                    .map(|r| r.resource.clone())
+                    .unwrap_or_else(|| json!({"displayName": name}));
+                for path in attrs.keys().filter(|k| !k.starts_with('$')) {
+                    let v = AttrPath::parse(path)
+                        .ok()
+                        .and_then(|p| p.get(&resource).cloned())
+                        .unwrap_or(Value::Null);
+                    current.insert(path.clone(), v);
+                }
+                for m in resource
+                    .get("members")
+                    .and_then(|m| m.as_array())
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(src) = m
+                        .get("value")
+                        .and_then(|v| v.as_str())
+                        .and_then(|v| member_source.get(v))
+                    {
+                        memberships.push((e.source_id.clone(), src.clone()));
+                    }
+                }
+                links.push(Link {
+                    kind: ObjectKind::Group,
+                    source_id: e.source_id.clone(),
+                    target_id: gid,
+                    display: name.clone(),
+                    hash: hash_attrs(&current),
+                    attrs: current,
+                    active: true,
+                    disabled_reason: None,
+                });
+            }
+            GroupOutcome::Conflict { .. } => {
+                blocked.insert(e.source_id.clone());
+            }
+        }
+        groups.push(GroupDecision { name, outcome });
+    }
+    Ok(MigrationPlan {
+        members: decisions,
+        groups,
+        blocked: blocked.into_iter().collect(),
+        links,
+        memberships,
+    })
+}
+
+/// Writes the plan into the state in one transaction. Returns (links written, links
+/// that were already there and unchanged).
+pub fn apply(state: &mut State, plan: &MigrationPlan) -> Result<(usize, usize), Error> {
+    let users = state.links(ObjectKind::User)?;
+    let groups = state.links(ObjectKind::Group)?;
+    let unchanged = plan
+        .links
+        .iter()
+        .filter(|l| {
+            let have = match l.kind {
+                ObjectKind::User => users.get(&l.source_id),
+                ObjectKind::Group => groups.get(&l.source_id),
+            };
+            have.map(|h| h.target_id == l.target_id).unwrap_or(false)
+        })
+        .count();
+    let already = state.meta("legacy_retired")?;
+    let summary = json!({
+        "at": already
+            .as_deref()
+            .and_then(|a| serde_json::from_str::<Value>(a).ok())
+            .and_then(|v| v.get("at").cloned())
+            .unwrap_or_else(|| json!(crate::clock::rfc3339(crate::clock::now()))),
+        "adopted": plan.count("adopt"),
+        "conflicts": plan.count("conflict"),
+        "unmanaged": plan.count("unmanaged"),
+        "groups": plan.groups.len(),
+    });
+    state.write(|w| {
+        for l in &plan.links {
+            w.upsert_link(l)?;
+        }
+        for (g, u) in &plan.memberships {
+            w.add_membership(g, u)?;
+        }
+        w.set_meta(
+            "migration_blocked",
+            Some(&serde_json::to_string(&plan.blocked).unwrap_or_default()),
+        )?;
+        w.set_meta("legacy_retired", Some(&summary.to_string()))?;
+        // The first SCIM cycle re-evaluates everything against the new links.
+        w.set_meta("watermark", None)?;
+        w.set_meta("scripts_hash", None)?;
+        Ok(())
+    })?;
+    Ok((plan.links.len() - unchanged, unchanged))
+}
+
+/// Directory objects a migration conflict keeps from being created.
+pub fn blocked(state: &State) -> Result<HashSet<String>, Error> {
+    Ok(state
+        .meta("migration_blocked")?
+        .and_then(|b| serde_json::from_str::<Vec<String>>(&b).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
+}
