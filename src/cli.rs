@@ -147,6 +147,8 @@ pub enum RestartScope {
     Watermark,
     Escrows,
     Quarantine,
+    /// Undo `migrate apply` (the legacy integration may run again)
+    Migration,
     Full,
 }
 
@@ -249,6 +251,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 RestartScope::Watermark => "watermark",
                 RestartScope::Escrows => "escrows",
                 RestartScope::Quarantine => "quarantine",
+                RestartScope::Migration => "migration",
                 RestartScope::Full => "full",
             };
             state.restart(s)?;
@@ -997,6 +1000,10 @@ fn init(dir: &Path) -> Result<i32, Error> {
         (dir.join("scimsync.toml"), STARTER_CONFIG),
         (dir.join("scripts").join("mapping.rhai"), DEFAULT_MAPPING),
         (dir.join("scripts").join("scoping.rhai"), DEFAULT_SCOPING),
+        (
+            dir.join("scripts").join("migration.rhai"),
+            crate::migrate::DEFAULT_MIGRATION,
+        ),
         (dir.join("directory.json"), SAMPLE_DIRECTORY),
     ];
     for (p, _) in &files {

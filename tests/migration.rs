@@ -245,6 +245,10 @@ fn legacy_to_scim_migration_without_reinvites_or_duplicates() {
     let r = ws.sync();
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("migrate apply"), "{}", r.stderr);
+    // Rolled back, the legacy target runs again (and finds nothing to do).
+    ws.run(&["restart", "--scope", "migration"]).ok();
+    let r = ws.sync();
+    assert_ne!(r.code, 2, "{}{}", r.stdout, r.stderr);
 }
 
 #[test]

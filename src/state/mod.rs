@@ -382,6 +382,10 @@ impl State {
             "quarantine" => {
                 tx.execute("DELETE FROM meta WHERE key LIKE 'quarantine%'", [])?;
             }
+            "migration" => {
+                // Rolls back `migrate apply`: the legacy integration may run again.
+                tx.execute("DELETE FROM meta WHERE key IN ('legacy_retired', 'migration_blocked')", [])?;
+            }
             "full" => {
                 clear_watermark(&tx)?;
                 tx.execute("DELETE FROM escrow", [])?;
@@ -394,7 +398,7 @@ impl State {
             }
             other => {
                 return Err(Error::Input(crate::error::InputError::Usage(format!(
-                    "restart --scope {other}: expected watermark, escrows, quarantine or full"
+                    "restart --scope {other}: expected watermark, escrows, quarantine, migration or full"
                 ))))
             }
         }
