@@ -101,7 +101,7 @@ pub fn apply(
 
     let progress = Progress::new(constructive.len() + destructive.len());
     // Users the target does not know yet are created in batches where it takes them
-    // (the Business API adds up to 20 per call); the SCIM targets take one.
+    // (the Business API adds up to 20 per call, SCIM servers offering Bulk more).
     let batch_size = a.target.create_batch_size().max(1);
     let mut pending: Vec<&Action> = vec![];
     for action in constructive {
@@ -569,13 +569,14 @@ impl Applier<'_> {
             }
             let have = remote_value(remote, k).unwrap_or(Value::Null);
             let same = if is_active {
+                // A server that does not say is not assumed active: set it.
                 let truthy = |x: &Value| match x {
-                    Value::Bool(b) => *b,
-                    Value::String(s) => !s.eq_ignore_ascii_case("false"),
-                    Value::Null => true,
-                    _ => true,
+                    Value::Bool(b) => Some(*b),
+                    Value::String(s) => Some(!s.eq_ignore_ascii_case("false")),
+                    Value::Null => None,
+                    _ => Some(true),
                 };
-                truthy(&have) == truthy(v)
+                truthy(&have).is_some() && truthy(&have) == truthy(v).or(Some(true))
             } else {
                 &have == v || (v.is_null() && have.is_null())
             };

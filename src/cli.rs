@@ -198,6 +198,14 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             if let Some(e) = &report.outcome.first_error {
                 println!("  first error: {e}");
             }
+            if !report.requests.is_empty() {
+                let r: Vec<String> = report
+                    .requests
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect();
+                println!("  target requests: {}", r.join(", "));
+            }
             Ok(report.exit_code())
         }
         Command::Run => crate::daemon::run(load(&cli)?),

@@ -59,6 +59,7 @@ struct RawTarget {
     allow_insecure_http: Option<bool>,
     timeout: Option<String>,
     actions: Option<Vec<String>>,
+    profile: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -182,6 +183,8 @@ pub struct TargetSettings {
     pub timeout: Duration,
     /// Which of create / update / delete (disable included) may run.
     pub actions: Actions,
+    /// A target profile other than the type's own (e.g. "aws").
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -433,12 +436,21 @@ impl Settings {
                 a
             }
         };
+        if let Some(p) = &raw_target.profile {
+            if crate::target::profile::by_name(p).is_none() {
+                return Err(err(format!(
+                    "target.profile: \"{p}\" is not one of {}",
+                    crate::target::profile::NAMES.join(", ")
+                )));
+            }
+        }
         let target = TargetSettings {
             kind,
             url: trim_slash(url),
             token,
             timeout,
             actions,
+            profile: raw_target.profile.clone(),
         };
 
         let legacy = match raw.legacy {

@@ -9,6 +9,7 @@ mod util;
 mod backbone;
 mod config_errors;
 mod graph;
+mod interop;
 mod migration;
 mod operations;
 mod scripting;

@@ -207,6 +207,17 @@ static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::ne
 impl Workspace {
     /// A workspace with the repository's default scripts, targeting `emu`.
     pub fn new(emu: &Emulator, directory: &Value) -> Workspace {
+        Self::with_target(directory, "dropbox", &emu.scim, &emu.token, "")
+    }
+
+    /// A workspace whose target is any SCIM base URL (`extra` goes into [target]).
+    pub fn with_target(
+        directory: &Value,
+        kind: &str,
+        url: &str,
+        token: &str,
+        extra: &str,
+    ) -> Workspace {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("scimsync-it-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -217,15 +228,14 @@ impl Workspace {
         }
         let ws = Workspace {
             dir,
-            token: emu.token.clone(),
+            token: token.to_string(),
             env: vec![],
         };
         ws.write_directory(directory);
         ws.write(
             "scimsync.toml",
             &format!(
-                "state = \"state.db\"\nscripts = \"scripts\"\n\n[source]\ntype = \"file\"\npath = \"directory.json\"\nscope = \"assigned\"\n\n[target]\ntype = \"dropbox\"\nurl = \"{}\"\ntoken = \"env:SCIMSYNC_TEST_TOKEN\"\ntimeout = \"10s\"\n\n[safety]\ndeletion_threshold = 500\n",
-                emu.scim
+                "state = \"state.db\"\nscripts = \"scripts\"\n\n[source]\ntype = \"file\"\npath = \"directory.json\"\nscope = \"assigned\"\n\n[target]\ntype = \"{kind}\"\nurl = \"{url}\"\ntoken = \"env:SCIMSYNC_TEST_TOKEN\"\ntimeout = \"10s\"\n{extra}\n[safety]\ndeletion_threshold = 500\n"
             ),
         );
         ws
@@ -464,4 +474,102 @@ pub fn expected_members(doc: &Value, group: &str) -> Vec<String> {
         .collect();
     want.sort();
     want
+}
+
+/// A tool from the Python venv `.ci/run` installs (`.ci/venv`), or from PATH.
+pub fn python_tool(name: &str) -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".ci/venv/bin")
+        .join(name);
+    if venv.exists() {
+        return Some(venv);
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+}
+
+/// A running scim2-server (a third-party, RFC-strict SCIM server), killed on drop.
+pub struct ScimServer {
+    child: Child,
+    pub url: String,
+    pub token: String,
+}
+
+impl ScimServer {
+    /// Starts it on a free loopback port; `None` (with the reason printed) when the
+    /// server is not installed.
+    pub fn start(service_provider_config: Option<&Path>) -> Option<ScimServer> {
+        let Some(bin) = python_tool("scim2-server") else {
+            println!("SKIPPED: scim2-server is not installed (.ci/run installs it in .ci/venv)");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let token = format!("s2s-{}", std::process::id());
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "--bearer-token",
+            &token,
+            "--hostname",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ]);
+        if let Some(spc) = service_provider_config {
+            cmd.arg("--service-provider-config").arg(spc);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start scim2-server");
+        let url = format!("http://127.0.0.1:{port}");
+        let server = ScimServer { child, url, token };
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_secs(30) {
+            if server.get("/ServiceProviderConfig").is_some() {
+                return Some(server);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("scim2-server did not start on {}", server.url);
+    }
+
+    pub fn get(&self, path: &str) -> Option<Value> {
+        ureq::get(&format!("{}{path}", self.url))
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .call()
+            .ok()?
+            .into_json()
+            .ok()
+    }
+
+    pub fn all(&self, what: &str) -> Vec<Value> {
+        let mut out = vec![];
+        loop {
+            let page = self
+                .get(&format!("/{what}?count=1000&startIndex={}", out.len() + 1))
+                .expect("list");
+            let items = page["Resources"].as_array().cloned().unwrap_or_default();
+            let total = page["totalResults"].as_u64().unwrap_or(0) as usize;
+            let n = items.len();
+            out.extend(items);
+            if n == 0 || out.len() >= total {
+                return out;
+            }
+        }
+    }
+}
+
+impl Drop for ScimServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

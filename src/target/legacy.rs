@@ -477,7 +477,7 @@ impl Target for LegacyTarget {
             .unwrap_or_else(|| Err(TargetError::new(ErrorClass::Transport, None, "no result")))
     }
 
-    fn create_batch_size(&self) -> usize {
+    fn create_batch_size(&mut self) -> usize {
         ADD_BATCH
     }
 

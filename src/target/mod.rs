@@ -118,7 +118,7 @@ pub trait Target {
         ))
     }
     /// How many new objects one create call may carry.
-    fn create_batch_size(&self) -> usize {
+    fn create_batch_size(&mut self) -> usize {
         1
     }
     /// Creates several objects; one result per object, in order.

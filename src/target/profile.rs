@@ -37,6 +37,9 @@ pub struct Profile {
     /// An unassigned or scoped-out user is removed, not disabled (what the legacy
     /// Dropbox integration did).
     pub unassigned_removes: bool,
+    /// `userName eq` filters compare case-sensitively (AWS): matching also tries the
+    /// lower-cased value.
+    pub user_name_case_exact: bool,
 }
 
 /// Dropbox for Business SCIM 2.0 (`https://www.dropbox.com/scim/v2`).
@@ -52,6 +55,7 @@ pub const DROPBOX: Profile = Profile {
     delete_gone_statuses: &[404],
     groups_exclude_members: true,
     unassigned_removes: false,
+    user_name_case_exact: false,
 };
 
 /// The legacy Dropbox Business API v2 (`dropbox-legacy`).
@@ -67,6 +71,7 @@ pub const DROPBOX_LEGACY: Profile = Profile {
     delete_gone_statuses: &[],
     groups_exclude_members: true,
     unassigned_removes: true,
+    user_name_case_exact: false,
 };
 
 /// A generic RFC 7643/7644 server.
@@ -82,12 +87,16 @@ pub const SCIM: Profile = Profile {
     delete_gone_statuses: &[404],
     groups_exclude_members: true,
     unassigned_removes: false,
+    user_name_case_exact: false,
 };
 
-/// AWS IAM Identity Center: at most 100 members per PATCH, DELETE of a gone object 404.
+/// AWS IAM Identity Center: at most 100 members per PATCH; `userName` is
+/// case-sensitive there, so matching falls back on `externalId` as usual.
 pub const AWS: Profile = Profile {
     name: "aws",
     max_members_per_patch: 100,
+    required_user_attrs: &["userName", "name.familyName", "name.givenName"],
+    user_name_case_exact: true,
     ..SCIM
 };
 
@@ -114,5 +123,19 @@ impl Profile {
         } else {
             serde_json::Value::Bool(v)
         }
+    }
+}
+
+/// Profile names a config may choose with `[target] profile`.
+pub const NAMES: [&str; 4] = ["dropbox", "scim", "aws", "dropbox-legacy"];
+
+/// A profile by name.
+pub fn by_name(name: &str) -> Option<Profile> {
+    match name {
+        "dropbox" => Some(DROPBOX),
+        "scim" => Some(SCIM),
+        "aws" => Some(AWS),
+        "dropbox-legacy" => Some(DROPBOX_LEGACY),
+        _ => None,
     }
 }

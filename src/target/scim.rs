@@ -26,7 +26,34 @@ pub struct ScimTarget {
     base: String,
     http: Http,
     profile: Profile,
+    caps: Option<Caps>,
 }
+
+/// What the server's `/ServiceProviderConfig` announces (RFC 7643 §5).
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    pub patch: bool,
+    /// Most operations one `/Bulk` request may carry; 0 when Bulk is not offered.
+    pub bulk_max_operations: usize,
+    pub bulk_max_payload: usize,
+    /// Most resources one list answer holds.
+    pub max_results: usize,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            patch: true,
+            bulk_max_operations: 0,
+            bulk_max_payload: 0,
+            max_results: 1000,
+        }
+    }
+}
+
+pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+/// Creates sent in one Bulk request at most (servers often announce 1,000).
+const BULK_CHUNK: usize = 50;
 
 fn endpoint(kind: ObjectKind) -> &'static str {
     match kind {
@@ -37,9 +64,10 @@ fn endpoint(kind: ObjectKind) -> &'static str {
 
 impl ScimTarget {
     pub fn new(settings: &TargetSettings) -> Result<ScimTarget, crate::error::Error> {
-        let profile = match settings.kind {
-            TargetKind::Dropbox => DROPBOX,
-            _ => SCIM,
+        let profile = match (&settings.profile, settings.kind) {
+            (Some(p), _) => super::profile::by_name(p).unwrap_or(SCIM),
+            (None, TargetKind::Dropbox) => DROPBOX,
+            (None, _) => SCIM,
         };
         Ok(ScimTarget {
             base: settings.url.clone(),
@@ -49,6 +77,7 @@ impl ScimTarget {
                 "application/scim+json",
             ),
             profile,
+            caps: None,
         })
     }
 
@@ -59,6 +88,161 @@ impl ScimTarget {
 
     fn url(&self, rest: &str) -> String {
         format!("{}/{}", self.base, rest)
+    }
+
+    /// Reads `/ServiceProviderConfig` once; a server without one gets the defaults
+    /// (PATCH, no Bulk, 1,000 per page).
+    pub fn caps(&mut self) -> Caps {
+        if let Some(c) = self.caps {
+            return c;
+        }
+        let url = self.url("ServiceProviderConfig");
+        let c = match self.http.send("GET", &url, None, true) {
+            Ok(r) if r.status == 200 => {
+                let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+                let b = |p: &str| v.pointer(p).and_then(|x| x.as_bool());
+                let n = |p: &str| v.pointer(p).and_then(|x| x.as_u64()).map(|x| x as usize);
+                let bulk = b("/bulk/supported").unwrap_or(false);
+                Caps {
+                    patch: b("/patch/supported").unwrap_or(true),
+                    bulk_max_operations: if bulk {
+                        n("/bulk/maxOperations").unwrap_or(0)
+                    } else {
+                        0
+                    },
+                    bulk_max_payload: n("/bulk/maxPayloadSize").unwrap_or(1 << 20),
+                    max_results: n("/filter/maxResults")
+                        .filter(|m| *m > 0)
+                        .unwrap_or(1000)
+                        .min(1000),
+                }
+            }
+            _ => Caps::default(),
+        };
+        log::debug!("target capabilities: {c:?}");
+        self.caps = Some(c);
+        c
+    }
+
+    /// Without PATCH: read the resource, change it, PUT it back whole.
+    fn put_changes(
+        &mut self,
+        kind: ObjectKind,
+        id: &str,
+        edit: impl FnOnce(&mut Value),
+    ) -> Result<(), TargetError> {
+        let url = self.url(&format!("{}/{}", endpoint(kind), encode(id)));
+        let reply = self.http.send("GET", &url, None, true)?;
+        if reply.status != 200 {
+            return Err(self.fail(&format!("GET {} {id}", endpoint(kind)), &reply));
+        }
+        let mut r = reply.json()?;
+        edit(&mut r);
+        if let Some(o) = r.as_object_mut() {
+            o.remove("meta");
+        }
+        let reply = self.http.send("PUT", &url, Some(&r), true)?;
+        if (200..300).contains(&reply.status) {
+            Ok(())
+        } else {
+            Err(self.fail(&format!("PUT {} {id}", endpoint(kind)), &reply))
+        }
+    }
+
+    /// Creates through `/Bulk` (RFC 7644 §3.7): one result per item, in order.
+    fn bulk_create(
+        &mut self,
+        kind: ObjectKind,
+        items: &[&Attrs],
+    ) -> Vec<Result<String, TargetError>> {
+        let schema = match kind {
+            ObjectKind::User => USER_SCHEMA,
+            ObjectKind::Group => GROUP_SCHEMA,
+        };
+        let ops: Vec<Value> = items
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let mut data = unflatten(a, schema);
+                if kind == ObjectKind::User {
+                    let active = data.get("active").and_then(|x| x.as_bool()).unwrap_or(true);
+                    data["active"] = self.profile.active_value(active);
+                }
+                json!({"method": "POST", "path": format!("/{}", endpoint(kind)), "bulkId": format!("b{i}"), "data": data})
+            })
+            .collect();
+        let body = json!({"schemas": [BULK_REQUEST], "Operations": ops});
+        let url = self.url("Bulk");
+        let reply = match self.http.send("POST", &url, Some(&body), false) {
+            Ok(r) => r,
+            Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
+        };
+        if !(200..300).contains(&reply.status) {
+            let e = self.fail("POST Bulk", &reply);
+            return items.iter().map(|_| Err(e.clone())).collect();
+        }
+        let v: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+        let answers = v
+            .get("Operations")
+            .and_then(|o| o.as_array())
+            .cloned()
+            .unwrap_or_default();
+        (0..items.len())
+            .map(|i| {
+                let bulk_id = format!("b{i}");
+                let Some(op) = answers
+                    .iter()
+                    .find(|o| o.get("bulkId").and_then(|b| b.as_str()) == Some(bulk_id.as_str()))
+                else {
+                    return Err(TargetError::new(
+                        ErrorClass::Transport,
+                        None,
+                        format!("Bulk answer has no result for {bulk_id}"),
+                    ));
+                };
+                let status = match op.get("status") {
+                    Some(Value::String(s)) => s
+                        .split_whitespace()
+                        .next()
+                        .and_then(|x| x.parse::<u16>().ok())
+                        .unwrap_or(0),
+                    Some(Value::Number(n)) => n.as_u64().unwrap_or(0) as u16,
+                    _ => 0,
+                };
+                if !(200..300).contains(&status) {
+                    let detail = op
+                        .pointer("/response/detail")
+                        .and_then(|d| d.as_str())
+                        .unwrap_or("");
+                    let class = match status {
+                        409 => ErrorClass::Conflict,
+                        s if s >= 500 => ErrorClass::Server,
+                        _ => ErrorClass::Invalid,
+                    };
+                    return Err(TargetError::new(
+                        class,
+                        Some(status),
+                        format!("Bulk POST {}: HTTP {status} {detail}", endpoint(kind)),
+                    ));
+                }
+                op.pointer("/response/id")
+                    .and_then(|x| x.as_str())
+                    .map(str::to_string)
+                    .or_else(|| {
+                        op.get("location")
+                            .and_then(|l| l.as_str())
+                            .and_then(|l| l.rsplit('/').next())
+                            .map(str::to_string)
+                    })
+                    .ok_or_else(|| {
+                        TargetError::new(
+                            ErrorClass::Transport,
+                            None,
+                            "Bulk result without id or location",
+                        )
+                    })
+            })
+            .collect()
     }
 
     /// Turns a non-2xx answer into a classified error with the server's detail.
@@ -167,6 +351,47 @@ impl ScimTarget {
     }
 }
 
+impl ScimTarget {
+    fn put_members(
+        &mut self,
+        group_id: &str,
+        user_ids: &[String],
+        add: bool,
+    ) -> Result<(), TargetError> {
+        let url = self.url(&format!("Groups/{}", encode(group_id)));
+        let reply = self.http.send("GET", &url, None, true)?;
+        if reply.status != 200 {
+            return Err(self.fail(&format!("GET Groups {group_id}"), &reply));
+        }
+        let mut g = reply.json()?;
+        let mut members: Vec<Value> = g
+            .get("members")
+            .and_then(|m| m.as_array())
+            .cloned()
+            .unwrap_or_default();
+        for id in user_ids {
+            let has = members
+                .iter()
+                .any(|m| m.get("value").and_then(|v| v.as_str()) == Some(id.as_str()));
+            if add && !has {
+                members.push(json!({"value": id}));
+            } else if !add {
+                members.retain(|m| m.get("value").and_then(|v| v.as_str()) != Some(id.as_str()));
+            }
+        }
+        g["members"] = Value::Array(members);
+        if let Some(o) = g.as_object_mut() {
+            o.remove("meta");
+        }
+        let reply = self.http.send("PUT", &url, Some(&g), true)?;
+        if (200..300).contains(&reply.status) {
+            Ok(())
+        } else {
+            Err(self.fail(&format!("PUT Groups {group_id}"), &reply))
+        }
+    }
+}
+
 impl Target for ScimTarget {
     fn profile(&self) -> &Profile {
         &self.profile
@@ -223,10 +448,19 @@ impl Target for ScimTarget {
             .and_then(|r| r.as_array())
             .cloned()
             .unwrap_or_default();
-        resources
+        let found: Vec<Remote> = resources
             .into_iter()
             .map(|r| self.parse_remote(r))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        let lower = value.to_lowercase();
+        if found.is_empty()
+            && self.profile.user_name_case_exact
+            && path.eq_ignore_ascii_case("userName")
+            && lower != value
+        {
+            return self.find(kind, path, &lower);
+        }
+        Ok(found)
     }
 
     fn get(&mut self, kind: ObjectKind, id: &str) -> Result<Option<Remote>, TargetError> {
@@ -275,6 +509,25 @@ impl Target for ScimTarget {
         id: &str,
         changes: &[Change],
     ) -> Result<(), TargetError> {
+        if !self.caps().patch {
+            let profile = self.profile.clone();
+            return self.put_changes(kind, id, |r| {
+                for c in changes {
+                    let Ok(p) = AttrPath::parse(&c.path) else {
+                        continue;
+                    };
+                    match &c.new {
+                        None | Some(Value::Null) => {
+                            p.remove(r);
+                        }
+                        Some(v) if c.path.eq_ignore_ascii_case("active") => {
+                            p.set(r, profile.active_value(v.as_bool().unwrap_or(true)))
+                        }
+                        Some(v) => p.set(r, v.clone()),
+                    }
+                }
+            });
+        }
         let ops = changes.iter().map(|c| self.op_for(c)).collect();
         self.patch(kind, id, ops)
     }
@@ -292,6 +545,12 @@ impl Target for ScimTarget {
     }
 
     fn add_members(&mut self, group_id: &str, user_ids: &[String]) -> Result<(), TargetError> {
+        if !self.caps().patch {
+            return self.put_members(group_id, user_ids, true);
+        }
+        if !self.caps().patch {
+            return self.put_members(group_id, user_ids, true);
+        }
         for chunk in user_ids.chunks(self.profile.max_members_per_patch.max(1)) {
             let value: Vec<Value> = chunk.iter().map(|id| json!({"value": id})).collect();
             let op = json!({"op": self.profile.op("add"), "path": "members", "value": value});
@@ -301,6 +560,12 @@ impl Target for ScimTarget {
     }
 
     fn remove_members(&mut self, group_id: &str, user_ids: &[String]) -> Result<(), TargetError> {
+        if !self.caps().patch {
+            return self.put_members(group_id, user_ids, false);
+        }
+        if !self.caps().patch {
+            return self.put_members(group_id, user_ids, false);
+        }
         for chunk in user_ids.chunks(self.profile.max_members_per_patch.max(1)) {
             let ops: Vec<Value> = match self.profile.member_removal {
                 MemberRemoval::FilterPath => chunk
@@ -324,11 +589,34 @@ impl Target for ScimTarget {
         self.http.counts()
     }
 
+    fn create_batch_size(&mut self) -> usize {
+        match self.caps().bulk_max_operations {
+            0 | 1 => 1,
+            n => n.min(BULK_CHUNK),
+        }
+    }
+
+    fn create_batch(
+        &mut self,
+        kind: ObjectKind,
+        items: &[&Attrs],
+    ) -> Vec<Result<String, TargetError>> {
+        if items.len() > 1 && self.caps().bulk_max_operations > 1 {
+            let n = self.caps().bulk_max_operations.min(BULK_CHUNK);
+            return items
+                .chunks(n)
+                .flat_map(|c| self.bulk_create(kind, c))
+                .collect();
+        }
+        items.iter().map(|a| self.create(kind, a)).collect()
+    }
+
     fn list(&mut self, kind: ObjectKind) -> Result<Vec<Remote>, TargetError> {
         let mut out = vec![];
+        let page_size = self.caps().max_results;
         loop {
             let url = self.url(&format!(
-                "{}?startIndex={}&count=1000",
+                "{}?startIndex={}&count={page_size}",
                 endpoint(kind),
                 out.len() + 1
             ));

@@ -890,6 +890,18 @@ impl Service for Team {
             return r;
         }
         let id = seg.get(3).copied();
+        // Discovery endpoints are read-only (RFC 7644 §4).
+        if matches!(
+            resource,
+            "ServiceProviderConfig" | "ResourceTypes" | "Schemas"
+        ) && req.method != "GET"
+        {
+            return scim_error(
+                405,
+                None,
+                format!("{} /{resource} is not allowed", req.method),
+            );
+        }
         match resource {
             "Users" => self.users(req, id),
             "Groups" => self.groups(req, id),
