@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::model::ObjectKind;
 use crate::plan::{desired_active, hash_attrs, Action, Op, Plan, PlannedChange};
 use crate::state::{Link, LogEntry, Modified, State};
-use crate::target::{remote_value, Change, ErrorClass, Target, TargetError};
+use crate::target::{remote_value, Change, ErrorClass, Remote, Target, TargetError};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
@@ -71,6 +71,21 @@ struct Applier<'a> {
     groups: HashMap<String, Link>,
     writes: Vec<Write>,
     outcome: Outcome,
+    /// Users of the target by matching attribute, when listing once beats one
+    /// filter query per new user.
+    index: Option<HashMap<(String, String), Vec<Remote>>>,
+}
+
+/// From this many new users on, the target's users are listed once for matching.
+pub const LIST_FOR_MATCHING: usize = 50;
+
+/// Matching keys compare like SCIM filters: case-insensitive except ids.
+fn match_key(path: &str, value: &str) -> String {
+    if path.eq_ignore_ascii_case("externalId") || path.eq_ignore_ascii_case("id") {
+        value.to_string()
+    } else {
+        value.to_lowercase()
+    }
 }
 
 /// Runs a plan against the target and records everything in the state.
@@ -92,6 +107,7 @@ pub fn apply(
         groups,
         writes: vec![],
         outcome: Outcome::default(),
+        index: None,
     };
     let (destructive, rest): (Vec<&Action>, Vec<&Action>) =
         plan.actions.iter().partition(|x| x.op.is_destructive());
@@ -100,6 +116,13 @@ pub fn apply(
         .partition(|x| matches!(x.op, Op::Skip | Op::Fail | Op::Forget));
 
     let progress = Progress::new(constructive.len() + destructive.len());
+    let new_users = constructive
+        .iter()
+        .filter(|x| x.op == Op::Create && x.kind == ObjectKind::User)
+        .count();
+    if new_users >= LIST_FOR_MATCHING {
+        a.build_index();
+    }
     // Users the target does not know yet are created in batches where it takes them
     // (the Business API adds up to 20 per call, SCIM servers offering Bulk more).
     let batch_size = a.target.create_batch_size().max(1);
@@ -454,6 +477,29 @@ impl Applier<'_> {
 
     /// Looks the object up by the matching attributes; adopts a single match. True when
     /// the action is done (adopted, or failed and escrowed); false when nothing matched.
+    /// Lists the target's users once and indexes them by the matching attributes;
+    /// a target that cannot list keeps per-user filter queries.
+    fn build_index(&mut self) {
+        match self.target.list(ObjectKind::User) {
+            Ok(all) => {
+                let mut index: HashMap<(String, String), Vec<Remote>> = HashMap::new();
+                for r in all {
+                    for path in &self.opts.user_matching {
+                        if let Some(Value::String(v)) = remote_value(&r, path) {
+                            index
+                                .entry((path.clone(), match_key(path, &v)))
+                                .or_default()
+                                .push(r.clone());
+                        }
+                    }
+                }
+                log::debug!("matching against {} listed target users", index.len());
+                self.index = Some(index);
+            }
+            Err(e) => log::debug!("matching by filter queries: {}", e.message),
+        }
+    }
+
     fn match_existing(&mut self, a: &Action) -> Result<bool, Error> {
         let matching = match a.kind {
             ObjectKind::User => self.opts.user_matching.clone(),
@@ -468,9 +514,20 @@ impl Applier<'_> {
             else {
                 continue;
             };
-            let found = match self.target.find(a.kind, path, value) {
-                Ok(f) => f,
-                Err(e) => return self.fail(a, "create", &e).map(|_| true),
+            let indexed = match (&self.index, a.kind) {
+                (Some(ix), ObjectKind::User) => Some(
+                    ix.get(&(path.clone(), match_key(path, value)))
+                        .cloned()
+                        .unwrap_or_default(),
+                ),
+                _ => None,
+            };
+            let found = match indexed {
+                Some(f) => f,
+                None => match self.target.find(a.kind, path, value) {
+                    Ok(f) => f,
+                    Err(e) => return self.fail(a, "create", &e).map(|_| true),
+                },
             };
             match found.len() {
                 0 => continue,

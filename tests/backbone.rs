@@ -426,3 +426,28 @@ fn full_sync_repairs_drift_made_in_the_target() {
         "Family0"
     );
 }
+
+#[test]
+fn many_new_users_are_matched_against_one_listing_not_one_query_each() {
+    let emu = Emulator::start();
+    let doc = small_directory(120);
+    // Two accounts exist already: matched from the listing, not created again.
+    for i in [7, 90] {
+        let (s, _) = emu.post(
+            "/scim/v2/Users",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": format!("USER{i}@contoso.com"), "name": {"familyName": "Old"}}),
+        );
+        assert_eq!(s, 201);
+    }
+    emu.reset_stats();
+    let ws = Workspace::new(&emu, &doc);
+    ws.sync().ok();
+    let (req, _) = emu.stats();
+    assert_eq!(count(&req, "GET /Users"), 1, "one listing page: {req}");
+    assert_eq!(count(&req, "POST /Users"), 118, "{req}");
+    assert_eq!(emu.users().len(), 120);
+    assert_eq!(
+        emu.user("user90@contoso.com").unwrap()["name"]["familyName"],
+        "Family90"
+    );
+}

@@ -481,6 +481,35 @@ impl Target for LegacyTarget {
         ADD_BATCH
     }
 
+    fn list(&mut self, kind: ObjectKind) -> Result<Vec<Remote>, TargetError> {
+        Ok(match kind {
+            ObjectKind::User => self
+                .list_members()?
+                .iter()
+                .map(|p| Remote {
+                    id: p
+                        .get("team_member_id")
+                        .and_then(|i| i.as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                    resource: profile_to_scim(p),
+                })
+                .collect(),
+            ObjectKind::Group => self
+                .list_groups()?
+                .iter()
+                .map(|g| Remote {
+                    id: g
+                        .get("group_id")
+                        .and_then(|i| i.as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                    resource: group_to_scim(g),
+                })
+                .collect(),
+        })
+    }
+
     fn create_batch(
         &mut self,
         kind: ObjectKind,
