@@ -484,15 +484,6 @@ pub fn same_value(stored: &Value, desired: &Value) -> bool {
     }
 }
 
-/// A value as text, for filters, hashes and logs.
-pub fn value_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,14 +11,6 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant).
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

@@ -232,9 +232,6 @@ impl Scripts {
     pub fn create_only(&self) -> &[String] {
         &self.create_only
     }
-    pub fn has_migration(&self) -> bool {
-        self.migration.is_some()
-    }
 
     /// Reads an optional `fn NAME()` returning an array of attribute paths.
     fn declared_list(&self, name: &str, default: &[&str]) -> Result<Vec<String>, InputError> {

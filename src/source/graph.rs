@@ -127,11 +127,6 @@ impl GraphSource {
         }
     }
 
-    /// Shortens retry waits (tests).
-    pub fn http_mut(&mut self) -> &mut Http {
-        &mut self.http
-    }
-
     /// Requests sent so far, by method.
     pub fn request_counts(&self) -> BTreeMap<String, u64> {
         self.http.counts()

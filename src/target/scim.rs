@@ -81,11 +81,6 @@ impl ScimTarget {
         })
     }
 
-    /// Shortens retry waits (tests).
-    pub fn http_mut(&mut self) -> &mut Http {
-        &mut self.http
-    }
-
     fn url(&self, rest: &str) -> String {
         format!("{}/{}", self.base, rest)
     }

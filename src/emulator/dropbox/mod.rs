@@ -17,7 +17,7 @@ use crate::filter;
 use crate::target::scim::{
     DROPBOX_STATUS_SCHEMA, ERROR_SCHEMA, GROUP_SCHEMA, LIST_SCHEMA, USER_SCHEMA,
 };
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 
 /// A team member's lifecycle status.
@@ -926,15 +926,3 @@ impl Service for Team {
         }
     }
 }
-
-/// Reads the emulator's request counters over HTTP (for tests and the demo).
-pub fn fetch_stats(base: &str, token: &str) -> Result<Value, String> {
-    let r = ureq::get(&format!("{base}/_emulator/stats"))
-        .set("Authorization", &format!("Bearer {token}"))
-        .call()
-        .map_err(|e| e.to_string())?;
-    r.into_json::<Value>().map_err(|e| e.to_string())
-}
-
-/// Keeps `Map` in the public surface for callers that build resources.
-pub type Resource = Map<String, Value>;
