@@ -163,44 +163,20 @@ impl LegacyTarget {
             .unwrap_or("")
     }
 
-    /// Every team member profile (members/list_v2 and continue).
-    pub fn list_members(&mut self) -> Result<Vec<Value>, TargetError> {
+    /// Every item of a cursor-paged list route (`list` then `list/continue`).
+    fn paged(
+        &mut self,
+        first: &str,
+        cont: &str,
+        arg: Value,
+        key: &str,
+    ) -> Result<Vec<Value>, TargetError> {
         let mut out = vec![];
-        let mut page = self.call(
-            "members/list_v2",
-            &json!({"limit": 1000, "include_removed": false}),
-        )?;
-        loop {
-            for m in page
-                .get("members")
-                .and_then(|m| m.as_array())
-                .into_iter()
-                .flatten()
-            {
-                if let Some(p) = m.get("profile") {
-                    out.push(p.clone());
-                }
-            }
-            if !page
-                .get("has_more")
-                .and_then(|h| h.as_bool())
-                .unwrap_or(false)
-            {
-                return Ok(out);
-            }
-            let cursor = page.get("cursor").cloned().unwrap_or(Value::Null);
-            page = self.call("members/list/continue_v2", &json!({"cursor": cursor}))?;
-        }
-    }
-
-    /// Every group summary (groups/list and continue).
-    pub fn list_groups(&mut self) -> Result<Vec<Value>, TargetError> {
-        let mut out = vec![];
-        let mut page = self.call("groups/list", &json!({"limit": 1000}))?;
+        let mut page = self.call(first, &arg)?;
         loop {
             out.extend(
-                page.get("groups")
-                    .and_then(|g| g.as_array())
+                page.get(key)
+                    .and_then(|m| m.as_array())
                     .cloned()
                     .unwrap_or_default(),
             );
@@ -212,8 +188,32 @@ impl LegacyTarget {
                 return Ok(out);
             }
             let cursor = page.get("cursor").cloned().unwrap_or(Value::Null);
-            page = self.call("groups/list/continue", &json!({"cursor": cursor}))?;
+            page = self.call(cont, &json!({"cursor": cursor}))?;
         }
+    }
+
+    /// Every team member profile (members/list_v2 and continue).
+    pub fn list_members(&mut self) -> Result<Vec<Value>, TargetError> {
+        let members = self.paged(
+            "members/list_v2",
+            "members/list/continue_v2",
+            json!({"limit": 1000, "include_removed": false}),
+            "members",
+        )?;
+        Ok(members
+            .into_iter()
+            .filter_map(|m| m.get("profile").cloned())
+            .collect())
+    }
+
+    /// Every group summary (groups/list and continue).
+    pub fn list_groups(&mut self) -> Result<Vec<Value>, TargetError> {
+        self.paged(
+            "groups/list",
+            "groups/list/continue",
+            json!({"limit": 1000}),
+            "groups",
+        )
     }
 
     fn get_info(&mut self, sel: Value) -> Result<Option<Value>, TargetError> {

@@ -59,6 +59,22 @@ fn name_of(r: &Value) -> (String, String) {
     (g, f)
 }
 
+/// The window a list route asks for: `limit` on the first call, the cursor after.
+fn page_window(first: bool, arg: &Value) -> Result<(usize, usize), Response> {
+    if first {
+        let limit = arg
+            .get("limit")
+            .and_then(|l| l.as_u64())
+            .unwrap_or(1000)
+            .clamp(1, 1000);
+        return Ok((0, limit as usize));
+    }
+    let c = arg.get("cursor").and_then(|c| c.as_str()).unwrap_or("");
+    c.split_once(':')
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+        .ok_or_else(|| route_error("invalid_cursor", None))
+}
+
 impl Team {
     /// Finds a member id by a UserSelector.
     fn select_user(&self, sel: &Value) -> Option<String> {
@@ -295,23 +311,9 @@ impl Team {
                 Response::json(200, json!({"members_info": info}))
             }
             "members/list_v2" | "members/list/continue_v2" => {
-                let (start, limit) = if route == "members/list_v2" {
-                    (
-                        0usize,
-                        arg.get("limit")
-                            .and_then(|l| l.as_u64())
-                            .unwrap_or(1000)
-                            .clamp(1, 1000) as usize,
-                    )
-                } else {
-                    let c = arg.get("cursor").and_then(|c| c.as_str()).unwrap_or("");
-                    match c
-                        .split_once(':')
-                        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-                    {
-                        Some(x) => x,
-                        None => return route_error("invalid_cursor", None),
-                    }
+                let (start, limit) = match page_window(route == "members/list_v2", &arg) {
+                    Ok(w) => w,
+                    Err(r) => return r,
                 };
                 let ids: Vec<String> = self.users.keys().cloned().collect();
                 let page: Vec<Value> = ids
@@ -512,23 +514,9 @@ impl Team {
                 Response::json(200, json!({".tag": "complete"}))
             }
             "groups/list" | "groups/list/continue" => {
-                let (start, limit) = if route == "groups/list" {
-                    (
-                        0usize,
-                        arg.get("limit")
-                            .and_then(|l| l.as_u64())
-                            .unwrap_or(1000)
-                            .clamp(1, 1000) as usize,
-                    )
-                } else {
-                    let c = arg.get("cursor").and_then(|c| c.as_str()).unwrap_or("");
-                    match c
-                        .split_once(':')
-                        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-                    {
-                        Some(x) => x,
-                        None => return route_error("invalid_cursor", None),
-                    }
+                let (start, limit) = match page_window(route == "groups/list", &arg) {
+                    Ok(w) => w,
+                    Err(r) => return r,
                 };
                 let ids: Vec<String> = self.groups.keys().cloned().collect();
                 let page: Vec<Value> = ids
