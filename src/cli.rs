@@ -739,6 +739,10 @@ fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
 }
 
 fn migrate(settings: &Settings, step: &MigrateStep) -> Result<i32, Error> {
+    let _lock = match step {
+        MigrateStep::Plan { .. } => None,
+        MigrateStep::Apply => Some(crate::state::StateLock::acquire(&settings.state_path)?),
+    };
     let mut state = match step {
         MigrateStep::Plan { .. } => State::open_read_only(&settings.state_path)?,
         MigrateStep::Apply => State::open(&settings.state_path)?,

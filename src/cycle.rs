@@ -26,6 +26,8 @@ pub struct Runtime {
     pub source: Box<dyn Source>,
     pub target: Box<dyn Target>,
     pub state: State,
+    /// Held while the runtime lives: one scimsync per state file.
+    _lock: crate::state::StateLock,
     /// Set by SIGTERM/SIGINT: the cycle stops after the object in flight.
     pub stop: Option<Arc<AtomicBool>>,
     /// Run the legacy target although a migration retired it.
@@ -41,6 +43,7 @@ impl Runtime {
         let scripts = Scripts::load(&settings.scripts_dir)?;
         let source = crate::source::open(&settings.source)?;
         let target = crate::target::open(&settings.target)?;
+        let lock = crate::state::StateLock::acquire(&settings.state_path)?;
         let state = State::open(&settings.state_path)?;
         Ok(Runtime {
             settings,
@@ -48,6 +51,7 @@ impl Runtime {
             source,
             target,
             state,
+            _lock: lock,
             stop: None,
             force_legacy: false,
             sample_user: None,

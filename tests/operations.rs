@@ -495,3 +495,35 @@ fn html_report_renders_its_charts_in_a_headless_browser() {
         "bar titles carry the data"
     );
 }
+
+#[test]
+fn two_processes_cannot_run_cycles_on_one_state_file() {
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu, &small_directory(3));
+    let cfg = ws.dir.join("scimsync.toml");
+    let mut daemon = std::process::Command::new(BIN)
+        .args(["-c", cfg.to_str().unwrap(), "run"])
+        .env("SCIMSYNC_TEST_TOKEN", &emu.token)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the daemon's first cycle", 20, || emu.users().len() == 3);
+    let r = ws.sync();
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("another scimsync (pid {})", daemon.id())),
+        "{}",
+        r.stderr
+    );
+    // Read-only commands still work beside it.
+    ws.run(&["status"]).ok();
+    ws.run(&["plan"]).ok();
+    std::process::Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+    // Released with the process: the next sync runs.
+    ws.sync().ok();
+}

@@ -95,6 +95,48 @@ pub struct State {
     path: PathBuf,
 }
 
+/// An exclusive lock on a state file (`<state>.lock`, flock): one scimsync at a time
+/// runs cycles on one state. The kernel releases it when the process ends, even by
+/// `kill -9`.
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+impl StateLock {
+    pub fn acquire(state_path: &Path) -> Result<StateLock, Error> {
+        use std::io::{Read, Seek, Write};
+        let path = PathBuf::from(format!("{}.lock", state_path.display()));
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::Runtime(format!("{}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.set_len(0);
+                let _ = file.seek(std::io::SeekFrom::Start(0));
+                let _ = write!(file, "{}", std::process::id());
+                Ok(StateLock { _file: file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                Err(Error::Runtime(format!(
+                    "another scimsync (pid {}) is working on {}; wait for it or stop it",
+                    pid.trim(),
+                    state_path.display()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::Runtime(format!(
+                "{}: cannot lock: {e}",
+                path.display()
+            ))),
+        }
+    }
+}
+
 impl State {
     /// Opens (creating if needed) and migrates the state file.
     pub fn open(path: &Path) -> Result<State, Error> {
