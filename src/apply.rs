@@ -74,6 +74,9 @@ struct Applier<'a> {
     /// Users of the target by matching attribute, when listing once beats one
     /// filter query per new user.
     index: Option<HashMap<(String, String), Vec<Remote>>>,
+    /// (kind, target id) → source id, built on first use; links added later are
+    /// found through `record_link` keeping it current.
+    by_target: Option<HashMap<(ObjectKind, String), String>>,
 }
 
 /// From this many new users on, the target's users are listed once for matching.
@@ -108,6 +111,7 @@ pub fn apply(
         writes: vec![],
         outcome: Outcome::default(),
         index: None,
+        by_target: None,
     };
     let (destructive, rest): (Vec<&Action>, Vec<&Action>) =
         plan.actions.iter().partition(|x| x.op.is_destructive());
@@ -358,6 +362,30 @@ impl Applier<'_> {
         }
     }
 
+    /// The link that holds a target object, if any (an index kept beside the links,
+    /// so adopting many matches is not a scan of every link each).
+    fn linked_to(&mut self, kind: ObjectKind, target_id: &str) -> Option<&Link> {
+        if self.by_target.is_none() {
+            let mut ix = HashMap::new();
+            for (k, links) in [
+                (ObjectKind::User, &self.users),
+                (ObjectKind::Group, &self.groups),
+            ] {
+                for l in links.values() {
+                    ix.insert((k, l.target_id.clone()), l.source_id.clone());
+                }
+            }
+            self.by_target = Some(ix);
+        }
+        let source = self
+            .by_target
+            .as_ref()?
+            .get(&(kind, target_id.to_string()))?;
+        self.links(kind)
+            .get(source)
+            .filter(|l| l.target_id == target_id)
+    }
+
     fn links_mut(&mut self, kind: ObjectKind) -> &mut HashMap<String, Link> {
         match kind {
             ObjectKind::User => &mut self.users,
@@ -383,6 +411,9 @@ impl Applier<'_> {
             active,
             disabled_reason: if active { None } else { disabled_reason },
         };
+        if let Some(ix) = self.by_target.as_mut() {
+            ix.insert((a.kind, target_id.to_string()), a.source_id.clone());
+        }
         self.links_mut(a.kind)
             .insert(a.source_id.clone(), link.clone());
         self.push(Write::Link(link))?;
@@ -534,9 +565,8 @@ impl Applier<'_> {
                 1 => {
                     let remote = &found[0];
                     let taken_by = self
-                        .links(a.kind)
-                        .values()
-                        .find(|l| l.target_id == remote.id && l.source_id != a.source_id)
+                        .linked_to(a.kind, &remote.id)
+                        .filter(|l| l.source_id != a.source_id)
                         .map(|l| l.display.clone());
                     if let Some(other) = taken_by {
                         let e = TargetError::new(

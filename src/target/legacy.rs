@@ -78,6 +78,30 @@ pub fn profile_to_scim(p: &Value) -> Value {
     r
 }
 
+/// A member profile as the planner sees it.
+fn member_remote(p: &Value) -> Remote {
+    Remote {
+        id: p
+            .get("team_member_id")
+            .and_then(|i| i.as_str())
+            .unwrap_or("")
+            .to_string(),
+        resource: profile_to_scim(p),
+    }
+}
+
+/// A group summary as the planner sees it.
+fn group_remote(g: &Value) -> Remote {
+    Remote {
+        id: g
+            .get("group_id")
+            .and_then(|i| i.as_str())
+            .unwrap_or("")
+            .to_string(),
+        resource: group_to_scim(g),
+    }
+}
+
 fn group_to_scim(g: &Value) -> Value {
     let mut r = json!({"id": g.get("group_id"), "displayName": g.get("group_name")});
     if let Some(e) = g.get("group_external_id").filter(|e| !e.is_null()) {
@@ -342,14 +366,7 @@ impl LegacyTarget {
                         .unwrap_or(false)
                 }
             })
-            .map(|g| Remote {
-                id: g
-                    .get("group_id")
-                    .and_then(|i| i.as_str())
-                    .unwrap_or("")
-                    .to_string(),
-                resource: group_to_scim(g),
-            })
+            .map(group_remote)
             .collect())
     }
 
@@ -442,32 +459,19 @@ impl Target for LegacyTarget {
         };
         Ok(self
             .get_info(sel)?
-            .map(|p| Remote {
-                id: p
-                    .get("team_member_id")
-                    .and_then(|i| i.as_str())
-                    .unwrap_or("")
-                    .to_string(),
-                resource: profile_to_scim(&p),
-            })
+            .map(|p| member_remote(&p))
             .into_iter()
             .collect())
     }
 
     fn get(&mut self, kind: ObjectKind, id: &str) -> Result<Option<Remote>, TargetError> {
         match kind {
-            ObjectKind::User => Ok(self.get_info(member_sel(id))?.map(|p| Remote {
-                id: id.to_string(),
-                resource: profile_to_scim(&p),
-            })),
+            ObjectKind::User => Ok(self.get_info(member_sel(id))?.map(|p| member_remote(&p))),
             ObjectKind::Group => Ok(self
                 .list_groups()?
                 .iter()
                 .find(|g| g.get("group_id").and_then(|i| i.as_str()) == Some(id))
-                .map(|g| Remote {
-                    id: id.to_string(),
-                    resource: group_to_scim(g),
-                })),
+                .map(group_remote)),
         }
     }
 
@@ -483,30 +487,8 @@ impl Target for LegacyTarget {
 
     fn list(&mut self, kind: ObjectKind) -> Result<Vec<Remote>, TargetError> {
         Ok(match kind {
-            ObjectKind::User => self
-                .list_members()?
-                .iter()
-                .map(|p| Remote {
-                    id: p
-                        .get("team_member_id")
-                        .and_then(|i| i.as_str())
-                        .unwrap_or("")
-                        .to_string(),
-                    resource: profile_to_scim(p),
-                })
-                .collect(),
-            ObjectKind::Group => self
-                .list_groups()?
-                .iter()
-                .map(|g| Remote {
-                    id: g
-                        .get("group_id")
-                        .and_then(|i| i.as_str())
-                        .unwrap_or("")
-                        .to_string(),
-                    resource: group_to_scim(g),
-                })
-                .collect(),
+            ObjectKind::User => self.list_members()?.iter().map(member_remote).collect(),
+            ObjectKind::Group => self.list_groups()?.iter().map(group_remote).collect(),
         })
     }
 

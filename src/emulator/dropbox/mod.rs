@@ -745,41 +745,44 @@ fn attr(name: &str, ty: &str, required: bool, case_exact: bool, uniqueness: &str
            "mutability": "readWrite", "returned": "default", "uniqueness": uniqueness})
 }
 
+/// A complex attribute with its sub-attributes.
+fn complex(name: &str, required: bool, multi: bool, subs: Value) -> Value {
+    let mut a = attr(name, "complex", required, false, "none");
+    a["multiValued"] = Value::Bool(multi);
+    a["subAttributes"] = subs;
+    a
+}
+
 fn schemas() -> Value {
-    let mut name = attr("name", "complex", true, false, "none");
-    if let Some(o) = name.as_object_mut() {
-        o.insert(
-            "subAttributes".into(),
-            json!([
-                attr("givenName", "string", false, false, "none"),
-                attr("familyName", "string", true, false, "none"),
-                attr("formatted", "string", false, false, "none")
-            ]),
-        );
-    }
-    let mut emails = attr("emails", "complex", false, false, "none");
-    if let Some(o) = emails.as_object_mut() {
-        o.insert("multiValued".into(), Value::Bool(true));
-        o.insert(
-            "subAttributes".into(),
-            json!([
-                attr("value", "string", false, false, "none"),
-                attr("type", "string", false, false, "none"),
-                attr("primary", "boolean", false, false, "none")
-            ]),
-        );
-    }
-    let mut members = attr("members", "complex", false, false, "none");
-    if let Some(o) = members.as_object_mut() {
-        o.insert("multiValued".into(), Value::Bool(true));
-        o.insert(
-            "subAttributes".into(),
-            json!([
-                attr("value", "string", false, true, "none"),
-                attr("display", "string", false, false, "none")
-            ]),
-        );
-    }
+    let name = complex(
+        "name",
+        true,
+        false,
+        json!([
+            attr("givenName", "string", false, false, "none"),
+            attr("familyName", "string", true, false, "none"),
+            attr("formatted", "string", false, false, "none")
+        ]),
+    );
+    let emails = complex(
+        "emails",
+        false,
+        true,
+        json!([
+            attr("value", "string", false, false, "none"),
+            attr("type", "string", false, false, "none"),
+            attr("primary", "boolean", false, false, "none")
+        ]),
+    );
+    let members = complex(
+        "members",
+        false,
+        true,
+        json!([
+            attr("value", "string", false, true, "none"),
+            attr("display", "string", false, false, "none")
+        ]),
+    );
     let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"], "id": USER_SCHEMA, "name": "User",
         "attributes": [attr("userName", "string", true, false, "server"), name, emails,
                        attr("externalId", "string", false, true, "server"), attr("active", "boolean", false, false, "none"),
