@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::model::ObjectKind;
 use crate::plan::{desired_active, hash_attrs, Action, Op, Plan, PlannedChange};
 use crate::state::{Link, LogEntry, Modified, State};
+use crate::target::pool::{self, Answer, Call, Prefetched};
 use crate::target::{remote_value, Change, ErrorClass, Remote, Target, TargetError};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -71,15 +72,20 @@ struct Applier<'a> {
     groups: HashMap<String, Link>,
     writes: Vec<Write>,
     outcome: Outcome,
-    /// Users of the target by matching attribute, when listing once beats one
-    /// filter query per new user.
-    index: Option<HashMap<(String, String), Vec<Remote>>>,
+    /// Objects of the target by kind and matching attribute, when listing once
+    /// beats one filter query per new object.
+    index: HashMap<ObjectKind, HashMap<(String, String), Vec<Remote>>>,
     /// (kind, target id) → source id, built on first use; links added later are
     /// found through `record_link` keeping it current.
     by_target: Option<HashMap<(ObjectKind, String), String>>,
+    /// First calls of the actions ahead, run by the worker pool.
+    prefetched: Prefetched,
+    /// Actions up to this index have had their first call run ahead.
+    prefetched_to: usize,
 }
 
-/// From this many new users on, the target's users are listed once for matching.
+/// From this many new users (or groups) on, the target's users (groups) are listed
+/// once for matching.
 pub const LIST_FOR_MATCHING: usize = 50;
 
 /// Matching keys compare like SCIM filters: case-insensitive except ids.
@@ -110,8 +116,10 @@ pub fn apply(
         groups,
         writes: vec![],
         outcome: Outcome::default(),
-        index: None,
+        index: HashMap::new(),
         by_target: None,
+        prefetched: Prefetched::default(),
+        prefetched_to: 0,
     };
     let (destructive, rest): (Vec<&Action>, Vec<&Action>) =
         plan.actions.iter().partition(|x| x.op.is_destructive());
@@ -120,22 +128,32 @@ pub fn apply(
         .partition(|x| matches!(x.op, Op::Skip | Op::Fail | Op::Forget));
 
     let progress = Progress::new(constructive.len() + destructive.len());
-    let new_users = constructive
-        .iter()
-        .filter(|x| x.op == Op::Create && x.kind == ObjectKind::User)
-        .count();
-    if new_users >= LIST_FOR_MATCHING {
-        a.build_index();
+    for kind in [ObjectKind::User, ObjectKind::Group] {
+        let new = constructive
+            .iter()
+            .filter(|x| x.op == Op::Create && x.kind == kind)
+            .count();
+        if new >= LIST_FOR_MATCHING {
+            a.build_index(kind);
+        }
     }
     // Users the target does not know yet are created in batches where it takes them
     // (the Business API adds up to 20 per call, SCIM servers offering Bulk more).
+    // With a worker pool, creates are batched too and carried several at once.
     let batch_size = a.target.create_batch_size().max(1);
     let mut pending: Vec<&Action> = vec![];
-    for action in constructive {
-        if a.stopping() {
+    for (i, action) in constructive.iter().enumerate() {
+        // A stop waits for the answers already run ahead: they are recorded first.
+        if (a.prefetched.is_empty() || i >= a.prefetched_to) && a.stopping() {
             break;
         }
-        if batch_size > 1 && action.op == Op::Create && action.kind == ObjectKind::User {
+        a.prefetch(&constructive, i);
+        let batched_kind = action.kind == ObjectKind::User || a.target.max_in_flight() > 1;
+        if batch_size > 1 && action.op == Op::Create && batched_kind {
+            if pending.first().is_some_and(|p| p.kind != action.kind) {
+                a.create_new(&pending)?;
+                pending.clear();
+            }
             if !a.match_existing(action)? {
                 pending.push(action);
                 if pending.len() >= batch_size {
@@ -185,10 +203,12 @@ pub fn apply(
                 a.log(action, &staged, "staged", &why, vec![], None);
             }
         } else {
-            for action in &destructive {
-                if a.stopping() {
+            a.prefetched_to = 0;
+            for (i, action) in destructive.iter().enumerate() {
+                if (a.prefetched.is_empty() || i >= a.prefetched_to) && a.stopping() {
                     break;
                 }
+                a.prefetch(&destructive, i);
                 a.run(action)?;
                 progress.step();
             }
@@ -275,6 +295,163 @@ fn all_as_new(attrs: &Attrs) -> Vec<Modified> {
 }
 
 impl Applier<'_> {
+    /// Runs ahead, on the worker pool, the first call of the actions from `start`
+    /// that share its op and kind (so no answer depends on another in the batch) and
+    /// each name a different object. Only calls the action is certain to make are run
+    /// ahead; the action then takes its answer instead of asking the target.
+    fn prefetch(&mut self, actions: &[&Action], start: usize) {
+        if start < self.prefetched_to || self.target.max_in_flight() <= 1 {
+            return;
+        }
+        for c in self.prefetched.drain_unused() {
+            log::debug!("an answer run ahead was not used: {c:?}");
+        }
+        let limit = self.target.max_in_flight() * pool::PER_WORKER;
+        let first = actions[start];
+        let mut seen = std::collections::HashSet::new();
+        let mut calls = vec![];
+        let mut end = start;
+        while let Some(x) = actions.get(end) {
+            if end - start >= limit
+                || x.op != first.op
+                || x.kind != first.kind
+                || !seen.insert(&x.source_id)
+            {
+                break;
+            }
+            if let Some(c) = self.first_call(x) {
+                calls.push(c);
+            }
+            end += 1;
+        }
+        self.prefetched_to = end.max(start + 1);
+        if calls.len() > 1 {
+            let replies = self.target.run_calls(&calls);
+            self.prefetched.fill(calls, replies);
+        }
+    }
+
+    /// The call an action will make first, when that is certain from what the
+    /// applier knows now (creates themselves are batched, not run ahead).
+    fn first_call(&self, a: &Action) -> Option<Call> {
+        let kind = a.kind;
+        match a.op {
+            Op::Create => {
+                if self.index.contains_key(&kind) {
+                    return None;
+                }
+                let matching = match kind {
+                    ObjectKind::User => &self.opts.user_matching,
+                    ObjectKind::Group => &self.opts.group_matching,
+                };
+                matching.iter().find_map(|path| {
+                    let value = a.attrs.get(path)?.as_str().filter(|v| !v.is_empty())?;
+                    Some(Call::Find {
+                        kind,
+                        path: path.clone(),
+                        value: value.to_string(),
+                    })
+                })
+            }
+            Op::Update if !a.changes.is_empty() => Some(Call::Modify {
+                kind,
+                id: self.target_id(a)?,
+                changes: a.changes.iter().map(PlannedChange::to_change).collect(),
+            }),
+            Op::Verify => Some(Call::Get {
+                kind,
+                id: self.target_id(a)?,
+            }),
+            Op::Enable | Op::Disable => Some(Call::Modify {
+                kind,
+                id: self.target_id(a)?,
+                changes: vec![active_change(a.op == Op::Enable)],
+            }),
+            Op::Delete => Some(Call::Delete {
+                kind,
+                id: self.target_id(a)?,
+            }),
+            Op::AddMembers | Op::RemoveMembers => {
+                let group = self.target_id(a)?;
+                let (users, _, _) = self.member_targets(a);
+                if users.is_empty() {
+                    return None;
+                }
+                Some(if a.op == Op::AddMembers {
+                    Call::AddMembers { group, users }
+                } else {
+                    Call::RemoveMembers { group, users }
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// A target call: the answer run ahead if there is one, else asked now.
+    fn call(&mut self, c: Call) -> pool::Reply {
+        match self.prefetched.take(&c) {
+            Some(r) => r,
+            None => pool::execute(self.target, &c),
+        }
+    }
+
+    fn find(
+        &mut self,
+        kind: ObjectKind,
+        path: &str,
+        value: &str,
+    ) -> Result<Vec<Remote>, TargetError> {
+        let c = Call::Find {
+            kind,
+            path: path.to_string(),
+            value: value.to_string(),
+        };
+        match self.call(c)? {
+            Answer::Found(f) => Ok(f),
+            _ => Ok(vec![]),
+        }
+    }
+
+    fn get(&mut self, kind: ObjectKind, id: &str) -> Result<Option<Remote>, TargetError> {
+        match self.call(Call::Get {
+            kind,
+            id: id.to_string(),
+        })? {
+            Answer::Got(r) => Ok(r),
+            _ => Ok(None),
+        }
+    }
+
+    fn modify(
+        &mut self,
+        kind: ObjectKind,
+        id: &str,
+        changes: Vec<Change>,
+    ) -> Result<(), TargetError> {
+        self.call(Call::Modify {
+            kind,
+            id: id.to_string(),
+            changes,
+        })
+        .map(|_| ())
+    }
+
+    /// Target ids, display names and source ids of an action's members that are
+    /// provisioned.
+    fn member_targets(&self, a: &Action) -> (Vec<String>, Vec<Value>, Vec<String>) {
+        let mut ids = vec![];
+        let mut names = vec![];
+        let mut sources = vec![];
+        for m in &a.members {
+            if let Some(l) = self.users.get(m) {
+                ids.push(l.target_id.clone());
+                names.push(Value::String(l.display.clone()));
+                sources.push(m.clone());
+            }
+        }
+        (ids, names, sources)
+    }
+
     fn stopping(&mut self) -> bool {
         let stop = self
             .opts
@@ -497,8 +674,8 @@ impl Applier<'_> {
         }
     }
 
-    /// Match by the declared attributes in order; adopt a single match, else create.
-    /// Creates one object: adopt a match, else create it.
+    /// Creates one object: adopt a match (by the declared attributes in order), else
+    /// create it.
     fn create(&mut self, a: &Action) -> Result<(), Error> {
         if self.match_existing(a)? {
             return Ok(());
@@ -506,16 +683,18 @@ impl Applier<'_> {
         self.create_new(&[a])
     }
 
-    /// Looks the object up by the matching attributes; adopts a single match. True when
-    /// the action is done (adopted, or failed and escrowed); false when nothing matched.
-    /// Lists the target's users once and indexes them by the matching attributes;
-    /// a target that cannot list keeps per-user filter queries.
-    fn build_index(&mut self) {
-        match self.target.list(ObjectKind::User) {
+    /// Lists the target's objects of a kind once and indexes them by the matching
+    /// attributes; a target that cannot list keeps per-object filter queries.
+    fn build_index(&mut self, kind: ObjectKind) {
+        let matching = match kind {
+            ObjectKind::User => &self.opts.user_matching,
+            ObjectKind::Group => &self.opts.group_matching,
+        };
+        match self.target.list(kind) {
             Ok(all) => {
                 let mut index: HashMap<(String, String), Vec<Remote>> = HashMap::new();
                 for r in all {
-                    for path in &self.opts.user_matching {
+                    for path in matching {
                         if let Some(Value::String(v)) = remote_value(&r, path) {
                             index
                                 .entry((path.clone(), match_key(path, &v)))
@@ -524,13 +703,15 @@ impl Applier<'_> {
                         }
                     }
                 }
-                log::debug!("matching against {} listed target users", index.len());
-                self.index = Some(index);
+                log::debug!("matching against {} listed target {kind:?}s", index.len());
+                self.index.insert(kind, index);
             }
             Err(e) => log::debug!("matching by filter queries: {}", e.message),
         }
     }
 
+    /// Looks the object up by the matching attributes; adopts a single match. True when
+    /// the action is done (adopted, or failed and escrowed); false when nothing matched.
     fn match_existing(&mut self, a: &Action) -> Result<bool, Error> {
         let matching = match a.kind {
             ObjectKind::User => self.opts.user_matching.clone(),
@@ -545,17 +726,14 @@ impl Applier<'_> {
             else {
                 continue;
             };
-            let indexed = match (&self.index, a.kind) {
-                (Some(ix), ObjectKind::User) => Some(
-                    ix.get(&(path.clone(), match_key(path, value)))
-                        .cloned()
-                        .unwrap_or_default(),
-                ),
-                _ => None,
-            };
+            let indexed = self.index.get(&a.kind).map(|ix| {
+                ix.get(&(path.clone(), match_key(path, value)))
+                    .cloned()
+                    .unwrap_or_default()
+            });
             let found = match indexed {
                 Some(f) => f,
-                None => match self.target.find(a.kind, path, value) {
+                None => match self.find(a.kind, path, value) {
                     Ok(f) => f,
                     Err(e) => return self.fail(a, "create", &e).map(|_| true),
                 },
@@ -583,7 +761,7 @@ impl Applier<'_> {
                     if !changes.is_empty() {
                         let cs: Vec<Change> =
                             changes.iter().map(PlannedChange::to_change).collect();
-                        if let Err(e) = self.target.modify(a.kind, &remote.id, &cs) {
+                        if let Err(e) = self.modify(a.kind, &remote.id, cs) {
                             return self.fail(a, "update", &e).map(|_| true);
                         }
                     }
@@ -684,7 +862,7 @@ impl Applier<'_> {
         };
         if !a.changes.is_empty() {
             let cs: Vec<Change> = a.changes.iter().map(PlannedChange::to_change).collect();
-            match self.target.modify(a.kind, &id, &cs) {
+            match self.modify(a.kind, &id, cs) {
                 Ok(()) => {}
                 Err(e) if e.class == ErrorClass::NotFound => {
                     // Gone from the target behind our back: provision it again.
@@ -716,7 +894,7 @@ impl Applier<'_> {
         let Some(id) = self.target_id(a) else {
             return self.create(a);
         };
-        let remote = match self.target.get(a.kind, &id) {
+        let remote = match self.get(a.kind, &id) {
             Ok(Some(r)) => r,
             Ok(None) => {
                 self.links_mut(a.kind).remove(&a.source_id);
@@ -728,7 +906,7 @@ impl Applier<'_> {
         let changes = self.drift(a, &remote, a.kind == ObjectKind::User);
         if !changes.is_empty() {
             let cs: Vec<Change> = changes.iter().map(PlannedChange::to_change).collect();
-            if let Err(e) = self.target.modify(a.kind, &id, &cs) {
+            if let Err(e) = self.modify(a.kind, &id, cs) {
                 return self.fail(a, "update", &e);
             }
         }
@@ -751,13 +929,8 @@ impl Applier<'_> {
         let Some(id) = self.target_id(a) else {
             return Ok(());
         };
-        let change = Change {
-            path: "active".into(),
-            old: Some(Value::Bool(!active)),
-            new: Some(Value::Bool(active)),
-        };
         let action = if active { "enable" } else { "disable" };
-        match self.target.modify(a.kind, &id, &[change]) {
+        match self.modify(a.kind, &id, vec![active_change(active)]) {
             Ok(()) => {}
             Err(e) if e.class == ErrorClass::NotFound && !active => {
                 // Already gone (Dropbox deletes invited members it is asked to suspend).
@@ -801,8 +974,12 @@ impl Applier<'_> {
         let Some(id) = self.target_id(a) else {
             return Ok(());
         };
-        match self.target.delete(a.kind, &id) {
-            Ok(()) => {
+        let gone = self.call(Call::Delete {
+            kind: a.kind,
+            id: id.clone(),
+        });
+        match gone {
+            Ok(_) => {
                 self.links_mut(a.kind).remove(&a.source_id);
                 self.push(Write::Unlink(a.kind, a.source_id.clone()))?;
                 self.push(Write::ClearEscrow(a.kind, a.source_id.clone()))?;
@@ -827,24 +1004,21 @@ impl Applier<'_> {
             );
             return Ok(());
         };
-        let mut ids = vec![];
-        let mut names = vec![];
-        let mut sources = vec![];
-        for m in &a.members {
-            if let Some(l) = self.users.get(m) {
-                ids.push(l.target_id.clone());
-                names.push(Value::String(l.display.clone()));
-                sources.push(m.clone());
-            }
-        }
+        let (ids, names, sources) = self.member_targets(a);
         if ids.is_empty() {
             return Ok(());
         }
-        let r = if add {
-            self.target.add_members(&gid, &ids)
+        let r = self.call(if add {
+            Call::AddMembers {
+                group: gid,
+                users: ids,
+            }
         } else {
-            self.target.remove_members(&gid, &ids)
-        };
+            Call::RemoveMembers {
+                group: gid,
+                users: ids,
+            }
+        });
         if let Err(e) = r {
             return self.fail(a, action, &e);
         }
@@ -871,6 +1045,15 @@ impl Applier<'_> {
         }];
         self.log(a, action, "success", &a.reason, m, None);
         Ok(())
+    }
+}
+
+/// The change that enables or disables an object.
+fn active_change(active: bool) -> Change {
+    Change {
+        path: "active".into(),
+        old: Some(Value::Bool(!active)),
+        new: Some(Value::Bool(active)),
     }
 }
 

@@ -128,6 +128,16 @@ pub enum Command {
         /// Graph page size (1..999)
         #[arg(long, default_value_t = 100)]
         page_size: usize,
+        /// Random faults, e.g. "429=5%,500=2%,reset=1%,slow=1%:2s,cut=1%"
+        /// (429=P%:N answers Retry-After N; cut answers half a body)
+        #[arg(long)]
+        faults: Option<String>,
+        /// Seed for --faults: the same seed draws the same faults
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Milliseconds added to every answer (a distant service)
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
     },
 }
 
@@ -291,6 +301,9 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             client_secret,
             app,
             page_size,
+            faults,
+            seed,
+            latency_ms,
         } => emulate(EmulateArgs {
             service: *service,
             listen: listen.clone(),
@@ -306,6 +319,14 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 token_lifetime: 3599,
             },
             page_size: *page_size,
+            chaos: match faults {
+                None => None,
+                Some(spec) => Some(
+                    crate::emulator::Chaos::parse(spec, *seed)
+                        .map_err(|e| InputError::Usage(format!("--faults: {e}")))?,
+                ),
+            },
+            latency: std::time::Duration::from_millis(*latency_ms),
         }),
     }
 }
@@ -1071,6 +1092,8 @@ struct EmulateArgs {
     data: Option<PathBuf>,
     tenant: crate::emulator::graph::Tenant,
     page_size: usize,
+    chaos: Option<crate::emulator::Chaos>,
+    latency: std::time::Duration,
 }
 
 fn emulate(a: EmulateArgs) -> Result<i32, Error> {
@@ -1081,9 +1104,11 @@ fn emulate(a: EmulateArgs) -> Result<i32, Error> {
     let running = match a.service {
         EmulatedService::Dropbox => {
             let token = a.token.unwrap_or_else(|| crate::ids::random_hex(32));
-            let (running, _team) =
-                crate::emulator::serve(&a.listen, crate::emulator::dropbox::Team::new(&token), 4)
-                    .map_err(|e| InputError::Usage(format!("--listen: {e}")))?;
+            let mut team = crate::emulator::dropbox::Team::new(&token);
+            team.set_latency(a.latency);
+            let (running, _team) = crate::emulator::serve(&a.listen, team, 16)
+                .map_err(|e| InputError::Usage(format!("--listen: {e}")))?;
+            running.set_chaos(a.chaos.clone());
             let _ = writeln!(out, "{}/scim/v2", running.base());
             let _ = writeln!(out, "token {token}");
             running
@@ -1100,6 +1125,7 @@ fn emulate(a: EmulateArgs) -> Result<i32, Error> {
             if let Ok(mut g) = shared.lock() {
                 g.set_base(&running.base());
             }
+            running.set_chaos(a.chaos.clone());
             let t = &a.tenant;
             let _ = writeln!(out, "{}", running.base());
             let _ = writeln!(

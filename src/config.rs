@@ -58,6 +58,7 @@ struct RawTarget {
     token: Option<String>,
     allow_insecure_http: Option<bool>,
     timeout: Option<String>,
+    max_in_flight: Option<i64>,
     actions: Option<Vec<String>>,
     profile: Option<String>,
 }
@@ -185,7 +186,12 @@ pub struct TargetSettings {
     pub actions: Actions,
     /// A target profile other than the type's own (e.g. "aws").
     pub profile: Option<String>,
+    /// Requests carried at once by the pool of blocking workers (1 = one at a time).
+    pub max_in_flight: usize,
 }
+
+/// Default `[target] max_in_flight`.
+pub const MAX_IN_FLIGHT: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct LegacySettings {
@@ -444,6 +450,15 @@ impl Settings {
                 )));
             }
         }
+        let max_in_flight = match raw_target.max_in_flight {
+            None => MAX_IN_FLIGHT,
+            Some(n @ 1..=64) => n as usize,
+            Some(n) => {
+                return Err(err(format!(
+                    "target.max_in_flight: {n} is out of range (1 to 64)"
+                )))
+            }
+        };
         let target = TargetSettings {
             kind,
             url: trim_slash(url),
@@ -451,6 +466,7 @@ impl Settings {
             timeout,
             actions,
             profile: raw_target.profile.clone(),
+            max_in_flight,
         };
 
         let legacy = match raw.legacy {

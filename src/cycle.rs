@@ -292,6 +292,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         return Ok(report);
     }
 
+    let read_took = started.elapsed();
     rt.sample_user = snapshot
         .users
         .iter()
@@ -318,6 +319,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         .collect();
     plan.actions
         .retain(|a| !not_due.contains(&(a.kind.as_str().to_string(), a.source_id.clone())));
+    let plan_took = started.elapsed() - read_took;
     let id = rt.state.start_cycle(kind)?;
     log::info!(
         "cycle {id} ({kind}): {} users, {} groups read; {} actions planned",
@@ -361,7 +363,12 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
             Ok(())
         })?;
     }
+    let apply_started = Instant::now();
     let outcome = apply(&plan, rt.target.as_mut(), &mut rt.state, id, &opts)?;
+    log::debug!(
+        "cycle {id} took: read {read_took:?}, plan {plan_took:?}, apply {:?}",
+        apply_started.elapsed()
+    );
 
     let mut planned = BTreeMap::new();
     for a in &plan.actions {

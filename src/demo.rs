@@ -109,7 +109,7 @@ pub fn run() -> Result<i32, Error> {
     write("directory.json", crate::cli::SAMPLE_DIRECTORY)?;
 
     let (server, team) =
-        emulator::serve("127.0.0.1:0", Team::new(&token), 4).map_err(Error::Runtime)?;
+        emulator::serve("127.0.0.1:0", Team::new(&token), 16).map_err(Error::Runtime)?;
     let tenant = Tenant {
         tenant: "contoso.onmicrosoft.com".into(),
         client_id: "scimsync-demo".into(),

@@ -12,4 +12,5 @@ mod graph;
 mod interop;
 mod migration;
 mod operations;
+mod performance;
 mod scripting;

@@ -19,6 +19,11 @@ pub struct Emulator {
 
 impl Emulator {
     pub fn start() -> Emulator {
+        Self::start_with(&[])
+    }
+
+    /// With extra `emulate dropbox` options (`--faults`, `--seed`, `--latency-ms`).
+    pub fn start_with(extra: &[&str]) -> Emulator {
         let token = format!("tok-{}", std::process::id());
         let mut child = Command::new(BIN)
             .args([
@@ -29,6 +34,7 @@ impl Emulator {
                 "--token",
                 &token,
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -161,6 +167,21 @@ impl Emulator {
             .call()
             .expect("reset");
         assert_eq!(r.status(), 204);
+    }
+
+    /// Faults injected so far by kind, and the most requests answered at once.
+    pub fn wire(&self) -> (Value, u64) {
+        let s = self.get("/_emulator/chaos");
+        (
+            s["injected"].clone(),
+            s["peak_in_flight"].as_u64().unwrap_or(0),
+        )
+    }
+
+    /// Stops injecting faults (so the test's own reads are not hit).
+    pub fn clear_faults(&self) {
+        let (s, _) = self.post("/_emulator/chaos", json!({}));
+        assert_eq!(s, 200);
     }
 
     /// Requests served since the last reset, e.g. "PATCH /Users" → 1.

@@ -615,6 +615,11 @@ impl Service for Graph {
         "application/json"
     }
 
+    /// Admin calls carry the client secret as a bearer token.
+    fn authorized(&self, req: &Request) -> bool {
+        super::bearer_ok(req.authorization.as_deref(), &self.tenant.client_secret)
+    }
+
     fn handle(&mut self, req: &Request) -> Response {
         let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
         // Token endpoint: /{tenant}/oauth2/v2.0/token

@@ -2,18 +2,16 @@
 //! rehearsing a change before touching production.
 //!
 //! Each emulator is a plain request → response function over in-memory data; this
-//! module carries the HTTP plumbing (tiny_http, a few worker threads, bearer-token
-//! check, percent-decoding) they share. They bind 127.0.0.1 unless told otherwise.
+//! module carries the HTTP plumbing (`wire`: HTTP/1.1 with a thread per connection and
+//! injected faults; bearer-token check, percent-decoding) they share. They bind 127.0.0.1 unless told otherwise.
 
 pub mod dropbox;
 pub mod graph;
 pub mod patch;
+pub mod wire;
 
 use serde_json::Value;
-use std::io::Read;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 /// A request as an emulator sees it.
 #[derive(Debug)]
@@ -70,87 +68,28 @@ pub trait Service: Send + 'static {
     fn latency(&self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
-}
-
-/// A running emulator.
-pub struct Running {
-    pub addr: SocketAddr,
-    server: Arc<tiny_http::Server>,
-    workers: Vec<JoinHandle<()>>,
-}
-
-impl Running {
-    /// `http://127.0.0.1:PORT`
-    pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops accepting and joins the workers.
-    pub fn stop(self) {
-        for _ in &self.workers {
-            self.server.unblock();
-        }
-        for w in self.workers {
-            let _ = w.join();
-        }
-    }
-
-    /// Blocks until the process is killed (standalone `scimsync emulate`).
-    pub fn wait(self) {
-        for w in self.workers {
-            let _ = w.join();
-        }
+    /// Whether a request may use the emulator's admin endpoints.
+    fn authorized(&self, _req: &Request) -> bool {
+        false
     }
 }
 
-/// Starts serving `service` on `listen` with a few worker threads.
+pub use wire::{Chaos, Running};
+
+/// Starts serving `service` on `listen` (one thread per connection; `_workers` is
+/// kept for callers that size for a thread pool).
 pub fn serve<S: Service>(
     listen: &str,
     service: S,
-    workers: usize,
+    _workers: usize,
 ) -> Result<(Running, Arc<Mutex<S>>), String> {
-    let server = tiny_http::Server::from_listener(listener(listen)?, None)
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| format!("{listen} is not an IP address"))?;
-    let server = Arc::new(server);
     let shared = Arc::new(Mutex::new(service));
-    let mut handles = vec![];
-    for _ in 0..workers.max(1) {
-        let server = Arc::clone(&server);
-        let shared = Arc::clone(&shared);
-        handles.push(std::thread::spawn(move || {
-            while let Ok(mut rq) = server.recv() {
-                let req = read_request(&mut rq);
-                let (resp, ctype, delay) = {
-                    let mut svc = match shared.lock() {
-                        Ok(g) => g,
-                        Err(p) => p.into_inner(),
-                    };
-                    (svc.handle(&req), svc.content_type(), svc.latency())
-                };
-                if !delay.is_zero() {
-                    std::thread::sleep(delay);
-                }
-                let _ = respond(rq, resp, ctype);
-            }
-        }));
-    }
-    Ok((
-        Running {
-            addr,
-            server,
-            workers: handles,
-        },
-        shared,
-    ))
+    let running = wire::serve(listener(listen)?, Arc::clone(&shared))?;
+    Ok((running, shared))
 }
 
-/// A listening socket with TCP_NODELAY, which accepted connections inherit: tiny_http
-/// writes a response through a 1 KiB buffer, so a larger body leaves in two segments,
-/// and Nagle's algorithm plus the client's delayed ACK would add 40 ms to each.
+/// A listening socket with SO_REUSEADDR and TCP_NODELAY (accepted connections set it
+/// too: a response in two segments would otherwise wait 40 ms for a delayed ACK).
 fn listener(listen: &str) -> Result<std::net::TcpListener, String> {
     use std::net::ToSocketAddrs;
     let addr = listen
@@ -172,55 +111,6 @@ fn listener(listen: &str) -> Result<std::net::TcpListener, String> {
     sock.listen(1024)
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     Ok(sock.into())
-}
-
-fn read_request(rq: &mut tiny_http::Request) -> Request {
-    let url = rq.url().to_string();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let segments = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(percent_decode)
-        .collect();
-    let query = query
-        .split('&')
-        .filter(|s| !s.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (
-                percent_decode(&k.replace('+', " ")),
-                percent_decode(&v.replace('+', " ")),
-            )
-        })
-        .collect();
-    let authorization = rq
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .map(|h| h.value.as_str().to_string());
-    let mut body = String::new();
-    let _ = rq.as_reader().take(32 << 20).read_to_string(&mut body);
-    Request {
-        method: rq.method().as_str().to_uppercase(),
-        segments,
-        query,
-        authorization,
-        body,
-    }
-}
-
-fn respond(rq: tiny_http::Request, resp: Response, ctype: &str) -> std::io::Result<()> {
-    let body = resp.body.map(|b| b.to_string()).unwrap_or_default();
-    let mut r = tiny_http::Response::from_string(body).with_status_code(resp.status);
-    if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", ctype) {
-        r.add_header(h);
-    }
-    for (k, v) in resp.headers {
-        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-            r.add_header(h);
-        }
-    }
-    rq.respond(r)
 }
 
 /// Decodes %XX escapes (invalid escapes are kept as they are).

@@ -38,10 +38,12 @@ pub fn parse_value(doc: Value, scope: Scope) -> Result<Snapshot, String> {
             ));
         }
     }
-    let array = |key: &str| -> Result<Vec<Value>, String> {
-        match doc.get(key) {
+    let mut doc = doc;
+    // Taken out of the document, not copied: it can hold 100,000 users.
+    let mut array = |key: &str| -> Result<Vec<Value>, String> {
+        match doc.remove(key) {
             None => Ok(vec![]),
-            Some(Value::Array(a)) => Ok(a.clone()),
+            Some(Value::Array(a)) => Ok(a),
             Some(_) => Err(format!("\"{key}\" must be an array")),
         }
     };

@@ -10,7 +10,8 @@ use crate::config::Secret;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Retry policy; tests shorten the waits.
 #[derive(Debug, Clone)]
@@ -65,12 +66,17 @@ pub fn snippet(s: &str) -> String {
     }
 }
 
+/// Cloning shares the connection pool, the request counters and the throttle pause,
+/// so the pool's workers count as one client and all wait out one Retry-After.
+#[derive(Clone)]
 pub struct Http {
     agent: ureq::Agent,
     token: Secret,
     pub policy: RetryPolicy,
     content_type: &'static str,
-    counts: BTreeMap<String, u64>,
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Set by a 429/503: no request leaves before this instant.
+    pause_until: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Http {
@@ -86,12 +92,41 @@ impl Http {
             token,
             policy: RetryPolicy::default(),
             content_type,
-            counts: BTreeMap::new(),
+            counts: Arc::default(),
+            pause_until: Arc::default(),
         }
     }
 
     pub fn counts(&self) -> BTreeMap<String, u64> {
-        self.counts.clone()
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn count(&self, method: &str) {
+        if let Ok(mut c) = self.counts.lock() {
+            *c.entry(method.to_string()).or_insert(0) += 1;
+        }
+    }
+
+    /// Waits out a pause another worker was told to take.
+    fn wait_for_pause(&self) {
+        let until = self.pause_until.lock().ok().and_then(|p| *p);
+        if let Some(t) = until {
+            let now = Instant::now();
+            if t > now {
+                std::thread::sleep(t - now);
+            }
+        }
+    }
+
+    /// Throttled: every worker holds back for `wait`, then this one retries.
+    fn pause(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        if let Ok(mut p) = self.pause_until.lock() {
+            if p.is_none_or(|t| t < until) {
+                *p = Some(until);
+            }
+        }
+        self.wait_for_pause();
     }
 
     /// Replaces the bearer token (renewed OAuth tokens).
@@ -109,7 +144,8 @@ impl Http {
         let body = body.join("&");
         let mut attempt = 0;
         loop {
-            *self.counts.entry("POST".into()).or_insert(0) += 1;
+            self.wait_for_pause();
+            self.count("POST");
             let r = self
                 .agent
                 .post(url)
@@ -128,9 +164,7 @@ impl Http {
                     let text = read_body(resp).unwrap_or_default();
                     if (status == 429 || status == 503) && attempt < self.policy.retries {
                         attempt += 1;
-                        std::thread::sleep(
-                            ra.unwrap_or(self.policy.backoff).min(self.policy.max_wait),
-                        );
+                        self.pause(ra.unwrap_or(self.policy.backoff).min(self.policy.max_wait));
                         continue;
                     }
                     return Ok(Reply { status, body: text });
@@ -162,7 +196,8 @@ impl Http {
         let mut attempt = 0u32;
         let mut backoff = self.policy.backoff;
         loop {
-            *self.counts.entry(method.to_string()).or_insert(0) += 1;
+            self.wait_for_pause();
+            self.count(method);
             let req = self
                 .agent
                 .request(method, url)
@@ -207,7 +242,7 @@ impl Http {
                         "{method} {}: {status}, waiting {wait:?} (Retry-After)",
                         strip_query(url)
                     );
-                    std::thread::sleep(wait);
+                    self.pause(wait);
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                     continue;
                 }

@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod legacy;
+pub mod pool;
 pub mod profile;
 pub mod scim;
 
@@ -128,6 +129,15 @@ pub trait Target {
         items: &[&Attrs],
     ) -> Vec<Result<String, TargetError>> {
         items.iter().map(|a| self.create(kind, a)).collect()
+    }
+    /// Requests this target may carry at once (`[target] max_in_flight`).
+    fn max_in_flight(&self) -> usize {
+        1
+    }
+    /// Runs independent calls, up to `max_in_flight` at once; one answer per call,
+    /// in call order.
+    fn run_calls(&mut self, calls: &[pool::Call]) -> Vec<pool::Reply> {
+        calls.iter().map(|c| pool::execute(self, c)).collect()
     }
     /// Which of these users are invited (not yet joined), where the target can tell.
     fn invited(

@@ -6,7 +6,7 @@
 
 use super::http::{encode, snippet, Http, Reply};
 use super::profile::{MemberRemoval, Profile, DROPBOX, SCIM};
-use super::{Change, ErrorClass, Remote, Target, TargetError};
+use super::{pool, Change, ErrorClass, Remote, Target, TargetError};
 use crate::attribute::{unflatten, AttrPath, Attrs};
 use crate::config::{TargetKind, TargetSettings};
 use crate::model::ObjectKind;
@@ -22,11 +22,14 @@ pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub const DROPBOX_STATUS_SCHEMA: &str =
     "urn:scimsync:params:scim:schemas:extension:dropbox:2.0:User";
 
+/// Cloning gives a pool worker: same connection pool, counters and capabilities.
+#[derive(Clone)]
 pub struct ScimTarget {
     base: String,
     http: Http,
     profile: Profile,
     caps: Option<Caps>,
+    max_in_flight: usize,
 }
 
 /// What the server's `/ServiceProviderConfig` announces (RFC 7643 §5).
@@ -78,6 +81,7 @@ impl ScimTarget {
             ),
             profile,
             caps: None,
+            max_in_flight: settings.max_in_flight.max(1),
         })
     }
 
@@ -586,9 +590,22 @@ impl Target for ScimTarget {
 
     fn create_batch_size(&mut self) -> usize {
         match self.caps().bulk_max_operations {
+            0 | 1 if self.max_in_flight > 1 => self.max_in_flight * pool::PER_WORKER,
             0 | 1 => 1,
             n => n.min(BULK_CHUNK),
         }
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
+    fn run_calls(&mut self, calls: &[pool::Call]) -> Vec<pool::Reply> {
+        // Discovered once here, so the workers do not each ask.
+        self.caps();
+        let n = self.max_in_flight.min(calls.len()).max(1);
+        let workers = (0..n).map(|_| self.clone()).collect();
+        pool::run(workers, calls)
     }
 
     fn create_batch(
@@ -603,7 +620,20 @@ impl Target for ScimTarget {
                 .flat_map(|c| self.bulk_create(kind, c))
                 .collect();
         }
-        items.iter().map(|a| self.create(kind, a)).collect()
+        let calls: Vec<pool::Call> = items
+            .iter()
+            .map(|a| pool::Call::Create {
+                kind,
+                attrs: (*a).clone(),
+            })
+            .collect();
+        self.run_calls(&calls)
+            .into_iter()
+            .map(|r| match r? {
+                pool::Answer::Created(id) => Ok(id),
+                _ => Err(TargetError::new(ErrorClass::Transport, None, "no id")),
+            })
+            .collect()
     }
 
     fn list(&mut self, kind: ObjectKind) -> Result<Vec<Remote>, TargetError> {
@@ -646,8 +676,15 @@ impl Target for ScimTarget {
         ids: &[String],
     ) -> Result<std::collections::HashSet<String>, TargetError> {
         let mut out = std::collections::HashSet::new();
-        for id in ids {
-            if let Some(r) = self.get(ObjectKind::User, id)? {
+        let calls: Vec<pool::Call> = ids
+            .iter()
+            .map(|id| pool::Call::Get {
+                kind: ObjectKind::User,
+                id: id.clone(),
+            })
+            .collect();
+        for (id, r) in ids.iter().zip(self.run_calls(&calls)) {
+            if let pool::Answer::Got(Some(r)) = r? {
                 let status = crate::attribute::get_ci(&r.resource, DROPBOX_STATUS_SCHEMA)
                     .and_then(|x| crate::attribute::get_ci(x, "memberStatus"))
                     .and_then(|x| x.as_str());

@@ -14,6 +14,7 @@ mod legacy;
 use super::{bearer_ok, patch, Request, Response, Service};
 use crate::attribute::{get_ci, AttrPath};
 use crate::filter;
+use crate::target::http::encode;
 use crate::target::scim::{
     DROPBOX_STATUS_SCHEMA, ERROR_SCHEMA, GROUP_SCHEMA, LIST_SCHEMA, USER_SCHEMA,
 };
@@ -71,6 +72,8 @@ pub struct Team {
     removed: BTreeMap<String, (Member, i64)>,
     /// Async `members/add_v2` jobs: results and polls left before completion.
     jobs: HashMap<String, (Vec<Value>, u32)>,
+    /// SCIM requests as they arrived, while recording (benchmarks replay them).
+    recorded: Option<Vec<Value>>,
 }
 
 fn user_keys(r: &Value) -> Vec<(&'static str, String)> {
@@ -138,6 +141,7 @@ impl Team {
             removed: BTreeMap::new(),
             jobs: HashMap::new(),
             faults: vec![],
+            recorded: None,
             latency: std::time::Duration::ZERO,
             email: regex::Regex::new(crate::target::profile::DROPBOX_EMAIL_PATTERN).unwrap_or_else(
                 |_| {
@@ -146,6 +150,11 @@ impl Team {
                 },
             ),
         }
+    }
+
+    /// Time added to every answer (a distant service).
+    pub fn set_latency(&mut self, latency: std::time::Duration) {
+        self.latency = latency;
     }
 
     fn next_id(&mut self, prefix: &str) -> String {
@@ -653,6 +662,16 @@ impl Team {
                 200,
                 json!({"requests": self.requests, "writes": self.writes}),
             ),
+            ("POST", Some("record")) => {
+                // {"on": true} starts a fresh recording; {"on": false} stops it.
+                let b: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
+                let on = b.get("on").and_then(|v| v.as_bool()).unwrap_or(false);
+                self.recorded = on.then(Vec::new);
+                Response::empty(204)
+            }
+            ("GET", Some("recorded")) => {
+                Response::json(200, Value::Array(self.recorded.clone().unwrap_or_default()))
+            }
             ("POST", Some("reset-stats")) => {
                 self.requests.clear();
                 self.writes = 0;
@@ -857,7 +876,37 @@ impl Service for Team {
         self.latency
     }
 
+    fn authorized(&self, req: &Request) -> bool {
+        bearer_ok(req.authorization.as_deref(), &self.token)
+    }
+
     fn handle(&mut self, req: &Request) -> Response {
+        let response = self.route(req);
+        if let Some(log) = self.recorded.as_mut() {
+            if req.segments.first().map(String::as_str) == Some("scim") {
+                let mut path = format!("/{}", req.segments.join("/"));
+                let query: Vec<String> = req
+                    .query
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                    .collect();
+                if !query.is_empty() {
+                    path = format!("{path}?{}", query.join("&"));
+                }
+                let created = response
+                    .body
+                    .as_ref()
+                    .filter(|_| response.status == 201)
+                    .and_then(|b| b.get("id").cloned());
+                log.push(json!({"method": req.method, "path": path, "body": req.body, "created": created}));
+            }
+        }
+        response
+    }
+}
+
+impl Team {
+    fn route(&mut self, req: &Request) -> Response {
         let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
         if !bearer_ok(req.authorization.as_deref(), &self.token) {
             return scim_error(401, None, "invalid or missing bearer token");

@@ -1,0 +1,180 @@
+//! Request counts, not times: an incremental cycle must cost in proportion to what
+//! changed, and the worker pool must carry requests concurrently within its bound
+//! and record them in plan order.
+
+use crate::util::*;
+use serde_json::{json, Value};
+
+/// `n` users and `g` groups of 20 members (overlapping: group k holds u(10k)..u(10k+19)),
+/// everyone assigned.
+fn directory(n: usize, g: usize) -> Value {
+    let mut doc = small_directory(n);
+    let groups: Vec<Value> = (0..g)
+        .map(|k| {
+            let members: Vec<String> = (0..20).map(|j| format!("u{}", (k * 10 + j) % n)).collect();
+            json!({"id": format!("g{k}"), "displayName": format!("Team {k}"), "members": members})
+        })
+        .collect();
+    for k in 0..g {
+        doc["assignments"].as_array_mut().unwrap().push(
+            json!({"principalId": format!("g{k}"), "principalType": "Group", "appRole": "User"}),
+        );
+    }
+    doc["groups"] = Value::Array(groups);
+    doc
+}
+
+#[test]
+fn incremental_cycles_cost_requests_in_proportion_to_changes() {
+    let emu = Emulator::start();
+    // Groups cover u0..u609; u900 is assigned directly only.
+    let mut doc = directory(1000, 60);
+    let ws = Workspace::new(&emu, &doc);
+    ws.sync().ok();
+    let (req, _) = emu.stats();
+    // Matching lists the team once per kind (one page each) instead of one query
+    // per new object; every user and group is one POST, every group one member PATCH.
+    assert_eq!(count(&req, "GET /Users"), 1, "{req}");
+    assert_eq!(count(&req, "GET /Groups"), 1, "{req}");
+    assert_eq!(count(&req, "POST /Users"), 1000, "{req}");
+    assert_eq!(count(&req, "POST /Groups"), 60, "{req}");
+    assert_eq!(count(&req, "PATCH /Groups"), 60, "{req}");
+    let total: u64 = req
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert!(
+        total <= 1060 + 70,
+        "initial cycle sent {total} requests: {req}"
+    );
+
+    emu.reset_stats();
+    ws.sync().ok();
+    let (req, _) = emu.stats();
+    assert_eq!(req, json!({}), "a cycle with no change sent requests");
+
+    // The file changed: only the 100 edited records are evaluated and sent.
+    for u in doc["users"].as_array_mut().unwrap().iter_mut().take(100) {
+        u["surname"] = json!("Renamed");
+    }
+    ws.write_directory(&doc);
+    emu.reset_stats();
+    ws.sync().ok();
+    let (req, writes) = emu.stats();
+    assert_eq!(count(&req, "PATCH /Users"), 100, "{req}");
+    let total: u64 = req
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert!(
+        total <= 110,
+        "100 changed users cost {total} requests: {req}"
+    );
+    assert_eq!(writes, 100);
+    assert_eq!(
+        emu.user("user99@contoso.com").unwrap()["name"]["familyName"],
+        "Renamed"
+    );
+    assert_eq!(
+        emu.user("user100@contoso.com").unwrap()["name"]["familyName"],
+        "Family100"
+    );
+
+    // Same for a group edit and an unassignment: one request each (plus the status
+    // read that tells a joined member from an invited one, and discovery).
+    emu.accept_all();
+    doc["groups"][3]["members"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("u999"));
+    doc["assignments"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|a| a["principalId"] != "u900");
+    ws.write_directory(&doc);
+    emu.reset_stats();
+    ws.sync().ok();
+    let (req, _) = emu.stats();
+    assert_eq!(count(&req, "PATCH /Groups"), 1, "{req}");
+    assert_eq!(count(&req, "PATCH /Users"), 1, "{req}");
+    assert_eq!(count(&req, "GET /Users"), 1, "{req}");
+    let total: u64 = req
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert!(total <= 4, "{req}");
+    assert_eq!(emu.user("user900@contoso.com").unwrap()["active"], false);
+}
+
+/// The order in which a run recorded its creates.
+fn created_order(ws: &Workspace) -> Vec<String> {
+    let out = ws.run(&["logs", "--action", "create", "--json"]);
+    let entries: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+    let mut v: Vec<(i64, String)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_i64().unwrap(),
+                e["display"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v.into_iter().map(|(_, d)| d).collect()
+}
+
+#[test]
+fn the_worker_pool_stays_within_max_in_flight_and_records_in_plan_order() {
+    let doc = directory(150, 8);
+    // A distant, throttling target: 20 ms per answer, 10% answered 429 (Retry-After 0).
+    let pooled =
+        Emulator::start_with(&["--latency-ms", "20", "--faults", "429=10%:0", "--seed", "3"]);
+    let ws = Workspace::with_target(
+        &doc,
+        "dropbox",
+        &pooled.scim,
+        &pooled.token,
+        "max_in_flight = 3",
+    );
+    ws.sync().ok();
+    let (injected, peak) = pooled.wire();
+    assert!(injected["429"].as_u64().unwrap_or(0) > 5, "{injected}");
+    assert_eq!(peak, 3, "the pool should fill max_in_flight = 3, no more");
+    pooled.clear_faults();
+    assert_eq!(pooled.users().len(), 150);
+    for k in 0..8 {
+        assert_eq!(pooled.group_members(&format!("Team {k}")).len(), 20);
+    }
+    let failures = ws.run(&["logs", "--status", "failure", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<Vec<Value>>(&failures.stdout)
+            .unwrap()
+            .len(),
+        0
+    );
+
+    let serial = Emulator::start();
+    let ws1 = Workspace::with_target(
+        &doc,
+        "dropbox",
+        &serial.scim,
+        &serial.token,
+        "max_in_flight = 1",
+    );
+    ws1.sync().ok();
+    assert_eq!(
+        serial.wire().1,
+        1,
+        "max_in_flight = 1 sends one request at a time"
+    );
+    // Whoever answered first, the state records in the plan's order.
+    let order = created_order(&ws);
+    assert_eq!(order.len(), 158);
+    assert_eq!(order, created_order(&ws1));
+}
