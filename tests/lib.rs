@@ -13,4 +13,5 @@ mod interop;
 mod migration;
 mod operations;
 mod performance;
+mod reliability;
 mod scripting;
