@@ -87,8 +87,10 @@ impl Parser<'_> {
     fn keyword(&mut self, kw: &str) -> bool {
         self.ws();
         let end = self.i + kw.len();
+        // Compared as bytes: a multi-byte character there is simply not the keyword
+        // (slicing the text could split it).
         if end <= self.s.len()
-            && self.src[self.i..end].eq_ignore_ascii_case(kw)
+            && self.s[self.i..end].eq_ignore_ascii_case(kw.as_bytes())
             && (end == self.s.len() || !self.s[end].is_ascii_alphanumeric())
         {
             self.i = end;

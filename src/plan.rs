@@ -145,10 +145,35 @@ fn decide(
         Ok((true, _)) => {}
     }
     match map() {
-        Ok(a) => (Decision::InScope(reason.to_string()), Some(a)),
+        Ok(a) => (Decision::InScope(reason.to_string()), Some(nfc(a))),
         Err(f) => (Decision::Failed(f), None),
     }
 }
+
+/// Text is compared and sent in Unicode NFC: "é" typed as one code point or as "e"
+/// plus a combining accent is one value, so a re-encoded directory sends nothing
+/// and two spellings of one userName are one account, not two.
+fn nfc(attrs: Attrs) -> Attrs {
+    use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
+    fn walk(v: Value) -> Value {
+        match v {
+            Value::String(s) if is_nfc_quick(s.chars()) != IsNormalized::Yes => {
+                Value::String(s.nfc().collect())
+            }
+            Value::Array(a) => Value::Array(a.into_iter().map(walk).collect()),
+            Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, walk(v))).collect()),
+            other => other,
+        }
+    }
+    attrs.into_iter().map(|(k, v)| (k, walk(v))).collect()
+}
+
+/// Longest attribute value sent (bytes): bigger ones are a directory error, not
+/// something to push at a target.
+pub const MAX_VALUE_BYTES: usize = 64 << 10;
+
+/// Attributes that identify an object: control characters there are an error.
+const IDENTIFIERS: [&str; 3] = ["userName", "externalId", "displayName"];
 
 /// What an action does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -356,6 +381,26 @@ pub fn diff(old: &Attrs, new: &Attrs, create_only: &[String]) -> Vec<PlannedChan
 }
 
 fn validate(attrs: &Attrs, profile: &Profile) -> Option<String> {
+    for (k, v) in attrs {
+        let text = match v {
+            Value::String(s) => s.len(),
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+            other => other.to_string().len(),
+        };
+        if text > MAX_VALUE_BYTES {
+            return Some(format!(
+                "{k} is {text} bytes long, more than the {MAX_VALUE_BYTES} scimsync sends"
+            ));
+        }
+        if let (true, Value::String(s)) = (IDENTIFIERS.iter().any(|i| i == k), v) {
+            if let Some(c) = s.chars().find(|c| c.is_control()) {
+                return Some(format!(
+                    "{k} contains the control character U+{:04X}",
+                    c as u32
+                ));
+            }
+        }
+    }
     for req in profile.required_user_attrs {
         let present = attrs
             .get(*req)

@@ -2,6 +2,7 @@
 //! writes nothing.
 
 use crate::util::*;
+use serde_json::{json, Value};
 
 fn workspace() -> (Emulator, Workspace) {
     let emu = Emulator::start();
@@ -132,4 +133,154 @@ fn state_that_is_not_sqlite_is_refused_untouched() {
         r.stderr
     );
     assert_eq!(std::fs::read(ws.dir.join("state.db")).unwrap(), junk);
+}
+
+/// Every kind of hostile record in one directory: each fails (or is skipped) alone
+/// with a message naming it, the rest is provisioned, and nothing is corrupted.
+#[test]
+fn hostile_records_fail_alone_and_cannot_inject_filters() {
+    let (emu, ws) = workspace();
+    // Accounts that an injected filter would match.
+    let (s, _) = emu.post(
+        "/scim/v2/Users",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "victim@contoso.com",
+               "externalId": "other", "name": {"familyName": "Victim"}}),
+    );
+    assert_eq!(s, 201);
+    let (s, _) = emu.post(
+        "/scim/v2/Groups",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Existing", "members": []}),
+    );
+    assert_eq!(s, 201);
+    let user = |id: &str, upn: &str, surname: &str| json!({"id": id, "userPrincipalName": upn, "mail": upn, "givenName": "G", "surname": surname, "accountEnabled": true});
+    let quoted_id = r#"q"uote\back" or externalId pr or ""#;
+    let users = vec![
+        user("u0", "user0@contoso.com", "Plain"),
+        json!({"userPrincipalName": "noid@contoso.com", "surname": "NoId"}),
+        user("u2", "Dup@contoso.com", "First"),
+        user("u3", "dup@contoso.com", "Second"),
+        user("u4", "user4@contoso.com", &"x".repeat(1_000_000)),
+        user("u5", "user5@contoso.com", "Tab\there\u{7}bell"),
+        user(quoted_id, "user7@contoso.com", "Quoted"),
+        user("u8", "user8@contoso.com", "M\u{fc}ller"),
+        user("u9", "bad\u{1}name@contoso.com", "Control"),
+        json!(42),
+    ];
+    let mut assignments: Vec<Value> = users
+        .iter()
+        .filter_map(|u| u["id"].as_str())
+        .map(|id| json!({"principalId": id, "principalType": "User", "appRole": "User"}))
+        .collect();
+    assignments.push(json!({"principalId": "g1", "principalType": "Group", "appRole": "User"}));
+    let mut doc = json!({"users": users, "assignments": assignments,
+        "groups": [{"id": "g1", "displayName": "Sales\" or displayName pr \"", "members": ["u0"]}]});
+    ws.write_directory(&doc);
+    let r = ws.sync();
+    assert_eq!(r.code, 3, "failures make a partial cycle: {}", r.stderr);
+
+    // Provisioned: the plain user, control characters outside identifiers (escaped
+    // on the wire, read back as sent), the quoted id as a literal externalId.
+    assert_eq!(
+        emu.user("user0@contoso.com").unwrap()["name"]["familyName"],
+        "Plain"
+    );
+    assert_eq!(
+        emu.user("user5@contoso.com").unwrap()["name"]["familyName"],
+        "Tab\there\u{7}bell"
+    );
+    assert_eq!(
+        emu.user("user7@contoso.com").unwrap()["externalId"],
+        quoted_id
+    );
+    // The injected filters matched nothing: the victims are untouched.
+    let victim = emu.user("victim@contoso.com").unwrap();
+    assert_eq!(victim["externalId"], "other");
+    assert_eq!(victim["name"]["familyName"], "Victim");
+    assert!(emu.group_members("Existing").is_empty());
+    assert_eq!(
+        emu.group_members("Sales\" or displayName pr \""),
+        vec!["user0@contoso.com"]
+    );
+    // One of two userNames differing only in case; the other fails, named.
+    let dup = emu
+        .users()
+        .iter()
+        .filter(|u| {
+            u["userName"]
+                .as_str()
+                .unwrap()
+                .eq_ignore_ascii_case("dup@contoso.com")
+        })
+        .count();
+    assert_eq!(dup, 1, "one account for Dup@/dup@");
+    // Not sent: the 1 MB value, the control character in a userName.
+    assert!(emu.user("user4@contoso.com").is_none());
+    assert_eq!(
+        emu.users()
+            .iter()
+            .filter(|u| u["userName"].as_str().unwrap().contains("name@"))
+            .count(),
+        0
+    );
+
+    let logs = ws.run(&["logs", "--json"]);
+    let entries: Vec<Value> = serde_json::from_str(&logs.stdout).unwrap();
+    let about = |who: &str| -> String {
+        entries
+            .iter()
+            .filter(|e| e["source_id"] == who || e["display"] == who)
+            .map(|e| format!("{} {} {}", e["status"], e["reason"], e["error"]))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    assert!(
+        about("u4").contains("1000000 bytes long"),
+        "{}",
+        about("u4")
+    );
+    assert!(
+        about("u9").contains("control character U+0001"),
+        "{}",
+        about("u9")
+    );
+    assert!(about("u3").contains("failure"), "{}", about("u3"));
+    let imports = ws.run(&["logs", "--action", "import"]).stdout;
+    assert!(
+        imports.contains("users[1]") && imports.contains("missing \"id\""),
+        "{imports}"
+    );
+    assert!(
+        imports.contains("users[9]") && imports.contains("not an object"),
+        "{imports}"
+    );
+
+    // The same text in another Unicode normal form is the same value: no PATCH.
+    doc["users"][7]["surname"] = json!("Mu\u{308}ller");
+    ws.write_directory(&doc);
+    emu.reset_stats();
+    ws.sync();
+    let (req, _) = emu.stats();
+    assert_eq!(count(&req, "PATCH /Users"), 0, "{req}");
+    assert_eq!(
+        emu.user("user8@contoso.com").unwrap()["name"]["familyName"],
+        "M\u{fc}ller"
+    );
+
+    // Nothing is corrupted; a state from a newer scimsync is refused untouched.
+    let db = rusqlite::Connection::open(ws.dir.join("state.db")).unwrap();
+    let ok: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+    db.pragma_update(None, "user_version", 999).unwrap();
+    drop(db);
+    let before = std::fs::read(ws.dir.join("state.db")).unwrap();
+    let r = ws.sync();
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("newer") && r.stderr.contains("state.db"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read(ws.dir.join("state.db")).unwrap(), before);
 }

@@ -222,8 +222,8 @@ fn scim2_tester_conformance_of_the_dropbox_emulator() {
         ])
         .output()
         .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text = String::from_utf8_lossy(&out.stdout).to_string()
+        + String::from_utf8_lossy(&out.stderr).as_ref();
     // Documented Dropbox behaviour the suite does not expect.
     let allowed = [
         (

@@ -8,6 +8,7 @@ mod util;
 
 mod backbone;
 mod config_errors;
+mod fuzz;
 mod graph;
 mod interop;
 mod migration;
@@ -15,3 +16,4 @@ mod operations;
 mod performance;
 mod reliability;
 mod scripting;
+mod security;

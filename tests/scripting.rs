@@ -96,7 +96,7 @@ fn imports_resolve_inside_the_scripts_folder_only() {
     ws.write(
         "scripts/mapping.rhai",
         &("import \"names\" as names;\n".to_string()
-            + &mapping("r[\"name.familyName\"] = names::upper(user.surname);")),
+            + mapping("r[\"name.familyName\"] = names::upper(user.surname);").as_str()),
     );
     ws.sync().ok();
     assert_eq!(
@@ -107,7 +107,7 @@ fn imports_resolve_inside_the_scripts_folder_only() {
     std::fs::write(ws.dir.join("outside.rhai"), "fn x() { 1 }").unwrap();
     ws.write(
         "scripts/mapping.rhai",
-        &("import \"../outside\" as o;\n".to_string() + &mapping("")),
+        &("import \"../outside\" as o;\n".to_string() + mapping("").as_str()),
     );
     let r = ws.sync();
     assert_eq!(r.code, 2);

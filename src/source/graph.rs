@@ -93,6 +93,11 @@ impl From<Error> for Failure {
 }
 
 impl GraphSource {
+    /// Retries and waits (tools and tests that want failures fast).
+    pub fn set_retry_policy(&mut self, policy: crate::target::http::RetryPolicy) {
+        self.http.policy = policy;
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         tenant: &str,
@@ -239,19 +244,41 @@ impl GraphSource {
         }))
     }
 
+    /// A page link, checked: it stays on the Graph host (the bearer token goes with
+    /// it) and does not lead back to a page already read (which would never end).
+    fn follow(
+        &self,
+        link: &str,
+        seen: &mut std::collections::HashSet<String>,
+    ) -> Result<String, Failure> {
+        let path = link.split('?').next().unwrap_or(link);
+        if !link.starts_with(&format!("{}/", self.graph_url)) {
+            return Err(Failure::Other(Error::Runtime(format!(
+                "Graph sent a page link off its host ({path}); not following it"
+            ))));
+        }
+        if !seen.insert(link.to_string()) {
+            return Err(Failure::Other(Error::Runtime(format!(
+                "Graph paging loops back to a page already read ({path})"
+            ))));
+        }
+        Ok(link.to_string())
+    }
+
     /// Every item of a paged collection.
     fn all(&mut self, url: &str) -> Result<Vec<Value>, Failure> {
         let mut out = vec![];
+        let mut seen = std::collections::HashSet::new();
         let mut next = Some(url.to_string());
         while let Some(u) = next {
             let page = self.get(&u)?;
             if let Some(items) = page.get("value").and_then(|v| v.as_array()) {
                 out.extend(items.iter().cloned());
             }
-            next = page
-                .get("@odata.nextLink")
-                .and_then(|n| n.as_str())
-                .map(str::to_string);
+            next = match page.get("@odata.nextLink").and_then(|n| n.as_str()) {
+                Some(n) => Some(self.follow(n, &mut seen)?),
+                None => None,
+            };
         }
         Ok(out)
     }
@@ -259,6 +286,7 @@ impl GraphSource {
     /// A delta round: items and the new deltaLink.
     fn delta(&mut self, url: &str) -> Result<(Vec<Value>, String), Failure> {
         let mut out = vec![];
+        let mut seen = std::collections::HashSet::new();
         let mut next = url.to_string();
         loop {
             let page = self.get(&next)?;
@@ -266,7 +294,7 @@ impl GraphSource {
                 out.extend(items.iter().cloned());
             }
             if let Some(n) = page.get("@odata.nextLink").and_then(|n| n.as_str()) {
-                next = n.to_string();
+                next = self.follow(n, &mut seen)?;
                 continue;
             }
             let link = page

@@ -85,6 +85,11 @@ impl ScimTarget {
         })
     }
 
+    /// Retries and waits (tools and tests that want failures fast).
+    pub fn set_retry_policy(&mut self, policy: super::http::RetryPolicy) {
+        self.http.policy = policy;
+    }
+
     fn url(&self, rest: &str) -> String {
         format!("{}/{}", self.base, rest)
     }
@@ -351,6 +356,32 @@ impl ScimTarget {
 }
 
 impl ScimTarget {
+    fn post_once(&mut self, kind: ObjectKind, attrs: &Attrs) -> Result<String, TargetError> {
+        let schema = match kind {
+            ObjectKind::User => USER_SCHEMA,
+            ObjectKind::Group => GROUP_SCHEMA,
+        };
+        let mut body = unflatten(attrs, schema);
+        if kind == ObjectKind::User {
+            if let Some(o) = body.as_object_mut() {
+                let active = o.get("active").and_then(|a| a.as_bool()).unwrap_or(true);
+                o.insert("active".into(), self.profile.active_value(active));
+            }
+        }
+        let url = self.url(endpoint(kind));
+        let reply = self.http.send("POST", &url, Some(&body), false)?;
+        if reply.status != 201 && reply.status != 200 {
+            let mut e = self.fail(&format!("POST {}", endpoint(kind)), &reply);
+            if reply.status == 404 {
+                e.message = format!("{} ({})", e.message, super::BASE_URL_HINT);
+            }
+            return Err(e);
+        }
+        Ok(self.parse_remote(reply.json()?)?.id)
+    }
+}
+
+impl ScimTarget {
     fn put_members(
         &mut self,
         group_id: &str,
@@ -476,32 +507,34 @@ impl Target for ScimTarget {
         }
     }
 
+    /// POSTs a new object. A POST is not idempotent: one that failed on the way
+    /// (reset, cut answer, 5xx) may have created the object, so before trying once
+    /// more the object is looked up by its name; found, it is the one we created.
     fn create(&mut self, kind: ObjectKind, attrs: &Attrs) -> Result<String, TargetError> {
-        let schema = match kind {
-            ObjectKind::User => USER_SCHEMA,
-            ObjectKind::Group => GROUP_SCHEMA,
+        let first = match self.post_once(kind, attrs) {
+            Err(e) if matches!(e.class, ErrorClass::Transport | ErrorClass::Server) => e,
+            done => return done,
         };
-        let mut body = unflatten(attrs, schema);
-        if kind == ObjectKind::User {
-            if let Some(o) = body.as_object_mut() {
-                let active = o.get("active").and_then(|a| a.as_bool()).unwrap_or(true);
-                o.insert("active".into(), self.profile.active_value(active));
+        let path = match kind {
+            ObjectKind::User => "userName",
+            ObjectKind::Group => "displayName",
+        };
+        let Some(name) = attrs.get(path).and_then(|v| v.as_str()) else {
+            return Err(first);
+        };
+        match self.find(kind, path, name) {
+            Ok(found) if found.len() == 1 => {
+                log::info!(
+                    "POST {} failed ({}) but the object was created: found by {path}",
+                    endpoint(kind),
+                    first.message
+                );
+                Ok(found[0].id.clone())
             }
+            Ok(found) if found.is_empty() => self.post_once(kind, attrs),
+            _ => Err(first),
         }
-        let url = self.url(endpoint(kind));
-        // Not idempotent: a POST that timed out may have created the object; the next
-        // cycle's matching finds it instead of creating it twice.
-        let reply = self.http.send("POST", &url, Some(&body), false)?;
-        if reply.status != 201 && reply.status != 200 {
-            let mut e = self.fail(&format!("POST {}", endpoint(kind)), &reply);
-            if reply.status == 404 {
-                e.message = format!("{} ({})", e.message, super::BASE_URL_HINT);
-            }
-            return Err(e);
-        }
-        Ok(self.parse_remote(reply.json()?)?.id)
     }
-
     fn modify(
         &mut self,
         kind: ObjectKind,
@@ -638,6 +671,7 @@ impl Target for ScimTarget {
 
     fn list(&mut self, kind: ObjectKind) -> Result<Vec<Remote>, TargetError> {
         let mut out = vec![];
+        let mut seen = std::collections::HashSet::new();
         let page_size = self.caps().max_results;
         loop {
             let url = self.url(&format!(
@@ -660,11 +694,28 @@ impl Target for ScimTarget {
                 .and_then(|t| t.as_u64())
                 .unwrap_or(0) as usize;
             let n = items.len();
+            let mut new = 0;
             for r in items {
-                out.push(self.parse_remote(r)?);
+                let r = self.parse_remote(r)?;
+                if seen.insert(r.id.clone()) {
+                    new += 1;
+                    out.push(r);
+                }
             }
             if n == 0 || out.len() >= total {
                 return Ok(out);
+            }
+            if new == 0 {
+                // A server that answers the same page again would be listed forever.
+                return Err(TargetError::new(
+                    ErrorClass::Transport,
+                    Some(reply.status),
+                    format!(
+                        "GET {}: page at startIndex {} repeats objects already listed (totalResults {total})",
+                        endpoint(kind),
+                        out.len() + 1
+                    ),
+                ));
             }
         }
     }
