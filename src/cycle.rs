@@ -28,6 +28,8 @@ pub struct Runtime {
     pub state: State,
     /// Held while the runtime lives: one scimsync per state file.
     _lock: crate::state::StateLock,
+    /// Held from the first cycle on: one scimsync per Dropbox team.
+    team_lock: Option<crate::state::StateLock>,
     /// Set by SIGTERM/SIGINT: the cycle stops after the object in flight.
     pub stop: Option<Arc<AtomicBool>>,
     /// Run the legacy target although a migration retired it.
@@ -52,6 +54,7 @@ impl Runtime {
             target,
             state,
             _lock: lock,
+            team_lock: None,
             stop: None,
             force_legacy: false,
             sample_user: None,
@@ -210,6 +213,30 @@ pub fn make_plan(
     Ok(p)
 }
 
+/// Takes the Dropbox team lock once, where the team can be named: a legacy target,
+/// or a SCIM target whose config has `[legacy]` (the migration's credentials).
+fn team_lock(rt: &mut Runtime) -> Result<(), Error> {
+    if rt.team_lock.is_some() {
+        return Ok(());
+    }
+    let mut client = match (&rt.settings.target.kind, &rt.settings.legacy) {
+        (crate::config::TargetKind::DropboxLegacy, _) => {
+            crate::target::legacy::LegacyTarget::new(&rt.settings.target)
+        }
+        (_, Some(l)) => crate::target::legacy::LegacyTarget::with(
+            &l.api_url,
+            l.token.clone(),
+            rt.settings.target.timeout,
+        ),
+        _ => return Ok(()),
+    };
+    match client.team_id() {
+        Ok(id) => rt.team_lock = Some(crate::state::StateLock::acquire_team(&id)?),
+        Err(e) => log::warn!("could not name the Dropbox team to lock it: {}", e.message),
+    }
+    Ok(())
+}
+
 /// Runs one cycle now.
 pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
     let started = Instant::now();
@@ -226,6 +253,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
             .into());
         }
     }
+    team_lock(rt)?;
     let kind = next_kind(&rt.state, full)?;
     let watermark = rt.state.meta("watermark")?;
     let scripts_hash = rt.scripts.hash();

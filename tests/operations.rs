@@ -466,3 +466,82 @@ fn two_processes_cannot_run_cycles_on_one_state_file() {
     // Released with the process: the next sync runs.
     ws.sync().ok();
 }
+
+#[test]
+fn the_legacy_and_scim_integrations_cannot_run_against_one_team_at_once() {
+    let emu = Emulator::start();
+    let doc = small_directory(3);
+    let legacy = Workspace::new(&emu, &doc);
+    let cfg = legacy.dir.join("scimsync.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let (start, end) = (
+        text.find("[target]").unwrap(),
+        text.find("[safety]").unwrap(),
+    );
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}[target]\ntype = \"dropbox-legacy\"\napi_url = \"{}\"\ntoken = \"env:SCIMSYNC_TEST_TOKEN\"\n\n{}",
+            &text[..start],
+            emu.base,
+            &text[end..]
+        ),
+    )
+    .unwrap();
+    let locks = legacy.dir.join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let mut daemon = std::process::Command::new(BIN)
+        .args(["-c", cfg.to_str().unwrap(), "run"])
+        .env("SCIMSYNC_TEST_TOKEN", &emu.token)
+        .env("SCIMSYNC_LOCK_DIR", &locks)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the legacy daemon's first cycle", 20, || {
+        emu.users().len() == 3
+    });
+
+    // Another state file, the SCIM integration of the same team (its [legacy]
+    // credentials name the team): refused while the legacy daemon runs.
+    let mut scim = Workspace::new(&emu, &doc);
+    let scfg = scim.dir.join("scimsync.toml");
+    let stext = std::fs::read_to_string(&scfg).unwrap();
+    std::fs::write(
+        &scfg,
+        stext.replace(
+            "[safety]",
+            &format!(
+                "[legacy]\napi_url = \"{}\"\ntoken = \"env:SCIMSYNC_TEST_TOKEN\"\n\n[safety]",
+                emu.base
+            ),
+        ),
+    )
+    .unwrap();
+    scim.env.push((
+        "SCIMSYNC_LOCK_DIR".into(),
+        locks.to_string_lossy().into_owned(),
+    ));
+    let r = scim.sync();
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("another scimsync (pid {})", daemon.id()))
+            && r.stderr
+                .contains("legacy and SCIM integrations cannot run against one team at once"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        emu.users().len(),
+        3,
+        "nothing was written by the refused run"
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+    // The legacy integration stopped: the SCIM one may run (and adopts, not duplicates).
+    scim.sync().ok();
+    assert_eq!(emu.users().len(), 3);
+}

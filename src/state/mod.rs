@@ -104,8 +104,30 @@ pub struct StateLock {
 
 impl StateLock {
     pub fn acquire(state_path: &Path) -> Result<StateLock, Error> {
-        use std::io::{Read, Seek, Write};
         let path = PathBuf::from(format!("{}.lock", state_path.display()));
+        Self::acquire_at(&path, &format!("is working on {}", state_path.display()))
+    }
+
+    /// One scimsync per Dropbox team, whichever integration (legacy Business API or
+    /// SCIM) and whichever state file: a lock named after the team id in
+    /// `$SCIMSYNC_LOCK_DIR` (default: the system's temporary directory).
+    pub fn acquire_team(team_id: &str) -> Result<StateLock, Error> {
+        let dir = std::env::var_os("SCIMSYNC_LOCK_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let safe: String = team_id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let path = dir.join(format!("scimsync-dropbox-team-{safe}.lock"));
+        Self::acquire_at(
+            &path,
+            &format!("is running against Dropbox team {team_id}: the legacy and SCIM integrations cannot run against one team at once"),
+        )
+    }
+
+    fn acquire_at(path: &Path, holder_does: &str) -> Result<StateLock, Error> {
+        use std::io::{Read, Seek, Write};
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -124,9 +146,8 @@ impl StateLock {
                 let mut pid = String::new();
                 let _ = file.read_to_string(&mut pid);
                 Err(Error::Runtime(format!(
-                    "another scimsync (pid {}) is working on {}; wait for it or stop it",
-                    pid.trim(),
-                    state_path.display()
+                    "another scimsync (pid {}) {holder_does}; wait for it or stop it",
+                    pid.trim()
                 )))
             }
             Err(std::fs::TryLockError::Error(e)) => Err(Error::Runtime(format!(

@@ -127,6 +127,15 @@ impl LegacyTarget {
         }
     }
 
+    /// The team's id (`team/get_info`).
+    pub fn team_id(&mut self) -> Result<String, TargetError> {
+        let v = self.call("get_info", &Value::Null)?;
+        v.get("team_id")
+            .and_then(|t| t.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| TargetError::new(ErrorClass::Transport, None, "get_info: no team_id"))
+    }
+
     /// Calls a route; reads are retried on 5xx, writes only on 429/503.
     pub fn call(&mut self, route: &str, arg: &Value) -> Result<Value, TargetError> {
         let read =

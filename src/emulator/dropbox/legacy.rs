@@ -244,6 +244,11 @@ impl Team {
             }
         };
         match route {
+            "get_info" => Response::json(
+                200,
+                json!({"name": "Emulated Team", "team_id": self.team_id(),
+                       "num_licensed_users": 1_000_000, "num_provisioned_users": self.users.len()}),
+            ),
             "members/add_v2" | "members/add" => {
                 let Some(list) = arg.get("new_members").and_then(|m| m.as_array()).cloned() else {
                     return bad_input("new_members is required");

@@ -74,6 +74,7 @@ pub struct Team {
     jobs: HashMap<String, (Vec<Value>, u32)>,
     /// SCIM requests as they arrived, while recording (benchmarks replay them).
     recorded: Option<Vec<Value>>,
+    team_id: String,
 }
 
 fn user_keys(r: &Value) -> Vec<(&'static str, String)> {
@@ -142,6 +143,7 @@ impl Team {
             jobs: HashMap::new(),
             faults: vec![],
             recorded: None,
+            team_id: format!("dbtid:{}", crate::ids::random_hex(24)),
             latency: std::time::Duration::ZERO,
             email: regex::Regex::new(crate::target::profile::DROPBOX_EMAIL_PATTERN).unwrap_or_else(
                 |_| {
@@ -150,6 +152,11 @@ impl Team {
                 },
             ),
         }
+    }
+
+    /// The team's id (random per emulator, like a real team's).
+    pub fn team_id(&self) -> String {
+        self.team_id.clone()
     }
 
     /// Time added to every answer (a distant service).
