@@ -6,7 +6,7 @@ use serde_json::json;
 
 #[test]
 fn tokens_never_reach_logs_errors_state_or_the_provisioning_log() {
-    let emu = Emulator::start_with(&["--faults", "500=10%,cut=5%", "--seed", "9"]);
+    let emu = Emulator::start_with(&["--faults", "500=30%,cut=5%", "--seed", "9"]);
     let mut ws = Workspace::new(&emu, &small_directory(60));
     ws.env.push(("RUST_LOG".into(), "trace".into()));
     let mut captured = String::new();

@@ -133,7 +133,7 @@ impl StateLock {
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&path)
+            .open(path)
             .map_err(|e| Error::Runtime(format!("{}: {e}", path.display())))?;
         match file.try_lock() {
             Ok(()) => {
