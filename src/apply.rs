@@ -105,8 +105,23 @@ pub fn apply(
     cycle: i64,
     opts: &ApplyOptions,
 ) -> Result<Outcome, Error> {
-    let users = state.links(ObjectKind::User)?;
-    let groups = state.links(ObjectKind::Group)?;
+    let links = (
+        state.links(ObjectKind::User)?,
+        state.links(ObjectKind::Group)?,
+    );
+    apply_with_links(plan, target, state, cycle, opts, links)
+}
+
+/// `apply`, with the links the plan was made from (the state's, unchanged since).
+pub fn apply_with_links(
+    plan: &Plan,
+    target: &mut dyn Target,
+    state: &mut State,
+    cycle: i64,
+    opts: &ApplyOptions,
+    links: crate::cycle::Links,
+) -> Result<Outcome, Error> {
+    let (users, groups) = links;
     let mut a = Applier {
         target,
         state,

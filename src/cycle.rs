@@ -4,7 +4,7 @@
 //! incremental cycle whose source and scripts did not change since the last applied
 //! watermark, with nothing escrowed or held, does no work and sends no request.
 
-use crate::apply::{apply, ApplyOptions, Outcome};
+use crate::apply::{ApplyOptions, Outcome};
 use crate::config::Settings;
 use crate::error::{exit, Error};
 use crate::model::{ObjectKind, Snapshot};
@@ -165,6 +165,24 @@ pub fn make_plan(
     settings: &Settings,
     full: bool,
 ) -> Result<Plan, Error> {
+    make_plan_keeping_links(snapshot, scripts, state, target, settings, full).map(|(p, _)| p)
+}
+
+/// The links a plan was made from, handed on to apply (read once per cycle: at
+/// 100,000 users reading them is a good part of a small cycle's cost).
+pub type Links = (
+    std::collections::HashMap<String, crate::state::Link>,
+    std::collections::HashMap<String, crate::state::Link>,
+);
+
+fn make_plan_keeping_links(
+    snapshot: &Snapshot,
+    scripts: &Scripts,
+    state: &State,
+    target: &mut dyn Target,
+    settings: &Settings,
+    full: bool,
+) -> Result<(Plan, Links), Error> {
     let users = state.links(ObjectKind::User)?;
     let evaluated = evaluate(snapshot, scripts, Some(&users));
     let groups = state.links(ObjectKind::Group)?;
@@ -210,7 +228,7 @@ pub fn make_plan(
             }
         }
     }
-    Ok(p)
+    Ok((p, (users, groups)))
 }
 
 /// Takes the Dropbox team lock once, where the team can be named: a legacy target,
@@ -331,7 +349,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         .iter()
         .find(|g| g.assignment.is_assigned())
         .map(|g| g.record.clone());
-    let mut plan = make_plan(
+    let (mut plan, links) = make_plan_keeping_links(
         &snapshot,
         &rt.scripts,
         &rt.state,
@@ -392,7 +410,8 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         })?;
     }
     let apply_started = Instant::now();
-    let outcome = apply(&plan, rt.target.as_mut(), &mut rt.state, id, &opts)?;
+    let outcome =
+        crate::apply::apply_with_links(&plan, rt.target.as_mut(), &mut rt.state, id, &opts, links)?;
     log::debug!(
         "cycle {id} took: read {read_took:?}, plan {plan_took:?}, apply {:?}",
         apply_started.elapsed()
