@@ -145,9 +145,11 @@ const DIGESTS_HEADER: &str = "scimsync file digests v1";
 impl Digests {
     fn of(snap: &Snapshot) -> Digests {
         use std::hash::{Hash, Hasher};
-        // A fixed-key hasher: digests must compare across processes.
-        let digest = |parts: &[&dyn Fn(&mut Fnv)]| {
-            let mut h = Fnv::default();
+        // `DefaultHasher::new()` has fixed keys: digests compare across processes of
+        // one build. A new Rust release may change them, which costs one full
+        // evaluation, nothing else.
+        let digest = |parts: &[&dyn Fn(&mut std::hash::DefaultHasher)]| {
+            let mut h = std::hash::DefaultHasher::new();
             for p in parts {
                 p(&mut h);
             }
@@ -156,15 +158,14 @@ impl Digests {
         let mut map =
             std::collections::HashMap::with_capacity(snap.users.len() + snap.groups.len());
         for u in &snap.users {
-            let d = digest(&[
-                &|h| serde_json::to_string(&u.record).unwrap_or_default().hash(h),
-                &|h| format!("{:?}{}", u.assignment, u.soft_deleted).hash(h),
-            ]);
+            let d = digest(&[&|h| hash_map(&u.record, h), &|h| {
+                format!("{:?}{}", u.assignment, u.soft_deleted).hash(h)
+            }]);
             map.insert(format!("u:{}", u.id), d);
         }
         for g in &snap.groups {
             let d = digest(&[
-                &|h| serde_json::to_string(&g.record).unwrap_or_default().hash(h),
+                &|h| hash_map(&g.record, h),
                 &|h| format!("{:?}", g.assignment).hash(h),
                 &|h| g.members.hash(h),
             ]);
@@ -208,24 +209,29 @@ impl Digests {
     }
 }
 
-/// FNV-1a, 64-bit: stable across runs and builds, unlike std's `DefaultHasher`.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
+/// Feeds a JSON value to a hasher without serializing it.
+fn hash_value(v: &serde_json::Value, h: &mut impl std::hash::Hasher) {
+    use serde_json::Value;
+    use std::hash::Hash;
+    match v {
+        Value::Null => 0u8.hash(h),
+        Value::Bool(b) => (1u8, b).hash(h),
+        Value::Number(n) => (2u8, n.to_string()).hash(h),
+        Value::String(s) => (3u8, s).hash(h),
+        Value::Array(a) => {
+            (4u8, a.len()).hash(h);
+            a.iter().for_each(|x| hash_value(x, h));
+        }
+        Value::Object(o) => hash_map(o, h),
     }
 }
 
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
+fn hash_map(o: &serde_json::Map<String, serde_json::Value>, h: &mut impl std::hash::Hasher) {
+    use std::hash::Hash;
+    (5u8, o.len()).hash(h);
+    for (k, v) in o {
+        k.hash(h);
+        hash_value(v, h);
     }
 }
 
