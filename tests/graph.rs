@@ -160,6 +160,43 @@ fn throttled_graph_is_retried_and_nothing_is_lost() {
 }
 
 #[test]
+fn a_faulty_graph_is_retried_and_nothing_is_lost() {
+    let doc = sample_directory();
+    let (emu, ws, graph) = setup(&doc, 5);
+    graph.chaos("429=10%:0,500=10%,reset=5%,cut=5%", 11);
+    // Reads are idempotent and retried in line; a read that still fails fails the
+    // cycle before anything is written, and the next one starts over.
+    let mut codes = vec![];
+    for _ in 0..3 {
+        let r = ws.sync();
+        codes.push(r.code);
+        if r.code == 0 {
+            break;
+        }
+        assert!(!r.stderr.contains(&graph.secret), "the secret leaked");
+    }
+    assert_eq!(codes.last(), Some(&0), "{codes:?}");
+    let injected = graph.injected();
+    assert!(
+        injected
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(Value::as_u64)
+            .sum::<u64>()
+            >= 3,
+        "{injected}"
+    );
+    let mut got: Vec<String> = emu
+        .users()
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap().to_lowercase())
+        .collect();
+    got.sort();
+    assert_eq!(got, expected_user_names(&doc));
+}
+
+#[test]
 fn expired_delta_token_falls_back_to_a_full_read() {
     let mut doc = small_directory(5);
     let (emu, ws, graph) = setup(&doc, 100);

@@ -431,6 +431,24 @@ impl GraphEmulator {
             .expect("config");
     }
 
+    /// Injects random faults (`{}` answer of `/_emulator/chaos`: faults so far).
+    pub fn chaos(&self, faults: &str, seed: u64) -> Value {
+        self.admin("POST", "chaos")
+            .send_json(json!({"faults": faults, "seed": seed}))
+            .expect("chaos")
+            .into_json()
+            .unwrap()
+    }
+
+    pub fn injected(&self) -> Value {
+        self.admin("GET", "chaos")
+            .call()
+            .expect("chaos")
+            .into_json::<Value>()
+            .unwrap()["injected"]
+            .clone()
+    }
+
     pub fn expire_deltas(&self) {
         self.admin("POST", "expire-deltas").call().expect("expire");
     }

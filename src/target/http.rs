@@ -143,6 +143,20 @@ impl Http {
             .collect();
         let body = body.join("&");
         let mut attempt = 0;
+        let mut backoff = self.policy.backoff;
+        // The token endpoint has no side effects: failures on the way and 5xx are
+        // retried too.
+        let retries = self.policy.retries.min(3);
+        let mut again = |attempt: &mut u32, why: &str| -> bool {
+            if *attempt >= retries {
+                return false;
+            }
+            *attempt += 1;
+            log::warn!("POST {}: {why}; retrying in {backoff:?}", strip_query(url));
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+            true
+        };
         loop {
             self.wait_for_pause();
             self.count("POST");
@@ -154,10 +168,11 @@ impl Http {
             match r {
                 Ok(resp) => {
                     let status = resp.status();
-                    return Ok(Reply {
-                        status,
-                        body: read_body(resp)?,
-                    });
+                    match read_body(resp) {
+                        Ok(body) => return Ok(Reply { status, body }),
+                        Err(e) if again(&mut attempt, &e.message) => continue,
+                        Err(e) => return Err(e),
+                    }
                 }
                 Err(ureq::Error::Status(status, resp)) => {
                     let ra = resp.header("Retry-After").and_then(parse_retry_after);
@@ -167,17 +182,20 @@ impl Http {
                         self.pause(ra.unwrap_or(self.policy.backoff).min(self.policy.max_wait));
                         continue;
                     }
+                    if status >= 500 && again(&mut attempt, &format!("HTTP {status}")) {
+                        continue;
+                    }
                     return Ok(Reply { status, body: text });
                 }
                 Err(ureq::Error::Transport(t)) => {
                     let cause = std::error::Error::source(&t)
                         .map(|c| format!(": {c}"))
                         .unwrap_or_default();
-                    return Err(TargetError::new(
-                        ErrorClass::Transport,
-                        None,
-                        format!("POST {}: {}{cause}", strip_query(url), t.kind()),
-                    ));
+                    let message = format!("POST {}: {}{cause}", strip_query(url), t.kind());
+                    if again(&mut attempt, &message) {
+                        continue;
+                    }
+                    return Err(TargetError::new(ErrorClass::Transport, None, message));
                 }
             }
         }
@@ -210,7 +228,22 @@ impl Http {
             let (status, retry_after, text) = match result {
                 Ok(resp) => {
                     let status = resp.status();
-                    (status, None, read_body(resp)?)
+                    match read_body(resp) {
+                        Ok(text) => (status, None, text),
+                        // An answer cut short: like a dropped connection.
+                        Err(e) if idempotent && attempt < self.policy.retries => {
+                            attempt += 1;
+                            log::warn!(
+                                "{method} {}: {}; retrying in {backoff:?}",
+                                strip_query(url),
+                                e.message
+                            );
+                            std::thread::sleep(backoff);
+                            backoff = (backoff * 2).min(Duration::from_secs(30));
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 Err(ureq::Error::Status(status, resp)) => {
                     let ra = resp.header("Retry-After").and_then(parse_retry_after);
