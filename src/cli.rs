@@ -1114,6 +1114,13 @@ fn emulate(a: EmulateArgs) -> Result<i32, Error> {
             running
         }
         EmulatedService::Graph => {
+            if !a.latency.is_zero() {
+                return Err(InputError::Usage(
+                    "--latency-ms is for `emulate dropbox`; the Graph emulator answers at once"
+                        .into(),
+                )
+                .into());
+            }
             let data = a.data.ok_or_else(|| {
                 InputError::Usage("emulate graph needs --data DIRECTORY.json".into())
             })?;
