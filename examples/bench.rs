@@ -425,7 +425,7 @@ fn one_run(run: usize, dir: &Path) -> Res<Figures> {
         )
         .into());
     }
-    let recorded = dropbox.admin("GET", "recorded", Value::Null)?;
+    // Stop recording (the log stays in the emulator; fetched after RSS is read).
     dropbox.admin("POST", "record", json!({"on": false}))?;
     let none = cycle::sync(&mut rt, false)?;
     let none_requests = print_cycle("incremental, no change", &none, objects);
@@ -433,6 +433,7 @@ fn one_run(run: usize, dir: &Path) -> Res<Figures> {
     let some = cycle::sync(&mut rt, false)?;
     let some_requests = print_cycle(&format!("incremental, {changed} changed"), &some, objects);
     let rss = peak_rss_mib();
+    let recorded = dropbox.admin("GET", "recorded", Value::Null)?;
     if let Some(g) = &graph {
         let _ = g;
         println!(

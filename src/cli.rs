@@ -341,7 +341,7 @@ fn plan(settings: &Settings, json: bool, full: bool) -> Result<i32, Error> {
     let scripts_changed = state.meta("scripts_hash")?.as_deref() != Some(scripts.hash().as_str());
     let pending = !state.escrows()?.is_empty() || state.meta("held")?.is_some();
     let load_cache = || state.meta("source_cache");
-    let snapshot = source.read(&crate::source::ReadRequest {
+    let mut snapshot = source.read(&crate::source::ReadRequest {
         watermark: if kind == "incremental" {
             watermark.as_deref()
         } else {
@@ -361,7 +361,14 @@ fn plan(settings: &Settings, json: bool, full: bool) -> Result<i32, Error> {
         }
         return Ok(exit::OK);
     }
-    let plan = cycle::make_plan(&snapshot, &scripts, &state, target.as_mut(), settings, full)?;
+    let plan = cycle::make_plan(
+        &mut snapshot,
+        &scripts,
+        &state,
+        target.as_mut(),
+        settings,
+        full,
+    )?;
     if json {
         let actions: Vec<crate::plan::Action> = plan.actions.iter().map(|a| a.masked()).collect();
         let v = serde_json::json!({"cycle": kind, "actions": actions,
@@ -906,7 +913,7 @@ fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
     }
     snapshot.changed = Some(std::iter::once(source_id.clone()).collect());
     let mut plan = cycle::make_plan(
-        &snapshot,
+        &mut snapshot,
         &rt.scripts,
         &rt.state,
         rt.target.as_mut(),

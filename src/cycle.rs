@@ -157,8 +157,10 @@ pub fn next_kind(state: &State, full: bool) -> Result<&'static str, Error> {
 }
 
 /// Builds the plan of the next cycle from a snapshot (shared by `plan` and `sync`).
+/// The snapshot's records are released once evaluated (at 100,000 users they are
+/// a good part of a cycle's memory); ids, names and assignments stay.
 pub fn make_plan(
-    snapshot: &Snapshot,
+    snapshot: &mut Snapshot,
     scripts: &Scripts,
     state: &State,
     target: &mut dyn Target,
@@ -176,7 +178,7 @@ pub type Links = (
 );
 
 fn make_plan_keeping_links(
-    snapshot: &Snapshot,
+    snapshot: &mut Snapshot,
     scripts: &Scripts,
     state: &State,
     target: &mut dyn Target,
@@ -185,11 +187,17 @@ fn make_plan_keeping_links(
 ) -> Result<(Plan, Links), Error> {
     let users = state.links(ObjectKind::User)?;
     let evaluated = evaluate(snapshot, scripts, Some(&users));
+    for u in snapshot.users.iter_mut() {
+        u.record = Map::new();
+    }
+    for g in snapshot.groups.iter_mut() {
+        g.record = Map::new();
+    }
     let groups = state.links(ObjectKind::Group)?;
     let memberships = state.memberships()?;
     let present = crate::plan::Present::of(snapshot);
     let mut p = plan(
-        &evaluated,
+        evaluated,
         &PlanInput {
             user_links: &users,
             group_links: &groups,
@@ -315,7 +323,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
     let need_all = kind != "incremental" || scripts_changed || pending;
     let state_ref = &rt.state;
     let load_cache = || state_ref.meta("source_cache");
-    let snapshot = rt.source.read(&ReadRequest {
+    let mut snapshot = rt.source.read(&ReadRequest {
         watermark: if kind == "incremental" {
             watermark.as_deref()
         } else {
@@ -350,7 +358,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         .find(|g| g.assignment.is_assigned())
         .map(|g| g.record.clone());
     let (mut plan, links) = make_plan_keeping_links(
-        &snapshot,
+        &mut snapshot,
         &rt.scripts,
         &rt.state,
         rt.target.as_mut(),
@@ -486,7 +494,27 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         Ok(())
     })?;
     rt.state.finish_cycle(id, status, &summary_json(&report))?;
+    drop(snapshot);
+    drop(plan);
+    release_memory();
     Ok(report)
+}
+
+/// Gives the memory of a finished cycle back to the system. glibc keeps freed
+/// small allocations in its arenas; a daemon whose 100,000-user cycle freed 300 MB
+/// would otherwise hold them until it exits.
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim only returns free heap pages to the kernel; it takes
+        // no pointers and is safe to call at any time from any thread.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 /// The quarantine state as stored: since when, why, how many cycles.

@@ -453,7 +453,17 @@ fn action(
 }
 
 /// Plans a cycle.
-pub fn plan(evaluated: &[Evaluated], input: &PlanInput<'_>) -> Plan {
+pub fn plan(evaluated: Vec<Evaluated>, input: &PlanInput<'_>) -> Plan {
+    // Mapped attributes move into the actions instead of being copied: at 100,000
+    // users a copy is ~100 MB.
+    let (evaluated, mut mapped): (Vec<Evaluated>, Vec<Option<Attrs>>) = evaluated
+        .into_iter()
+        .map(|mut e| {
+            let a = e.attrs.take();
+            (e, a)
+        })
+        .unzip();
+    let evaluated = &evaluated;
     let mut constructive: Vec<Action> = vec![];
     let mut membership: Vec<Action> = vec![];
     let mut destructive: Vec<Action> = vec![];
@@ -464,7 +474,11 @@ pub fn plan(evaluated: &[Evaluated], input: &PlanInput<'_>) -> Plan {
     let mut deleted_users: HashSet<&str> = HashSet::new();
     let mut seen_users: HashSet<&str> = HashSet::new();
 
-    for e in evaluated.iter().filter(|e| e.kind == ObjectKind::User) {
+    for (i, e) in evaluated
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind == ObjectKind::User)
+    {
         seen_users.insert(e.source_id.as_str());
         let link = input.user_links.get(&e.source_id);
         match (&e.decision, link) {
@@ -478,7 +492,7 @@ pub fn plan(evaluated: &[Evaluated], input: &PlanInput<'_>) -> Plan {
                 }
             }
             (Decision::InScope(reason), None) => {
-                let attrs = e.attrs.clone().unwrap_or_default();
+                let attrs = mapped[i].take().unwrap_or_default();
                 if !desired_active(&attrs) {
                     other.push(action(
                         e.kind,
@@ -503,7 +517,7 @@ pub fn plan(evaluated: &[Evaluated], input: &PlanInput<'_>) -> Plan {
                 }
             }
             (Decision::InScope(_), Some(l)) => {
-                let attrs = e.attrs.clone().unwrap_or_default();
+                let attrs = mapped[i].take().unwrap_or_default();
                 member_ok.insert(&e.source_id);
                 if let Some(why) = validate(&attrs, input.profile) {
                     let mut a = action(
@@ -690,7 +704,11 @@ pub fn plan(evaluated: &[Evaluated], input: &PlanInput<'_>) -> Plan {
     // Groups.
     let mut seen_groups: HashSet<&str> = HashSet::new();
     let empty = BTreeSet::new();
-    for e in evaluated.iter().filter(|e| e.kind == ObjectKind::Group) {
+    for (i, e) in evaluated
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind == ObjectKind::Group)
+    {
         seen_groups.insert(e.source_id.as_str());
         let link = input.group_links.get(&e.source_id);
         match (&e.decision, link) {
@@ -700,7 +718,7 @@ pub fn plan(evaluated: &[Evaluated], input: &PlanInput<'_>) -> Plan {
                 other.push(a);
             }
             (Decision::InScope(reason), _) => {
-                let attrs = e.attrs.clone().unwrap_or_default();
+                let attrs = mapped[i].take().unwrap_or_default();
                 if attrs
                     .get("displayName")
                     .map(|v| v.is_null())
@@ -951,7 +969,7 @@ mod tests {
         skip: bool,
     ) -> Plan {
         plan(
-            ev,
+            ev.to_vec(),
             &PlanInput {
                 user_links: &users,
                 group_links: &groups,

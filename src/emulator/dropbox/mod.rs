@@ -72,8 +72,10 @@ pub struct Team {
     removed: BTreeMap<String, (Member, i64)>,
     /// Async `members/add_v2` jobs: results and polls left before completion.
     jobs: HashMap<String, (Vec<Value>, u32)>,
-    /// SCIM requests as they arrived, while recording (benchmarks replay them).
+    /// SCIM requests as they arrived, while recording (benchmarks replay them);
+    /// kept after recording stops, until the next recording starts.
     recorded: Option<Vec<Value>>,
+    recording: bool,
     team_id: String,
 }
 
@@ -143,6 +145,7 @@ impl Team {
             jobs: HashMap::new(),
             faults: vec![],
             recorded: None,
+            recording: false,
             team_id: format!("dbtid:{}", crate::ids::random_hex(24)),
             latency: std::time::Duration::ZERO,
             email: regex::Regex::new(crate::target::profile::DROPBOX_EMAIL_PATTERN).unwrap_or_else(
@@ -673,7 +676,10 @@ impl Team {
                 // {"on": true} starts a fresh recording; {"on": false} stops it.
                 let b: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
                 let on = b.get("on").and_then(|v| v.as_bool()).unwrap_or(false);
-                self.recorded = on.then(Vec::new);
+                self.recording = on;
+                if on {
+                    self.recorded = Some(Vec::new());
+                }
                 Response::empty(204)
             }
             ("GET", Some("recorded")) => {
@@ -889,7 +895,7 @@ impl Service for Team {
 
     fn handle(&mut self, req: &Request) -> Response {
         let response = self.route(req);
-        if let Some(log) = self.recorded.as_mut() {
+        if let Some(log) = self.recorded.as_mut().filter(|_| self.recording) {
             if req.segments.first().map(String::as_str) == Some("scim") {
                 let mut path = format!("/{}", req.segments.join("/"));
                 let query: Vec<String> = req
