@@ -300,22 +300,7 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 }
 
 fn assert_team_matches(emu: &Emulator, n: usize) {
-    let users = emu.users();
-    let mut names: Vec<String> = users
-        .iter()
-        .map(|u| u["userName"].as_str().unwrap().to_lowercase())
-        .collect();
-    names.sort();
-    let before = names.len();
-    names.dedup();
-    assert_eq!(before, names.len(), "duplicate accounts");
-    let mut want: Vec<String> = (0..n).map(|i| format!("user{i}@contoso.com")).collect();
-    want.sort();
-    assert_eq!(names, want);
-    for u in users {
-        let i: usize = u["externalId"].as_str().unwrap()[1..].parse().unwrap();
-        assert_eq!(u["name"]["familyName"], format!("Family{i}"));
-    }
+    assert_converged(emu, &small_directory(n));
 }
 
 #[test]

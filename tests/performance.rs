@@ -5,23 +5,8 @@
 use crate::util::*;
 use serde_json::{json, Value};
 
-/// `n` users and `g` groups of 20 members (overlapping: group k holds u(10k)..u(10k+19)),
-/// everyone assigned.
 fn directory(n: usize, g: usize) -> Value {
-    let mut doc = small_directory(n);
-    let groups: Vec<Value> = (0..g)
-        .map(|k| {
-            let members: Vec<String> = (0..20).map(|j| format!("u{}", (k * 10 + j) % n)).collect();
-            json!({"id": format!("g{k}"), "displayName": format!("Team {k}"), "members": members})
-        })
-        .collect();
-    for k in 0..g {
-        doc["assignments"].as_array_mut().unwrap().push(
-            json!({"principalId": format!("g{k}"), "principalType": "Group", "appRole": "User"}),
-        );
-    }
-    doc["groups"] = Value::Array(groups);
-    doc
+    grouped_directory(n, g, 10)
 }
 
 #[test]

@@ -325,6 +325,91 @@ pub fn small_directory(n: usize) -> Value {
     json!({"users": users, "groups": [], "assignments": assignments})
 }
 
+/// `n` users and `g` groups of 20 members, everyone assigned; group k holds
+/// u(stride·k)..u(stride·k + 19) (mod n).
+pub fn grouped_directory(n: usize, g: usize, stride: usize) -> Value {
+    let mut doc = small_directory(n);
+    let groups: Vec<Value> = (0..g)
+        .map(|k| {
+            let members: Vec<String> = (0..20)
+                .map(|j| format!("u{}", (k * stride + j) % n))
+                .collect();
+            json!({"id": format!("g{k}"), "displayName": format!("Team {k}"), "members": members})
+        })
+        .collect();
+    for k in 0..g {
+        doc["assignments"].as_array_mut().unwrap().push(
+            json!({"principalId": format!("g{k}"), "principalType": "Group", "appRole": "User"}),
+        );
+    }
+    doc["groups"] = Value::Array(groups);
+    doc
+}
+
+/// The team equals the directory: every user once with its surname, every group
+/// once with exactly its members.
+pub fn assert_converged(emu: &Emulator, doc: &Value) {
+    let users = emu.users();
+    let mut names: Vec<String> = users
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap().to_lowercase())
+        .collect();
+    names.sort();
+    let n = names.len();
+    names.dedup();
+    assert_eq!(n, names.len(), "duplicate accounts");
+    let mut want: Vec<String> = doc["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userPrincipalName"].as_str().unwrap().to_lowercase())
+        .collect();
+    want.sort();
+    assert_eq!(names, want, "the team's members differ from the directory");
+    let surname: std::collections::HashMap<String, Value> = doc["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["id"].as_str().unwrap().to_string(), u["surname"].clone()))
+        .collect();
+    for u in &users {
+        let ext = u["externalId"].as_str().unwrap();
+        assert_eq!(u["name"]["familyName"], surname[ext], "{}", u["userName"]);
+    }
+    let groups = emu.groups();
+    assert_eq!(
+        groups.len(),
+        doc["groups"].as_array().unwrap().len(),
+        "groups"
+    );
+    let upn: std::collections::HashMap<String, String> = doc["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["id"].as_str().unwrap().to_string(),
+                u["userPrincipalName"].as_str().unwrap().to_lowercase(),
+            )
+        })
+        .collect();
+    for g in doc["groups"].as_array().unwrap() {
+        let name = g["displayName"].as_str().unwrap();
+        let mut have = emu.group_members(name);
+        have.iter_mut().for_each(|m| *m = m.to_lowercase());
+        have.sort();
+        let mut want: Vec<String> = g["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| upn[m.as_str().unwrap()].clone())
+            .collect();
+        want.sort();
+        want.dedup();
+        assert_eq!(have, want, "members of {name}");
+    }
+}
+
 /// Who an independent reading of the Entra rules says must be provisioned: directly
 /// assigned (not only Default Access) or a direct member of an assigned group, and
 /// enabled (disabled users are not created).
