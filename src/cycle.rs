@@ -494,27 +494,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         Ok(())
     })?;
     rt.state.finish_cycle(id, status, &summary_json(&report))?;
-    drop(snapshot);
-    drop(plan);
-    release_memory();
     Ok(report)
-}
-
-/// Gives the memory of a finished cycle back to the system. glibc keeps freed
-/// small allocations in its arenas; a daemon whose 100,000-user cycle freed 300 MB
-/// would otherwise hold them until it exits.
-fn release_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
-        // SAFETY: malloc_trim only returns free heap pages to the kernel; it takes
-        // no pointers and is safe to call at any time from any thread.
-        unsafe {
-            malloc_trim(0);
-        }
-    }
 }
 
 /// The quarantine state as stored: since when, why, how many cycles.
