@@ -32,12 +32,7 @@ fn initial_sync_provisions_exactly_the_assigned_users_with_the_entra_mapping() {
     let ws = Workspace::new(&emu, &doc);
     ws.sync().ok();
 
-    let mut got: Vec<String> = emu
-        .users()
-        .iter()
-        .map(|u| u["userName"].as_str().unwrap().to_lowercase())
-        .collect();
-    got.sort();
+    let got = emu.user_names();
     assert_eq!(got, expected_user_names(&doc));
 
     // Default Access only, disabled, and unassigned users are absent.

@@ -79,6 +79,17 @@ impl Emulator {
         }
     }
 
+    /// The team's userNames, lower-cased and sorted.
+    pub fn user_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .users()
+            .iter()
+            .map(|u| u["userName"].as_str().unwrap().to_lowercase())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// All users as SCIM resources.
     /// Every resource of a collection, page by page.
     fn all(&self, what: &str) -> Vec<Value> {
@@ -441,6 +452,14 @@ pub fn expected_user_names(doc: &Value) -> Vec<String> {
 
 pub fn count(stats: &Value, key: &str) -> u64 {
     stats[key].as_u64().unwrap_or(0)
+}
+
+/// Every request in a stats answer, whatever its kind.
+pub fn total(stats: &Value) -> u64 {
+    stats
+        .as_object()
+        .map(|o| o.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0)
 }
 
 /// A running `scimsync emulate graph`, killed on drop.
