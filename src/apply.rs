@@ -6,7 +6,7 @@
 //! cycle; deletes go last. Every outcome becomes state writes — links, memberships,
 //! a provisioning-log entry, escrow — flushed one transaction per batch.
 
-use crate::attribute::{shown, stored, Attrs};
+use crate::attribute::{match_key, shown, stored, Attrs};
 use crate::error::Error;
 use crate::model::ObjectKind;
 use crate::plan::{desired_active, hash_attrs, Action, Op, Plan, PlannedChange};
@@ -14,15 +14,52 @@ use crate::state::{Link, LogEntry, Modified, State};
 use crate::target::pool::{self, Answer, Call, Prefetched};
 use crate::target::{remote_value, Change, ErrorClass, Remote, Target, TargetError};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// State writes per transaction.
 pub const BATCH: usize = 200;
 
-pub struct ApplyOptions {
+/// The one judgement on destruction by numbers: the deletion threshold and the
+/// shrink guard, with the one-time release (`scimsync allow-deletes`).
+#[derive(Debug, Clone)]
+pub struct Gate {
     pub deletion_threshold: usize,
-    /// Release held destructive actions once (`scimsync allow-deletes`).
+    /// Hold when more than this share of what is provisioned would leave at once.
+    pub shrink_threshold_percent: u32,
+    /// Objects provisioned (linked) before the cycle.
+    pub provisioned: usize,
     pub allow_deletes: bool,
+}
+
+/// A shrink smaller than this is never held by the shrink guard (the deletion
+/// threshold still counts it): one leaver in a team of four is not an accident.
+pub const SHRINK_GUARD_MIN: usize = 10;
+
+impl Gate {
+    /// Why the destructive actions of a cycle are held, if they are.
+    pub fn holds(&self, destructive: usize) -> Option<String> {
+        if self.allow_deletes {
+            return None;
+        }
+        if destructive > self.deletion_threshold {
+            return Some(format!(
+                "{destructive} deletes/disables exceed deletion_threshold {}",
+                self.deletion_threshold
+            ));
+        }
+        let limit = self.provisioned as u64 * self.shrink_threshold_percent as u64;
+        if destructive >= SHRINK_GUARD_MIN && destructive as u64 * 100 > limit {
+            return Some(format!(
+                "{destructive} of {} provisioned objects would leave at once, more than shrink_threshold_percent {}%",
+                self.provisioned, self.shrink_threshold_percent
+            ));
+        }
+        None
+    }
+}
+
+pub struct ApplyOptions {
+    pub gate: Gate,
     pub user_matching: Vec<String>,
     pub group_matching: Vec<String>,
     pub create_only: Vec<String>,
@@ -42,8 +79,9 @@ pub struct Outcome {
     pub target_errors: usize,
     /// Target errors that point at the target as a whole (auth, down).
     pub systemic_errors: usize,
-    /// Destructive actions held by the threshold.
+    /// Destructive actions held by the threshold or the shrink guard, and why.
     pub held: usize,
+    pub held_reason: Option<String>,
     /// Destructive actions not run because the target had errors.
     pub withheld: usize,
     pub first_error: Option<String>,
@@ -51,6 +89,9 @@ pub struct Outcome {
     pub interrupted: bool,
     /// The first error that pointed at the target as a whole.
     pub first_systemic: Option<TargetError>,
+    /// Objects whose planned action did not complete (held, withheld, waiting, kept,
+    /// re-created): planned again next cycle, with why.
+    pub incomplete: Vec<(ObjectKind, String, String)>,
 }
 
 enum Write {
@@ -84,21 +125,17 @@ struct Applier<'a> {
     prefetched_to: usize,
     /// Objects with an escrow entry: only theirs is cleared on success (a DELETE
     /// per provisioned object would be a tenth of the cost of an initial cycle).
-    escrowed: std::collections::HashSet<(ObjectKind, String)>,
+    escrowed: HashSet<(ObjectKind, String)>,
+    /// Objects that failed in this cycle.
+    failed: HashSet<(ObjectKind, String)>,
+    /// Names (kind, matching path, key) a delete was to free but did not: creates
+    /// that take them wait.
+    blocked_names: HashMap<(ObjectKind, String, String), String>,
 }
 
 /// From this many new users (or groups) on, the target's users (groups) are listed
 /// once for matching.
 pub const LIST_FOR_MATCHING: usize = 50;
-
-/// Matching keys compare like SCIM filters: case-insensitive except ids.
-fn match_key(path: &str, value: &str) -> String {
-    if path.eq_ignore_ascii_case("externalId") || path.eq_ignore_ascii_case("id") {
-        value.to_string()
-    } else {
-        value.to_lowercase()
-    }
-}
 
 /// Runs a plan against the target and records everything in the state.
 pub fn apply(
@@ -144,99 +181,65 @@ pub fn apply_with_links(
         prefetched: Prefetched::default(),
         prefetched_to: 0,
         escrowed,
+        failed: HashSet::new(),
+        blocked_names: HashMap::new(),
     };
     let (destructive, rest): (Vec<&Action>, Vec<&Action>) =
         plan.actions.iter().partition(|x| x.op.is_destructive());
     let (bookkeeping, constructive): (Vec<&Action>, Vec<&Action>) = rest
         .into_iter()
         .partition(|x| matches!(x.op, Op::Skip | Op::Fail | Op::Forget));
+    let (freeing, destructive): (Vec<&Action>, Vec<&Action>) =
+        destructive.into_iter().partition(|x| x.frees_name);
+    let held = opts.gate.holds(freeing.len() + destructive.len());
 
-    let progress = Progress::new(constructive.len() + destructive.len());
-    for kind in [ObjectKind::User, ObjectKind::Group] {
-        let new = constructive
-            .iter()
-            .filter(|x| x.op == Op::Create && x.kind == kind)
-            .count();
-        if new >= LIST_FOR_MATCHING {
-            a.build_index(kind);
+    let progress = Progress::new(constructive.len() + freeing.len() + destructive.len());
+    // A name a deleted object holds is freed before a new object takes it (still
+    // through the gate); if it is not, the create waits instead of failing.
+    if held.is_none() {
+        a.run_destructive(&freeing, &progress)?;
+    }
+    for x in &freeing {
+        if a.links(x.kind).contains_key(&x.source_id) {
+            a.block_names_of(x);
         }
     }
-    // Users the target does not know yet are created in batches where it takes them
-    // (the Business API adds up to 20 per call, SCIM servers offering Bulk more).
-    // With a worker pool, creates are batched too and carried several at once.
-    let batch_size = a.target.create_batch_size().max(1);
-    let mut pending: Vec<&Action> = vec![];
-    for (i, action) in constructive.iter().enumerate() {
-        // A stop waits for the answers already run ahead: they are recorded first.
-        if (a.prefetched.is_empty() || i >= a.prefetched_to) && a.stopping() {
-            break;
-        }
-        a.prefetch(&constructive, i);
-        let batched_kind = action.kind == ObjectKind::User || a.target.max_in_flight() > 1;
-        if batch_size > 1 && action.op == Op::Create && batched_kind {
-            if pending.first().is_some_and(|p| p.kind != action.kind) {
-                a.create_new(&pending)?;
-                pending.clear();
-            }
-            if !a.match_existing(action)? {
-                pending.push(action);
-                if pending.len() >= batch_size {
-                    a.create_new(&pending)?;
-                    pending.clear();
-                }
-            }
-            progress.step();
-            continue;
-        }
-        if !pending.is_empty() {
-            a.create_new(&pending)?;
-            pending.clear();
-        }
-        a.run(action)?;
-        progress.step();
-    }
-    a.create_new(&pending)?;
+    a.run_constructive(&constructive, &progress)?;
     a.flush()?;
     if a.outcome.interrupted {
         return Ok(a.outcome);
     }
-
-    if !destructive.is_empty() {
-        if a.outcome.target_errors > 0 {
+    match held {
+        Some(why) => {
+            a.outcome.held_reason = Some(why.clone());
+            for action in freeing.iter().chain(&destructive) {
+                a.outcome.held += 1;
+                let staged = format!("staged_{}", action.op.as_str());
+                let why = format!(
+                    "held: {why}; run `scimsync allow-deletes` to release ({})",
+                    action.reason
+                );
+                a.log(action, &staged, "staged", &why, vec![], None);
+                a.incomplete(action, "held by the deletion safeguards");
+            }
+        }
+        // The target as a whole failing this cycle (auth, down, 5xx, throttled) is no
+        // time to destroy anything; one object's own failure says nothing of others.
+        None if a.outcome.systemic_errors > 0 => {
             for action in &destructive {
                 a.outcome.withheld += 1;
                 a.log(
                     action,
                     action.op.as_str(),
                     "skipped",
-                    "not run: the target had errors this cycle",
+                    "not run: the target failed as a whole this cycle",
                     vec![],
                     None,
                 );
-            }
-        } else if destructive.len() > opts.deletion_threshold && !opts.allow_deletes {
-            for action in &destructive {
-                a.outcome.held += 1;
-                let staged = format!("staged_{}", action.op.as_str());
-                let why = format!(
-                    "held: {} deletes/disables exceed deletion_threshold {}; run `scimsync allow-deletes` to release ({})",
-                    destructive.len(),
-                    opts.deletion_threshold,
-                    action.reason
-                );
-                a.log(action, &staged, "staged", &why, vec![], None);
-            }
-        } else {
-            a.prefetched_to = 0;
-            for (i, action) in destructive.iter().enumerate() {
-                if (a.prefetched.is_empty() || i >= a.prefetched_to) && a.stopping() {
-                    break;
-                }
-                a.prefetch(&destructive, i);
-                a.run(action)?;
-                progress.step();
+                a.incomplete(action, "withheld: the target had errors");
             }
         }
+        None => a.run_destructive(&destructive, &progress)?,
     }
     for action in bookkeeping {
         a.run(action)?;
@@ -319,6 +322,153 @@ fn all_as_new(attrs: &Attrs) -> Vec<Modified> {
 }
 
 impl Applier<'_> {
+    /// Creates, updates, enables and memberships, in plan order; creates batched where
+    /// the target takes batches.
+    fn run_constructive(
+        &mut self,
+        constructive: &[&Action],
+        progress: &Progress,
+    ) -> Result<(), Error> {
+        for kind in [ObjectKind::User, ObjectKind::Group] {
+            let new = constructive
+                .iter()
+                .filter(|x| x.op == Op::Create && x.kind == kind)
+                .count();
+            if new >= LIST_FOR_MATCHING {
+                self.build_index(kind);
+            }
+        }
+        // Users the target does not know yet are created in batches where it takes them
+        // (the Business API adds up to 20 per call, SCIM servers offering Bulk more).
+        // With a worker pool, creates are batched too and carried several at once.
+        let batch_size = self.target.create_batch_size().max(1);
+        let mut pending: Vec<&Action> = vec![];
+        self.prefetched_to = 0;
+        for (i, action) in constructive.iter().enumerate() {
+            // A stop waits for the answers already run ahead: they are recorded first.
+            if (self.prefetched.is_empty() || i >= self.prefetched_to) && self.stopping() {
+                break;
+            }
+            self.prefetch(constructive, i);
+            if action.op == Op::Create && self.waits_for_name(action) {
+                progress.step();
+                continue;
+            }
+            let batched_kind = action.kind == ObjectKind::User || self.target.max_in_flight() > 1;
+            if batch_size > 1 && action.op == Op::Create && batched_kind {
+                if pending.first().is_some_and(|p| p.kind != action.kind) {
+                    self.create_new(&pending)?;
+                    pending.clear();
+                }
+                if !self.match_existing(action)? {
+                    pending.push(action);
+                    if pending.len() >= batch_size {
+                        self.create_new(&pending)?;
+                        pending.clear();
+                    }
+                }
+                progress.step();
+                continue;
+            }
+            if !pending.is_empty() {
+                self.create_new(&pending)?;
+                pending.clear();
+            }
+            self.run(action)?;
+            progress.step();
+        }
+        self.create_new(&pending)
+    }
+
+    fn run_destructive(&mut self, actions: &[&Action], progress: &Progress) -> Result<(), Error> {
+        self.prefetched_to = 0;
+        for (i, action) in actions.iter().enumerate() {
+            if (self.prefetched.is_empty() || i >= self.prefetched_to) && self.stopping() {
+                break;
+            }
+            self.prefetch(actions, i);
+            self.run(action)?;
+            progress.step();
+        }
+        Ok(())
+    }
+
+    /// The matching names an object holds, as (kind, path, key).
+    fn names(&self, kind: ObjectKind, attrs: &Attrs) -> Vec<(ObjectKind, String, String)> {
+        let matching = match kind {
+            ObjectKind::User => &self.opts.user_matching,
+            ObjectKind::Group => &self.opts.group_matching,
+        };
+        matching
+            .iter()
+            .filter_map(|p| {
+                let v = attrs.get(p)?.as_str()?;
+                Some((kind, p.clone(), match_key(p, v)))
+            })
+            .collect()
+    }
+
+    /// A name-freeing delete that did not run: the names it holds stay taken.
+    fn block_names_of(&mut self, a: &Action) {
+        let Some(l) = self.links(a.kind).get(&a.source_id) else {
+            return;
+        };
+        for n in self.names(a.kind, &l.attrs.clone()) {
+            self.blocked_names.insert(n, a.display.clone());
+        }
+    }
+
+    /// A create whose name is still held by an object whose delete did not run: it
+    /// waits (planned again next cycle) instead of failing against the old object.
+    fn waits_for_name(&mut self, a: &Action) -> bool {
+        if self.blocked_names.is_empty() {
+            return false;
+        }
+        let Some(holder) = self
+            .names(a.kind, &a.attrs)
+            .into_iter()
+            .find_map(|n| self.blocked_names.get(&n).cloned())
+        else {
+            return false;
+        };
+        let why = format!(
+            "waits for {holder}, which holds the same name in the target, to be deleted first"
+        );
+        self.log(a, "create", "skipped", &why, vec![], None);
+        self.incomplete(a, &why);
+        true
+    }
+
+    fn incomplete(&mut self, a: &Action, why: &str) {
+        self.outcome
+            .incomplete
+            .push((a.kind, a.source_id.clone(), why.to_string()));
+    }
+
+    /// Drops a link whose target object is gone, so the object can be created again.
+    /// Memberships go with it: the groups involved are planned again next cycle.
+    fn unlink(&mut self, kind: ObjectKind, source_id: &str) -> Result<(), Error> {
+        let why = "re-created in the target";
+        match kind {
+            ObjectKind::User => {
+                for g in self.state.groups_of(source_id)? {
+                    self.outcome.incomplete.push((
+                        ObjectKind::Group,
+                        g,
+                        format!("member {source_id} {why}"),
+                    ));
+                }
+            }
+            ObjectKind::Group => self.outcome.incomplete.push((
+                ObjectKind::Group,
+                source_id.to_string(),
+                format!("{why}; members to add again"),
+            )),
+        }
+        self.links_mut(kind).remove(source_id);
+        self.push(Write::Unlink(kind, source_id.to_string()))
+    }
+
     /// Runs ahead, on the worker pool, the first call of the actions from `start`
     /// that share its op and kind (so no answer depends on another in the batch) and
     /// each name a different object. Only calls the action is certain to make are run
@@ -656,6 +806,7 @@ impl Applier<'_> {
             Some(e.message.clone()),
         );
         self.escrowed.insert((a.kind, a.source_id.clone()));
+        self.failed.insert((a.kind, a.source_id.clone()));
         self.push(Write::Escrow(
             a.kind,
             a.source_id.clone(),
@@ -663,12 +814,13 @@ impl Applier<'_> {
         ))
     }
 
+    /// The object's target id as of now: an object re-created earlier in this cycle
+    /// has a new one.
     fn target_id(&self, a: &Action) -> Option<String> {
-        a.target_id.clone().or_else(|| {
-            self.links(a.kind)
-                .get(&a.source_id)
-                .map(|l| l.target_id.clone())
-        })
+        self.links(a.kind)
+            .get(&a.source_id)
+            .map(|l| l.target_id.clone())
+            .or_else(|| a.target_id.clone())
     }
 
     fn run(&mut self, a: &Action) -> Result<(), Error> {
@@ -686,6 +838,9 @@ impl Applier<'_> {
             }
             Op::Skip => {
                 self.log(a, "skip", "skipped", &a.reason, vec![], None);
+                if a.revisit {
+                    self.incomplete(a, &a.reason);
+                }
                 Ok(())
             }
             Op::Fail => {
@@ -693,14 +848,14 @@ impl Applier<'_> {
                 if self.outcome.first_error.is_none() {
                     self.outcome.first_error = Some(a.reason.clone());
                 }
-                self.log(
-                    a,
-                    "evaluate",
-                    "failure",
-                    "script error",
-                    vec![],
-                    Some(a.reason.clone()),
-                );
+                let (step, why) = match a.step {
+                    "import" => (
+                        "import",
+                        "the directory record is invalid; the object is kept as it was",
+                    ),
+                    _ => ("evaluate", "script error"),
+                };
+                self.log(a, step, "failure", why, vec![], Some(a.reason.clone()));
                 self.escrowed.insert((a.kind, a.source_id.clone()));
                 self.push(Write::Escrow(a.kind, a.source_id.clone(), a.reason.clone()))
             }
@@ -899,8 +1054,7 @@ impl Applier<'_> {
                 Ok(()) => {}
                 Err(e) if e.class == ErrorClass::NotFound => {
                     // Gone from the target behind our back: provision it again.
-                    self.links_mut(a.kind).remove(&a.source_id);
-                    self.push(Write::Unlink(a.kind, a.source_id.clone()))?;
+                    self.unlink(a.kind, &a.source_id)?;
                     return self.create(a);
                 }
                 Err(e) => return self.fail(a, "update", &e),
@@ -930,8 +1084,7 @@ impl Applier<'_> {
         let remote = match self.get(a.kind, &id) {
             Ok(Some(r)) => r,
             Ok(None) => {
-                self.links_mut(a.kind).remove(&a.source_id);
-                self.push(Write::Unlink(a.kind, a.source_id.clone()))?;
+                self.unlink(a.kind, &a.source_id)?;
                 return self.create(a);
             }
             Err(e) => return self.fail(a, "verify", &e),
@@ -979,14 +1132,16 @@ impl Applier<'_> {
                 return self.push(Write::Unlink(a.kind, a.source_id.clone()));
             }
             Err(e) if e.class == ErrorClass::NotFound => {
-                self.links_mut(a.kind).remove(&a.source_id);
-                self.push(Write::Unlink(a.kind, a.source_id.clone()))?;
+                self.unlink(a.kind, &a.source_id)?;
                 return self.create(a);
             }
             Err(e) => return self.fail(a, action, &e),
         }
         let prev = self.links(a.kind).get(&a.source_id).cloned();
-        let attrs = if a.attrs.is_empty() {
+        // An update of this object that failed this cycle left the target with the
+        // old attributes: the link keeps saying so.
+        let failed = self.failed.contains(&(a.kind, a.source_id.clone()));
+        let attrs = if a.attrs.is_empty() || failed {
             prev.map(|l| l.attrs).unwrap_or_default()
         } else {
             a.attrs.clone()
@@ -1041,19 +1196,28 @@ impl Applier<'_> {
         if ids.is_empty() {
             return Ok(());
         }
-        let r = self.call(if add {
-            Call::AddMembers {
-                group: gid,
-                users: ids,
+        let call = |group: String, users: Vec<String>| {
+            if add {
+                Call::AddMembers { group, users }
+            } else {
+                Call::RemoveMembers { group, users }
             }
-        } else {
-            Call::RemoveMembers {
-                group: gid,
-                users: ids,
+        };
+        match self.call(call(gid, ids.clone())) {
+            Ok(_) => {}
+            Err(e) if e.class == ErrorClass::NotFound => {
+                // The group was deleted in the target behind our back: create it again
+                // (its members follow, the rest next cycle), as a user would be.
+                let Some(gid) = self.recreate_group(a)? else {
+                    return Ok(());
+                };
+                if add {
+                    if let Err(e) = self.call(call(gid, ids)) {
+                        return self.fail(a, action, &e);
+                    }
+                }
             }
-        });
-        if let Err(e) = r {
-            return self.fail(a, action, &e);
+            Err(e) => return self.fail(a, action, &e),
         }
         for s in sources {
             let w = if add {
@@ -1078,6 +1242,28 @@ impl Applier<'_> {
         }];
         self.log(a, action, "success", &a.reason, m, None);
         Ok(())
+    }
+}
+
+impl Applier<'_> {
+    /// Creates a group again from its link (matched first, like any create); the new
+    /// target id, or `None` when that failed (then logged and escrowed).
+    fn recreate_group(&mut self, a: &Action) -> Result<Option<String>, Error> {
+        let Some(link) = self.groups.get(&a.source_id).cloned() else {
+            return Ok(None);
+        };
+        log::warn!(
+            "group {} is gone from the target; creating it again",
+            link.display
+        );
+        self.unlink(ObjectKind::Group, &a.source_id)?;
+        let mut again = a.clone();
+        again.op = Op::Create;
+        again.attrs = link.attrs;
+        again.changes = vec![];
+        again.reason = "gone from the target; created again".into();
+        self.create(&again)?;
+        Ok(self.groups.get(&a.source_id).map(|l| l.target_id.clone()))
     }
 }
 

@@ -476,6 +476,15 @@ pub fn hashed(v: &Value) -> Value {
     Value::Object(m)
 }
 
+/// Matching keys compare like SCIM filters: case-insensitive except ids.
+pub fn match_key(path: &str, value: &str) -> String {
+    if path.eq_ignore_ascii_case("externalId") || path.eq_ignore_ascii_case("id") {
+        value.to_string()
+    } else {
+        value.to_lowercase()
+    }
+}
+
 /// Whether a stored value equals a desired one (hash-aware).
 pub fn same_value(stored: &Value, desired: &Value) -> bool {
     match marker(stored, "$hash") {

@@ -99,7 +99,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "watermark")]
         scope: RestartScope,
     },
-    /// Release destructive actions held by the deletion threshold, once
+    /// Release destructive actions held by the deletion threshold or shrink guard, once
     AllowDeletes,
     /// The loopback emulators
     Emulate {
@@ -129,7 +129,8 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         page_size: usize,
         /// Random faults, e.g. "429=5%,500=2%,reset=1%,slow=1%:2s,cut=1%"
-        /// (429=P%:N answers Retry-After N; cut answers half a body)
+        /// (429=P%:N answers Retry-After N; cut answers half a body; html, empty
+        /// and deep answer 200 with a proxy's HTML page, no body, or JSON too deep)
         #[arg(long)]
         faults: Option<String>,
         /// Seed for --faults: the same seed draws the same faults
@@ -225,7 +226,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             let settings = load(&cli)?;
             let state = State::open_read_only(&settings.state_path)?;
             let page = crate::report::html(&state, &settings, *cycles)?;
-            std::fs::write(html, page)
+            crate::private::write(html, page.as_bytes())
                 .map_err(|e| Error::Runtime(format!("{}: {e}", html.display())))?;
             println!("wrote {}", html.display());
             Ok(exit::OK)
@@ -337,19 +338,7 @@ fn plan(settings: &Settings, json: bool, full: bool) -> Result<i32, Error> {
     let mut target = crate::target::open(&settings.target)?;
     let state = State::open_read_only(&settings.state_path)?;
     let kind = cycle::next_kind(&state, full)?;
-    let watermark = state.meta("watermark")?;
-    let scripts_changed = state.meta("scripts_hash")?.as_deref() != Some(scripts.hash().as_str());
-    let pending = !state.escrows()?.is_empty() || state.meta("held")?.is_some();
-    let load_cache = || state.meta("source_cache");
-    let mut snapshot = source.read(&crate::source::ReadRequest {
-        watermark: if kind == "incremental" {
-            watermark.as_deref()
-        } else {
-            None
-        },
-        need_all: kind != "incremental" || scripts_changed || pending,
-        cache: &load_cache,
-    })?;
+    let mut snapshot = cycle::read(source.as_mut(), &state, &scripts, settings, kind)?;
     if snapshot.unchanged {
         if json {
             println!(
@@ -361,7 +350,7 @@ fn plan(settings: &Settings, json: bool, full: bool) -> Result<i32, Error> {
         }
         return Ok(exit::OK);
     }
-    let plan = cycle::make_plan(
+    let (mut plan, links) = cycle::make_plan(
         &mut snapshot,
         &scripts,
         &state,
@@ -369,19 +358,24 @@ fn plan(settings: &Settings, json: bool, full: bool) -> Result<i32, Error> {
         settings,
         full,
     )?;
+    cycle::due_only(&mut plan, &state, crate::clock::now())?;
+    let allow = state.meta("allow_deletes_once")?.is_some();
+    let held = cycle::gate(settings, &links, allow).holds(plan.destructive_count());
+    let unnamed = || snapshot.errors.iter().filter(|e| e.id.is_none());
     if json {
         let actions: Vec<crate::plan::Action> = plan.actions.iter().map(|a| a.masked()).collect();
         let v = serde_json::json!({"cycle": kind, "actions": actions,
             "destructive": plan.destructive_count(), "deletion_threshold": settings.safety.deletion_threshold,
-            "source_errors": snapshot.errors.iter().map(|e| serde_json::json!({"kind": e.kind.as_str(), "object": e.object, "error": e.message})).collect::<Vec<_>>()});
+            "held": held,
+            "source_errors": unnamed().map(|e| serde_json::json!({"kind": e.record.as_str(), "object": e.object, "error": e.message})).collect::<Vec<_>>()});
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        print_plan(&plan, kind, settings.safety.deletion_threshold);
-        for e in &snapshot.errors {
+        print_plan(&plan, kind, held.as_deref());
+        for e in unnamed() {
             println!(
                 "  {:<14} {:<5} {:<40} {}",
                 "invalid",
-                e.kind.as_str(),
+                e.record.as_str(),
                 e.object,
                 e.message
             );
@@ -390,7 +384,7 @@ fn plan(settings: &Settings, json: bool, full: bool) -> Result<i32, Error> {
     Ok(exit::OK)
 }
 
-fn print_plan(plan: &Plan, kind: &str, threshold: usize) {
+fn print_plan(plan: &Plan, kind: &str, held: Option<&str>) {
     let mut counts: Vec<(Op, usize)> = vec![];
     for a in &plan.actions {
         match counts.iter_mut().find(|(o, _)| *o == a.op) {
@@ -411,11 +405,8 @@ fn print_plan(plan: &Plan, kind: &str, threshold: usize) {
             format!(": {}", summary.join(", "))
         }
     );
-    let d = plan.destructive_count();
-    if d > threshold {
-        println!(
-            "  ! {d} deletes/disables exceed deletion_threshold {threshold}: they would be held"
-        );
+    if let Some(why) = held {
+        println!("  ! {why}: they would be held");
     }
     for a in &plan.actions {
         let mut line = format!(
@@ -912,7 +903,7 @@ fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
         ),
     }
     snapshot.changed = Some(std::iter::once(source_id.clone()).collect());
-    let mut plan = cycle::make_plan(
+    let (mut plan, links) = cycle::make_plan(
         &mut snapshot,
         &rt.scripts,
         &rt.state,
@@ -927,8 +918,7 @@ fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
     }
     let cycle_id = rt.state.start_cycle("on-demand")?;
     let opts = crate::apply::ApplyOptions {
-        deletion_threshold: rt.settings.safety.deletion_threshold,
-        allow_deletes: false,
+        gate: cycle::gate(&rt.settings, &links, false),
         user_matching: rt.scripts.user_matching().to_vec(),
         group_matching: rt.scripts.group_matching().to_vec(),
         create_only: rt.scripts.create_only().to_vec(),
@@ -936,7 +926,14 @@ fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
         escrow_backoff: rt.settings.safety.escrow_backoff,
         escrow_max: rt.settings.safety.escrow_max,
     };
-    let outcome = crate::apply::apply(&plan, rt.target.as_mut(), &mut rt.state, cycle_id, &opts)?;
+    let outcome = crate::apply::apply_with_links(
+        &plan,
+        rt.target.as_mut(),
+        &mut rt.state,
+        cycle_id,
+        &opts,
+        links,
+    )?;
     let entries = rt.state.logs(&LogQuery {
         cycle: Some(cycle_id),
         ..Default::default()
@@ -989,7 +986,12 @@ fn check(settings: &Settings) -> Result<i32, Error> {
     let mut problems = 0;
     for e in &snapshot.errors {
         problems += 1;
-        println!("  invalid {} {}: {}", e.kind.as_str(), e.object, e.message);
+        println!(
+            "  invalid {} {}: {}",
+            e.record.as_str(),
+            e.object,
+            e.message
+        );
     }
     for e in crate::plan::evaluate(&snapshot, &scripts, None) {
         if let crate::plan::Decision::Failed(f) = &e.decision {
@@ -1055,10 +1057,11 @@ fn init(dir: &Path) -> Result<i32, Error> {
             .into());
         }
     }
-    std::fs::create_dir_all(dir.join("scripts"))
+    crate::private::create_dir(&dir.join("scripts"))
         .map_err(|e| Error::Runtime(format!("{}: {e}", dir.display())))?;
     for (p, text) in &files {
-        std::fs::write(p, text).map_err(|e| Error::Runtime(format!("{}: {e}", p.display())))?;
+        crate::private::write(p, text.as_bytes())
+            .map_err(|e| Error::Runtime(format!("{}: {e}", p.display())))?;
         println!("wrote {}", p.display());
     }
     println!(

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 /// Default deletion threshold: the figure shown in Microsoft's own screenshot.
 pub const DEFAULT_DELETION_THRESHOLD: usize = 500;
+/// Default shrink guard: a fifth of what is provisioned leaving at once is held.
+pub const DEFAULT_SHRINK_THRESHOLD_PERCENT: u32 = 20;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +48,8 @@ struct RawSource {
     login_url: Option<String>,
     nested_groups: Option<String>,
     attributes: Option<Vec<String>>,
+    max_pages: Option<i64>,
+    max_read_bytes: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -74,6 +78,7 @@ struct RawLegacy {
 #[serde(deny_unknown_fields)]
 struct RawSafety {
     deletion_threshold: Option<i64>,
+    shrink_threshold_percent: Option<i64>,
     skip_out_of_scope_deletions: Option<bool>,
     escrow_backoff: Option<String>,
     escrow_max: Option<String>,
@@ -146,7 +151,27 @@ pub enum SourceSettings {
         flatten_nested_groups: bool,
         /// Extra user attributes to read (`$select`) beyond the default set.
         attributes: Vec<String>,
+        limits: ReadLimits,
     },
+}
+
+/// Bounds on one read of the directory: a service that pages forever (or answers
+/// without end) stops the cycle with a clear error instead of filling memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Most pages one collection (users, a group's members, a delta round) may take.
+    pub max_pages: usize,
+    /// Most bytes of answers one read may take, all collections together.
+    pub max_bytes: u64,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            max_pages: 20_000,
+            max_bytes: 2 << 30,
+        }
+    }
 }
 
 impl SourceSettings {
@@ -202,6 +227,9 @@ pub struct LegacySettings {
 #[derive(Debug, Clone)]
 pub struct Safety {
     pub deletion_threshold: usize,
+    /// Hold destructive actions when more than this share of the provisioned
+    /// objects would leave in one cycle (0 = off).
+    pub shrink_threshold_percent: u32,
     pub skip_out_of_scope_deletions: bool,
     /// First retry delay of an escrowed object; doubles per attempt up to `escrow_max`.
     pub escrow_backoff: Duration,
@@ -287,7 +315,12 @@ impl Settings {
             return Err(err("interval: must be more than zero".into()));
         }
 
+        // Keys that hold a secret written into the file itself.
+        let literal: std::cell::RefCell<Vec<String>> = Default::default();
         let secret = |key: &str, value: &str| -> Result<Secret, InputError> {
+            if !value.starts_with("env:") && !value.starts_with("file:") {
+                literal.borrow_mut().push(key.to_string());
+            }
             resolve_secret(value, &base).map_err(|m| err(format!("{key}: {m}")))
         };
 
@@ -349,6 +382,20 @@ impl Settings {
                         )))
                     }
                 };
+                let mut limits = ReadLimits::default();
+                match raw_source.max_pages {
+                    None => {}
+                    Some(n) if n >= 1 => limits.max_pages = n as usize,
+                    Some(n) => {
+                        return Err(err(format!(
+                            "source.max_pages: {n} is not a number of pages (1 or more)"
+                        )))
+                    }
+                }
+                if let Some(v) = &raw_source.max_read_bytes {
+                    limits.max_bytes =
+                        parse_size(v).map_err(|m| err(format!("source.max_read_bytes: {m}")))?;
+                }
                 SourceSettings::Graph {
                     tenant,
                     client_id,
@@ -359,6 +406,7 @@ impl Settings {
                     login_url: trim_slash(login_url),
                     flatten_nested_groups,
                     attributes: raw_source.attributes.clone().unwrap_or_default(),
+                    limits,
                 }
             }
             Some(other) => {
@@ -498,6 +546,16 @@ impl Settings {
                 )))
             }
         };
+        let shrink_threshold_percent = match raw.safety.shrink_threshold_percent {
+            None => DEFAULT_SHRINK_THRESHOLD_PERCENT,
+            Some(0) => 100,
+            Some(n @ 1..=100) => n as u32,
+            Some(n) => {
+                return Err(err(format!(
+                    "safety.shrink_threshold_percent: {n} is not a percentage from 0 (off) to 100"
+                )))
+            }
+        };
         let escrow_backoff = match raw.safety.escrow_backoff.as_deref() {
             None => Duration::from_secs(300),
             Some(s) => parse_duration(s).map_err(|m| err(format!("safety.escrow_backoff: {m}")))?,
@@ -509,6 +567,14 @@ impl Settings {
         if let Some(w) = &raw.notify.webhook {
             check_url("notify.webhook", w, insecure).map_err(err)?;
         }
+        let literal = literal.into_inner();
+        if !literal.is_empty() && crate::private::readable_by_others(path) {
+            log::warn!(
+                "{} holds a secret in {} and is readable by other users; use env: or file:, or chmod 600 it",
+                path.display(),
+                literal.join(", ")
+            );
+        }
         Ok(Settings {
             config_path: path.to_path_buf(),
             state_path,
@@ -519,6 +585,7 @@ impl Settings {
             legacy,
             safety: Safety {
                 deletion_threshold,
+                shrink_threshold_percent,
                 skip_out_of_scope_deletions: raw
                     .safety
                     .skip_out_of_scope_deletions
@@ -561,26 +628,7 @@ fn trim_slash(mut s: String) -> String {
 
 /// Plain HTTP is only for loopback (emulators) unless explicitly allowed.
 fn check_url(key: &str, url: &str, allow_insecure: bool) -> Result<(), String> {
-    if let Some(rest) = url.strip_prefix("http://") {
-        let host = rest.split(['/', '?']).next().unwrap_or("");
-        let host = if let Some(h) = host.strip_prefix('[') {
-            h.split(']').next().unwrap_or("")
-        } else {
-            host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
-        };
-        let loopback = host == "localhost" || host == "::1" || host.starts_with("127.");
-        if loopback || allow_insecure {
-            return Ok(());
-        }
-        return Err(format!(
-            "{key}: {url} is plain http; use https, or set allow_insecure_http = true in [target]"
-        ));
-    }
-    if url.starts_with("https://") {
-        Ok(())
-    } else {
-        Err(format!("{key}: \"{url}\" is not an http(s) URL"))
-    }
+    crate::endpoint::check(key, url, allow_insecure)
 }
 
 /// Resolves `env:NAME`, `file:PATH` (relative to the config folder) or a literal.
@@ -624,6 +672,40 @@ fn warn_if_world_readable(path: &Path) {
 
 #[cfg(not(unix))]
 fn warn_if_world_readable(_path: &Path) {}
+
+/// A size: a number of bytes, or text such as `512MiB`, `2GiB`, `100MB`.
+fn parse_size(v: &toml::Value) -> Result<u64, String> {
+    let text = match v {
+        toml::Value::Integer(n) if *n > 0 => return Ok(*n as u64),
+        toml::Value::String(s) => s.trim(),
+        other => return Err(format!("{other} is not a size (e.g. \"2GiB\")")),
+    };
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let n: u64 = text[..digits]
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a size (e.g. \"2GiB\")"))?;
+    let unit: u64 = match text[digits..].trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        u => {
+            return Err(format!(
+                "\"{text}\": unknown unit \"{u}\" (B, KB, KiB, MB, MiB, GB, GiB)"
+            ))
+        }
+    };
+    match n.checked_mul(unit) {
+        Some(0) => Err("must be more than zero".into()),
+        Some(b) => Ok(b),
+        None => Err(format!("\"{text}\" is too large")),
+    }
+}
 
 /// Parses durations such as `40m`, `90s`, `1h30m`, `500ms`, `2d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -683,16 +765,6 @@ mod tests {
         assert!(parse_duration("40").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("4x").is_err());
-    }
-
-    #[test]
-    fn insecure_http_refused_except_loopback() {
-        assert!(check_url("k", "http://127.0.0.1:8080/scim/v2", false).is_ok());
-        assert!(check_url("k", "http://localhost:1/x", false).is_ok());
-        assert!(check_url("k", "http://[::1]:1/x", false).is_ok());
-        assert!(check_url("k", "http://example.org/scim", false).is_err());
-        assert!(check_url("k", "http://example.org/scim", true).is_ok());
-        assert!(check_url("k", "ftp://example.org", true).is_err());
     }
 
     #[test]

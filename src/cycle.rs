@@ -4,10 +4,10 @@
 //! incremental cycle whose source and scripts did not change since the last applied
 //! watermark, with nothing escrowed or held, does no work and sends no request.
 
-use crate::apply::{ApplyOptions, Outcome};
+use crate::apply::{ApplyOptions, Gate, Outcome};
 use crate::config::Settings;
 use crate::error::{exit, Error};
-use crate::model::{ObjectKind, Snapshot};
+use crate::model::{ObjectKind, RecordError, Snapshot, Unreadable};
 use crate::plan::{evaluate, plan, Plan, PlanInput};
 use crate::script::Scripts;
 use crate::source::{ReadRequest, Source};
@@ -125,8 +125,12 @@ impl CycleReport {
         }
         if self.outcome.held > 0 {
             out.push(format!(
-                "{} destructive action(s) held by the deletion threshold; release with `scimsync allow-deletes`",
-                self.outcome.held
+                "{} destructive action(s) held ({}); release with `scimsync allow-deletes`",
+                self.outcome.held,
+                self.outcome
+                    .held_reason
+                    .as_deref()
+                    .unwrap_or("deletion safeguards")
             ));
         }
         if self.outcome.interrupted {
@@ -156,28 +160,86 @@ pub fn next_kind(state: &State, full: bool) -> Result<&'static str, Error> {
     })
 }
 
+/// Reads the source for the next cycle (shared by `plan` and `sync`): only changes
+/// where the source can, but never `unchanged` while objects wait to be planned
+/// again (escrows due, actions that did not complete).
+pub fn read(
+    source: &mut dyn Source,
+    state: &State,
+    scripts: &Scripts,
+    settings: &Settings,
+    kind: &str,
+) -> Result<Snapshot, Error> {
+    let watermark = state.meta("watermark")?;
+    let scripts_changed =
+        state.meta("scripts_hash")?.as_deref() != Some(evaluation_hash(scripts, settings).as_str());
+    let now = crate::clock::now();
+    let waiting = state.escrows()?.iter().any(|e| e.next_at <= now) || !state.pending()?.is_empty();
+    let load_cache = || state.meta("source_cache");
+    let mut snapshot = source.read(&ReadRequest {
+        watermark: if kind == "incremental" {
+            watermark.as_deref()
+        } else {
+            None
+        },
+        need_all: kind != "incremental" || scripts_changed || state.meta("held")?.is_some(),
+        need_records: waiting,
+        cache: &load_cache,
+    })?;
+    widen_changed(&mut snapshot, state, now)?;
+    Ok(snapshot)
+}
+
+/// What decides the desired state besides the directory: the scripts, and the
+/// switches and policies of the config. When it changes, every object is evaluated
+/// again (stored as `scripts_hash`).
+pub fn evaluation_hash(scripts: &Scripts, settings: &Settings) -> String {
+    use sha2::{Digest, Sha256};
+    let policy = format!(
+        "{:?}{:?}{}{:?}{:?}",
+        settings.target.actions,
+        (settings.sync.users, settings.sync.groups),
+        settings.safety.skip_out_of_scope_deletions,
+        settings.target.kind,
+        settings.target.profile,
+    );
+    let mut h = Sha256::new();
+    h.update(scripts.hash().as_bytes());
+    h.update(policy.as_bytes());
+    format!("{:x}", h.finalize())
+}
+
+/// Level-triggered planning over an incremental read: besides what changed in the
+/// directory, every object whose last action did not complete (pending), every
+/// escrow that is due, and every group with a member among them is evaluated again.
+fn widen_changed(snapshot: &mut Snapshot, state: &State, now: i64) -> Result<(), Error> {
+    let Some(changed) = snapshot.changed.as_mut() else {
+        return Ok(());
+    };
+    changed.extend(state.pending()?.into_iter().map(|p| p.source_id));
+    changed.extend(
+        state
+            .escrows()?
+            .into_iter()
+            .filter(|e| e.next_at <= now)
+            .map(|e| e.source_id),
+    );
+    // A user who comes into scope (or leaves it, or is re-created) takes their
+    // memberships along: the groups that list them are planned again.
+    let groups: Vec<String> = snapshot
+        .groups
+        .iter()
+        .filter(|g| g.members.iter().any(|m| changed.contains(m)))
+        .map(|g| g.id.clone())
+        .collect();
+    changed.extend(groups);
+    Ok(())
+}
+
 /// Builds the plan of the next cycle from a snapshot (shared by `plan` and `sync`).
 /// The snapshot's records are released once evaluated (at 100,000 users they are
 /// a good part of a cycle's memory); ids, names and assignments stay.
 pub fn make_plan(
-    snapshot: &mut Snapshot,
-    scripts: &Scripts,
-    state: &State,
-    target: &mut dyn Target,
-    settings: &Settings,
-    full: bool,
-) -> Result<Plan, Error> {
-    make_plan_keeping_links(snapshot, scripts, state, target, settings, full).map(|(p, _)| p)
-}
-
-/// The links a plan was made from, handed on to apply (read once per cycle: at
-/// 100,000 users reading them is a good part of a small cycle's cost).
-pub type Links = (
-    std::collections::HashMap<String, crate::state::Link>,
-    std::collections::HashMap<String, crate::state::Link>,
-);
-
-fn make_plan_keeping_links(
     snapshot: &mut Snapshot,
     scripts: &Scripts,
     state: &State,
@@ -196,6 +258,7 @@ fn make_plan_keeping_links(
     let groups = state.links(ObjectKind::Group)?;
     let memberships = state.memberships()?;
     let present = crate::plan::Present::of(snapshot);
+    let unreadable = Unreadable::of(&snapshot.errors);
     let mut p = plan(
         evaluated,
         &PlanInput {
@@ -207,6 +270,9 @@ fn make_plan_keeping_links(
             skip_out_of_scope_deletions: settings.safety.skip_out_of_scope_deletions,
             full,
             present: present.as_ref(),
+            unreadable: &unreadable,
+            user_matching: scripts.user_matching(),
+            group_matching: scripts.group_matching(),
         },
     );
     crate::plan::apply_switches(&mut p, &settings.target.actions, &settings.sync);
@@ -219,6 +285,7 @@ fn make_plan_keeping_links(
     {
         a.op = crate::plan::Op::Skip;
         a.reason = "migration conflict: resolve it in migration.rhai and run `scimsync migrate apply` again".into();
+        a.revisit = true;
     }
     // Dropbox deletes an invited member it is asked to suspend: where the target can
     // tell who is invited, plan that disable as what it is, a delete.
@@ -237,6 +304,38 @@ fn make_plan_keeping_links(
         }
     }
     Ok((p, (users, groups)))
+}
+
+/// Objects waiting for their escrow retry sit the cycle out.
+pub fn due_only(plan: &mut Plan, state: &State, now: i64) -> Result<(), Error> {
+    let not_due: std::collections::HashSet<(String, String)> = state
+        .escrows()?
+        .into_iter()
+        .filter(|e| e.next_at > now)
+        .map(|e| (e.kind, e.source_id))
+        .collect();
+    if !not_due.is_empty() {
+        plan.actions
+            .retain(|a| !not_due.contains(&(a.kind.as_str().to_string(), a.source_id.clone())));
+    }
+    Ok(())
+}
+
+/// The links a plan was made from, handed on to apply (read once per cycle: at
+/// 100,000 users reading them is a good part of a small cycle's cost).
+pub type Links = (
+    std::collections::HashMap<String, crate::state::Link>,
+    std::collections::HashMap<String, crate::state::Link>,
+);
+
+/// The gate's numbers for a cycle planned from these links.
+pub fn gate(settings: &Settings, links: &Links, allow_deletes: bool) -> Gate {
+    Gate {
+        deletion_threshold: settings.safety.deletion_threshold,
+        shrink_threshold_percent: settings.safety.shrink_threshold_percent,
+        provisioned: links.0.len() + links.1.len(),
+        allow_deletes,
+    }
 }
 
 /// Takes the Dropbox team lock once, where the team can be named: a legacy target,
@@ -282,8 +381,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
     team_lock(rt)?;
     let kind = next_kind(&rt.state, full)?;
     let watermark = rt.state.meta("watermark")?;
-    let scripts_hash = rt.scripts.hash();
-    let scripts_changed = rt.state.meta("scripts_hash")?.as_deref() != Some(scripts_hash.as_str());
+    let scripts_hash = evaluation_hash(&rt.scripts, &rt.settings);
     // In quarantine a cycle starts with a probe: still failing, it stops there (the
     // target is not hammered); answering again, quarantine ends and everything that
     // failed meanwhile is retried now.
@@ -316,23 +414,17 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         }
     }
     let now = crate::clock::now();
-    let escrows = rt.state.escrows()?;
-    let pending = escrows.iter().any(|e| e.next_at <= now) || rt.state.meta("held")?.is_some();
     let requests_before = rt.target.request_counts();
-
-    let need_all = kind != "incremental" || scripts_changed || pending;
-    let state_ref = &rt.state;
-    let load_cache = || state_ref.meta("source_cache");
-    let mut snapshot = rt.source.read(&ReadRequest {
-        watermark: if kind == "incremental" {
-            watermark.as_deref()
-        } else {
-            None
-        },
-        need_all,
-        cache: &load_cache,
-    })?;
-    if snapshot.unchanged && !need_all {
+    // A read that fails or is incomplete stops here, before anything is planned:
+    // absence is never inferred from failure.
+    let mut snapshot = read(
+        rt.source.as_mut(),
+        &rt.state,
+        &rt.scripts,
+        &rt.settings,
+        kind,
+    )?;
+    if snapshot.unchanged {
         let id = rt.state.start_cycle(kind)?;
         let mut report = CycleReport::empty(id, kind, started);
         report.unchanged = true;
@@ -357,7 +449,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         .iter()
         .find(|g| g.assignment.is_assigned())
         .map(|g| g.record.clone());
-    let (mut plan, links) = make_plan_keeping_links(
+    let (mut plan, links) = make_plan(
         &mut snapshot,
         &rt.scripts,
         &rt.state,
@@ -365,14 +457,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         &rt.settings,
         full,
     )?;
-    // Objects waiting for their escrow retry sit this cycle out.
-    let not_due: std::collections::HashSet<(String, String)> = escrows
-        .iter()
-        .filter(|e| e.next_at > now)
-        .map(|e| (e.kind.clone(), e.source_id.clone()))
-        .collect();
-    plan.actions
-        .retain(|a| !not_due.contains(&(a.kind.as_str().to_string(), a.source_id.clone())));
+    due_only(&mut plan, &rt.state, now)?;
     let plan_took = started.elapsed() - read_took;
     let id = rt.state.start_cycle(kind)?;
     log::info!(
@@ -383,8 +468,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
     );
     let allow_deletes = rt.state.meta("allow_deletes_once")?.is_some();
     let opts = ApplyOptions {
-        deletion_threshold: rt.settings.safety.deletion_threshold,
-        allow_deletes,
+        gate: gate(&rt.settings, &links, allow_deletes),
         user_matching: rt.scripts.user_matching().to_vec(),
         group_matching: rt.scripts.group_matching().to_vec(),
         create_only: rt.scripts.create_only().to_vec(),
@@ -392,18 +476,20 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         escrow_backoff: rt.settings.safety.escrow_backoff,
         escrow_max: rt.settings.safety.escrow_max,
     };
-    // Record source problems first: each names the record and fails alone.
-    let source_errors = snapshot.errors.len();
+    // Records that could not be read and name no object fail alone, logged here;
+    // those that name one are the plan's (escrowed, kept as they were).
+    let unnamed: Vec<&RecordError> = snapshot.errors.iter().filter(|e| e.id.is_none()).collect();
+    let source_errors = unnamed.len();
     if source_errors > 0 {
         let at = crate::clock::now();
         rt.state.write(|w| {
-            for e in &snapshot.errors {
-                log::warn!("{} {}: {}", e.kind.as_str(), e.object, e.message);
+            for e in &unnamed {
+                log::warn!("{} {}: {}", e.record.as_str(), e.object, e.message);
                 w.log(&LogEntry {
                     id: 0,
                     cycle: id,
                     at,
-                    kind: e.kind.as_str().into(),
+                    kind: e.record.as_str().into(),
                     source_id: e.object.clone(),
                     target_id: None,
                     display: e.object.clone(),
@@ -420,6 +506,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
     let apply_started = Instant::now();
     let outcome =
         crate::apply::apply_with_links(&plan, rt.target.as_mut(), &mut rt.state, id, &opts, links)?;
+    let incomplete = outcome.incomplete.clone();
     log::debug!(
         "cycle {id} took: read {read_took:?}, plan {plan_took:?}, apply {:?}",
         apply_started.elapsed()
@@ -485,12 +572,15 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         }
         if report.outcome.held > 0 {
             w.set_meta("held", Some(&report.outcome.held.to_string()))?;
-        } else if report.outcome.withheld == 0 {
+        } else {
             w.set_meta("held", None)?;
         }
         if allow_deletes {
             w.set_meta("allow_deletes_once", None)?;
         }
+        // What did not complete is planned again next cycle, whatever changes; a
+        // cycle that stopped early keeps what was pending before too.
+        w.set_pending(&incomplete, interrupted)?;
         Ok(())
     })?;
     rt.state.finish_cycle(id, status, &summary_json(&report))?;
@@ -604,8 +694,12 @@ fn notify_cycle(rt: &Runtime, r: &CycleReport) {
     }
     if r.outcome.held > 0 {
         let summary = format!(
-            "{} deletes/disables exceed deletion_threshold {}; held until `scimsync allow-deletes`",
-            r.outcome.held, rt.settings.safety.deletion_threshold
+            "{} deletes/disables held: {}; held until `scimsync allow-deletes`",
+            r.outcome.held,
+            r.outcome
+                .held_reason
+                .as_deref()
+                .unwrap_or("deletion safeguards")
         );
         crate::notify::send(
             &rt.settings.notify,

@@ -99,10 +99,10 @@ fn change_directory(doc: &mut Value) -> Vec<String> {
 pub fn run() -> Result<i32, Error> {
     let token = crate::ids::random_hex(32);
     let dir = std::env::temp_dir().join(format!("scimsync-demo-{}", crate::ids::random_hex(8)));
-    std::fs::create_dir_all(dir.join("scripts")).map_err(io(&dir))?;
+    crate::private::create_dir(&dir.join("scripts")).map_err(io(&dir))?;
     let write = |name: &str, text: &str| -> Result<(), Error> {
         let p = dir.join(name);
-        std::fs::write(&p, text).map_err(io(&p))
+        crate::private::write(&p, text.as_bytes()).map_err(io(&p))
     };
     write("scripts/mapping.rhai", crate::cli::DEFAULT_MAPPING)?;
     write("scripts/scoping.rhai", crate::cli::DEFAULT_SCOPING)?;
@@ -174,9 +174,11 @@ pub fn run() -> Result<i32, Error> {
     let text = std::fs::read_to_string(&path).map_err(io(&path))?;
     let mut doc: Value = serde_json::from_str(&text).map_err(|e| Error::Runtime(e.to_string()))?;
     let notes = change_directory(&mut doc);
-    std::fs::write(
+    crate::private::write(
         &path,
-        serde_json::to_string_pretty(&doc).unwrap_or_default(),
+        serde_json::to_string_pretty(&doc)
+            .unwrap_or_default()
+            .as_bytes(),
     )
     .map_err(io(&path))?;
     println!("\n== the directory changes:");

@@ -8,12 +8,10 @@
 //! One way through: `source` → `plan` (pure) → `apply` → `target`, with `state`
 //! beside it. See DESIGN.md and the README.
 
-/// mimalloc: a cycle is millions of small allocations (JSON maps, strings); with
-/// glibc's allocator they were a third of the core's time, and freed memory stayed
-/// with the process.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
+pub mod alloc;
 pub mod apply;
 pub mod attribute;
 pub mod cli;
@@ -23,6 +21,7 @@ pub mod cycle;
 pub mod daemon;
 pub mod demo;
 pub mod emulator;
+pub mod endpoint;
 pub mod error;
 pub mod filter;
 pub mod ids;
@@ -30,6 +29,7 @@ pub mod migrate;
 pub mod model;
 pub mod notify;
 pub mod plan;
+pub mod private;
 pub mod report;
 pub mod script;
 pub mod source;

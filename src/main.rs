@@ -9,7 +9,12 @@ fn main() {
         scimsync::cli::Command::Run => "info",
         _ => "warn",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        // ureq logs whole request URLs (filter values are people's emails) at debug:
+        // whatever RUST_LOG says, it speaks only of problems.
+        .filter_module("ureq", log::LevelFilter::Warn)
+        .filter_module("rustls", log::LevelFilter::Warn)
+        .init();
     let code = match scimsync::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -74,12 +74,53 @@ pub struct SourceGroup {
     pub assignment: Assignment,
 }
 
-/// A record the source could not read; it fails alone, the others go on.
+/// The kinds of record a directory document holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    User,
+    Group,
+    Assignment,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::User => "user",
+            RecordKind::Group => "group",
+            RecordKind::Assignment => "assignment",
+        }
+    }
+}
+
+impl TryFrom<RecordKind> for ObjectKind {
+    type Error = ();
+    fn try_from(r: RecordKind) -> Result<ObjectKind, ()> {
+        match r {
+            RecordKind::User => Ok(ObjectKind::User),
+            RecordKind::Group => Ok(ObjectKind::Group),
+            RecordKind::Assignment => Err(()),
+        }
+    }
+}
+
+impl From<ObjectKind> for RecordKind {
+    fn from(k: ObjectKind) -> RecordKind {
+        match k {
+            ObjectKind::User => RecordKind::User,
+            ObjectKind::Group => RecordKind::Group,
+        }
+    }
+}
+
+/// A record the source could not read. It fails alone, and it never reads as an
+/// absence: an object whose record is unreadable keeps its last known state.
 #[derive(Debug, Clone)]
 pub struct RecordError {
-    pub kind: ObjectKind,
-    /// The record's id if it had one, else its position.
+    pub record: RecordKind,
+    /// The record's id if it had one, else its position (`users[3]`).
     pub object: String,
+    /// The object's id, when the record names one.
+    pub id: Option<String>,
     pub message: String,
 }
 
@@ -98,6 +139,49 @@ pub struct Snapshot {
     pub changed: Option<std::collections::HashSet<String>>,
     /// A new directory cache to store with the watermark (Graph), if any.
     pub cache: Option<String>,
+}
+
+/// What the unreadable records of a snapshot leave unknown; the planner keeps the
+/// last known state of everything they might concern.
+#[derive(Debug, Clone, Default)]
+pub struct Unreadable {
+    /// Objects whose record failed import, with why.
+    pub objects: std::collections::HashMap<(ObjectKind, String), String>,
+    /// A user record without a usable id: any user absent from the lists may be it.
+    pub unnamed_users: bool,
+    pub unnamed_groups: bool,
+    /// An assignment record could not be read: anyone may be assigned by it.
+    pub assignments: bool,
+}
+
+impl Unreadable {
+    pub fn of(errors: &[RecordError]) -> Unreadable {
+        let mut u = Unreadable::default();
+        for e in errors {
+            match (e.record, &e.id) {
+                (RecordKind::User, Some(id)) => {
+                    u.objects
+                        .insert((ObjectKind::User, id.clone()), e.message.clone());
+                }
+                (RecordKind::Group, Some(id)) => {
+                    u.objects
+                        .insert((ObjectKind::Group, id.clone()), e.message.clone());
+                }
+                (RecordKind::User, None) => u.unnamed_users = true,
+                (RecordKind::Group, None) => u.unnamed_groups = true,
+                (RecordKind::Assignment, _) => u.assignments = true,
+            }
+        }
+        u
+    }
+
+    /// Whether an absent object of this kind may only look absent.
+    pub fn unnamed(&self, kind: ObjectKind) -> bool {
+        match kind {
+            ObjectKind::User => self.unnamed_users,
+            ObjectKind::Group => self.unnamed_groups,
+        }
+    }
 }
 
 impl Snapshot {

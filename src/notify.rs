@@ -2,7 +2,10 @@
 //! (event JSON on stdin — `sendmail` gives Entra's notification email) and/or POSTed
 //! to a webhook, at most once per cycle per kind.
 //!
-//! A notification that cannot be delivered is logged and never fails the cycle.
+//! A notification that cannot be delivered is logged and never fails the cycle. The
+//! command runs with a clean environment: `PATH`, `HOME`, `LANG`, `TZ` and
+//! `SCIMSYNC_EVENT` / `SCIMSYNC_CYCLE` / `SCIMSYNC_SUMMARY`, never the secrets
+//! scimsync itself was given.
 
 use crate::config::Notify;
 use serde_json::{json, Value};
@@ -46,7 +49,7 @@ pub fn event(kind: Kind, cycle: i64, summary: &str, details: Value) -> Value {
 pub fn send(cfg: &Notify, ev: &Value) {
     let text = ev.to_string();
     if let Some(cmd) = &cfg.command {
-        match run_command(cmd, &text) {
+        match run_command(cmd, &text, ev) {
             Ok(()) => log::info!("notification {} sent to the command", ev["event"]),
             Err(e) => log::warn!("notify.command failed: {e}"),
         }
@@ -65,8 +68,26 @@ pub fn send(cfg: &Notify, ev: &Value) {
     }
 }
 
-fn run_command(cmd: &str, input: &str) -> Result<(), String> {
-    let mut child = Command::new("/bin/sh")
+/// Variables a notify command gets from scimsync's environment; nothing else
+/// reaches it (an `env:` secret must not).
+pub const PASSED_ON: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
+
+fn run_command(cmd: &str, input: &str, ev: &Value) -> Result<(), String> {
+    let mut command = Command::new("/bin/sh");
+    command.env_clear();
+    for name in PASSED_ON {
+        if let Some(v) = std::env::var_os(name) {
+            command.env(name, v);
+        }
+    }
+    if std::env::var_os("PATH").is_none() {
+        command.env("PATH", "/usr/local/bin:/usr/bin:/bin");
+    }
+    command
+        .env("SCIMSYNC_EVENT", ev["event"].as_str().unwrap_or(""))
+        .env("SCIMSYNC_CYCLE", ev["cycle"].to_string())
+        .env("SCIMSYNC_SUMMARY", ev["summary"].as_str().unwrap_or(""));
+    let mut child = command
         .args(["-c", cmd])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -6,7 +6,7 @@
 //! so `scimsync plan` is exactly what `sync` would do, and it is tested case by case.
 
 use crate::attribute::{AttrPath, Attrs};
-use crate::model::{ObjectKind, Snapshot};
+use crate::model::{ObjectKind, Snapshot, Unreadable};
 use crate::script::{ScriptFailure, Scripts};
 use crate::state::Link;
 use crate::target::profile::Profile;
@@ -28,6 +28,8 @@ pub enum Decision {
     SoftDeleted,
     /// A script failed on this object.
     Failed(ScriptFailure),
+    /// The directory record could not be read: the object keeps its last known state.
+    Unreadable(String),
 }
 
 /// One source object after the scripts ran.
@@ -111,6 +113,21 @@ pub fn evaluate(
             decision,
             attrs,
             members: g.members.clone(),
+        });
+    }
+    // Records that failed import are evaluated as failures, whatever changed: an
+    // object must never look absent because its record could not be read.
+    for e in &snapshot.errors {
+        let (Some(id), Ok(kind)) = (&e.id, ObjectKind::try_from(e.record)) else {
+            continue;
+        };
+        out.push(Evaluated {
+            kind,
+            source_id: id.clone(),
+            display: id.clone(),
+            decision: Decision::Unreadable(e.message.clone()),
+            attrs: None,
+            members: vec![],
         });
     }
     out
@@ -238,6 +255,18 @@ pub struct Action {
     /// Why an object is disabled (kept in the link: "out_of_scope" or "disabled").
     #[serde(skip)]
     pub disabled_reason: Option<String>,
+    /// A destructive action that frees a name a create of this plan takes: it runs
+    /// before the creates (still through the gate).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub frees_name: bool,
+    /// Kept as it is for now because something is unknown: planned again next
+    /// cycle, whatever changes.
+    #[serde(skip)]
+    pub revisit: bool,
+    /// Fail actions: the step that failed ("evaluate" for a script, "import" for an
+    /// unreadable record).
+    #[serde(skip)]
+    pub step: &'static str,
 }
 
 impl Action {
@@ -323,6 +352,12 @@ pub struct PlanInput<'a> {
     /// Incremental read: ids present in the directory, of which only the changed
     /// ones were evaluated; the others are left as they are.
     pub present: Option<&'a Present>,
+    /// What unreadable directory records leave unknown: kept as it is.
+    pub unreadable: &'a Unreadable,
+    /// Matching attributes (users, groups): a create that takes a name a deleted
+    /// object holds waits for that delete.
+    pub user_matching: &'a [String],
+    pub group_matching: &'a [String],
 }
 
 /// Every id in the directory, for a plan over a partial evaluation.
@@ -449,6 +484,9 @@ fn action(
         changes: vec![],
         members: vec![],
         disabled_reason: None,
+        frees_name: false,
+        revisit: false,
+        step: "",
     }
 }
 
@@ -463,355 +501,334 @@ pub fn plan(evaluated: Vec<Evaluated>, input: &PlanInput<'_>) -> Plan {
             (e, a)
         })
         .unzip();
-    let evaluated = &evaluated;
-    let mut constructive: Vec<Action> = vec![];
-    let mut membership: Vec<Action> = vec![];
-    let mut destructive: Vec<Action> = vec![];
-    let mut other: Vec<Action> = vec![];
+    let mut p = Planner::new(input);
+    for (i, e) in evaluated.iter().enumerate() {
+        if e.kind == ObjectKind::User {
+            p.user(e, mapped[i].take());
+        }
+    }
+    p.gone_users();
+    for (i, e) in evaluated.iter().enumerate() {
+        if e.kind == ObjectKind::Group {
+            p.group(e, mapped[i].take());
+        }
+    }
+    p.gone_groups();
+    p.finish()
+}
 
-    // Users that will have a live link after this cycle (for memberships).
-    let mut member_ok: HashSet<&str> = HashSet::new();
-    let mut deleted_users: HashSet<&str> = HashSet::new();
-    let mut seen_users: HashSet<&str> = HashSet::new();
+/// The planner's working set: actions sorted into the order apply runs them.
+struct Planner<'a> {
+    input: &'a PlanInput<'a>,
+    constructive: Vec<Action>,
+    membership: Vec<Action>,
+    destructive: Vec<Action>,
+    other: Vec<Action>,
+    /// Users that will have a live link after this cycle (for memberships).
+    member_ok: HashSet<String>,
+    deleted_users: HashSet<String>,
+    seen_users: HashSet<String>,
+    seen_groups: HashSet<String>,
+}
 
-    for (i, e) in evaluated
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.kind == ObjectKind::User)
-    {
-        seen_users.insert(e.source_id.as_str());
-        let link = input.user_links.get(&e.source_id);
+impl<'a> Planner<'a> {
+    fn new(input: &'a PlanInput<'a>) -> Planner<'a> {
+        Planner {
+            input,
+            constructive: vec![],
+            membership: vec![],
+            destructive: vec![],
+            other: vec![],
+            member_ok: HashSet::new(),
+            deleted_users: HashSet::new(),
+            seen_users: HashSet::new(),
+            seen_groups: HashSet::new(),
+        }
+    }
+
+    /// A failed script or an unreadable record: logged and escrowed; the object
+    /// keeps its last known state (and its memberships).
+    fn failure(&mut self, e: &Evaluated, link: Option<&Link>) -> bool {
+        let (step, why) = match &e.decision {
+            Decision::Failed(f) => ("evaluate", f.to_string()),
+            Decision::Unreadable(m) => ("import", format!("the directory record is invalid: {m}")),
+            _ => return false,
+        };
+        let display = link.map(|l| l.display.as_str()).unwrap_or(&e.display);
+        let mut a = action(e.kind, Op::Fail, &e.source_id, display, why);
+        a.target_id = link.map(|l| l.target_id.clone());
+        a.step = step;
+        self.other.push(a);
+        if link.is_some() && e.kind == ObjectKind::User {
+            self.member_ok.insert(e.source_id.clone());
+        }
+        true
+    }
+
+    /// Keeps a linked object as it is, saying why (nothing is known for sure).
+    fn keep(&mut self, kind: ObjectKind, l: &Link, why: String) {
+        let mut a = action(kind, Op::Skip, &l.source_id, &l.display, why);
+        a.target_id = Some(l.target_id.clone());
+        a.revisit = true;
+        self.other.push(a);
+        if kind == ObjectKind::User
+            && (l.active || l.disabled_reason.as_deref() == Some("disabled"))
+        {
+            self.member_ok.insert(l.source_id.clone());
+        }
+    }
+
+    fn user(&mut self, e: &Evaluated, attrs: Option<Attrs>) {
+        self.seen_users.insert(e.source_id.clone());
+        let link = self.input.user_links.get(&e.source_id);
+        if self.failure(e, link) {
+            return;
+        }
         match (&e.decision, link) {
-            (Decision::Failed(f), _) => {
-                let mut a = action(e.kind, Op::Fail, &e.source_id, &e.display, f.to_string());
-                a.target_id = link.map(|l| l.target_id.clone());
-                other.push(a);
-                // Keep existing memberships untouched while the script is broken.
-                if link.is_some() {
-                    member_ok.insert(&e.source_id);
-                }
-            }
             (Decision::InScope(reason), None) => {
-                let attrs = mapped[i].take().unwrap_or_default();
-                if !desired_active(&attrs) {
-                    other.push(action(
-                        e.kind,
-                        Op::Skip,
-                        &e.source_id,
-                        &e.display,
-                        "disabled in the directory; not created",
-                    ));
-                } else if let Some(why) = validate(&attrs, input.profile) {
-                    other.push(action(e.kind, Op::Skip, &e.source_id, &e.display, why));
-                } else {
-                    let mut a = action(
-                        e.kind,
-                        Op::Create,
-                        &e.source_id,
-                        &e.display,
-                        format!("in scope: {reason}"),
-                    );
-                    a.attrs = attrs;
-                    constructive.push(a);
-                    member_ok.insert(&e.source_id);
-                }
+                self.new_user(e, attrs.unwrap_or_default(), reason)
             }
-            (Decision::InScope(_), Some(l)) => {
-                let attrs = mapped[i].take().unwrap_or_default();
-                member_ok.insert(&e.source_id);
-                if let Some(why) = validate(&attrs, input.profile) {
-                    let mut a = action(
-                        e.kind,
-                        Op::Skip,
-                        &e.source_id,
-                        &e.display,
-                        format!("not updated: {why}"),
-                    );
-                    a.target_id = Some(l.target_id.clone());
-                    other.push(a);
-                    continue;
-                }
-                let changes = diff(&l.attrs, &attrs, input.create_only);
-                let active = desired_active(&attrs);
-                if input.full {
-                    let mut a = action(
-                        e.kind,
-                        Op::Verify,
-                        &e.source_id,
-                        &e.display,
-                        "full cycle: re-read and repair drift",
-                    );
-                    a.target_id = Some(l.target_id.clone());
-                    a.attrs = attrs.clone();
-                    a.changes = changes;
-                    if !active {
-                        a.disabled_reason = Some("disabled".into());
-                    }
-                    if active || !l.active {
-                        constructive.push(a);
-                    } else {
-                        // Becoming disabled is destructive even in a full cycle.
-                        a.op = Op::Disable;
-                        a.reason = "accountEnabled is false".into();
-                        destructive.push(a);
-                    }
-                    continue;
-                }
-                if !changes.is_empty() {
-                    let names: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
-                    let mut a = action(
-                        e.kind,
-                        Op::Update,
-                        &e.source_id,
-                        &e.display,
-                        format!("changed: {}", names.join(", ")),
-                    );
-                    a.target_id = Some(l.target_id.clone());
-                    a.attrs = attrs.clone();
-                    a.changes = changes;
-                    a.disabled_reason = l.disabled_reason.clone();
-                    constructive.push(a);
-                } else if l.hash != hash_attrs(&attrs) && active == l.active {
-                    // Only unmanaged or create-only attributes moved: refresh the link.
-                    let mut a = action(
-                        e.kind,
-                        Op::Update,
-                        &e.source_id,
-                        &e.display,
-                        "mapping changed; nothing to send",
-                    );
-                    a.target_id = Some(l.target_id.clone());
-                    a.attrs = attrs.clone();
-                    a.disabled_reason = l.disabled_reason.clone();
-                    constructive.push(a);
-                }
-                if active && !l.active {
-                    let why = match l.disabled_reason.as_deref() {
-                        Some("out_of_scope") => "back in scope",
-                        _ => "accountEnabled is true",
-                    };
-                    let mut a = action(e.kind, Op::Enable, &e.source_id, &e.display, why);
-                    a.target_id = Some(l.target_id.clone());
-                    a.attrs = attrs.clone();
-                    constructive.push(a);
-                } else if !active && l.active {
-                    let mut a = action(
-                        e.kind,
-                        Op::Disable,
-                        &e.source_id,
-                        &e.display,
-                        "accountEnabled is false",
-                    );
-                    a.target_id = Some(l.target_id.clone());
-                    a.attrs = attrs.clone();
-                    a.disabled_reason = Some("disabled".into());
-                    destructive.push(a);
-                }
+            (Decision::InScope(_), Some(l)) => self.linked_user(e, attrs.unwrap_or_default(), l),
+            (Decision::NotAssigned(_), Some(l))
+                if self.input.unreadable.assignments && l.active =>
+            {
+                self.keep(
+                    e.kind,
+                    l,
+                    "looks unassigned, but some assignments could not be read; kept as it is"
+                        .into(),
+                );
             }
-            (Decision::NotAssigned(r) | Decision::ScopedOut(r), Some(l)) => {
-                if !l.active {
-                    continue;
-                }
+            (Decision::NotAssigned(r) | Decision::ScopedOut(r), Some(l)) if l.active => {
                 let why = match &e.decision {
-                    Decision::NotAssigned(r) => format!("no longer assigned: {r}"),
+                    Decision::NotAssigned(_) => format!("no longer assigned: {r}"),
                     _ => format!("out of scope: {r}"),
                 };
                 let mut a = action(e.kind, Op::Disable, &e.source_id, &e.display, why);
                 a.target_id = Some(l.target_id.clone());
                 a.attrs = l.attrs.clone();
                 a.disabled_reason = Some("out_of_scope".into());
-                if input.profile.unassigned_removes {
+                if self.input.profile.unassigned_removes {
                     a.op = Op::Delete;
                     a.reason = format!(
                         "{}; the legacy integration removes unassigned members",
                         a.reason
                     );
                 }
-                if input.skip_out_of_scope_deletions {
+                if self.input.skip_out_of_scope_deletions {
                     a.op = Op::Skip;
                     a.reason = format!("{}; kept (skip_out_of_scope_deletions)", a.reason);
-                    other.push(a);
-                    member_ok.insert(&e.source_id);
+                    self.other.push(a);
+                    self.member_ok.insert(e.source_id.clone());
                 } else {
-                    destructive.push(a);
-                }
-                let _ = r;
-            }
-            (Decision::SoftDeleted, Some(l)) => {
-                if l.active {
-                    let mut a = action(
-                        e.kind,
-                        Op::Disable,
-                        &e.source_id,
-                        &e.display,
-                        "soft-deleted in the directory",
-                    );
-                    a.target_id = Some(l.target_id.clone());
-                    a.attrs = l.attrs.clone();
-                    a.disabled_reason = Some("disabled".into());
-                    destructive.push(a);
+                    self.destructive.push(a);
                 }
             }
-            (_, None) => {}
+            (Decision::SoftDeleted, Some(l)) if l.active => {
+                let mut a = action(
+                    e.kind,
+                    Op::Disable,
+                    &e.source_id,
+                    &e.display,
+                    "soft-deleted in the directory",
+                );
+                a.target_id = Some(l.target_id.clone());
+                a.attrs = l.attrs.clone();
+                a.disabled_reason = Some("disabled".into());
+                self.destructive.push(a);
+            }
+            _ => {}
         }
     }
 
-    // Links whose source object is gone.
-    // A partial evaluation: unevaluated users keep their memberships as they are.
-    if let Some(p) = input.present {
-        for l in input.user_links.values() {
-            if p.users.contains(&l.source_id) && !seen_users.contains(l.source_id.as_str()) {
-                seen_users.insert(l.source_id.as_str());
-                if l.active || l.disabled_reason.as_deref() == Some("disabled") {
-                    member_ok.insert(l.source_id.as_str());
-                }
-            }
+    fn new_user(&mut self, e: &Evaluated, attrs: Attrs, reason: &str) {
+        if !desired_active(&attrs) {
+            self.other.push(action(
+                e.kind,
+                Op::Skip,
+                &e.source_id,
+                &e.display,
+                "disabled in the directory; not created",
+            ));
+        } else if let Some(why) = validate(&attrs, self.input.profile) {
+            self.other
+                .push(action(e.kind, Op::Skip, &e.source_id, &e.display, why));
+        } else {
+            let mut a = action(
+                e.kind,
+                Op::Create,
+                &e.source_id,
+                &e.display,
+                format!("in scope: {reason}"),
+            );
+            a.attrs = attrs;
+            self.constructive.push(a);
+            self.member_ok.insert(e.source_id.clone());
         }
     }
-    let mut gone: Vec<&Link> = input
-        .user_links
-        .values()
-        .filter(|l| !seen_users.contains(l.source_id.as_str()))
-        .collect();
-    gone.sort_by(|a, b| a.source_id.cmp(&b.source_id));
-    for l in gone {
-        deleted_users.insert(l.source_id.as_str());
-        if !l.active && l.disabled_reason.as_deref() == Some("out_of_scope") {
-            // Entra: a user unassigned earlier, then deleted, is no longer managed.
+
+    /// A linked user in scope: its attributes, then its active flag. Attributes the
+    /// target would refuse are not sent, but never block a disable or an enable.
+    fn linked_user(&mut self, e: &Evaluated, attrs: Attrs, l: &Link) {
+        self.member_ok.insert(e.source_id.clone());
+        let active = desired_active(&attrs);
+        let invalid = validate(&attrs, self.input.profile);
+        if let Some(why) = &invalid {
             let mut a = action(
-                ObjectKind::User,
-                Op::Forget,
-                &l.source_id,
-                &l.display,
-                "deleted from the directory after it left scope; no longer managed",
+                e.kind,
+                Op::Skip,
+                &e.source_id,
+                &e.display,
+                format!("not updated: {why}"),
             );
             a.target_id = Some(l.target_id.clone());
-            other.push(a);
-            continue;
+            self.other.push(a);
+        } else if self.input.full {
+            let mut a = action(
+                e.kind,
+                Op::Verify,
+                &e.source_id,
+                &e.display,
+                "full cycle: re-read and repair drift",
+            );
+            a.target_id = Some(l.target_id.clone());
+            a.changes = diff(&l.attrs, &attrs, self.input.create_only);
+            a.attrs = attrs;
+            if !active {
+                a.disabled_reason = Some("disabled".into());
+            }
+            if active || !l.active {
+                self.constructive.push(a);
+            } else {
+                // Becoming disabled is destructive even in a full cycle.
+                a.op = Op::Disable;
+                a.reason = "accountEnabled is false".into();
+                self.destructive.push(a);
+            }
+            return;
+        } else {
+            self.attribute_update(e, &attrs, l, active);
         }
-        let mut a = action(
-            ObjectKind::User,
-            Op::Delete,
-            &l.source_id,
-            &l.display,
-            "deleted from the directory",
-        );
-        a.target_id = Some(l.target_id.clone());
-        a.attrs = l.attrs.clone();
-        destructive.push(a);
+        // What the link holds stays the record of what was applied when the
+        // attributes were not sent.
+        let applied = if invalid.is_some() { &l.attrs } else { &attrs };
+        if active && !l.active {
+            let why = match l.disabled_reason.as_deref() {
+                Some("out_of_scope") => "back in scope",
+                _ => "accountEnabled is true",
+            };
+            let mut a = action(e.kind, Op::Enable, &e.source_id, &e.display, why);
+            a.target_id = Some(l.target_id.clone());
+            a.attrs = applied.clone();
+            self.constructive.push(a);
+        } else if !active && l.active {
+            let mut a = action(
+                e.kind,
+                Op::Disable,
+                &e.source_id,
+                &e.display,
+                "accountEnabled is false",
+            );
+            a.target_id = Some(l.target_id.clone());
+            a.attrs = applied.clone();
+            a.disabled_reason = Some("disabled".into());
+            self.destructive.push(a);
+        }
     }
 
-    // Groups.
-    let mut seen_groups: HashSet<&str> = HashSet::new();
-    let empty = BTreeSet::new();
-    for (i, e) in evaluated
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.kind == ObjectKind::Group)
-    {
-        seen_groups.insert(e.source_id.as_str());
-        let link = input.group_links.get(&e.source_id);
-        match (&e.decision, link) {
-            (Decision::Failed(f), _) => {
-                let mut a = action(e.kind, Op::Fail, &e.source_id, &e.display, f.to_string());
-                a.target_id = link.map(|l| l.target_id.clone());
-                other.push(a);
-            }
-            (Decision::InScope(reason), _) => {
-                let attrs = mapped[i].take().unwrap_or_default();
-                if attrs
-                    .get("displayName")
-                    .map(|v| v.is_null())
-                    .unwrap_or(true)
+    fn attribute_update(&mut self, e: &Evaluated, attrs: &Attrs, l: &Link, active: bool) {
+        let changes = diff(&l.attrs, attrs, self.input.create_only);
+        let reason = if !changes.is_empty() {
+            let names: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+            format!("changed: {}", names.join(", "))
+        } else if l.hash != hash_attrs(attrs) && active == l.active {
+            // Only unmanaged or create-only attributes moved: refresh the link.
+            "mapping changed; nothing to send".to_string()
+        } else {
+            return;
+        };
+        let mut a = action(e.kind, Op::Update, &e.source_id, &e.display, reason);
+        a.target_id = Some(l.target_id.clone());
+        a.attrs = attrs.clone();
+        a.changes = changes;
+        a.disabled_reason = l.disabled_reason.clone();
+        self.constructive.push(a);
+    }
+
+    /// Links whose source object is gone.
+    fn gone_users(&mut self) {
+        let input = self.input;
+        // A partial evaluation: unevaluated users keep their memberships as they are.
+        if let Some(p) = input.present {
+            for l in input.user_links.values() {
+                if p.users.contains(&l.source_id)
+                    && self.seen_users.insert(l.source_id.clone())
+                    && (l.active || l.disabled_reason.as_deref() == Some("disabled"))
                 {
-                    other.push(action(
-                        e.kind,
-                        Op::Skip,
-                        &e.source_id,
-                        &e.display,
-                        "displayName is missing",
-                    ));
-                    continue;
+                    self.member_ok.insert(l.source_id.clone());
                 }
-                let desired: BTreeSet<&str> = e
-                    .members
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|m| member_ok.contains(m))
-                    .collect();
-                let current = input.memberships.get(&e.source_id).unwrap_or(&empty);
-                match link {
-                    None => {
-                        let mut a = action(
-                            e.kind,
-                            Op::Create,
-                            &e.source_id,
-                            &e.display,
-                            format!("in scope: {reason}"),
-                        );
-                        a.attrs = attrs;
-                        constructive.push(a);
-                    }
-                    Some(l) => {
-                        let changes = diff(&l.attrs, &attrs, input.create_only);
-                        if input.full || !changes.is_empty() || l.hash != hash_attrs(&attrs) {
-                            let names: Vec<&str> =
-                                changes.iter().map(|c| c.path.as_str()).collect();
-                            let (op, reason) = if input.full {
-                                (
-                                    Op::Verify,
-                                    "full cycle: re-read and repair drift".to_string(),
-                                )
-                            } else if names.is_empty() {
-                                (Op::Update, "mapping changed; nothing to send".to_string())
-                            } else {
-                                (Op::Update, format!("changed: {}", names.join(", ")))
-                            };
-                            let mut a = action(e.kind, op, &e.source_id, &e.display, reason);
-                            a.target_id = Some(l.target_id.clone());
-                            a.attrs = attrs;
-                            a.changes = changes;
-                            constructive.push(a);
-                        }
-                    }
-                }
-                let add: Vec<String> = desired
-                    .iter()
-                    .filter(|m| !current.contains(**m))
-                    .map(|m| m.to_string())
-                    .collect();
-                let remove: Vec<String> = current
-                    .iter()
-                    .filter(|m| {
-                        !desired.contains(m.as_str()) && !deleted_users.contains(m.as_str())
-                    })
-                    .cloned()
-                    .collect();
-                let target_id = link.map(|l| l.target_id.clone());
-                if !add.is_empty() {
-                    let mut a = action(
-                        e.kind,
-                        Op::AddMembers,
-                        &e.source_id,
-                        &e.display,
-                        format!("{} member(s) to add", add.len()),
-                    );
-                    a.target_id = target_id.clone();
-                    a.members = add;
-                    membership.push(a);
-                }
-                if !remove.is_empty() {
-                    let mut a = action(
-                        e.kind,
-                        Op::RemoveMembers,
-                        &e.source_id,
-                        &e.display,
-                        format!("{} member(s) to remove", remove.len()),
-                    );
-                    a.target_id = target_id;
-                    a.members = remove;
-                    membership.push(a);
-                }
+            }
+        }
+        let mut gone: Vec<&Link> = input
+            .user_links
+            .values()
+            .filter(|l| !self.seen_users.contains(&l.source_id))
+            .collect();
+        gone.sort_by(|a, b| a.source_id.cmp(&b.source_id));
+        for l in gone {
+            if input.unreadable.unnamed_users {
+                self.keep(
+                    ObjectKind::User,
+                    l,
+                    "not in the directory, but some user records could not be read; kept as it is"
+                        .into(),
+                );
+                continue;
+            }
+            self.deleted_users.insert(l.source_id.clone());
+            if !l.active && l.disabled_reason.as_deref() == Some("out_of_scope") {
+                // Entra: a user unassigned earlier, then deleted, is no longer managed.
+                let mut a = action(
+                    ObjectKind::User,
+                    Op::Forget,
+                    &l.source_id,
+                    &l.display,
+                    "deleted from the directory after it left scope; no longer managed",
+                );
+                a.target_id = Some(l.target_id.clone());
+                self.other.push(a);
+                continue;
+            }
+            let mut a = action(
+                ObjectKind::User,
+                Op::Delete,
+                &l.source_id,
+                &l.display,
+                "deleted from the directory",
+            );
+            a.target_id = Some(l.target_id.clone());
+            a.attrs = l.attrs.clone();
+            self.destructive.push(a);
+        }
+    }
+
+    fn group(&mut self, e: &Evaluated, attrs: Option<Attrs>) {
+        self.seen_groups.insert(e.source_id.clone());
+        let link = self.input.group_links.get(&e.source_id);
+        if self.failure(e, link) {
+            return;
+        }
+        match (&e.decision, link) {
+            (Decision::InScope(reason), _) => {
+                self.group_in_scope(e, attrs.unwrap_or_default(), reason, link)
+            }
+            (Decision::NotAssigned(_), Some(l)) if self.input.unreadable.assignments => {
+                self.keep(
+                    e.kind,
+                    l,
+                    "looks unassigned, but some assignments could not be read; kept as it is"
+                        .into(),
+                );
             }
             (Decision::NotAssigned(r) | Decision::ScopedOut(r), Some(l)) => {
                 let why = match &e.decision {
@@ -820,49 +837,207 @@ pub fn plan(evaluated: Vec<Evaluated>, input: &PlanInput<'_>) -> Plan {
                 };
                 let mut a = action(e.kind, Op::Delete, &e.source_id, &e.display, why);
                 a.target_id = Some(l.target_id.clone());
-                if input.skip_out_of_scope_deletions {
+                a.attrs = l.attrs.clone();
+                if self.input.skip_out_of_scope_deletions {
                     a.op = Op::Skip;
                     a.reason = format!("{}; kept (skip_out_of_scope_deletions)", a.reason);
-                    other.push(a);
+                    self.other.push(a);
                 } else {
-                    destructive.push(a);
+                    self.destructive.push(a);
                 }
             }
             _ => {}
         }
     }
-    if let Some(p) = input.present {
-        for l in input.group_links.values() {
-            if p.groups.contains(&l.source_id) {
-                seen_groups.insert(l.source_id.as_str());
+
+    fn group_in_scope(&mut self, e: &Evaluated, attrs: Attrs, reason: &str, link: Option<&Link>) {
+        if attrs
+            .get("displayName")
+            .map(|v| v.is_null())
+            .unwrap_or(true)
+        {
+            let mut a = action(
+                e.kind,
+                Op::Skip,
+                &e.source_id,
+                &e.display,
+                "displayName is missing",
+            );
+            a.target_id = link.map(|l| l.target_id.clone());
+            self.other.push(a);
+            return;
+        }
+        let target_id = link.map(|l| l.target_id.clone());
+        match link {
+            None => {
+                let mut a = action(
+                    e.kind,
+                    Op::Create,
+                    &e.source_id,
+                    &e.display,
+                    format!("in scope: {reason}"),
+                );
+                a.attrs = attrs;
+                self.constructive.push(a);
+            }
+            Some(l) => {
+                let changes = diff(&l.attrs, &attrs, self.input.create_only);
+                if self.input.full || !changes.is_empty() || l.hash != hash_attrs(&attrs) {
+                    let names: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+                    let (op, reason) = if self.input.full {
+                        (
+                            Op::Verify,
+                            "full cycle: re-read and repair drift".to_string(),
+                        )
+                    } else if names.is_empty() {
+                        (Op::Update, "mapping changed; nothing to send".to_string())
+                    } else {
+                        (Op::Update, format!("changed: {}", names.join(", ")))
+                    };
+                    let mut a = action(e.kind, op, &e.source_id, &e.display, reason);
+                    a.target_id = target_id.clone();
+                    a.attrs = attrs;
+                    a.changes = changes;
+                    self.constructive.push(a);
+                }
             }
         }
-    }
-    let mut gone: Vec<&Link> = input
-        .group_links
-        .values()
-        .filter(|l| !seen_groups.contains(l.source_id.as_str()))
-        .collect();
-    gone.sort_by(|a, b| a.source_id.cmp(&b.source_id));
-    for l in gone {
-        let mut a = action(
-            ObjectKind::Group,
-            Op::Delete,
-            &l.source_id,
-            &l.display,
-            "deleted from the directory",
-        );
-        a.target_id = Some(l.target_id.clone());
-        destructive.push(a);
+        let empty = BTreeSet::new();
+        let current = self.input.memberships.get(&e.source_id).unwrap_or(&empty);
+        let desired: BTreeSet<&str> = e
+            .members
+            .iter()
+            .map(String::as_str)
+            .filter(|m| self.member_ok.contains(*m))
+            .collect();
+        let add: Vec<String> = desired
+            .iter()
+            .filter(|m| !current.contains(**m))
+            .map(|m| m.to_string())
+            .collect();
+        let remove: Vec<String> = current
+            .iter()
+            .filter(|m| !desired.contains(m.as_str()) && !self.deleted_users.contains(m.as_str()))
+            .cloned()
+            .collect();
+        for (op, members) in [(Op::AddMembers, add), (Op::RemoveMembers, remove)] {
+            if members.is_empty() {
+                continue;
+            }
+            let verb = if op == Op::AddMembers {
+                "add"
+            } else {
+                "remove"
+            };
+            let mut a = action(
+                e.kind,
+                op,
+                &e.source_id,
+                &e.display,
+                format!("{} member(s) to {verb}", members.len()),
+            );
+            a.target_id = target_id.clone();
+            a.members = members;
+            self.membership.push(a);
+        }
     }
 
-    // Disables before deletes, users before groups: a stable, readable order.
-    destructive.sort_by_key(|a| (a.op == Op::Delete, a.kind == ObjectKind::Group));
-    let mut actions = constructive;
-    actions.extend(membership);
-    actions.extend(destructive);
-    actions.extend(other);
-    Plan { actions }
+    fn gone_groups(&mut self) {
+        let input = self.input;
+        if let Some(p) = input.present {
+            for l in input.group_links.values() {
+                if p.groups.contains(&l.source_id) {
+                    self.seen_groups.insert(l.source_id.clone());
+                }
+            }
+        }
+        let mut gone: Vec<&Link> = input
+            .group_links
+            .values()
+            .filter(|l| !self.seen_groups.contains(&l.source_id))
+            .collect();
+        gone.sort_by(|a, b| a.source_id.cmp(&b.source_id));
+        for l in gone {
+            if input.unreadable.unnamed_groups {
+                self.keep(
+                    ObjectKind::Group,
+                    l,
+                    "not in the directory, but some group records could not be read; kept as it is"
+                        .into(),
+                );
+                continue;
+            }
+            let mut a = action(
+                ObjectKind::Group,
+                Op::Delete,
+                &l.source_id,
+                &l.display,
+                "deleted from the directory",
+            );
+            a.target_id = Some(l.target_id.clone());
+            a.attrs = l.attrs.clone();
+            self.destructive.push(a);
+        }
+    }
+
+    /// Marks the deletes that free a name (a matching attribute value) a create of
+    /// this plan takes: a user deleted and re-created under the same userName, a
+    /// group re-created under its name. Those run before the creates.
+    fn free_names(&mut self) {
+        let input = self.input;
+        let matching = |kind: ObjectKind| match kind {
+            ObjectKind::User => input.user_matching,
+            ObjectKind::Group => input.group_matching,
+        };
+        let key = |path: &str, v: &Value| v.as_str().map(|s| crate::attribute::match_key(path, s));
+        let mut wanted: HashSet<(ObjectKind, String, String)> = HashSet::new();
+        for a in self.constructive.iter().filter(|a| a.op == Op::Create) {
+            for path in matching(a.kind) {
+                if let Some(k) = a.attrs.get(path).and_then(|v| key(path, v)) {
+                    wanted.insert((a.kind, path.clone(), k));
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        let links = |kind: ObjectKind| match kind {
+            ObjectKind::User => input.user_links,
+            ObjectKind::Group => input.group_links,
+        };
+        for a in self.destructive.iter_mut().filter(|a| a.op == Op::Delete) {
+            let Some(l) = links(a.kind).get(&a.source_id) else {
+                continue;
+            };
+            a.frees_name = matching(a.kind).iter().any(|path| {
+                l.attrs
+                    .get(path)
+                    .and_then(|v| key(path, v))
+                    .is_some_and(|k| wanted.contains(&(a.kind, path.clone(), k)))
+            });
+        }
+    }
+
+    fn finish(mut self) -> Plan {
+        self.free_names();
+        // Renames before creates: a name one object gives up may be the name a new
+        // one takes.
+        self.constructive.sort_by_key(|a| a.op == Op::Create);
+        // Name-freeing deletes first; then disables before deletes, users before
+        // groups: a stable, readable order.
+        self.destructive.sort_by_key(|a| {
+            (
+                !a.frees_name,
+                a.op == Op::Delete,
+                a.kind == ObjectKind::Group,
+            )
+        });
+        let mut actions = self.constructive;
+        actions.extend(self.membership);
+        actions.extend(self.destructive);
+        actions.extend(self.other);
+        Plan { actions }
+    }
 }
 
 /// Entra's switches: user/group sync off drops those objects' actions; a target
@@ -909,9 +1084,10 @@ pub fn invited_disables_are_deletes(plan: &mut Plan, invited: &HashSet<String>) 
         }
     }
     plan.actions.sort_by_key(|a| match a.op {
-        Op::Disable => (1, a.kind == ObjectKind::Group),
-        Op::Delete => (2, a.kind == ObjectKind::Group),
-        Op::Skip | Op::Fail | Op::Forget => (3, false),
+        Op::Delete if a.frees_name => (1, false),
+        Op::Disable => (2, a.kind == ObjectKind::Group),
+        Op::Delete => (3, a.kind == ObjectKind::Group),
+        Op::Skip | Op::Fail | Op::Forget => (4, false),
         _ => (0, false),
     });
 }
@@ -979,6 +1155,9 @@ mod tests {
                 skip_out_of_scope_deletions: skip,
                 full: false,
                 present: None,
+                unreadable: &Unreadable::default(),
+                user_matching: &["userName".to_string()],
+                group_matching: &["displayName".to_string()],
             },
         )
     }

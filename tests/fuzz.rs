@@ -166,6 +166,7 @@ fn exercise_graph(base: &str) -> String {
     let r = g.read(&ReadRequest {
         watermark: None,
         need_all: true,
+        need_records: true,
         cache: &|| Ok(None),
     });
     match r {

@@ -237,6 +237,27 @@ fn a_scoping_change_reevaluates_everyone_and_disables_the_excluded() {
     )
     .unwrap();
     ws.write("scripts/scoping.rhai", &example);
+    // Most of the team leaves scope at once: the shrink guard holds it until an
+    // admin confirms (Entra disables everyone on such a save).
+    let held = ws.sync();
+    assert_eq!(held.code, 4, "{}", held.stdout);
+    assert!(
+        held.stdout
+            .contains("more than shrink_threshold_percent 20%"),
+        "{}",
+        held.stdout
+    );
+    assert!(
+        emu.users().iter().all(|u| u["active"] == true),
+        "nothing is disabled while held"
+    );
+    let l = ws.run(&["logs", "--status", "staged"]);
+    assert!(
+        l.stdout.contains("shrink_threshold_percent 20%"),
+        "{}",
+        l.stdout
+    );
+    ws.run(&["allow-deletes"]).ok();
     ws.sync().ok();
     let users = emu.users();
     assert_eq!(users.len(), before, "disabled, not deleted");

@@ -9,7 +9,9 @@
 //! `deleted` for one removed from the file, `members@delta` for membership changes.
 //! Paging (`@odata.nextLink`, a configurable page size), throttling (429 with
 //! Retry-After every Nth request) and expiring delta tokens (410 syncStateNotFound)
-//! can be switched on through `/_emulator/config` and `/_emulator/expire-deltas`.
+//! can be switched on through `/_emulator/config` and `/_emulator/expire-deltas`;
+//! so can two broken services a client must not trust: paging that never ends
+//! (`"endless": "users"`) and deltaLinks on another host (`"delta_base"`).
 
 use super::{Request, Response, Service};
 use serde_json::{json, Map, Value};
@@ -19,7 +21,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 /// The appRoleId Entra uses for "Default Access".
-pub const DEFAULT_ACCESS_ROLE_ID: &str = "00000000-0000-0000-0000-000000000000";
+pub use crate::source::graph::DEFAULT_ACCESS_ROLE_ID;
 
 /// Who may get a token, and the service principal served.
 #[derive(Debug, Clone)]
@@ -68,6 +70,10 @@ pub struct Graph {
     served: u64,
     requests: BTreeMap<String, u64>,
     base: String,
+    /// Fault modes for tests: pages of this route never end (each with a new
+    /// nextLink), and deltaLinks on another base than the emulator's own.
+    endless: Option<String>,
+    delta_base: Option<String>,
 }
 
 /// A stable GUID for an app role name.
@@ -137,6 +143,8 @@ impl Graph {
             served: 0,
             requests: BTreeMap::new(),
             base: String::new(),
+            endless: None,
+            delta_base: None,
         };
         g.refresh()?;
         Ok(g)
@@ -311,9 +319,10 @@ impl Graph {
                 )
             })
             .collect();
-        if end < items.len() {
+        let endless = self.endless.as_deref() == Some(route);
+        if end < items.len() || endless {
             let mut q = keep.clone();
-            q.push(format!("$skiptoken={end}"));
+            q.push(format!("$skiptoken={}", end.max(skip + 1)));
             body["@odata.nextLink"] =
                 Value::String(format!("{}/v1.0/{route}?{}", self.base, q.join("&")));
         } else if let Some((k, v)) = last {
@@ -334,7 +343,7 @@ impl Graph {
             .unwrap_or_default();
         format!(
             "{}/v1.0/{route}?$deltatoken={}{sel}",
-            self.base,
+            self.delta_base.as_deref().unwrap_or(&self.base),
             self.token()
         )
     }
@@ -397,6 +406,10 @@ impl Graph {
         let select = Self::select_param(req);
         let link = ("@odata.deltaLink", self.delta_link("groups/delta", &select));
         let view = |g: &Value| -> Value { Self::select(&without_members(g), &select) };
+        // As Graph: membership changes come only when `$select` asks for members.
+        let with_members = select
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x.eq_ignore_ascii_case("members")));
         match req.param("$deltatoken") {
             Some("latest") => self.page(req, "groups/delta", vec![], Some(link)),
             None => {
@@ -406,12 +419,14 @@ impl Graph {
                     .iter()
                     .map(|g| {
                         let mut v = view(g);
-                        v["members@delta"] = Value::Array(
-                            members_of(g)
-                                .iter()
-                                .map(|m| self.member_ref(m, false))
-                                .collect(),
-                        );
+                        if with_members {
+                            v["members@delta"] = Value::Array(
+                                members_of(g)
+                                    .iter()
+                                    .map(|m| self.member_ref(m, false))
+                                    .collect(),
+                            );
+                        }
                         v
                     })
                     .collect();
@@ -451,8 +466,9 @@ impl Graph {
                         |gid| match self.data.groups.iter().find(|g| id_of(g) == gid) {
                             Some(g) => {
                                 let mut v = view(g);
-                                if let Some(m) = member_changes.remove(&gid) {
-                                    v["members@delta"] = Value::Array(m);
+                                match member_changes.remove(&gid) {
+                                    Some(m) if with_members => v["members@delta"] = Value::Array(m),
+                                    _ => {}
                                 }
                                 v
                             }
@@ -594,6 +610,12 @@ impl Graph {
                 }
                 if let Some(n) = b.get("retry_after").and_then(|v| v.as_u64()) {
                     self.retry_after = n;
+                }
+                if let Some(v) = b.get("endless") {
+                    self.endless = v.as_str().map(str::to_string);
+                }
+                if let Some(v) = b.get("delta_base") {
+                    self.delta_base = v.as_str().map(str::to_string);
                 }
                 Response::json(
                     200,

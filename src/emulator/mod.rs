@@ -39,6 +39,8 @@ pub struct Response {
     pub status: u16,
     pub body: Option<Value>,
     pub headers: Vec<(String, String)>,
+    /// A body that is not JSON, with its content type (injected faults).
+    pub raw: Option<(&'static str, String)>,
 }
 
 impl Response {
@@ -47,6 +49,7 @@ impl Response {
             status,
             body: Some(body),
             headers: vec![],
+            raw: None,
         }
     }
     pub fn empty(status: u16) -> Response {
@@ -54,6 +57,16 @@ impl Response {
             status,
             body: None,
             headers: vec![],
+            raw: None,
+        }
+    }
+    /// Any text with its content type.
+    pub fn text(status: u16, content_type: &'static str, body: String) -> Response {
+        Response {
+            status,
+            body: None,
+            headers: vec![],
+            raw: Some((content_type, body)),
         }
     }
 }

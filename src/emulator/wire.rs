@@ -39,16 +39,40 @@ pub enum Fault {
     Cut,
     /// The answer comes this much later.
     Slow(Duration),
+    /// 200 OK with a proxy's HTML error page instead of the answer.
+    Html,
+    /// 200 OK with an empty body.
+    Empty,
+    /// 200 OK with JSON nested deeper than parsers go.
+    Deep,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Throttle(_) => "429",
+            Fault::Server => "500",
+            Fault::Reset => "reset",
+            Fault::Cut => "cut",
+            Fault::Slow(_) => "slow",
+            Fault::Html => "html",
+            Fault::Empty => "empty",
+            Fault::Deep => "deep",
+        }
+    }
 }
 
 /// Random faults: `429=5%,500=2%,reset=1%,slow=1%:2s,cut=1%` with a seed.
-/// `429=5%:3` answers `Retry-After: 3` (default 1).
+/// `429=5%:3` answers `Retry-After: 3` (default 1). `html`, `empty` and `deep`
+/// answer 200 with a body that is not the service's answer.
 #[derive(Debug, Clone)]
 pub struct Chaos {
     rules: Vec<(f64, Fault)>,
     rng: u64,
     /// Faults injected so far, by name.
     pub injected: std::collections::BTreeMap<&'static str, u64>,
+    /// Only requests whose path contains this are faulted.
+    pub only: Option<String>,
 }
 
 impl Chaos {
@@ -87,11 +111,12 @@ impl Chaos {
                 "reset" => Fault::Reset,
                 "cut" => Fault::Cut,
                 "slow" => Fault::Slow(Duration::from_secs_f64(secs(arg, 1.0)?)),
-                other => {
-                    return Err(format!(
-                        "fault \"{other}\" is not one of 429, 500, reset, cut, slow"
-                    ))
-                }
+                "html" => Fault::Html,
+                "empty" => Fault::Empty,
+                "deep" => Fault::Deep,
+                other => return Err(format!(
+                    "fault \"{other}\" is not one of 429, 500, reset, cut, slow, html, empty, deep"
+                )),
             };
             rules.push((p / 100.0, fault));
         }
@@ -106,6 +131,7 @@ impl Chaos {
             rules,
             rng: seed ^ 0x9E37_79B9_7F4A_7C15,
             injected: Default::default(),
+            only: None,
         })
     }
 
@@ -126,18 +152,20 @@ impl Chaos {
         for (p, f) in &self.rules {
             acc += p;
             if x < acc {
-                let name = match f {
-                    Fault::Throttle(_) => "429",
-                    Fault::Server => "500",
-                    Fault::Reset => "reset",
-                    Fault::Cut => "cut",
-                    Fault::Slow(_) => "slow",
-                };
-                *self.injected.entry(name).or_insert(0) += 1;
+                *self.injected.entry(f.name()).or_insert(0) += 1;
                 return Some(*f);
             }
         }
         None
+    }
+
+    /// The fault for a request to `path`, if any (requests outside `only` are
+    /// never faulted and draw nothing).
+    pub fn draw_for(&mut self, path: &str) -> Option<Fault> {
+        match &self.only {
+            Some(o) if !path.contains(o.as_str()) => None,
+            _ => self.draw(),
+        }
     }
 }
 
@@ -258,10 +286,11 @@ fn connection<S: Service>(
         let fault = if admin {
             None
         } else {
+            let path = req.segments.join("/");
             chaos
                 .lock()
                 .ok()
-                .and_then(|mut c| c.as_mut().and_then(Chaos::draw))
+                .and_then(|mut c| c.as_mut().and_then(|c| c.draw_for(&path)))
         };
         if admin && req.segments.get(1).map(String::as_str) == Some("chaos") {
             let resp = configure_chaos(shared, chaos, gauge, &req);
@@ -314,6 +343,25 @@ fn answer<S: Service>(
                 "application/scim+json",
                 Duration::ZERO,
             ),
+            Some(Fault::Html) => (
+                Response::text(
+                    200,
+                    "text/html",
+                    "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1><p>The proxy could not reach the service (injected).</p></body></html>".into(),
+                ),
+                "text/html",
+                Duration::ZERO,
+            ),
+            Some(Fault::Empty) => (Response::text(200, "application/json", String::new()), "application/json", Duration::ZERO),
+            Some(Fault::Deep) => (
+                Response::text(
+                    200,
+                    "application/json",
+                    format!("{{\"value\":{}{}}}", "[".repeat(400), "]".repeat(400)),
+                ),
+                "application/json",
+                Duration::ZERO,
+            ),
             _ => {
                 let mut svc = match shared.lock() {
                     Ok(g) => g,
@@ -361,7 +409,10 @@ fn configure_chaos<S: Service>(
             Some(spec) => {
                 let seed = b.get("seed").and_then(|s| s.as_u64()).unwrap_or(1);
                 match Chaos::parse(spec, seed) {
-                    Ok(x) => *c = Some(x),
+                    Ok(mut x) => {
+                        x.only = b.get("only").and_then(|o| o.as_str()).map(str::to_string);
+                        *c = Some(x)
+                    }
                     Err(e) => return Response::json(400, serde_json::json!({"detail": e})),
                 }
             }
@@ -586,7 +637,10 @@ fn write_response(
     keep_alive: bool,
     cut: bool,
 ) -> std::io::Result<()> {
-    let body = resp.body.map(|b| b.to_string()).unwrap_or_default();
+    let (ctype, body) = match resp.raw {
+        Some((t, text)) => (t, text),
+        None => (ctype, resp.body.map(|b| b.to_string()).unwrap_or_default()),
+    };
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Length: {}\r\n",
         resp.status,

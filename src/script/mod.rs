@@ -26,8 +26,14 @@ pub const DEFAULT_GROUP_MATCHING: [&str; 1] = ["displayName"];
 /// Per-call wall-clock limit; operations are limited separately.
 pub const CALL_TIME_LIMIT: Duration = Duration::from_secs(2);
 
+/// Per-call memory limit: what the call's thread holds may grow this much. rhai's
+/// size limits do not see values captured in closures; this does.
+pub const MAX_CALL_MEMORY: i64 = 256 << 20;
+
 thread_local! {
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// What the thread held when the call began.
+    static HELD_AT_START: Cell<i64> = const { Cell::new(0) };
 }
 
 /// A script failed on one object.
@@ -78,6 +84,7 @@ pub struct Scripts {
 /// Resolves `import "x"` only inside the scripts folder.
 struct ScriptsDirResolver {
     inner: rhai::module_resolvers::FileModuleResolver,
+    dir: PathBuf,
 }
 
 impl rhai::ModuleResolver for ScriptsDirResolver {
@@ -89,18 +96,29 @@ impl rhai::ModuleResolver for ScriptsDirResolver {
         pos: Position,
     ) -> Result<rhai::Shared<rhai::Module>, Box<EvalAltResult>> {
         let p = Path::new(path);
-        if p.is_absolute()
-            || p.components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            return Err(EvalAltResult::ErrorInModule(
+        let outside = || {
+            EvalAltResult::ErrorInModule(
                 path.into(),
                 "imports must stay inside the scripts folder"
                     .to_string()
                     .into(),
                 pos,
             )
-            .into());
+            .into()
+        };
+        if p.is_absolute()
+            || p.components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(outside());
+        }
+        // Decided on the file it really is: a symlink inside the folder may point
+        // anywhere.
+        let file = self.inner.get_file_path(path, None);
+        if let (Ok(real), Ok(dir)) = (file.canonicalize(), self.dir.canonicalize()) {
+            if !real.starts_with(&dir) {
+                return Err(outside());
+            }
         }
         self.inner.resolve(engine, source, path, pos)
     }
@@ -128,6 +146,7 @@ pub fn engine_for(dir: Option<&Path>) -> Engine {
     match dir {
         Some(d) => e.set_module_resolver(ScriptsDirResolver {
             inner: rhai::module_resolvers::FileModuleResolver::new_with_path(d),
+            dir: d.to_path_buf(),
         }),
         None => e.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new()),
     };
@@ -140,10 +159,16 @@ pub fn engine_for(dir: Option<&Path>) -> Engine {
             return None;
         }
         let late = DEADLINE.with(|d| d.get().map(|t| Instant::now() > t).unwrap_or(false));
+        let grown = crate::alloc::held() - HELD_AT_START.with(Cell::get);
         if late {
             Some(Dynamic::from(format!(
                 "wall-clock limit of {} s exceeded",
                 CALL_TIME_LIMIT.as_secs()
+            )))
+        } else if grown > MAX_CALL_MEMORY {
+            Some(Dynamic::from(format!(
+                "memory limit of {} MiB exceeded",
+                MAX_CALL_MEMORY >> 20
             )))
         } else {
             None
@@ -280,6 +305,7 @@ impl Scripts {
     ) -> Result<Dynamic, ScriptFailure> {
         let mut scope = Scope::new();
         DEADLINE.with(|d| d.set(Some(Instant::now() + CALL_TIME_LIMIT)));
+        HELD_AT_START.with(|h| h.set(crate::alloc::held()));
         // Imports (embedded at compile time) bind their aliases when the top level
         // runs; scripts without imports skip it.
         let opts = CallFnOptions::new()
@@ -577,6 +603,23 @@ mod tests {
             InputError::Script { line, .. } => assert_eq!(line, 2),
             other => panic!("unexpected {other}"),
         }
+    }
+
+    #[test]
+    fn closures_cannot_carry_memory_past_the_cap() {
+        // Each closure captures its own 1 MiB string: rhai's size limits see one
+        // array of function pointers, the allocator sees a gigabyte coming.
+        let s = scripts_with(
+            "fn map_user(u) {\n let big = \"x\";\n for i in 0..19 { big += big; }\n let fs = [];\n for i in 0..2000 { let s = big + i; fs.push(|| s); }\n #{userName: \"a\"}\n}\nfn map_group(g) { #{} }",
+        )
+        .expect("compiles");
+        let before = crate::alloc::held();
+        let e = s.map_user(&Map::new()).expect_err("must be stopped");
+        assert!(e.message.contains("memory limit"), "{e}");
+        assert!(
+            crate::alloc::held() - before < 64 << 20,
+            "the memory went back when the call was stopped"
+        );
     }
 
     #[test]

@@ -3,16 +3,18 @@
 //! gallery app. The `file` source reads it from disk; the Graph emulator serves it.
 
 use crate::config::Scope;
-use crate::model::{Assignment, ObjectKind, RecordError, Snapshot, SourceGroup, SourceUser};
+use crate::model::{Assignment, RecordError, RecordKind, Snapshot, SourceGroup, SourceUser};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The role Entra gives when an app defines none; users holding only it are not
 /// "effectively entitled" and are not provisioned (Dropbox tutorial).
 pub const DEFAULT_ACCESS: &str = "Default Access";
 
-/// Parses a directory document. Whole-document problems (not JSON, wrong shape) are
-/// errors; a bad record is reported in `Snapshot::errors` and left out.
+/// Parses a directory document. Whole-document problems (not JSON, wrong shape, no
+/// `users`) are errors; a bad record is reported in `Snapshot::errors` and left out of
+/// the lists — with its id when it has one, so the planner keeps that object as it is
+/// instead of reading it as gone.
 pub fn parse(text: &str, scope: Scope) -> Result<Snapshot, String> {
     let doc: Value = serde_json::from_str(text).map_err(|e| {
         format!(
@@ -22,6 +24,98 @@ pub fn parse(text: &str, scope: Scope) -> Result<Snapshot, String> {
         )
     })?;
     parse_value(doc, scope)
+}
+
+/// The records of one kind, read one by one.
+struct Records<'a> {
+    kind: RecordKind,
+    key: &'static str,
+    errors: &'a mut Vec<RecordError>,
+}
+
+impl Records<'_> {
+    fn fail(&mut self, i: usize, id: Option<&str>, message: impl Into<String>) {
+        self.errors.push(RecordError {
+            record: self.kind,
+            object: id
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{}[{i}]", self.key)),
+            id: id.map(str::to_string),
+            message: message.into(),
+        });
+    }
+
+    /// Each record as an object with a non-empty string id; duplicated ids fail
+    /// every record that carries them (which one is right is not ours to guess).
+    fn with_ids(&mut self, raw: Vec<Value>) -> Vec<(usize, String, Map<String, Value>)> {
+        let mut out = vec![];
+        let mut count: HashMap<String, usize> = HashMap::new();
+        for (i, v) in raw.into_iter().enumerate() {
+            let Value::Object(rec) = v else {
+                self.fail(i, None, "not an object");
+                continue;
+            };
+            match rec.get("id") {
+                Some(Value::String(id)) if !id.trim().is_empty() => {
+                    let id = id.clone();
+                    *count.entry(id.clone()).or_insert(0) += 1;
+                    out.push((i, id, rec));
+                }
+                Some(Value::String(_)) | None | Some(Value::Null) => {
+                    self.fail(i, None, "missing \"id\"")
+                }
+                Some(other) => self.fail(i, None, format!("\"id\" must be a string, not {other}")),
+            }
+        }
+        out.retain(|(i, id, _)| {
+            if count[id] > 1 {
+                self.errors.push(RecordError {
+                    record: self.kind,
+                    object: id.clone(),
+                    id: Some(id.clone()),
+                    message: format!(
+                        "{} records share this id ({}[{i}] is one); fix the directory so that it is unique",
+                        count[id], self.key
+                    ),
+                });
+                false
+            } else {
+                true
+            }
+        });
+        out
+    }
+}
+
+/// A required non-empty string field of a record.
+fn text_field(rec: &Map<String, Value>, key: &str) -> Result<String, String> {
+    match rec.get(key) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(Value::String(_)) | None | Some(Value::Null) => Err(format!("missing \"{key}\"")),
+        Some(other) => Err(format!("\"{key}\" must be a string, not {other}")),
+    }
+}
+
+/// A group's member ids: strings, or objects with an `id` (Graph's form).
+fn member_ids(rec: &Map<String, Value>) -> Result<Vec<String>, String> {
+    let bad = || "\"members\" must be an array of ids".to_string();
+    match rec.get("members") {
+        None => Ok(vec![]),
+        Some(Value::Array(m)) => m
+            .iter()
+            .map(|v| match v {
+                Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                Value::Object(o) => o
+                    .get("id")
+                    .and_then(|i| i.as_str())
+                    .filter(|i| !i.is_empty())
+                    .map(str::to_string)
+                    .ok_or_else(bad),
+                _ => Err(bad()),
+            })
+            .collect(),
+        Some(_) => Err(bad()),
+    }
 }
 
 /// Like `parse`, from an already parsed document (the Graph source builds one).
@@ -35,6 +129,23 @@ pub fn parse_value(doc: Value, scope: Scope) -> Result<Snapshot, String> {
         if !matches!(key.as_str(), "users" | "groups" | "assignments") {
             return Err(format!(
                 "unknown top-level key \"{key}\" (expected \"users\", \"groups\", \"assignments\")"
+            ));
+        }
+    }
+    // An empty or cut document must not read as a directory without anyone in it.
+    let mut required = vec!["users"];
+    if scope == Scope::Assigned {
+        required.push("assignments");
+    }
+    for key in required {
+        if !doc.contains_key(key) {
+            return Err(format!(
+                "no \"{key}\" array: a directory document without it is refused rather than read as empty{}",
+                if key == "assignments" {
+                    " (with scope = \"assigned\" the assignments decide who is provisioned)"
+                } else {
+                    ""
+                }
             ));
         }
     }
@@ -55,140 +166,55 @@ pub fn parse_value(doc: Value, scope: Scope) -> Result<Snapshot, String> {
     // Assignments: principal id → role names.
     let mut roles: HashMap<String, BTreeSet<String>> = HashMap::new();
     for (i, a) in raw_assignments.iter().enumerate() {
+        let fail = |message: &str| RecordError {
+            record: RecordKind::Assignment,
+            object: format!("assignments[{i}]"),
+            id: None,
+            message: message.into(),
+        };
         let principal = a.get("principalId").and_then(|v| v.as_str());
-        let role = a
-            .get("appRole")
-            .and_then(|v| v.as_str())
-            .unwrap_or(DEFAULT_ACCESS);
-        match principal {
-            Some(p) if !p.is_empty() => {
+        let role = match a.get("appRole") {
+            None | Some(Value::Null) => Some(DEFAULT_ACCESS),
+            Some(Value::String(r)) => Some(r.as_str()),
+            Some(_) => None,
+        };
+        match (principal, role) {
+            (Some(p), Some(role)) if !p.is_empty() => {
                 roles
                     .entry(p.to_string())
                     .or_default()
                     .insert(role.to_string());
             }
-            _ => snap.errors.push(RecordError {
-                kind: ObjectKind::User,
-                object: format!("assignments[{i}]"),
-                message: "assignment without principalId".into(),
-            }),
+            (_, None) => snap.errors.push(fail("\"appRole\" must be a role name")),
+            _ => snap.errors.push(fail("assignment without principalId")),
         }
     }
 
     let mut users: Vec<(String, String, Map<String, Value>)> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    for (i, u) in raw_users.into_iter().enumerate() {
-        let Value::Object(rec) = u else {
-            snap.errors.push(RecordError {
-                kind: ObjectKind::User,
-                object: format!("users[{i}]"),
-                message: "not an object".into(),
-            });
-            continue;
-        };
-        let id = rec
-            .get("id")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
-        let where_ = if id.is_empty() {
-            format!("users[{i}]")
-        } else {
-            id.clone()
-        };
-        if id.is_empty() {
-            snap.errors.push(RecordError {
-                kind: ObjectKind::User,
-                object: where_,
-                message: "missing \"id\"".into(),
-            });
-            continue;
+    let mut records = Records {
+        kind: RecordKind::User,
+        key: "users",
+        errors: &mut snap.errors,
+    };
+    for (i, id, rec) in records.with_ids(raw_users) {
+        match text_field(&rec, "userPrincipalName") {
+            Ok(upn) => users.push((id, upn, rec)),
+            Err(m) => records.fail(i, Some(&id), m),
         }
-        let upn = rec
-            .get("userPrincipalName")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
-        if upn.is_empty() {
-            snap.errors.push(RecordError {
-                kind: ObjectKind::User,
-                object: where_,
-                message: "missing \"userPrincipalName\"".into(),
-            });
-            continue;
-        }
-        if !seen.insert(id.clone()) {
-            snap.errors.push(RecordError {
-                kind: ObjectKind::User,
-                object: where_,
-                message: format!("duplicate id (users[{i}])"),
-            });
-            continue;
-        }
-        users.push((id, upn, rec));
     }
 
     type RawGroup = (String, String, Map<String, Value>, Vec<String>);
     let mut groups: Vec<RawGroup> = Vec::new();
-    for (i, g) in raw_groups.into_iter().enumerate() {
-        let Value::Object(rec) = g else {
-            snap.errors.push(RecordError {
-                kind: ObjectKind::Group,
-                object: format!("groups[{i}]"),
-                message: "not an object".into(),
-            });
-            continue;
-        };
-        let id = rec
-            .get("id")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
-        let name = rec
-            .get("displayName")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
-        if id.is_empty() || name.is_empty() {
-            snap.errors.push(RecordError {
-                kind: ObjectKind::Group,
-                object: if id.is_empty() {
-                    format!("groups[{i}]")
-                } else {
-                    id
-                },
-                message: "missing \"id\" or \"displayName\"".into(),
-            });
-            continue;
+    let mut records = Records {
+        kind: RecordKind::Group,
+        key: "groups",
+        errors: &mut snap.errors,
+    };
+    for (i, id, rec) in records.with_ids(raw_groups) {
+        match text_field(&rec, "displayName").and_then(|n| Ok((n, member_ids(&rec)?))) {
+            Ok((name, members)) => groups.push((id, name, rec, members)),
+            Err(m) => records.fail(i, Some(&id), m),
         }
-        if !seen.insert(id.clone()) {
-            snap.errors.push(RecordError {
-                kind: ObjectKind::Group,
-                object: id,
-                message: format!("duplicate id (groups[{i}])"),
-            });
-            continue;
-        }
-        let members = match rec.get("members") {
-            None => vec![],
-            Some(Value::Array(m)) => m
-                .iter()
-                .filter_map(|v| match v {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Object(o) => o.get("id").and_then(|i| i.as_str()).map(str::to_string),
-                    _ => None,
-                })
-                .collect(),
-            Some(_) => {
-                snap.errors.push(RecordError {
-                    kind: ObjectKind::Group,
-                    object: id,
-                    message: "\"members\" must be an array of ids".into(),
-                });
-                continue;
-            }
-        };
-        groups.push((id, name, rec, members));
     }
 
     let entitled = |r: &BTreeSet<String>| r.iter().any(|x| x != DEFAULT_ACCESS);

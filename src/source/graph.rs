@@ -9,9 +9,16 @@
 //! assignments, applies the changes to the cache and names the objects that changed;
 //! nothing changed means no work. An expired delta token (410) falls back to a full
 //! read by itself. The client secret only ever goes into the token request body.
+//!
+//! An answer that is not what Graph sends (not JSON, no `value` array, an item
+//! without an id, a link off the Graph host, more pages or bytes than the limits)
+//! stops the read with an error: a broken page must never read as an empty one.
+//! The cache keeps each group's direct members where they are known; nested groups
+//! are flattened afresh at every read, so a change anywhere in a chain is seen.
 
 use super::{directory, ReadRequest, Source};
 use crate::config::{Scope, Secret};
+use crate::endpoint;
 use crate::error::{Error, InputError};
 use crate::model::Snapshot;
 use crate::target::http::{encode, Http};
@@ -55,6 +62,9 @@ pub const GROUP_ATTRIBUTES: &[&str] = &[
     "description",
 ];
 
+/// The appRoleId Entra uses for "Default Access" (a fixed all-zero GUID).
+pub const DEFAULT_ACCESS_ROLE_ID: &str = "00000000-0000-0000-0000-000000000000";
+
 /// Renew the token this long before it expires.
 const RENEW_EARLY: Duration = Duration::from_secs(300);
 
@@ -70,6 +80,9 @@ pub struct GraphSource {
     user_select: String,
     http: Http,
     token_expiry: Option<Instant>,
+    limits: crate::config::ReadLimits,
+    /// Bytes of answers taken by the read under way.
+    read_bytes: u64,
 }
 
 /// What the watermark holds.
@@ -129,7 +142,15 @@ impl GraphSource {
             user_select: attrs.join(","),
             http: Http::new(Secret::new(""), timeout, "application/json"),
             token_expiry: None,
+            limits: crate::config::ReadLimits::default(),
+            read_bytes: 0,
         }
+    }
+
+    /// With other bounds on one read than the defaults.
+    pub fn with_limits(mut self, limits: crate::config::ReadLimits) -> GraphSource {
+        self.limits = limits;
+        self
     }
 
     /// Requests sent so far, by method.
@@ -205,22 +226,42 @@ impl GraphSource {
 
     fn get(&mut self, url: &str) -> Result<Value, Failure> {
         self.authorize()?;
-        let reply = self.http.send("GET", url, None, true).map_err(graph_err)?;
+        let mut reply = self.http.send("GET", url, None, true).map_err(graph_err)?;
         if reply.status == 401 {
             // Revoked or expired early: one fresh token, once.
             self.token_expiry = None;
             self.authorize()?;
-            let reply = self.http.send("GET", url, None, true).map_err(graph_err)?;
-            return self.json(reply.status, &reply.body, url);
+            reply = self.http.send("GET", url, None, true).map_err(graph_err)?;
+        }
+        self.read_bytes += reply.body.len() as u64;
+        if self.read_bytes > self.limits.max_bytes {
+            return Err(broken(format!(
+                "the answers of this read passed {} bytes (source.max_read_bytes); stopped at {}",
+                self.limits.max_bytes,
+                endpoint::without_query(url)
+            )));
         }
         self.json(reply.status, &reply.body, url)
     }
 
     fn json(&self, status: u16, body: &str, url: &str) -> Result<Value, Failure> {
-        let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let path = endpoint::without_query(url);
         if status == 200 {
-            return Ok(v);
+            // A proxy's error page, an empty body or JSON nested past serde's depth
+            // limit is a failed read, not an empty collection.
+            return match serde_json::from_str::<Value>(body) {
+                Ok(v @ Value::Object(_)) => Ok(v),
+                Ok(other) => Err(broken(format!(
+                    "Graph GET {path}: HTTP 200 but the answer is {}, not a JSON object",
+                    kind_of(&other)
+                ))),
+                Err(e) => Err(broken(format!(
+                    "Graph GET {path}: HTTP 200 but the answer is not JSON ({e}): {}",
+                    crate::target::http::snippet(body)
+                ))),
+            };
         }
+        let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
         let code = v
             .pointer("/error/code")
             .and_then(|c| c.as_str())
@@ -231,8 +272,8 @@ impl GraphSource {
         let msg = v
             .pointer("/error/message")
             .and_then(|c| c.as_str())
-            .unwrap_or(body);
-        let path = url.split('?').next().unwrap_or(url);
+            .map(str::to_string)
+            .unwrap_or_else(|| crate::target::http::snippet(body));
         let e = format!("Graph GET {path}: HTTP {status} {code} {msg}");
         Err(Failure::Other(if status == 401 || status == 403 {
             InputError::Usage(format!(
@@ -244,37 +285,70 @@ impl GraphSource {
         }))
     }
 
-    /// A page link, checked: it stays on the Graph host (the bearer token goes with
-    /// it) and does not lead back to a page already read (which would never end).
-    fn follow(
-        &self,
-        link: &str,
-        seen: &mut std::collections::HashSet<String>,
-    ) -> Result<String, Failure> {
-        let path = link.split('?').next().unwrap_or(link);
-        if !link.starts_with(&format!("{}/", self.graph_url)) {
-            return Err(Failure::Other(Error::Runtime(format!(
-                "Graph sent a page link off its host ({path}); not following it"
-            ))));
+    /// A link Graph sent (page or delta), checked: it stays on the Graph host, where
+    /// the bearer token is meant to go.
+    fn on_host(&self, link: &str) -> Result<String, Failure> {
+        if endpoint::same_origin(&self.graph_url, link) {
+            Ok(link.to_string())
+        } else {
+            Err(broken(format!(
+                "Graph sent a link off its host ({}); not following it",
+                endpoint::without_query(link)
+            )))
         }
-        if !seen.insert(link.to_string()) {
-            return Err(Failure::Other(Error::Runtime(format!(
-                "Graph paging loops back to a page already read ({path})"
-            ))));
+    }
+
+    /// A page link, checked: on the Graph host, not leading back to a page already
+    /// read (which would never end), within `max_pages`.
+    fn follow(&self, link: &str, seen: &mut HashSet<String>) -> Result<String, Failure> {
+        let link = self.on_host(link)?;
+        if !seen.insert(link.clone()) {
+            return Err(broken(format!(
+                "Graph paging loops back to a page already read ({})",
+                endpoint::without_query(&link)
+            )));
         }
-        Ok(link.to_string())
+        if seen.len() >= self.limits.max_pages {
+            return Err(broken(format!(
+                "Graph paging goes past {} pages (source.max_pages) at {}",
+                self.limits.max_pages,
+                endpoint::without_query(&link)
+            )));
+        }
+        Ok(link)
+    }
+
+    /// The items of one page: a `value` array, every item an object with an id.
+    fn items(page: &Value, url: &str) -> Result<Vec<Value>, Failure> {
+        let path = endpoint::without_query(url);
+        let Some(items) = page.get("value").and_then(|v| v.as_array()) else {
+            return Err(broken(format!(
+                "Graph GET {path}: the answer has no \"value\" array"
+            )));
+        };
+        for item in items {
+            if item
+                .get("id")
+                .and_then(|i| i.as_str())
+                .is_none_or(str::is_empty)
+            {
+                return Err(broken(format!(
+                    "Graph GET {path}: an item without an id: {}",
+                    crate::target::http::snippet(&item.to_string())
+                )));
+            }
+        }
+        Ok(items.clone())
     }
 
     /// Every item of a paged collection.
     fn all(&mut self, url: &str) -> Result<Vec<Value>, Failure> {
         let mut out = vec![];
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         let mut next = Some(url.to_string());
         while let Some(u) = next {
             let page = self.get(&u)?;
-            if let Some(items) = page.get("value").and_then(|v| v.as_array()) {
-                out.extend(items.iter().cloned());
-            }
+            out.extend(Self::items(&page, &u)?);
             next = match page.get("@odata.nextLink").and_then(|n| n.as_str()) {
                 Some(n) => Some(self.follow(n, &mut seen)?),
                 None => None,
@@ -286,13 +360,11 @@ impl GraphSource {
     /// A delta round: items and the new deltaLink.
     fn delta(&mut self, url: &str) -> Result<(Vec<Value>, String), Failure> {
         let mut out = vec![];
-        let mut seen = std::collections::HashSet::new();
-        let mut next = url.to_string();
+        let mut seen = HashSet::new();
+        let mut next = self.on_host(url)?;
         loop {
             let page = self.get(&next)?;
-            if let Some(items) = page.get("value").and_then(|v| v.as_array()) {
-                out.extend(items.iter().cloned());
-            }
+            out.extend(Self::items(&page, &next)?);
             if let Some(n) = page.get("@odata.nextLink").and_then(|n| n.as_str()) {
                 next = self.follow(n, &mut seen)?;
                 continue;
@@ -301,9 +373,12 @@ impl GraphSource {
                 .get("@odata.deltaLink")
                 .and_then(|n| n.as_str())
                 .ok_or_else(|| {
-                    Failure::Other(Error::Runtime(format!("Graph delta {url}: no deltaLink")))
+                    broken(format!(
+                        "Graph delta {}: the last page has neither nextLink nor deltaLink",
+                        endpoint::without_query(url)
+                    ))
                 })?;
-            return Ok((out, link.to_string()));
+            return Ok((out, self.on_host(link)?));
         }
     }
 
@@ -313,21 +388,23 @@ impl GraphSource {
 
     /// App-role assignments as directory-file entries, and their hash.
     fn assignments(&mut self) -> Result<(Vec<Value>, String), Failure> {
-        let sp = self.get(&self.v1(&format!(
+        let url = self.v1(&format!(
             "servicePrincipals/{}?$select=id,appRoles",
             encode(&self.app)
-        )))?;
+        ));
+        let sp = self.get(&url)?;
+        let Some(app_roles) = sp.get("appRoles").and_then(|a| a.as_array()) else {
+            return Err(broken(format!(
+                "Graph GET {}: the service principal has no \"appRoles\" array",
+                endpoint::without_query(&url)
+            )));
+        };
         let mut roles: HashMap<String, String> = HashMap::new();
         roles.insert(
-            crate::emulator::graph::DEFAULT_ACCESS_ROLE_ID.into(),
+            DEFAULT_ACCESS_ROLE_ID.into(),
             directory::DEFAULT_ACCESS.into(),
         );
-        for r in sp
-            .get("appRoles")
-            .and_then(|a| a.as_array())
-            .cloned()
-            .unwrap_or_default()
-        {
+        for r in app_roles {
             if let (Some(id), Some(name)) = (
                 r.get("id").and_then(|i| i.as_str()),
                 r.get("value")
@@ -360,28 +437,34 @@ impl GraphSource {
         Ok((out, hash))
     }
 
-    /// Member ids of a group (users and groups), flattened when asked.
-    fn members(&mut self, gid: &str, seen: &mut HashSet<String>) -> Result<Vec<String>, Failure> {
+    /// A group's direct members (users, and groups nested in it).
+    fn direct_members(&mut self, gid: &str) -> Result<Vec<Value>, Failure> {
         let items = self.all(&self.v1(&format!(
             "groups/{}/members?$select=id&$top=999",
             encode(gid)
         )))?;
-        let mut out = vec![];
-        for m in items {
-            let Some(id) = m.get("id").and_then(|i| i.as_str()) else {
-                continue;
-            };
-            let is_group =
-                m.get("@odata.type").and_then(|t| t.as_str()) == Some("#microsoft.graph.group");
-            if is_group && self.flatten {
-                if seen.insert(id.to_string()) {
-                    out.extend(self.members(id, seen)?);
+        Ok(items.iter().map(|m| Value::String(id_str(m))).collect())
+    }
+
+    /// Reads the members of every group that matters and whose members the document
+    /// does not know yet: all groups with scope "all", else the assigned ones — and,
+    /// when flattening, the groups nested in those, as far down as they go.
+    fn read_members(&mut self, doc: &mut Value) -> Result<(), Failure> {
+        loop {
+            let wanted: Vec<String> = groups_that_matter(doc, self.scope, self.flatten)
+                .into_iter()
+                .filter(|g| members_known(doc, g).is_none())
+                .collect();
+            if wanted.is_empty() {
+                return Ok(());
+            }
+            for gid in wanted {
+                let members = self.direct_members(&gid)?;
+                if let Some(g) = group_mut(doc, &gid) {
+                    g["members"] = Value::Array(members);
                 }
-            } else {
-                out.push(id.to_string());
             }
         }
-        Ok(out)
     }
 
     fn full(&mut self) -> Result<Snapshot, Failure> {
@@ -391,39 +474,17 @@ impl GraphSource {
             self.user_select
         )))?;
         let (_, groups_link) = self.delta(&self.v1(&format!(
-            "groups/delta?$deltatoken=latest&$select={}",
+            "groups/delta?$deltatoken=latest&$select={},members",
             GROUP_ATTRIBUTES.join(",")
         )))?;
         let (assignments, hash) = self.assignments()?;
         let users = self.all(&self.v1(&format!("users?$select={}&$top=999", self.user_select)))?;
-        let mut groups = self.all(&self.v1(&format!(
+        let groups = self.all(&self.v1(&format!(
             "groups?$select={}&$top=999",
             GROUP_ATTRIBUTES.join(",")
         )))?;
-        let assigned: HashSet<String> = assignments
-            .iter()
-            .filter_map(|a| {
-                a.get("principalId")
-                    .and_then(|p| p.as_str())
-                    .map(str::to_string)
-            })
-            .collect();
-        for g in groups.iter_mut() {
-            let gid = g
-                .get("id")
-                .and_then(|i| i.as_str())
-                .unwrap_or("")
-                .to_string();
-            // With assigned scope only assigned groups' members matter.
-            let members = if self.scope == Scope::All || assigned.contains(&gid) {
-                let mut seen = HashSet::from([gid.clone()]);
-                self.members(&gid, &mut seen)?
-            } else {
-                vec![]
-            };
-            g["members"] = json!(members);
-        }
-        let doc = json!({"users": users, "groups": groups, "assignments": assignments});
+        let mut doc = json!({"users": users, "groups": groups, "assignments": assignments});
+        self.read_members(&mut doc)?;
         let watermark = Watermark {
             users: users_link,
             groups: groups_link,
@@ -432,6 +493,8 @@ impl GraphSource {
         self.snapshot(doc, watermark, None)
     }
 
+    /// The snapshot of a cached document: nested groups flattened now (the cache
+    /// keeps direct members), then scoped as a directory file is.
     fn snapshot(
         &self,
         doc: Value,
@@ -439,8 +502,16 @@ impl GraphSource {
         changed: Option<HashSet<String>>,
     ) -> Result<Snapshot, Failure> {
         let cache = doc.to_string();
+        let mut doc = doc;
+        let effective = effective_members(&doc, self.flatten);
+        if let Some(groups) = doc["groups"].as_array_mut() {
+            for g in groups {
+                let members = effective.get(&id_str(g)).cloned().unwrap_or_default();
+                g["members"] = json!(members);
+            }
+        }
         let mut snap = directory::parse_value(doc, self.scope)
-            .map_err(|m| Failure::Other(Error::Runtime(format!("Graph data: {m}"))))?;
+            .map_err(|m| broken(format!("Graph data: {m}")))?;
         snap.watermark = Some(serde_json::to_string(&w).unwrap_or_default());
         snap.cache = Some(cache);
         snap.changed = changed;
@@ -448,6 +519,10 @@ impl GraphSource {
     }
 
     fn incremental(&mut self, req: &ReadRequest<'_>, w: Watermark) -> Result<Snapshot, Failure> {
+        // The stored links carry the bearer token next: they must still point at Graph.
+        for link in [&w.users, &w.groups] {
+            self.on_host(link)?;
+        }
         let (user_changes, users_link) = self.delta(&w.users)?;
         let (group_changes, groups_link) = self.delta(&w.groups)?;
         let (assignments, hash) = self.assignments()?;
@@ -460,6 +535,7 @@ impl GraphSource {
             && group_changes.is_empty()
             && hash == w.assignments
             && !req.need_all
+            && !req.need_records
         {
             return Ok(Snapshot {
                 watermark: Some(serde_json::to_string(&new_w).unwrap_or_default()),
@@ -467,99 +543,23 @@ impl GraphSource {
                 ..Snapshot::default()
             });
         }
-        let Some(cache) = (req.cache)()? else {
-            log::info!("no directory cache in the state: reading Graph in full");
+        let cached = (req.cache)()?.and_then(|c| serde_json::from_str::<Value>(&c).ok());
+        let Some(mut doc) = cached.filter(is_document) else {
+            log::info!("no usable directory cache in the state: reading Graph in full");
             return self.full();
         };
-        let mut doc: Value = serde_json::from_str(&cache)
-            .map_err(|e| Failure::Other(Error::Runtime(format!("directory cache: {e}"))))?;
+        let before = effective_members(&doc, self.flatten);
         let mut changed: HashSet<String> = HashSet::new();
-
-        let mut users: Vec<Value> = doc["users"].as_array().cloned().unwrap_or_default();
-        let mut index: HashMap<String, usize> = users
-            .iter()
-            .enumerate()
-            .map(|(i, u)| (id_str(u), i))
-            .collect();
-        let mut removed: HashSet<String> = HashSet::new();
-        for item in user_changes {
-            let id = id_str(&item);
-            changed.insert(id.clone());
-            match item.pointer("/@removed/reason").and_then(|r| r.as_str()) {
-                Some("deleted") => {
-                    removed.insert(id);
-                }
-                Some(_) => {
-                    // Soft delete (reason "changed"): disabled, restorable for 30 days.
-                    if let Some(&i) = index.get(&id) {
-                        users[i]["deletedDateTime"] =
-                            json!(crate::clock::rfc3339(crate::clock::now()));
-                    }
-                }
-                None => match index.get(&id) {
-                    Some(&i) => {
-                        merge(&mut users[i], &item);
-                        if let Some(o) = users[i].as_object_mut() {
-                            o.remove("deletedDateTime");
-                        }
-                    }
-                    None => {
-                        index.insert(id, users.len());
-                        users.push(clean(&item));
-                    }
-                },
-            }
-        }
-        users.retain(|u| !removed.contains(&id_str(u)));
-
-        let mut groups: Vec<Value> = doc["groups"].as_array().cloned().unwrap_or_default();
-        let mut gindex: HashMap<String, usize> = groups
-            .iter()
-            .enumerate()
-            .map(|(i, g)| (id_str(g), i))
-            .collect();
-        let mut gone: HashSet<String> = HashSet::new();
-        for item in group_changes {
-            let gid = id_str(&item);
-            changed.insert(gid.clone());
-            if item.get("@removed").is_some() {
-                gone.insert(gid);
-                continue;
-            }
-            let i = match gindex.get(&gid) {
-                Some(&i) => i,
-                None => {
-                    gindex.insert(gid.clone(), groups.len());
-                    groups.push(json!({"id": gid, "members": []}));
-                    groups.len() - 1
-                }
-            };
-            merge(&mut groups[i], &item);
-            if let Some(delta) = item.get("members@delta").and_then(|m| m.as_array()) {
-                let mut members: Vec<String> = groups[i]["members"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                for m in delta {
-                    let mid = id_str(m);
-                    changed.insert(mid.clone());
-                    if m.get("@removed").is_some() {
-                        members.retain(|x| x != &mid);
-                    } else if !members.contains(&mid) {
-                        members.push(mid);
-                    }
-                }
-                groups[i]["members"] = json!(members);
-            }
-        }
-        groups.retain(|g| !gone.contains(&id_str(g)));
+        apply_user_changes(&mut doc, user_changes, &mut changed);
+        apply_group_changes(&mut doc, group_changes, &mut changed);
 
         // Assignment changes: the principals whose roles differ, and members of groups.
         let old: Vec<Value> = doc["assignments"].as_array().cloned().unwrap_or_default();
+        doc["assignments"] = Value::Array(assignments.clone());
+        // A group that starts to matter (newly assigned, or nested in one) is read
+        // with its members now.
+        self.read_members(&mut doc)?;
+        let after = effective_members(&doc, self.flatten);
         if hash != w.assignments {
             let key = |a: &Value| {
                 (
@@ -568,33 +568,242 @@ impl GraphSource {
                 )
             };
             let before: HashSet<(String, String)> = old.iter().map(key).collect();
-            let after: HashSet<(String, String)> = assignments.iter().map(key).collect();
-            for (p, _) in before.symmetric_difference(&after) {
+            let now: HashSet<(String, String)> = assignments.iter().map(key).collect();
+            for (p, _) in before.symmetric_difference(&now) {
                 changed.insert(p.clone());
-                if let Some(g) = groups.iter().find(|g| id_str(g) == *p) {
-                    for m in g["members"].as_array().into_iter().flatten() {
-                        if let Some(m) = m.as_str() {
-                            changed.insert(m.to_string());
-                        }
-                    }
-                }
+                changed.extend(after.get(p).into_iter().flatten().cloned());
             }
         }
-        // A group whose member changed is re-evaluated for its memberships.
-        for g in &groups {
-            if g["members"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|m| m.as_str().map(|m| changed.contains(m)).unwrap_or(false))
-            {
-                changed.insert(id_str(g));
+        // A group whose members (flattened or direct) differ is re-evaluated for its
+        // memberships, and so is everyone who joined or left it.
+        let ids: HashSet<&String> = before.keys().chain(after.keys()).collect();
+        let none = vec![];
+        for gid in ids {
+            let (b, a) = (
+                before.get(gid).unwrap_or(&none),
+                after.get(gid).unwrap_or(&none),
+            );
+            if b != a {
+                changed.insert(gid.clone());
+                let b: HashSet<&String> = b.iter().collect();
+                let a: HashSet<&String> = a.iter().collect();
+                changed.extend(b.symmetric_difference(&a).map(|m| (*m).clone()));
             }
         }
-        doc = json!({"users": users, "groups": groups, "assignments": assignments});
         let changed = if req.need_all { None } else { Some(changed) };
         self.snapshot(doc, new_w, changed)
     }
+}
+
+/// Whether a groups/delta link asks for membership changes.
+fn tracks_members(link: &str) -> bool {
+    let Ok(url) = url::Url::parse(link) else {
+        return false;
+    };
+    url.query_pairs()
+        .find(|(k, _)| k == "$select")
+        .is_none_or(|(_, v)| v.split(',').any(|x| x.trim() == "members"))
+}
+
+/// A failed or incomplete read: the cycle stops before planning.
+fn broken(message: String) -> Failure {
+    Failure::Other(Error::Runtime(message))
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A cached document has the three arrays; anything else is read again in full.
+fn is_document(doc: &Value) -> bool {
+    ["users", "groups", "assignments"]
+        .iter()
+        .all(|k| doc.get(*k).is_some_and(Value::is_array))
+}
+
+fn group_mut<'a>(doc: &'a mut Value, gid: &str) -> Option<&'a mut Value> {
+    doc["groups"]
+        .as_array_mut()?
+        .iter_mut()
+        .find(|g| id_str(g) == gid)
+}
+
+/// A group's direct member ids, if the document knows them.
+fn members_known(doc: &Value, gid: &str) -> Option<Vec<String>> {
+    let g = doc["groups"]
+        .as_array()?
+        .iter()
+        .find(|g| id_str(g) == gid)?;
+    Some(
+        g.get("members")?
+            .as_array()?
+            .iter()
+            .filter_map(|m| m.as_str().map(str::to_string))
+            .collect(),
+    )
+}
+
+/// The groups whose members a cycle needs.
+fn groups_that_matter(doc: &Value, scope: Scope, flatten: bool) -> HashSet<String> {
+    let groups: Vec<String> = doc["groups"]
+        .as_array()
+        .map(|a| a.iter().map(id_str).collect())
+        .unwrap_or_default();
+    if scope == Scope::All {
+        return groups.into_iter().collect();
+    }
+    let is_group: HashSet<&String> = groups.iter().collect();
+    let mut out: HashSet<String> = doc["assignments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["principalId"].as_str())
+        .filter(|p| is_group.contains(&p.to_string()))
+        .map(str::to_string)
+        .collect();
+    if flatten {
+        let mut queue: Vec<String> = out.iter().cloned().collect();
+        while let Some(g) = queue.pop() {
+            for m in members_known(doc, &g).unwrap_or_default() {
+                if is_group.contains(&m) && out.insert(m.clone()) {
+                    queue.push(m);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Each group's members as a cycle sees them: direct ones, or with `flatten` every
+/// user reached through nested groups (each once, loops cut).
+fn effective_members(doc: &Value, flatten: bool) -> HashMap<String, Vec<String>> {
+    let direct: HashMap<String, Vec<String>> = doc["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let gid = id_str(g);
+            let m = members_known(doc, &gid).unwrap_or_default();
+            (gid, m)
+        })
+        .collect();
+    if !flatten {
+        return direct;
+    }
+    direct
+        .keys()
+        .map(|gid| {
+            let mut out = vec![];
+            let mut seen = HashSet::from([gid.clone()]);
+            let mut stack = vec![gid.clone()];
+            while let Some(g) = stack.pop() {
+                for m in direct.get(&g).into_iter().flatten() {
+                    if direct.contains_key(m) {
+                        if seen.insert(m.clone()) {
+                            stack.push(m.clone());
+                        }
+                    } else if seen.insert(m.clone()) {
+                        out.push(m.clone());
+                    }
+                }
+            }
+            (gid.clone(), out)
+        })
+        .collect()
+}
+
+/// Applies a users/delta round to the cached document.
+fn apply_user_changes(doc: &mut Value, changes: Vec<Value>, changed: &mut HashSet<String>) {
+    let mut users: Vec<Value> = doc["users"].as_array().cloned().unwrap_or_default();
+    let mut index: HashMap<String, usize> = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (id_str(u), i))
+        .collect();
+    let mut removed: HashSet<String> = HashSet::new();
+    for item in changes {
+        let id = id_str(&item);
+        changed.insert(id.clone());
+        match item.pointer("/@removed/reason").and_then(|r| r.as_str()) {
+            Some("deleted") => {
+                removed.insert(id);
+            }
+            Some(_) => {
+                // Soft delete (reason "changed"): disabled, restorable for 30 days.
+                if let Some(&i) = index.get(&id) {
+                    users[i]["deletedDateTime"] = json!(crate::clock::rfc3339(crate::clock::now()));
+                }
+            }
+            None => match index.get(&id) {
+                Some(&i) => {
+                    merge(&mut users[i], &item);
+                    if let Some(o) = users[i].as_object_mut() {
+                        o.remove("deletedDateTime");
+                    }
+                }
+                None => {
+                    index.insert(id, users.len());
+                    users.push(clean(&item));
+                }
+            },
+        }
+    }
+    users.retain(|u| !removed.contains(&id_str(u)));
+    doc["users"] = Value::Array(users);
+}
+
+/// Applies a groups/delta round to the cached document. Member changes are applied
+/// only where the members are known (a group whose members were never read is
+/// read whole when it starts to matter).
+fn apply_group_changes(doc: &mut Value, changes: Vec<Value>, changed: &mut HashSet<String>) {
+    let mut groups: Vec<Value> = doc["groups"].as_array().cloned().unwrap_or_default();
+    let mut index: HashMap<String, usize> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (id_str(g), i))
+        .collect();
+    let mut gone: HashSet<String> = HashSet::new();
+    for item in changes {
+        let gid = id_str(&item);
+        changed.insert(gid.clone());
+        if item.get("@removed").is_some() {
+            gone.insert(gid);
+            continue;
+        }
+        let i = match index.get(&gid) {
+            Some(&i) => i,
+            None => {
+                // A new group: its members arrive whole in members@delta.
+                index.insert(gid.clone(), groups.len());
+                groups.push(json!({"id": gid, "members": []}));
+                groups.len() - 1
+            }
+        };
+        merge(&mut groups[i], &item);
+        let Some(delta) = item.get("members@delta").and_then(|m| m.as_array()) else {
+            continue;
+        };
+        let Some(members) = groups[i].get_mut("members").and_then(|m| m.as_array_mut()) else {
+            continue;
+        };
+        for m in delta {
+            let mid = Value::String(id_str(m));
+            if m.get("@removed").is_some() {
+                members.retain(|x| x != &mid);
+            } else if !members.contains(&mid) {
+                members.push(mid);
+            }
+        }
+    }
+    groups.retain(|g| !gone.contains(&id_str(g)));
+    doc["groups"] = Value::Array(groups);
 }
 
 fn id_str(v: &Value) -> String {
@@ -634,7 +843,13 @@ fn graph_err(e: TargetError) -> Failure {
 
 impl Source for GraphSource {
     fn read(&mut self, req: &ReadRequest<'_>) -> Result<Snapshot, Error> {
-        let w: Option<Watermark> = req.watermark.and_then(|w| serde_json::from_str(w).ok());
+        self.read_bytes = 0;
+        // A watermark from before membership was tracked in groups/delta
+        // (`$select` without `members`) would never see a member change.
+        let w: Option<Watermark> = req
+            .watermark
+            .and_then(|w| serde_json::from_str::<Watermark>(w).ok())
+            .filter(|w| tracks_members(&w.groups));
         let result = match w {
             Some(w) => match self.incremental(req, w) {
                 Err(Failure::DeltaExpired) => {

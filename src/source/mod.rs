@@ -16,10 +16,13 @@ use std::path::PathBuf;
 pub struct ReadRequest<'a> {
     /// What the last applied cycle recorded; `None` for a full read.
     pub watermark: Option<&'a str>,
-    /// Every object must be returned for evaluation (scripts changed, retries
-    /// pending, `--full`): the source may still read only changes, but must not
-    /// answer `unchanged`, and must leave `changed` at `None`.
+    /// Every object must be returned for evaluation (scripts changed, `--full`):
+    /// the source may still read only changes, but must not answer `unchanged`, and
+    /// must leave `changed` at `None`.
     pub need_all: bool,
+    /// Objects wait to be planned again (escrows due, actions that did not
+    /// complete): the source must not answer `unchanged`, but may name what changed.
+    pub need_records: bool,
     /// The directory cache stored with the watermark, loaded on demand.
     pub cache: &'a dyn Fn() -> Result<Option<String>, Error>,
 }
@@ -30,6 +33,7 @@ impl ReadRequest<'_> {
         ReadRequest {
             watermark: None,
             need_all: true,
+            need_records: true,
             cache: &|| Ok(None),
         }
     }
@@ -70,7 +74,7 @@ impl Source for FileSource {
             message: format!("cannot read: {e}"),
         })?;
         let watermark = file_watermark(&bytes);
-        if !req.need_all && req.watermark == Some(watermark.as_str()) {
+        if !req.need_all && !req.need_records && req.watermark == Some(watermark.as_str()) {
             return Ok(Snapshot {
                 watermark: Some(watermark),
                 unchanged: true,
@@ -120,18 +124,22 @@ pub fn open(settings: &SourceSettings) -> Result<Box<dyn Source>, Error> {
             login_url,
             flatten_nested_groups,
             attributes,
-        } => Ok(Box::new(graph::GraphSource::new(
-            tenant,
-            client_id,
-            client_secret.clone(),
-            app,
-            *scope,
-            graph_url,
-            login_url,
-            *flatten_nested_groups,
-            attributes,
-            std::time::Duration::from_secs(60),
-        ))),
+            limits,
+        } => Ok(Box::new(
+            graph::GraphSource::new(
+                tenant,
+                client_id,
+                client_secret.clone(),
+                app,
+                *scope,
+                graph_url,
+                login_url,
+                *flatten_nested_groups,
+                attributes,
+                std::time::Duration::from_secs(60),
+            )
+            .with_limits(*limits),
+        )),
     }
 }
 

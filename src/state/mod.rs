@@ -80,6 +80,15 @@ pub struct Cycle {
     pub summary: serde_json::Value,
 }
 
+/// An object whose last planned action did not complete.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pending {
+    pub kind: ObjectKind,
+    pub source_id: String,
+    pub reason: String,
+    pub since: i64,
+}
+
 /// An object waiting for a retry.
 #[derive(Debug, Clone, Serialize)]
 pub struct Escrow {
@@ -128,7 +137,7 @@ impl StateLock {
 
     fn acquire_at(path: &Path, holder_does: &str) -> Result<StateLock, Error> {
         use std::io::{Read, Seek, Write};
-        let mut file = std::fs::OpenOptions::new()
+        let mut file = crate::private::options()
             .read(true)
             .write(true)
             .create(true)
@@ -159,8 +168,33 @@ impl StateLock {
 }
 
 impl State {
-    /// Opens (creating if needed) and migrates the state file.
+    /// Opens (creating if needed) and migrates the state file. A new file (and its
+    /// folder) is private to its owner; an old one readable by others is tightened,
+    /// with its WAL: they hold the directory and the provisioning log.
     pub fn open(path: &Path) -> Result<State, Error> {
+        if !path.exists() {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                crate::private::create_dir(dir).map_err(|e| Error::State {
+                    path: path.to_path_buf(),
+                    message: format!("cannot create its folder: {e}"),
+                })?;
+            }
+            crate::private::options()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| Error::State {
+                    path: path.to_path_buf(),
+                    message: format!("cannot create: {e}"),
+                })?;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{suffix}", path.display()));
+            if crate::private::tighten(&p) {
+                log::info!("{}: made readable by its owner only", p.display());
+            }
+        }
         let conn = Connection::open(path).map_err(|e| state_err(path, e))?;
         Self::init(conn, path)
     }
@@ -408,6 +442,44 @@ impl State {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Objects to evaluate again whatever changed: their last planned action did not
+    /// complete.
+    pub fn pending(&self) -> Result<Vec<Pending>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT kind, source_id, reason, since FROM pending ORDER BY since")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut out = vec![];
+        for row in rows {
+            let (kind, source_id, reason, since) = row?;
+            if let Some(kind) = ObjectKind::parse(&kind) {
+                out.push(Pending {
+                    kind,
+                    source_id,
+                    reason,
+                    since,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Groups the state records this user as a member of.
+    pub fn groups_of(&self, user: &str) -> Result<Vec<String>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT group_id FROM memberships WHERE user_id = ?1")?;
+        let rows = stmt.query_map([user], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// Makes every escrowed object due now (the target is back after a quarantine).
     pub fn escrows_due_now(&self) -> Result<(), Error> {
         self.conn
@@ -440,7 +512,11 @@ impl State {
         match scope {
             "watermark" => clear_watermark(&tx)?,
             "escrows" => {
-                tx.execute("DELETE FROM escrow", [])?;
+                // Retried now, not forgotten: the changes they hold are still to do.
+                tx.execute(
+                    "UPDATE escrow SET next_at = ?1",
+                    [crate::clock::now()],
+                )?;
             }
             "quarantine" => {
                 tx.execute("DELETE FROM meta WHERE key LIKE 'quarantine%'", [])?;
@@ -458,6 +534,7 @@ impl State {
                 )?;
                 tx.execute("DELETE FROM memberships", [])?;
                 tx.execute("DELETE FROM links", [])?;
+                tx.execute("DELETE FROM pending", [])?;
             }
             other => {
                 return Err(Error::Input(crate::error::InputError::Usage(format!(
@@ -577,6 +654,28 @@ impl Writer<'_> {
                    last_error = excluded.last_error",
             )?
             .execute(params![kind.as_str(), source_id, attempts, next, error])?;
+        Ok(())
+    }
+
+    /// Replaces the pending set: `keep_old` keeps the rows already there (a cycle
+    /// that stopped early did not look at them all).
+    pub fn set_pending(
+        &self,
+        rows: &[(ObjectKind, String, String)],
+        keep_old: bool,
+    ) -> Result<(), Error> {
+        if !keep_old {
+            self.tx.execute("DELETE FROM pending", [])?;
+        }
+        let now = crate::clock::now();
+        for (kind, id, reason) in rows {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO pending(kind, source_id, reason, since) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(kind, source_id) DO UPDATE SET reason = excluded.reason",
+                )?
+                .execute(params![kind.as_str(), id, reason, now])?;
+        }
         Ok(())
     }
 

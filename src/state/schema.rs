@@ -27,6 +27,10 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX log_object ON log(source_id);
      CREATE TABLE escrow (kind TEXT NOT NULL, source_id TEXT NOT NULL, attempts INTEGER NOT NULL,
         next_at INTEGER NOT NULL, last_error TEXT NOT NULL, PRIMARY KEY (kind, source_id));",
+    // 2: objects whose planned action did not complete (held, withheld, kept while
+    // something was unknown, re-created): re-evaluated every cycle until it does.
+    "CREATE TABLE pending (kind TEXT NOT NULL, source_id TEXT NOT NULL, reason TEXT NOT NULL,
+        since INTEGER NOT NULL, PRIMARY KEY (kind, source_id));",
 ];
 
 /// The schema version this build writes.

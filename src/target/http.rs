@@ -319,9 +319,9 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
     }
 }
 
-/// Filter values may hold personal data; debug logs show the path only.
+/// Filter values may hold personal data: messages and logs show the path only.
 fn strip_query(url: &str) -> &str {
-    url.split('?').next().unwrap_or(url)
+    crate::endpoint::without_query(url)
 }
 
 /// Percent-encodes a query component (RFC 3986 unreserved kept).

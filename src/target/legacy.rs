@@ -206,13 +206,17 @@ impl LegacyTarget {
     ) -> Result<Vec<Value>, TargetError> {
         let mut out = vec![];
         let mut page = self.call(first, &arg)?;
-        loop {
-            out.extend(
-                page.get(key)
-                    .and_then(|m| m.as_array())
-                    .cloned()
-                    .unwrap_or_default(),
-            );
+        for _ in 0..super::MAX_LIST_PAGES {
+            // A listing decides what is matched and adopted: a page without its
+            // list is a failed read, never an empty team.
+            let Some(items) = page.get(key).and_then(|m| m.as_array()) else {
+                return Err(TargetError::new(
+                    ErrorClass::Transport,
+                    None,
+                    format!("{first}: the answer has no \"{key}\" list"),
+                ));
+            };
+            out.extend(items.iter().cloned());
             if !page
                 .get("has_more")
                 .and_then(|h| h.as_bool())
@@ -223,6 +227,14 @@ impl LegacyTarget {
             let cursor = page.get("cursor").cloned().unwrap_or(Value::Null);
             page = self.call(cont, &json!({"cursor": cursor}))?;
         }
+        Err(TargetError::new(
+            ErrorClass::Transport,
+            None,
+            format!(
+                "{first}: more than {} pages; stopped",
+                super::MAX_LIST_PAGES
+            ),
+        ))
     }
 
     /// Every team member profile (members/list_v2 and continue).

@@ -65,6 +65,10 @@ impl TargetError {
     }
 }
 
+/// Most pages one listing of a target may take (a server that pages without end
+/// stops the cycle instead of filling memory).
+pub const MAX_LIST_PAGES: usize = 100_000;
+
 /// Added to a 404 on a collection: the base URL itself is wrong.
 pub const BASE_URL_HINT: &str = "is the SCIM base URL right?";
 

@@ -473,11 +473,22 @@ impl Target for ScimTarget {
             return Err(e);
         }
         let v = reply.json()?;
-        let resources = v
-            .get("Resources")
-            .and_then(|r| r.as_array())
-            .cloned()
-            .unwrap_or_default();
+        let total = v.get("totalResults").and_then(|t| t.as_u64()).unwrap_or(0);
+        // "Nothing matched" creates an account: only a real empty list says so.
+        let resources = match v.get("Resources") {
+            Some(Value::Array(a)) => a.clone(),
+            None if total == 0 && v.is_object() => vec![],
+            _ => {
+                return Err(TargetError::new(
+                    ErrorClass::Transport,
+                    Some(reply.status),
+                    format!(
+                        "GET {} filter {path}: the answer is not a SCIM list",
+                        endpoint(kind)
+                    ),
+                ))
+            }
+        };
         let found: Vec<Remote> = resources
             .into_iter()
             .map(|r| self.parse_remote(r))
@@ -673,7 +684,7 @@ impl Target for ScimTarget {
         let mut out = vec![];
         let mut seen = std::collections::HashSet::new();
         let page_size = self.caps().max_results;
-        loop {
+        for _ in 0..super::MAX_LIST_PAGES {
             let url = self.url(&format!(
                 "{}?startIndex={}&count={page_size}",
                 endpoint(kind),
@@ -684,15 +695,24 @@ impl Target for ScimTarget {
                 return Err(self.fail(&format!("GET {}", endpoint(kind)), &reply));
             }
             let page = reply.json()?;
-            let items = page
-                .get("Resources")
-                .and_then(|r| r.as_array())
-                .cloned()
-                .unwrap_or_default();
             let total = page
                 .get("totalResults")
                 .and_then(|t| t.as_u64())
                 .unwrap_or(0) as usize;
+            // What a listing says decides adoption: a page without its resources
+            // (other than an empty list, where RFC 7644 lets them be left out) is
+            // a failed read, not an empty target.
+            let items = match page.get("Resources") {
+                Some(Value::Array(a)) => a.clone(),
+                None if total == 0 && page.is_object() => vec![],
+                _ => {
+                    return Err(TargetError::new(
+                        ErrorClass::Transport,
+                        Some(reply.status),
+                        format!("GET {}: the answer is not a SCIM list", endpoint(kind)),
+                    ))
+                }
+            };
             let n = items.len();
             let mut new = 0;
             for r in items {
@@ -718,6 +738,15 @@ impl Target for ScimTarget {
                 ));
             }
         }
+        Err(TargetError::new(
+            ErrorClass::Transport,
+            None,
+            format!(
+                "GET {}: more than {} pages; stopped",
+                endpoint(kind),
+                super::MAX_LIST_PAGES
+            ),
+        ))
     }
 
     /// Dropbox's SCIM resources carry no member status; the emulator exposes it in
