@@ -92,6 +92,8 @@ pub struct Outcome {
     /// Objects whose planned action did not complete (held, withheld, waiting, kept,
     /// re-created): planned again next cycle, with why.
     pub incomplete: Vec<(ObjectKind, String, String)>,
+    /// Objects that failed this cycle (escrowed).
+    pub failed: HashSet<(ObjectKind, String)>,
 }
 
 enum Write {
@@ -246,6 +248,7 @@ pub fn apply_with_links(
     }
     a.flush()?;
     progress.finish();
+    a.outcome.failed = std::mem::take(&mut a.failed);
     Ok(a.outcome)
 }
 

@@ -458,6 +458,15 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         full,
     )?;
     due_only(&mut plan, &rt.state, now)?;
+    // Escrows retried this cycle: those that do not fail again are done with, even
+    // when their object needs no action any more (a record or script fixed).
+    let retried: Vec<(ObjectKind, String)> = rt
+        .state
+        .escrows()?
+        .into_iter()
+        .filter(|e| e.next_at <= now)
+        .filter_map(|e| Some((ObjectKind::parse(&e.kind)?, e.source_id)))
+        .collect();
     let plan_took = started.elapsed() - read_took;
     let id = rt.state.start_cycle(kind)?;
     log::info!(
@@ -507,6 +516,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
     let outcome =
         crate::apply::apply_with_links(&plan, rt.target.as_mut(), &mut rt.state, id, &opts, links)?;
     let incomplete = outcome.incomplete.clone();
+    let failed = outcome.failed.clone();
     log::debug!(
         "cycle {id} took: read {read_took:?}, plan {plan_took:?}, apply {:?}",
         apply_started.elapsed()
@@ -581,6 +591,11 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         // What did not complete is planned again next cycle, whatever changes; a
         // cycle that stopped early keeps what was pending before too.
         w.set_pending(&incomplete, interrupted)?;
+        if !interrupted {
+            for (kind, id) in retried.iter().filter(|k| !failed.contains(k)) {
+                w.clear_escrow(*kind, id)?;
+            }
+        }
         Ok(())
     })?;
     rt.state.finish_cycle(id, status, &summary_json(&report))?;

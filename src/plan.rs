@@ -1300,6 +1300,120 @@ mod tests {
     }
 
     #[test]
+    fn unreadable_and_unknown_keep_what_is_linked() {
+        let mut links = HashMap::new();
+        for id in ["broken", "gone", "unassigned"] {
+            links.insert(id.to_string(), link(id, attrs(id, "F", true), true, None));
+        }
+        let ev = vec![
+            user(
+                "broken",
+                Decision::Unreadable("missing \"userPrincipalName\"".into()),
+                None,
+            ),
+            user(
+                "unassigned",
+                Decision::NotAssigned("not assigned".into()),
+                None,
+            ),
+        ];
+        let unknown = Unreadable {
+            unnamed_users: true,
+            assignments: true,
+            ..Unreadable::default()
+        };
+        let p = plan(
+            ev,
+            &PlanInput {
+                user_links: &links,
+                group_links: &HashMap::new(),
+                memberships: &HashMap::new(),
+                profile: &DROPBOX,
+                create_only: &[],
+                skip_out_of_scope_deletions: false,
+                full: false,
+                present: None,
+                unreadable: &unknown,
+                user_matching: &["userName".to_string()],
+                group_matching: &["displayName".to_string()],
+            },
+        );
+        assert_eq!(p.destructive_count(), 0, "{:?}", ops(&p));
+        let fail = p.actions.iter().find(|a| a.source_id == "broken").unwrap();
+        assert_eq!((fail.op, fail.step), (Op::Fail, "import"));
+        for id in ["gone", "unassigned"] {
+            let a = p.actions.iter().find(|a| a.source_id == id).unwrap();
+            assert_eq!(a.op, Op::Skip, "{id}");
+            assert!(a.revisit, "{id} is planned again next cycle");
+        }
+    }
+
+    #[test]
+    fn a_reused_name_is_freed_first_and_bad_values_never_block_a_disable() {
+        let mut links = HashMap::new();
+        links.insert(
+            "old".to_string(),
+            link("old", attrs("taken", "O", true), true, None),
+        );
+        links.insert(
+            "leaver".to_string(),
+            link("leaver", attrs("leaver", "L", true), true, None),
+        );
+        links.insert(
+            "nosurname".to_string(),
+            link("nosurname", attrs("nosurname", "N", true), true, None),
+        );
+        let mut bad = attrs("nosurname", "", false);
+        bad.remove("name.familyName");
+        let ev = vec![
+            user(
+                "new",
+                Decision::InScope("x".into()),
+                Some(attrs("taken", "N", true)),
+            ),
+            user("nosurname", Decision::InScope("x".into()), Some(bad)),
+        ];
+        let p = run(&ev, links, HashMap::new(), HashMap::new(), false);
+        let order: Vec<(String, Op)> = ops(&p)
+            .into_iter()
+            .filter(|(_, o)| *o != Op::Skip)
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                ("new".to_string(), Op::Create),
+                ("old".to_string(), Op::Delete),
+                ("nosurname".to_string(), Op::Disable),
+                ("leaver".to_string(), Op::Delete),
+            ]
+        );
+        let old = p.actions.iter().find(|a| a.source_id == "old").unwrap();
+        assert!(old.frees_name);
+        let leaver = p.actions.iter().find(|a| a.source_id == "leaver").unwrap();
+        assert!(!leaver.frees_name);
+        let skip = p
+            .actions
+            .iter()
+            .find(|a| a.source_id == "nosurname" && a.op == Op::Skip)
+            .unwrap();
+        assert!(
+            skip.reason.contains("name.familyName is missing"),
+            "{}",
+            skip.reason
+        );
+        let disable = p
+            .actions
+            .iter()
+            .find(|a| a.source_id == "nosurname" && a.op == Op::Disable)
+            .unwrap();
+        assert_eq!(
+            disable.attrs.get("name.familyName"),
+            Some(&json!("N")),
+            "the link keeps what was applied"
+        );
+    }
+
+    #[test]
     fn skip_out_of_scope_deletions_keeps_users() {
         let mut links = HashMap::new();
         links.insert(

@@ -8,6 +8,7 @@ mod util;
 
 mod backbone;
 mod config_errors;
+mod convergence;
 mod fuzz;
 mod graph;
 mod interop;
@@ -15,5 +16,6 @@ mod migration;
 mod operations;
 mod performance;
 mod reliability;
+mod safety;
 mod scripting;
 mod security;

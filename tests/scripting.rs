@@ -116,6 +116,23 @@ fn imports_resolve_inside_the_scripts_folder_only() {
         "{}",
         r.stderr
     );
+    // A symlink inside the folder is judged by where it leads.
+    std::os::unix::fs::symlink(
+        ws.dir.join("outside.rhai"),
+        ws.dir.join("scripts/link.rhai"),
+    )
+    .unwrap();
+    ws.write(
+        "scripts/mapping.rhai",
+        &("import \"link\" as o;\n".to_string() + mapping("").as_str()),
+    );
+    let r = ws.sync();
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("inside the scripts folder"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

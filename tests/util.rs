@@ -189,6 +189,22 @@ impl Emulator {
         )
     }
 
+    /// Answers `status` to the next `count` requests whose URL or body contains
+    /// `needle`.
+    pub fn fail_requests(&self, needle: &str, status: u16, count: u64) {
+        let (s, _) = self.post(
+            "/_emulator/faults",
+            json!({"match": needle, "status": status, "count": count}),
+        );
+        assert_eq!(s, 200);
+    }
+
+    /// Deletes an object behind scimsync's back, as an admin in the console would.
+    pub fn delete(&self, path: &str) {
+        let r = self.agent("DELETE", path).call().expect("DELETE");
+        assert!(r.status() < 300, "DELETE {path}: {}", r.status());
+    }
+
     /// Stops injecting faults (so the test's own reads are not hit).
     pub fn clear_faults(&self) {
         let (s, _) = self.post("/_emulator/chaos", json!({}));
@@ -542,6 +558,17 @@ impl GraphEmulator {
             .expect("chaos")
             .into_json()
             .unwrap()
+    }
+
+    /// Injects faults into the requests whose path ends with `only` (e.g.
+    /// "v1.0/users"); `faults` empty clears them.
+    pub fn fault_only(&self, faults: &str, only: &str) {
+        let body = if faults.is_empty() {
+            json!({})
+        } else {
+            json!({"faults": faults, "seed": 1, "only": only})
+        };
+        self.admin("POST", "chaos").send_json(body).expect("chaos");
     }
 
     pub fn injected(&self) -> Value {

@@ -71,7 +71,7 @@ pub struct Chaos {
     rng: u64,
     /// Faults injected so far, by name.
     pub injected: std::collections::BTreeMap<&'static str, u64>,
-    /// Only requests whose path contains this are faulted.
+    /// Only requests whose path ends with this are faulted.
     pub only: Option<String>,
 }
 
@@ -114,9 +114,11 @@ impl Chaos {
                 "html" => Fault::Html,
                 "empty" => Fault::Empty,
                 "deep" => Fault::Deep,
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "fault \"{other}\" is not one of 429, 500, reset, cut, slow, html, empty, deep"
-                )),
+                ))
+                }
             };
             rules.push((p / 100.0, fault));
         }
@@ -163,7 +165,7 @@ impl Chaos {
     /// never faulted and draw nothing).
     pub fn draw_for(&mut self, path: &str) -> Option<Fault> {
         match &self.only {
-            Some(o) if !path.contains(o.as_str()) => None,
+            Some(o) if !path.ends_with(o.as_str()) => None,
             _ => self.draw(),
         }
     }

@@ -360,6 +360,74 @@ mod tests {
     }
 
     #[test]
+    fn broken_records_keep_their_id_and_ids_are_per_kind() {
+        let doc = r#"{
+          "users":[{"id":"u1","userPrincipalName":"a@x.com"},{"id":"u2"},{"userPrincipalName":"c@x.com"},
+                   {"id":"g1","userPrincipalName":"same-as-group@x.com"},
+                   {"id":"d","userPrincipalName":"d1@x.com"},{"id":"d","userPrincipalName":"d2@x.com"}, 7],
+          "groups":[{"id":"g1","displayName":"Sales","members":["u1"]},{"id":"g2","members":null,"displayName":"X"},
+                    {"id":"g3"},{"id":"g4","displayName":"Y","members":[1]}],
+          "assignments":[{"principalId":"u1","appRole":"User"},{"appRole":"User"},{"principalId":"u2","appRole":5}]}"#;
+        let s = parse(doc, Scope::Assigned).expect("parse");
+        let ids: Vec<&str> = s.users.iter().map(|u| u.id.as_str()).collect();
+        assert_eq!(ids, ["u1", "g1"], "a user may share a group's id");
+        assert_eq!(s.groups.len(), 1);
+        let failed = |kind: RecordKind| -> Vec<(Option<String>, String)> {
+            s.errors
+                .iter()
+                .filter(|e| e.record == kind)
+                .map(|e| (e.id.clone(), e.message.clone()))
+                .collect()
+        };
+        let users = failed(RecordKind::User);
+        assert!(users.contains(&(Some("u2".into()), "missing \"userPrincipalName\"".into())));
+        assert!(users
+            .iter()
+            .any(|(id, m)| id.is_none() && m.contains("missing \"id\"")));
+        assert!(users
+            .iter()
+            .any(|(id, m)| id.is_none() && m == "not an object"));
+        assert_eq!(
+            users
+                .iter()
+                .filter(|(id, m)| id.as_deref() == Some("d") && m.contains("share this id"))
+                .count(),
+            2,
+            "each record that shares the id fails: {users:?}"
+        );
+        assert!(
+            !s.users.iter().any(|u| u.id == "d"),
+            "neither duplicate is used"
+        );
+        let groups = failed(RecordKind::Group);
+        for id in ["g2", "g3", "g4"] {
+            assert!(
+                groups.iter().any(|(g, _)| g.as_deref() == Some(id)),
+                "{id}: {groups:?}"
+            );
+        }
+        assert_eq!(failed(RecordKind::Assignment).len(), 2);
+        let u = crate::model::Unreadable::of(&s.errors);
+        assert!(u.unnamed_users && !u.unnamed_groups && u.assignments);
+        assert!(u
+            .objects
+            .contains_key(&(crate::model::ObjectKind::Group, "g2".into())));
+    }
+
+    #[test]
+    fn an_empty_document_is_not_an_empty_directory() {
+        for (doc, scope) in [("{}", Scope::All), ("{\"users\": []}", Scope::Assigned)] {
+            let e = parse(doc, scope).err().unwrap_or_default();
+            assert!(
+                e.contains("refused rather than read as empty"),
+                "{doc}: {e}"
+            );
+        }
+        assert!(parse("{\"users\": []}", Scope::All).is_ok());
+        assert!(parse("{\"users\": [], \"assignments\": []}", Scope::Assigned).is_ok());
+    }
+
+    #[test]
     fn malformed_json_names_line() {
         let e = parse("{\n\"users\": [\n{,}]}", Scope::All)
             .err()
