@@ -193,6 +193,13 @@ pub fn apply_with_links(
         .partition(|x| matches!(x.op, Op::Skip | Op::Fail | Op::Forget));
     let (freeing, destructive): (Vec<&Action>, Vec<&Action>) =
         destructive.into_iter().partition(|x| x.frees_name);
+    // Forgetting sends nothing; done first, it lets a new object adopt the account
+    // of one that is no longer managed.
+    let (forgets, bookkeeping): (Vec<&Action>, Vec<&Action>) =
+        bookkeeping.into_iter().partition(|x| x.op == Op::Forget);
+    for action in forgets {
+        a.run(action)?;
+    }
     let held = opts.gate.holds(freeing.len() + destructive.len());
 
     let progress = Progress::new(constructive.len() + freeing.len() + destructive.len());
@@ -1055,11 +1062,7 @@ impl Applier<'_> {
             let cs: Vec<Change> = a.changes.iter().map(PlannedChange::to_change).collect();
             match self.modify(a.kind, &id, cs) {
                 Ok(()) => {}
-                Err(e) if e.class == ErrorClass::NotFound => {
-                    // Gone from the target behind our back: provision it again.
-                    self.unlink(a.kind, &a.source_id)?;
-                    return self.create(a);
-                }
+                Err(e) if e.class == ErrorClass::NotFound => return self.gone_from_target(a),
                 Err(e) => return self.fail(a, "update", &e),
             }
         }
@@ -1086,10 +1089,7 @@ impl Applier<'_> {
         };
         let remote = match self.get(a.kind, &id) {
             Ok(Some(r)) => r,
-            Ok(None) => {
-                self.unlink(a.kind, &a.source_id)?;
-                return self.create(a);
-            }
+            Ok(None) => return self.gone_from_target(a),
             Err(e) => return self.fail(a, "verify", &e),
         };
         let changes = self.drift(a, &remote, a.kind == ObjectKind::User);
@@ -1249,6 +1249,25 @@ impl Applier<'_> {
 }
 
 impl Applier<'_> {
+    /// The object was deleted in the target behind our back: provisioned again if
+    /// it is to be active; one that is to stay disabled is only forgotten (creating
+    /// it would hand out a live invitation).
+    fn gone_from_target(&mut self, a: &Action) -> Result<(), Error> {
+        self.unlink(a.kind, &a.source_id)?;
+        if a.kind == ObjectKind::Group || desired_active(&a.attrs) {
+            return self.create(a);
+        }
+        self.log(
+            a,
+            a.op.as_str(),
+            "success",
+            &format!("{}; the object no longer exists in the target", a.reason),
+            vec![],
+            None,
+        );
+        Ok(())
+    }
+
     /// Creates a group again from its link (matched first, like any create); the new
     /// target id, or `None` when that failed (then logged and escrowed).
     fn recreate_group(&mut self, a: &Action) -> Result<Option<String>, Error> {

@@ -515,6 +515,7 @@ fn status(settings: &Settings, json: bool) -> Result<i32, Error> {
     let cycles = state.cycles(50)?;
     let (users, active, groups) = state.link_counts()?;
     let escrows = state.escrows()?;
+    let pending = state.pending()?;
     let held = state.meta("held")?;
     let next = cycle::next_kind(&state, false)?;
     let last = cycles.first();
@@ -532,6 +533,7 @@ fn status(settings: &Settings, json: bool) -> Result<i32, Error> {
             "quarantine": quarantine,
             "provisioned": {"users": users, "active_users": active, "groups": groups},
             "escrows": escrows,
+            "pending": pending,
             "held": held.as_deref().and_then(|h| h.parse::<u64>().ok()),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -603,8 +605,23 @@ fn status(settings: &Settings, json: bool) -> Result<i32, Error> {
             e.last_error
         );
     }
+    if !pending.is_empty() {
+        println!(
+            "pending: {} object(s) planned again every cycle until their action completes",
+            pending.len()
+        );
+        for p in pending.iter().take(20) {
+            println!(
+                "  {} {} since {}: {}",
+                p.kind.as_str(),
+                p.source_id,
+                crate::clock::rfc3339(p.since),
+                p.reason
+            );
+        }
+    }
     if let Some(h) = held {
-        println!("held: {h} destructive action(s) over the deletion threshold; `scimsync allow-deletes` releases them");
+        println!("held: {h} destructive action(s) over the deletion threshold or shrink guard; `scimsync allow-deletes` releases them");
     }
     Ok(exit::OK)
 }
@@ -903,6 +920,7 @@ fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
         ),
     }
     snapshot.changed = Some(std::iter::once(source_id.clone()).collect());
+    cycle::widen_to_members(&mut snapshot);
     let (mut plan, links) = cycle::make_plan(
         &mut snapshot,
         &rt.scripts,

@@ -114,14 +114,14 @@ impl CycleReport {
         if self.unchanged {
             out.push("no change in the directory or the scripts since the last cycle".into());
         }
-        for ((action, status), n) in &self.outcome.counts {
-            out.push(format!("{action:<16} {status:<8} {n}"));
-        }
+        let mut counts = self.outcome.counts.clone();
         if self.source_errors > 0 {
-            out.push(format!(
-                "{:<16} {:<8} {}",
-                "import", "failure", self.source_errors
-            ));
+            *counts
+                .entry(("import".to_string(), "failure".to_string()))
+                .or_insert(0) += self.source_errors;
+        }
+        for ((action, status), n) in &counts {
+            out.push(format!("{action:<16} {status:<8} {n}"));
         }
         if self.outcome.held > 0 {
             out.push(format!(
@@ -224,16 +224,26 @@ fn widen_changed(snapshot: &mut Snapshot, state: &State, now: i64) -> Result<(),
             .filter(|e| e.next_at <= now)
             .map(|e| e.source_id),
     );
-    // A user who comes into scope (or leaves it, or is re-created) takes their
-    // memberships along: the groups that list them are planned again.
-    let groups: Vec<String> = snapshot
-        .groups
-        .iter()
-        .filter(|g| g.members.iter().any(|m| changed.contains(m)))
-        .map(|g| g.id.clone())
-        .collect();
-    changed.extend(groups);
+    widen_to_members(snapshot);
     Ok(())
+}
+
+/// A user who comes into scope (or leaves it, or is re-created) takes their
+/// memberships along: the groups that list a changed object are planned again, and
+/// with them every member they list, so each member of a planned group is judged
+/// on its own record this cycle.
+pub fn widen_to_members(snapshot: &mut Snapshot) {
+    let Some(changed) = snapshot.changed.as_mut() else {
+        return;
+    };
+    let mut more: Vec<String> = vec![];
+    for g in &snapshot.groups {
+        if changed.contains(&g.id) || g.members.iter().any(|m| changed.contains(m)) {
+            more.push(g.id.clone());
+            more.extend(g.members.iter().cloned());
+        }
+    }
+    changed.extend(more);
 }
 
 /// Builds the plan of the next cycle from a snapshot (shared by `plan` and `sync`).

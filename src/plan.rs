@@ -527,6 +527,8 @@ struct Planner<'a> {
     /// Users that will have a live link after this cycle (for memberships).
     member_ok: HashSet<String>,
     deleted_users: HashSet<String>,
+    /// Users evaluated this cycle.
+    evaluated: HashSet<String>,
     seen_users: HashSet<String>,
     seen_groups: HashSet<String>,
 }
@@ -541,6 +543,7 @@ impl<'a> Planner<'a> {
             other: vec![],
             member_ok: HashSet::new(),
             deleted_users: HashSet::new(),
+            evaluated: HashSet::new(),
             seen_users: HashSet::new(),
             seen_groups: HashSet::new(),
         }
@@ -580,6 +583,7 @@ impl<'a> Planner<'a> {
 
     fn user(&mut self, e: &Evaluated, attrs: Option<Attrs>) {
         self.seen_users.insert(e.source_id.clone());
+        self.evaluated.insert(e.source_id.clone());
         let link = self.input.user_links.get(&e.source_id);
         if self.failure(e, link) {
             return;
@@ -758,14 +762,12 @@ impl<'a> Planner<'a> {
     /// Links whose source object is gone.
     fn gone_users(&mut self) {
         let input = self.input;
-        // A partial evaluation: unevaluated users keep their memberships as they are.
+        // A partial evaluation: users present but not evaluated are not gone (and
+        // keep their memberships as they are, see `group_in_scope`).
         if let Some(p) = input.present {
             for l in input.user_links.values() {
-                if p.users.contains(&l.source_id)
-                    && self.seen_users.insert(l.source_id.clone())
-                    && (l.active || l.disabled_reason.as_deref() == Some("disabled"))
-                {
-                    self.member_ok.insert(l.source_id.clone());
+                if p.users.contains(&l.source_id) {
+                    self.seen_users.insert(l.source_id.clone());
                 }
             }
         }
@@ -904,11 +906,16 @@ impl<'a> Planner<'a> {
         }
         let empty = BTreeSet::new();
         let current = self.input.memberships.get(&e.source_id).unwrap_or(&empty);
+        // A member evaluated this cycle is in if it may be; one that was not (a
+        // partial evaluation that did not reach it) stays as it is.
         let desired: BTreeSet<&str> = e
             .members
             .iter()
             .map(String::as_str)
-            .filter(|m| self.member_ok.contains(*m))
+            .filter(|m| {
+                self.member_ok.contains(*m)
+                    || (!self.evaluated.contains(*m) && current.contains(*m))
+            })
             .collect();
         let add: Vec<String> = desired
             .iter()

@@ -19,3 +19,4 @@ mod reliability;
 mod safety;
 mod scripting;
 mod security;
+mod simulation;

@@ -198,11 +198,21 @@ impl Graph {
         if self.stamp.is_some() {
             self.version += 1;
             let v = self.version;
-            let old_users: HashMap<&str, &Value> =
-                self.data.users.iter().map(|u| (id_of(u), u)).collect();
-            let new_users: HashMap<&str, &Value> =
-                new.users.iter().map(|u| (id_of(u), u)).collect();
-            for u in &new.users {
+            // A record without an id is no object: it has no history of its own.
+            let old_users: HashMap<&str, &Value> = self
+                .data
+                .users
+                .iter()
+                .map(|u| (id_of(u), u))
+                .filter(|(id, _)| !id.is_empty())
+                .collect();
+            let new_users: HashMap<&str, &Value> = new
+                .users
+                .iter()
+                .map(|u| (id_of(u), u))
+                .filter(|(id, _)| !id.is_empty())
+                .collect();
+            for u in new.users.iter().filter(|u| !id_of(u).is_empty()) {
                 if old_users.get(id_of(u)) != Some(&u) {
                     self.history.push((v, Change::User(id_of(u).to_string())));
                 }

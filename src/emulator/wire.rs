@@ -173,13 +173,34 @@ impl Chaos {
 
 /// Service requests being answered now, and the most at once since the last reset
 /// (`GET /_emulator/chaos` shows it: tests check a client's concurrency with it).
+/// It also holds a stall: the Nth service request is held, unanswered and
+/// unprocessed, until released, then dropped — a place to kill a client at that is
+/// the same every run (the simulation's `kill -9`).
 #[derive(Default)]
 pub struct Gauge {
     now: AtomicUsize,
     peak: AtomicUsize,
+    stall_after: std::sync::atomic::AtomicU64,
+    seen: std::sync::atomic::AtomicU64,
+    stalled: AtomicBool,
+    release: AtomicBool,
 }
 
 impl Gauge {
+    /// Counts a service request; true when it is the one to stall (then returns once
+    /// released, and the request must be dropped unprocessed).
+    fn stall(&self, stop: &AtomicBool) -> bool {
+        let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.stall_after.load(Ordering::SeqCst) != n {
+            return false;
+        }
+        self.stalled.store(true, Ordering::SeqCst);
+        while !self.release.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
     fn enter(&self) {
         let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(n, Ordering::SeqCst);
@@ -299,6 +320,10 @@ fn connection<S: Service>(
             write_response(&mut out, resp, "application/json", keep_alive, false)?;
             continue;
         }
+        if !admin && gauge.stall(stop) {
+            let _ = socket2::SockRef::from(&out).set_linger(Some(Duration::ZERO));
+            return Ok(());
+        }
         if !admin {
             gauge.enter();
         }
@@ -403,9 +428,17 @@ fn configure_chaos<S: Service>(
     let Ok(mut c) = chaos.lock() else {
         return Response::empty(500);
     };
-    if req.method == "POST" {
+    let b: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
+    if req.method == "POST" && (b.get("stall_after").is_some() || b.get("release").is_some()) {
+        // {"stall_after": N} holds the Nth service request from now; {"release": true}
+        // lets a held one go (dropped unprocessed). Faults are left as they are.
+        let after = b.get("stall_after").and_then(|v| v.as_u64()).unwrap_or(0);
+        gauge.release.store(after == 0, Ordering::SeqCst);
+        gauge.stalled.store(false, Ordering::SeqCst);
+        gauge.seen.store(0, Ordering::SeqCst);
+        gauge.stall_after.store(after, Ordering::SeqCst);
+    } else if req.method == "POST" {
         gauge.peak.store(0, Ordering::SeqCst);
-        let b: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
         match b.get("faults").and_then(|f| f.as_str()) {
             None => *c = None,
             Some(spec) => {
@@ -423,7 +456,8 @@ fn configure_chaos<S: Service>(
     let injected = c.as_ref().map(|x| x.injected.clone()).unwrap_or_default();
     Response::json(
         200,
-        serde_json::json!({"injected": injected, "peak_in_flight": gauge.peak.load(Ordering::SeqCst)}),
+        serde_json::json!({"injected": injected, "peak_in_flight": gauge.peak.load(Ordering::SeqCst),
+                           "stalled": gauge.stalled.load(Ordering::SeqCst)}),
     )
 }
 
