@@ -527,8 +527,11 @@ struct Planner<'a> {
     /// Users that will have a live link after this cycle (for memberships).
     member_ok: HashSet<String>,
     deleted_users: HashSet<String>,
-    /// Users evaluated this cycle.
+    /// Users evaluated this cycle (judged on their record: failed and kept ones
+    /// are not).
     evaluated: HashSet<String>,
+    /// Users to be forgotten once they are out of their groups.
+    leaving: Vec<String>,
     seen_users: HashSet<String>,
     seen_groups: HashSet<String>,
 }
@@ -544,13 +547,15 @@ impl<'a> Planner<'a> {
             member_ok: HashSet::new(),
             deleted_users: HashSet::new(),
             evaluated: HashSet::new(),
+            leaving: vec![],
             seen_users: HashSet::new(),
             seen_groups: HashSet::new(),
         }
     }
 
     /// A failed script or an unreadable record: logged and escrowed; the object
-    /// keeps its last known state (and its memberships).
+    /// keeps its last known state, memberships included — none added, none removed
+    /// (it counts as not evaluated, see `group_in_scope`).
     fn failure(&mut self, e: &Evaluated, link: Option<&Link>) -> bool {
         let (step, why) = match &e.decision {
             Decision::Failed(f) => ("evaluate", f.to_string()),
@@ -562,32 +567,26 @@ impl<'a> Planner<'a> {
         a.target_id = link.map(|l| l.target_id.clone());
         a.step = step;
         self.other.push(a);
-        if link.is_some() && e.kind == ObjectKind::User {
-            self.member_ok.insert(e.source_id.clone());
-        }
         true
     }
 
-    /// Keeps a linked object as it is, saying why (nothing is known for sure).
+    /// Keeps a linked object as it is, memberships included, saying why (nothing
+    /// is known for sure); planned again next cycle.
     fn keep(&mut self, kind: ObjectKind, l: &Link, why: String) {
         let mut a = action(kind, Op::Skip, &l.source_id, &l.display, why);
         a.target_id = Some(l.target_id.clone());
         a.revisit = true;
         self.other.push(a);
-        if kind == ObjectKind::User
-            && (l.active || l.disabled_reason.as_deref() == Some("disabled"))
-        {
-            self.member_ok.insert(l.source_id.clone());
-        }
+        self.evaluated.remove(&l.source_id);
     }
 
     fn user(&mut self, e: &Evaluated, attrs: Option<Attrs>) {
         self.seen_users.insert(e.source_id.clone());
-        self.evaluated.insert(e.source_id.clone());
         let link = self.input.user_links.get(&e.source_id);
         if self.failure(e, link) {
             return;
         }
+        self.evaluated.insert(e.source_id.clone());
         match (&e.decision, link) {
             (Decision::InScope(reason), None) => {
                 self.new_user(e, attrs.unwrap_or_default(), reason)
@@ -787,8 +786,18 @@ impl<'a> Planner<'a> {
                 );
                 continue;
             }
-            self.deleted_users.insert(l.source_id.clone());
             if !l.active && l.disabled_reason.as_deref() == Some("out_of_scope") {
+                // It must leave the groups scimsync manages before it is let go (the
+                // account stays); forgotten once it is in none.
+                if input.memberships.values().any(|m| m.contains(&l.source_id)) {
+                    self.leaving.push(l.source_id.clone());
+                    self.keep(
+                        ObjectKind::User,
+                        l,
+                        "deleted from the directory after it left scope; leaves its groups before it is forgotten".into(),
+                    );
+                    continue;
+                }
                 // Entra: a user unassigned earlier, then deleted, is no longer managed.
                 let mut a = action(
                     ObjectKind::User,
@@ -801,6 +810,7 @@ impl<'a> Planner<'a> {
                 self.other.push(a);
                 continue;
             }
+            self.deleted_users.insert(l.source_id.clone());
             let mut a = action(
                 ObjectKind::User,
                 Op::Delete,
@@ -811,6 +821,41 @@ impl<'a> Planner<'a> {
             a.target_id = Some(l.target_id.clone());
             a.attrs = l.attrs.clone();
             self.destructive.push(a);
+        }
+    }
+
+    /// Users about to be forgotten leave every group the state has them in, where
+    /// no planned removal takes them out already.
+    fn take_leavers_out(&mut self) {
+        let input = self.input;
+        for u in std::mem::take(&mut self.leaving) {
+            let mut groups: Vec<(&String, &BTreeSet<String>)> = input
+                .memberships
+                .iter()
+                .filter(|(_, m)| m.contains(&u))
+                .collect();
+            groups.sort();
+            for (g, _) in groups {
+                let planned = self.membership.iter().any(|a| {
+                    a.op == Op::RemoveMembers && &a.source_id == g && a.members.contains(&u)
+                });
+                let Some(gl) = input.group_links.get(g) else {
+                    continue;
+                };
+                if planned {
+                    continue;
+                }
+                let mut a = action(
+                    ObjectKind::Group,
+                    Op::RemoveMembers,
+                    g,
+                    &gl.display,
+                    "1 member(s) to remove: no longer managed",
+                );
+                a.target_id = Some(gl.target_id.clone());
+                a.members = vec![u.clone()];
+                self.membership.push(a);
+            }
         }
     }
 
@@ -1026,6 +1071,7 @@ impl<'a> Planner<'a> {
     }
 
     fn finish(mut self) -> Plan {
+        self.take_leavers_out();
         self.free_names();
         // Renames before creates: a name one object gives up may be the name a new
         // one takes.
