@@ -1,16 +1,19 @@
 //! Apply: the only code that writes to a target.
 //!
-//! Constructive actions run first (creates, updates, enables, then memberships);
-//! destructive ones (disables, deletes) then pass one gate that knows the deletion
-//! threshold, a one-time release (`allow-deletes`) and whether the target failed this
-//! cycle; deletes go last. Every outcome becomes state writes — links, memberships,
-//! a provisioning-log entry, escrow — flushed one transaction per batch.
+//! The gate judges the cycle's destructive actions (disables, deletes) by number
+//! first: the deletion threshold and the shrink guard, with a one-time release
+//! (`allow-deletes`). Deletes that free a name a create takes run first; then
+//! constructive actions (renames, enables, creates, then memberships); then the other
+//! destructive ones, unless the target as a whole failed this cycle; deletes last.
+//! Whatever did not complete is reported as incomplete, to be planned again. Every
+//! outcome becomes state writes — links, memberships, a provisioning-log entry,
+//! escrow — flushed one transaction per batch.
 
 use crate::attribute::{match_key, shown, stored, Attrs};
 use crate::error::Error;
 use crate::model::ObjectKind;
 use crate::plan::{desired_active, hash_attrs, Action, Op, Plan, PlannedChange};
-use crate::state::{Link, LogEntry, Modified, State};
+use crate::state::{Incomplete, Link, LogEntry, Modified, State};
 use crate::target::pool::{self, Answer, Call, Prefetched};
 use crate::target::{remote_value, Change, ErrorClass, Remote, Target, TargetError};
 use serde_json::Value;
@@ -91,7 +94,7 @@ pub struct Outcome {
     pub first_systemic: Option<TargetError>,
     /// Objects whose planned action did not complete (held, withheld, waiting, kept,
     /// re-created): planned again next cycle, with why.
-    pub incomplete: Vec<(ObjectKind, String, String)>,
+    pub incomplete: Vec<Incomplete>,
     /// Objects that failed this cycle (escrowed).
     pub failed: HashSet<(ObjectKind, String)>,
 }
@@ -133,6 +136,8 @@ struct Applier<'a> {
     /// Names (kind, matching path, key) a delete was to free but did not: creates
     /// that take them wait.
     blocked_names: HashMap<(ObjectKind, String, String), String>,
+    /// Creates in doubt looked for and not found: nothing to remember any more.
+    not_there: HashSet<(ObjectKind, String)>,
 }
 
 /// From this many new users (or groups) on, the target's users (groups) are listed
@@ -185,7 +190,14 @@ pub fn apply_with_links(
         escrowed,
         failed: HashSet::new(),
         blocked_names: HashMap::new(),
+        not_there: HashSet::new(),
     };
+    let in_doubt: Vec<crate::state::Pending> = a
+        .state
+        .pending()?
+        .into_iter()
+        .filter(|p| p.attrs.is_some())
+        .collect();
     let (destructive, rest): (Vec<&Action>, Vec<&Action>) =
         plan.actions.iter().partition(|x| x.op.is_destructive());
     let (bookkeeping, constructive): (Vec<&Action>, Vec<&Action>) = rest
@@ -255,6 +267,18 @@ pub fn apply_with_links(
     }
     a.flush()?;
     progress.finish();
+    // A create in doubt is remembered until its object is linked or known absent.
+    for p in in_doubt {
+        let key = (p.kind, p.source_id.clone());
+        if !a.links(p.kind).contains_key(&p.source_id) && !a.not_there.contains(&key) {
+            a.outcome.incomplete.push(Incomplete {
+                kind: p.kind,
+                source_id: p.source_id,
+                reason: p.reason,
+                attrs: p.attrs,
+            });
+        }
+    }
     a.outcome.failed = std::mem::take(&mut a.failed);
     Ok(a.outcome)
 }
@@ -364,6 +388,15 @@ impl Applier<'_> {
                 progress.step();
                 continue;
             }
+            if action.adopt_only {
+                if !pending.is_empty() {
+                    self.create_new(&pending)?;
+                    pending.clear();
+                }
+                self.adopt_if_there(action)?;
+                progress.step();
+                continue;
+            }
             let batched_kind = action.kind == ObjectKind::User || self.target.max_in_flight() > 1;
             if batch_size > 1 && action.op == Op::Create && batched_kind {
                 if pending.first().is_some_and(|p| p.kind != action.kind) {
@@ -450,30 +483,29 @@ impl Applier<'_> {
     }
 
     fn incomplete(&mut self, a: &Action, why: &str) {
-        self.outcome
-            .incomplete
-            .push((a.kind, a.source_id.clone(), why.to_string()));
+        self.outcome.incomplete.push(Incomplete {
+            kind: a.kind,
+            source_id: a.source_id.clone(),
+            reason: why.to_string(),
+            attrs: None,
+        });
     }
 
     /// Drops a link whose target object is gone, so the object can be created again.
     /// Memberships go with it: the groups involved are planned again next cycle.
     fn unlink(&mut self, kind: ObjectKind, source_id: &str) -> Result<(), Error> {
         let why = "re-created in the target";
-        match kind {
-            ObjectKind::User => {
-                for g in self.state.groups_of(source_id)? {
-                    self.outcome.incomplete.push((
-                        ObjectKind::Group,
-                        g,
-                        format!("member {source_id} {why}"),
-                    ));
-                }
-            }
-            ObjectKind::Group => self.outcome.incomplete.push((
-                ObjectKind::Group,
-                source_id.to_string(),
-                format!("{why}; members to add again"),
-            )),
+        let groups = match kind {
+            ObjectKind::User => self.state.groups_of(source_id)?,
+            ObjectKind::Group => vec![source_id.to_string()],
+        };
+        for g in groups {
+            self.outcome.incomplete.push(Incomplete {
+                kind: ObjectKind::Group,
+                reason: format!("member {source_id} {why}"),
+                source_id: g,
+                attrs: None,
+            });
         }
         self.links_mut(kind).remove(source_id);
         self.push(Write::Unlink(kind, source_id.to_string()))
@@ -815,6 +847,20 @@ impl Applier<'_> {
             vec![],
             Some(e.message.clone()),
         );
+        // A create whose answer was lost (and not found when looked for) may have
+        // made the object: remembered with what it sent, so that a later cycle finds
+        // it even if the object is then no longer to be created.
+        if action == "create"
+            && a.op == Op::Create
+            && matches!(e.class, ErrorClass::Transport | ErrorClass::Server)
+        {
+            self.outcome.incomplete.push(Incomplete {
+                kind: a.kind,
+                source_id: a.source_id.clone(),
+                reason: format!("create in doubt: {}", e.message),
+                attrs: Some(a.attrs.clone()),
+            });
+        }
         self.escrowed.insert((a.kind, a.source_id.clone()));
         self.failed.insert((a.kind, a.source_id.clone()));
         self.push(Write::Escrow(
@@ -835,6 +881,7 @@ impl Applier<'_> {
 
     fn run(&mut self, a: &Action) -> Result<(), Error> {
         match a.op {
+            Op::Create if a.adopt_only => self.adopt_if_there(a),
             Op::Create => self.create(a),
             Op::Update => self.update(a),
             Op::Verify => self.verify(a),
@@ -955,6 +1002,9 @@ impl Applier<'_> {
                         );
                         return self.fail(a, "create", &e).map(|_| true);
                     }
+                    if a.adopt_only {
+                        return self.adopt_as_it_is(a, remote.clone(), path).map(|_| true);
+                    }
                     let changes = self.drift(a, remote, true);
                     if !changes.is_empty() {
                         let cs: Vec<Change> =
@@ -988,6 +1038,42 @@ impl Applier<'_> {
             }
         }
         Ok(false)
+    }
+
+    /// A create in doubt found in the target: linked as it is there (nothing sent);
+    /// the next cycle treats it as the directory says, through the gate.
+    fn adopt_as_it_is(&mut self, a: &Action, remote: Remote, path: &str) -> Result<(), Error> {
+        let active = match remote_value(&remote, "active") {
+            Some(Value::Bool(b)) => b,
+            Some(Value::String(s)) => !s.eq_ignore_ascii_case("false"),
+            _ => true,
+        };
+        self.record_link(a, &remote.id, &a.attrs, active, Some("out_of_scope".into()))?;
+        let why =
+            format!("found by {path}: a create whose answer was lost had made it; linked as it is");
+        self.log(a, "update", "success", &why, vec![], None);
+        self.incomplete(
+            a,
+            "linked after a create in doubt; to be treated as the directory says",
+        );
+        Ok(())
+    }
+
+    /// A create in doubt that is no longer to be done: the object is adopted if the
+    /// target has it, else there is nothing to do.
+    fn adopt_if_there(&mut self, a: &Action) -> Result<(), Error> {
+        if !self.match_existing(a)? {
+            self.not_there.insert((a.kind, a.source_id.clone()));
+            self.log(
+                a,
+                "skip",
+                "skipped",
+                "the create in doubt made nothing: not in the target",
+                vec![],
+                None,
+            );
+        }
+        Ok(())
     }
 
     /// Creates objects that matched nothing, as one batch where the target takes them.

@@ -2,7 +2,10 @@
 //!
 //! Initial when the state has no watermark (or `--full`), incremental otherwise. An
 //! incremental cycle whose source and scripts did not change since the last applied
-//! watermark, with nothing escrowed or held, does no work and sends no request.
+//! watermark, with no escrow due and nothing pending or held, does no work and sends
+//! no request. A read that fails stops the cycle before anything is planned; what a
+//! cycle could not complete is recorded as pending and planned again in the next one
+//! (level-triggered), whatever changes in the directory.
 
 use crate::apply::{ApplyOptions, Gate, Outcome};
 use crate::config::Settings;
@@ -269,6 +272,11 @@ pub fn make_plan(
     let memberships = state.memberships()?;
     let present = crate::plan::Present::of(snapshot);
     let unreadable = Unreadable::of(&snapshot.errors);
+    let in_doubt: std::collections::HashMap<(ObjectKind, String), crate::attribute::Attrs> = state
+        .pending()?
+        .into_iter()
+        .filter_map(|p| Some(((p.kind, p.source_id), p.attrs?)))
+        .collect();
     let mut p = plan(
         evaluated,
         &PlanInput {
@@ -283,6 +291,7 @@ pub fn make_plan(
             unreadable: &unreadable,
             user_matching: scripts.user_matching(),
             group_matching: scripts.group_matching(),
+            in_doubt: &in_doubt,
         },
     );
     crate::plan::apply_switches(&mut p, &settings.target.actions, &settings.sync);

@@ -259,6 +259,10 @@ pub struct Action {
     /// before the creates (still through the gate).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub frees_name: bool,
+    /// A create that only adopts: the object's earlier create may have reached
+    /// the target (its answer was lost) and the object is no longer to be created.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub adopt_only: bool,
     /// Kept as it is for now because something is unknown: planned again next
     /// cycle, whatever changes.
     #[serde(skip)]
@@ -358,6 +362,8 @@ pub struct PlanInput<'a> {
     /// object holds waits for that delete.
     pub user_matching: &'a [String],
     pub group_matching: &'a [String],
+    /// Creates in doubt (answer lost): what they sent, by object.
+    pub in_doubt: &'a HashMap<(ObjectKind, String), Attrs>,
 }
 
 /// Every id in the directory, for a plan over a partial evaluation.
@@ -485,6 +491,7 @@ fn action(
         members: vec![],
         disabled_reason: None,
         frees_name: false,
+        adopt_only: false,
         revisit: false,
         step: "",
     }
@@ -1070,7 +1077,48 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Creates in doubt whose object is neither linked nor to be created now: looked
+    /// for, and adopted as they are if the target has them (a leaver must not keep
+    /// an account scimsync made and lost track of).
+    fn find_in_doubt(&mut self) {
+        let input = self.input;
+        let mut doubts: Vec<(&(ObjectKind, String), &Attrs)> = input.in_doubt.iter().collect();
+        doubts.sort_by(|a, b| a.0.cmp(b.0));
+        for ((kind, id), attrs) in doubts {
+            let linked = match kind {
+                ObjectKind::User => input.user_links.contains_key(id),
+                ObjectKind::Group => input.group_links.contains_key(id),
+            };
+            let creating = self
+                .constructive
+                .iter()
+                .any(|a| a.op == Op::Create && a.kind == *kind && &a.source_id == id);
+            if linked || creating {
+                continue;
+            }
+            let display = attrs
+                .get(if *kind == ObjectKind::User {
+                    "userName"
+                } else {
+                    "displayName"
+                })
+                .and_then(|v| v.as_str())
+                .unwrap_or(id);
+            let mut a = action(
+                *kind,
+                Op::Create,
+                id,
+                display,
+                "an earlier create may have reached the target: linked as it is if it is there",
+            );
+            a.attrs = attrs.clone();
+            a.adopt_only = true;
+            self.constructive.push(a);
+        }
+    }
+
     fn finish(mut self) -> Plan {
+        self.find_in_doubt();
         self.take_leavers_out();
         self.free_names();
         // Renames before creates: a name one object gives up may be the name a new
@@ -1211,6 +1259,7 @@ mod tests {
                 unreadable: &Unreadable::default(),
                 user_matching: &["userName".to_string()],
                 group_matching: &["displayName".to_string()],
+                in_doubt: &HashMap::new(),
             },
         )
     }
@@ -1389,6 +1438,7 @@ mod tests {
                 unreadable: &unknown,
                 user_matching: &["userName".to_string()],
                 group_matching: &["displayName".to_string()],
+                in_doubt: &HashMap::new(),
             },
         );
         assert_eq!(p.destructive_count(), 0, "{:?}", ops(&p));

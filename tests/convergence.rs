@@ -320,3 +320,60 @@ fn flattened_nested_groups_follow_changes_anywhere_in_the_chain() {
         Some("suspended")
     );
 }
+
+#[test]
+fn an_account_whose_create_answer_was_lost_is_found_even_after_its_user_leaves() {
+    let mut doc = small_directory(3);
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu, &doc);
+    ws.sync().ok();
+    // The new hire's POST is done but its answer is cut, and so is every lookup:
+    // scimsync cannot tell whether the account exists.
+    doc["users"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "u3", "userPrincipalName": "user3@contoso.com",
+        "surname": "Family3", "givenName": "Given3", "accountEnabled": true}));
+    assign(&mut doc, "u3", "User");
+    ws.write_directory(&doc);
+    emu.post(
+        "/_emulator/chaos",
+        json!({"faults": "cut=100%", "seed": 1, "only": "POST scim/v2/Users"}),
+    );
+    // The matching lookup before the POST goes through; the ones after fail.
+    emu.post(
+        "/_emulator/faults",
+        json!({"match": "eq \"user3", "status": 500, "count": 100, "skip": 1}),
+    );
+    let r = ws.sync();
+    assert!([3, 4].contains(&r.code), "{}", r.stdout);
+    emu.clear_faults();
+    emu.post("/_emulator/faults", json!({}));
+    assert!(
+        emu.user("user3@contoso.com").is_some(),
+        "the account was made"
+    );
+    // Before the retry, the hire is disabled: nothing is to be created any more, but
+    // the account scimsync made must not stay live.
+    doc["users"][3]["accountEnabled"] = json!(false);
+    ws.write_directory(&doc);
+    ws.run(&["restart", "--scope", "escrows"]).ok();
+    ws.sync().ok();
+    let l = ws.run(&["logs", "--object", "u3"]);
+    assert!(
+        l.stdout
+            .contains("a create whose answer was lost had made it"),
+        "{}",
+        l.stdout
+    );
+    ws.sync().ok();
+    assert!(
+        emu.user("user3@contoso.com").is_none()
+            || emu.status("user3@contoso.com").as_deref() == Some("suspended"),
+        "{:?}",
+        emu.status("user3@contoso.com")
+    );
+    emu.reset_stats();
+    ws.sync().ok();
+    assert_eq!(emu.stats().1, 0, "converged: {}", emu.stats().0);
+}

@@ -287,3 +287,40 @@ fn unreadable_records_without_an_id_keep_every_absent_object() {
     );
     assert_eq!(emu.status("user0@contoso.com").as_deref(), Some("active"));
 }
+
+#[test]
+fn a_full_graph_read_sees_soft_deleted_users_as_disabled_not_gone() {
+    let mut doc = small_directory(6);
+    let (emu, ws, graph) = graph_setup(&doc);
+    ws.sync().ok();
+    emu.accept_all();
+    // Soft-deleted in Entra (restorable for 30 days), then the delta token expires:
+    // the full read does not list the user in `users`, but it is not gone.
+    doc["users"][2]["deletedDateTime"] = json!("2026-11-30T08:00:00Z");
+    graph.write(&doc);
+    graph.expire_deltas();
+    emu.reset_stats();
+    ws.sync().ok();
+    let (req, _) = emu.stats();
+    assert_eq!(count(&req, "DELETE /Users"), 0, "{req}");
+    assert_eq!(
+        emu.status("user2@contoso.com").as_deref(),
+        Some("suspended")
+    );
+    assert!(
+        count(
+            &graph.stats(),
+            "GET directory/deletedItems/microsoft.graph.user"
+        ) >= 1,
+        "{}",
+        graph.stats()
+    );
+    // Restored: enabled again, with nothing lost.
+    doc["users"][2]
+        .as_object_mut()
+        .unwrap()
+        .remove("deletedDateTime");
+    graph.write(&doc);
+    ws.sync().ok();
+    assert_eq!(emu.status("user2@contoso.com").as_deref(), Some("active"));
+}

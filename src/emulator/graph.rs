@@ -2,7 +2,8 @@
 //!
 //! It answers the client-credentials token endpoint (checking tenant, client id and
 //! secret), the service principal with its appRoles, `appRoleAssignedTo`, `users`,
-//! `groups`, `groups/{id}/members`, and `users/delta` / `groups/delta` with real
+//! soft-deleted users (`directory/deletedItems/microsoft.graph.user`), `groups`,
+//! `groups/{id}/members`, and `users/delta` / `groups/delta` with real
 //! deltaLinks: every edit of the file (picked up on the next request) becomes a new
 //! version, and a deltaLink returns exactly what changed since its version —
 //! `@removed` with reason `changed` for a soft-deleted user (`deletedDateTime` set),
@@ -714,6 +715,7 @@ impl Service for Graph {
                         && !s.contains("delta")
                         && *s != "members"
                         && *s != "appRoleAssignedTo"
+                        && *s != "deletedItems"
                     {
                         "{id}"
                     } else {
@@ -740,6 +742,26 @@ impl Service for Graph {
                     .map(|u| Self::select(u, &select))
                     .collect();
                 self.page(req, "users", items, None)
+            }
+            ["directory", "deletedItems", "microsoft.graph.user"] => {
+                // Soft-deleted users: restorable for 30 days, listed apart.
+                let items = self
+                    .data
+                    .users
+                    .iter()
+                    .filter(|u| soft_deleted(u))
+                    .map(|u| {
+                        let mut v = Self::select(u, &select);
+                        v["deletedDateTime"] = u["deletedDateTime"].clone();
+                        v
+                    })
+                    .collect();
+                self.page(
+                    req,
+                    "directory/deletedItems/microsoft.graph.user",
+                    items,
+                    None,
+                )
             }
             ["users", id] => match self
                 .data

@@ -71,7 +71,8 @@ pub struct Chaos {
     rng: u64,
     /// Faults injected so far, by name.
     pub injected: std::collections::BTreeMap<&'static str, u64>,
-    /// Only requests whose path ends with this are faulted.
+    /// Only requests whose "METHOD path" ends with this are faulted (e.g.
+    /// "v1.0/users", "POST scim/v2/Users").
     pub only: Option<String>,
 }
 
@@ -309,7 +310,7 @@ fn connection<S: Service>(
         let fault = if admin {
             None
         } else {
-            let path = req.segments.join("/");
+            let path = format!("{} {}", req.method, req.segments.join("/"));
             chaos
                 .lock()
                 .ok()

@@ -2,8 +2,8 @@
 //!
 //! A full read takes the deltaLinks first (`$deltatoken=latest`, so nothing that
 //! changes during the read is missed), then the app's service principal (appRoles),
-//! its `appRoleAssignedTo`, `users` and `groups` with `$select`, and the members of
-//! the groups that matter. It builds the same Graph-shaped document the `file` source
+//! its `appRoleAssignedTo`, `users` (and the soft-deleted ones, which are disabled,
+//! not gone) and `groups` with `$select`, and the members of the groups that matter. It builds the same Graph-shaped document the `file` source
 //! reads, so scoping is one piece of code, and stores that document as a cache beside
 //! the watermark. An incremental read follows the deltaLinks, re-reads the
 //! assignments, applies the changes to the cache and names the objects that changed;
@@ -478,7 +478,19 @@ impl GraphSource {
             GROUP_ATTRIBUTES.join(",")
         )))?;
         let (assignments, hash) = self.assignments()?;
-        let users = self.all(&self.v1(&format!("users?$select={}&$top=999", self.user_select)))?;
+        let mut users =
+            self.all(&self.v1(&format!("users?$select={}&$top=999", self.user_select)))?;
+        // Soft-deleted users are not in `users` but are not gone either: read as gone,
+        // an active one would be deleted where a delta round disables it.
+        for mut u in self.all(&self.v1(&format!(
+            "directory/deletedItems/microsoft.graph.user?$select={},deletedDateTime&$top=999",
+            self.user_select
+        )))? {
+            if u.get("deletedDateTime").is_none_or(Value::is_null) {
+                u["deletedDateTime"] = json!(crate::clock::rfc3339(crate::clock::now()));
+            }
+            users.push(u);
+        }
         let groups = self.all(&self.v1(&format!(
             "groups?$select={}&$top=999",
             GROUP_ATTRIBUTES.join(",")

@@ -87,6 +87,19 @@ pub struct Pending {
     pub source_id: String,
     pub reason: String,
     pub since: i64,
+    /// A create in doubt: what it sent (stored form), to find the object by.
+    #[serde(skip)]
+    pub attrs: Option<Attrs>,
+}
+
+/// An object to plan again next cycle, and why (what `apply` could not complete).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incomplete {
+    pub kind: ObjectKind,
+    pub source_id: String,
+    pub reason: String,
+    /// A create whose answer was lost: what it sent.
+    pub attrs: Option<Attrs>,
 }
 
 /// An object waiting for a retry.
@@ -445,26 +458,28 @@ impl State {
     /// Objects to evaluate again whatever changed: their last planned action did not
     /// complete.
     pub fn pending(&self) -> Result<Vec<Pending>, Error> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT kind, source_id, reason, since FROM pending ORDER BY since")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT kind, source_id, reason, since, attrs FROM pending ORDER BY since",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, i64>(3)?,
+                r.get::<_, Option<String>>(4)?,
             ))
         })?;
         let mut out = vec![];
         for row in rows {
-            let (kind, source_id, reason, since) = row?;
+            let (kind, source_id, reason, since, attrs) = row?;
             if let Some(kind) = ObjectKind::parse(&kind) {
                 out.push(Pending {
                     kind,
                     source_id,
                     reason,
                     since,
+                    attrs: attrs.and_then(|a| serde_json::from_str(&a).ok()),
                 });
             }
         }
@@ -659,22 +674,27 @@ impl Writer<'_> {
 
     /// Replaces the pending set: `keep_old` keeps the rows already there (a cycle
     /// that stopped early did not look at them all).
-    pub fn set_pending(
-        &self,
-        rows: &[(ObjectKind, String, String)],
-        keep_old: bool,
-    ) -> Result<(), Error> {
+    pub fn set_pending(&self, rows: &[Incomplete], keep_old: bool) -> Result<(), Error> {
         if !keep_old {
             self.tx.execute("DELETE FROM pending", [])?;
         }
         let now = crate::clock::now();
-        for (kind, id, reason) in rows {
+        for p in rows {
+            // Stored form: a redacted value is kept as its hash, never as itself.
+            let attrs = match &p.attrs {
+                Some(a) => Some(
+                    serde_json::to_string(&crate::attribute::stored(a))
+                        .map_err(|e| Error::Runtime(e.to_string()))?,
+                ),
+                None => None,
+            };
             self.tx
                 .prepare_cached(
-                    "INSERT INTO pending(kind, source_id, reason, since) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(kind, source_id) DO UPDATE SET reason = excluded.reason",
+                    "INSERT INTO pending(kind, source_id, reason, since, attrs) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(kind, source_id) DO UPDATE SET reason = excluded.reason,
+                       attrs = coalesce(excluded.attrs, pending.attrs)",
                 )?
-                .execute(params![kind.as_str(), id, reason, now])?;
+                .execute(params![p.kind.as_str(), p.source_id, p.reason, now, attrs])?;
         }
         Ok(())
     }

@@ -29,8 +29,9 @@ const MIGRATIONS: &[&str] = &[
         next_at INTEGER NOT NULL, last_error TEXT NOT NULL, PRIMARY KEY (kind, source_id));",
     // 2: objects whose planned action did not complete (held, withheld, kept while
     // something was unknown, re-created): re-evaluated every cycle until it does.
+    // `attrs`: what a create whose answer was lost sent (the target may hold it).
     "CREATE TABLE pending (kind TEXT NOT NULL, source_id TEXT NOT NULL, reason TEXT NOT NULL,
-        since INTEGER NOT NULL, PRIMARY KEY (kind, source_id));",
+        since INTEGER NOT NULL, attrs TEXT, PRIMARY KEY (kind, source_id));",
 ];
 
 /// The schema version this build writes.

@@ -206,6 +206,10 @@ pub struct Sim {
     unnamed: Option<(String, String)>,
     /// Hand edits since the last settle: the next one starts with a full cycle.
     hand_edited: bool,
+    /// Accounts edited by hand that no full cycle has looked at while they were
+    /// live (a full cycle does not look at accounts out of scope, so such drift
+    /// waits for the first one after they come back).
+    edited: HashSet<String>,
     // Set for the next cycle only.
     /// (route, fault) for the Graph emulator.
     graph_fault: Option<(&'static str, &'static str)>,
@@ -272,6 +276,7 @@ impl Sim {
             broken: HashMap::new(),
             unnamed: None,
             hand_edited: false,
+            edited: HashSet::new(),
             graph_fault: None,
             target_faults: false,
             kill: false,
@@ -703,9 +708,24 @@ impl Sim {
                 self.target_faults = true;
                 "target faults"
             }
-            _ => {
+            95..=98 => {
                 self.kill = true;
                 "kill -9"
+            }
+            _ => {
+                // An admin unassigns half the users and groups at once (the shrink
+                // guard's case).
+                for id in &users {
+                    if self.rng.chance(50) {
+                        self.set_assigned(id, "User", false);
+                    }
+                }
+                for id in &groups {
+                    if self.rng.chance(50) {
+                        self.set_assigned(id, "Group", false);
+                    }
+                }
+                "mass unassignment"
             }
         };
         Ok(name)
@@ -854,6 +874,7 @@ impl Sim {
                         "by hand: new surname for {} ({})",
                         a.user_name, a.id
                     ));
+                    self.edited.insert(a.id.clone());
                     let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
                         "Operations": [{"op": "replace", "path": "name.familyName", "value": "Edited by hand"}]});
                     // An invited member may be gone already; a refusal is fine.
@@ -1213,7 +1234,18 @@ impl Sim {
         self.kill = false;
         self.cut = false;
         self.report.settles += 1;
-        let mut full = std::mem::take(&mut self.hand_edited);
+        let mut full = std::mem::take(&mut self.hand_edited) || !self.edited.is_empty();
+        if full {
+            // The full cycle repairs the edits of accounts live now.
+            let live: HashSet<String> = self
+                .team()?
+                .accounts
+                .into_iter()
+                .filter(|a| a.live())
+                .map(|a| a.id)
+                .collect();
+            self.edited.retain(|id| !live.contains(id));
+        }
         let mut counted = 0;
         let mut extra = 0;
         loop {

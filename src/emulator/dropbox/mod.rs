@@ -49,6 +49,8 @@ struct Member {
 struct Fault {
     needle: String,
     status: u16,
+    /// Matching requests let through before the fault starts.
+    skip: u64,
     remaining: u64,
 }
 
@@ -691,12 +693,14 @@ impl Team {
                 Response::empty(204)
             }
             ("POST", Some("faults")) => {
-                // {"match": "user1@", "status": 503, "count": 2}; {} clears them.
+                // {"match": "user1@", "status": 503, "count": 2, "skip": 1}; {} clears
+                // them (`skip`: matching requests let through first).
                 let b: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
                 match b.get("match").and_then(|m| m.as_str()) {
                     Some(m) => self.faults.push(Fault {
                         needle: m.to_string(),
                         status: b.get("status").and_then(|s| s.as_u64()).unwrap_or(500) as u16,
+                        skip: b.get("skip").and_then(|s| s.as_u64()).unwrap_or(0),
                         remaining: b.get("count").and_then(|c| c.as_u64()).unwrap_or(u64::MAX),
                     }),
                     None => self.faults.clear(),
@@ -874,6 +878,10 @@ impl Team {
         let f = self.faults.iter_mut().find(|f| {
             f.remaining > 0 && (url.contains(&f.needle) || req.body.contains(&f.needle))
         })?;
+        if f.skip > 0 {
+            f.skip -= 1;
+            return None;
+        }
         f.remaining -= 1;
         let status = f.status;
         let mut r = scim_error(status, None, "injected fault");
