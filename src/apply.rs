@@ -1081,6 +1081,20 @@ impl Applier<'_> {
         let Some(first) = batch.first() else {
             return Ok(());
         };
+        // Written ahead, and committed, before anything is sent: should this process
+        // die before the answers are recorded, the next cycle still knows the target
+        // may hold these objects, and finds them.
+        self.flush()?;
+        let intents: Vec<Incomplete> = batch
+            .iter()
+            .map(|a| Incomplete {
+                kind: a.kind,
+                source_id: a.source_id.clone(),
+                reason: "create sent; its answer was not recorded".into(),
+                attrs: Some(a.attrs.clone()),
+            })
+            .collect();
+        self.state.write(|w| w.set_pending(&intents, true))?;
         let attrs: Vec<&Attrs> = batch.iter().map(|a| &a.attrs).collect();
         let results = self.target.create_batch(first.kind, &attrs);
         for (a, r) in batch.iter().zip(results) {
