@@ -66,16 +66,9 @@ fn main() {
                 total_ops += r.total_ops();
                 cycles += r.cycles;
                 println!(
-                    "seed {seed:>4} {:<5} ok: {} operations, {} cycles, {} kills, {} failed reads, {} holds, {} settles (worst {} cycles, {} explained by escrows)",
+                    "seed {seed:>4} {:<5} ok: {}",
                     if graph { "graph" } else { "file" },
-                    r.total_ops(),
-                    r.cycles,
-                    r.kills,
-                    r.failed_reads,
-                    r.holds,
-                    r.settles,
-                    r.worst_settle,
-                    r.explained
+                    r.line()
                 );
             }
             Err(e) => {

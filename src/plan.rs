@@ -765,34 +765,52 @@ impl<'a> Planner<'a> {
         self.constructive.push(a);
     }
 
-    /// Links whose source object is gone.
-    fn gone_users(&mut self) {
+    /// Links of a kind whose source object is gone, in a stable order. Objects
+    /// present but not evaluated (a partial evaluation) are not gone (and keep their
+    /// memberships as they are, see `group_in_scope`); while records of the kind
+    /// cannot all be read, none is: they are kept.
+    fn gone(&mut self, kind: ObjectKind) -> Vec<&'a Link> {
         let input = self.input;
-        // A partial evaluation: users present but not evaluated are not gone (and
-        // keep their memberships as they are, see `group_in_scope`).
+        let (links, seen) = match kind {
+            ObjectKind::User => (input.user_links, &mut self.seen_users),
+            ObjectKind::Group => (input.group_links, &mut self.seen_groups),
+        };
         if let Some(p) = input.present {
-            for l in input.user_links.values() {
-                if p.users.contains(&l.source_id) {
-                    self.seen_users.insert(l.source_id.clone());
+            let present = match kind {
+                ObjectKind::User => &p.users,
+                ObjectKind::Group => &p.groups,
+            };
+            for l in links.values() {
+                if present.contains(&l.source_id) {
+                    seen.insert(l.source_id.clone());
                 }
             }
         }
-        let mut gone: Vec<&Link> = input
-            .user_links
+        let mut gone: Vec<&Link> = links
             .values()
-            .filter(|l| !self.seen_users.contains(&l.source_id))
+            .filter(|l| !seen.contains(&l.source_id))
             .collect();
         gone.sort_by(|a, b| a.source_id.cmp(&b.source_id));
+        if !input.unreadable.unnamed(kind) {
+            return gone;
+        }
         for l in gone {
-            if input.unreadable.unnamed_users {
-                self.keep(
-                    ObjectKind::User,
-                    l,
-                    "not in the directory, but some user records could not be read; kept as it is"
-                        .into(),
-                );
-                continue;
-            }
+            self.keep(
+                kind,
+                l,
+                format!(
+                    "not in the directory, but some {} records could not be read; kept as it is",
+                    kind.as_str()
+                ),
+            );
+        }
+        vec![]
+    }
+
+    /// Users whose source object is gone.
+    fn gone_users(&mut self) {
+        let input = self.input;
+        for l in self.gone(ObjectKind::User) {
             if !l.active && l.disabled_reason.as_deref() == Some("out_of_scope") {
                 // It must leave the groups scimsync manages before it is let go (the
                 // account stays); forgotten once it is in none.
@@ -1002,30 +1020,7 @@ impl<'a> Planner<'a> {
     }
 
     fn gone_groups(&mut self) {
-        let input = self.input;
-        if let Some(p) = input.present {
-            for l in input.group_links.values() {
-                if p.groups.contains(&l.source_id) {
-                    self.seen_groups.insert(l.source_id.clone());
-                }
-            }
-        }
-        let mut gone: Vec<&Link> = input
-            .group_links
-            .values()
-            .filter(|l| !self.seen_groups.contains(&l.source_id))
-            .collect();
-        gone.sort_by(|a, b| a.source_id.cmp(&b.source_id));
-        for l in gone {
-            if input.unreadable.unnamed_groups {
-                self.keep(
-                    ObjectKind::Group,
-                    l,
-                    "not in the directory, but some group records could not be read; kept as it is"
-                        .into(),
-                );
-                continue;
-            }
+        for l in self.gone(ObjectKind::Group) {
             let mut a = action(
                 ObjectKind::Group,
                 Op::Delete,

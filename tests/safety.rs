@@ -59,9 +59,7 @@ fn a_graph_answer_that_is_not_json_stops_the_cycle_and_deletes_nobody() {
         graph.fault_only("", "");
     }
     // Once Graph answers properly, the full read finds nothing to do.
-    emu.reset_stats();
-    ws.sync().ok();
-    assert_eq!(emu.stats().1, 0, "{}", emu.stats().0);
+    assert_next_cycle_writes_nothing(&emu, &ws);
     assert_eq!(team(&emu), before);
     assert_eq!(emu.groups().len(), groups);
 }

@@ -15,16 +15,9 @@ fn run(seed: u64, graph: bool) {
     };
     match sim::run(cfg) {
         Ok(r) => println!(
-            "seed {seed} ({}): {} operations, {} cycles, {} kills, {} failed reads, {} holds, {} settles (worst {} cycles, {} explained by escrows); {:?}",
+            "seed {seed} ({}): {}; {:?}",
             if graph { "graph" } else { "file" },
-            r.total_ops(),
-            r.cycles,
-            r.kills,
-            r.failed_reads,
-            r.holds,
-            r.settles,
-            r.worst_settle,
-            r.explained,
+            r.line(),
             r.ops
         ),
         Err(e) => panic!("{e}"),

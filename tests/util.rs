@@ -437,6 +437,14 @@ pub fn assert_converged(emu: &Emulator, doc: &Value) {
     }
 }
 
+/// Converged: one more cycle writes nothing to the team.
+pub fn assert_next_cycle_writes_nothing(emu: &Emulator, ws: &Workspace) {
+    emu.reset_stats();
+    ws.sync().ok();
+    let (requests, writes) = emu.stats();
+    assert_eq!(writes, 0, "the next cycle wrote: {requests}");
+}
+
 /// Who an independent reading of the Entra rules says must be provisioned: directly
 /// assigned (not only Default Access) or a direct member of an assigned group, and
 /// enabled (disabled users are not created).

@@ -63,6 +63,21 @@ impl Report {
     pub fn total_ops(&self) -> usize {
         self.ops.values().sum()
     }
+
+    /// One line for a run.
+    pub fn line(&self) -> String {
+        format!(
+            "{} operations, {} cycles, {} kills, {} failed reads, {} holds, {} settles (worst {} cycles, {} explained by escrows)",
+            self.total_ops(),
+            self.cycles,
+            self.kills,
+            self.failed_reads,
+            self.holds,
+            self.settles,
+            self.worst_settle,
+            self.explained
+        )
+    }
 }
 
 /// splitmix64: small, fast, reproducible from the seed.
