@@ -345,11 +345,13 @@ struct Figures {
 }
 
 fn write_config(dir: &Path, source: &str, target_url: &str, in_flight: usize) -> Res<()> {
-    std::fs::write(
-        dir.join("scimsync.toml"),
+    // Private: it holds the emulator's token.
+    scimsync::private::write(
+        &dir.join("scimsync.toml"),
         format!(
-            "state = \"state.db\"\n{source}[target]\ntype = \"dropbox\"\nurl = \"{target_url}\"\ntoken = \"{TOKEN}\"\nmax_in_flight = {in_flight}\n[safety]\ndeletion_threshold = 1000000\n"
-        ),
+            "state = \"state.db\"\n{source}[target]\ntype = \"dropbox\"\nurl = \"{target_url}\"\ntoken = \"{TOKEN}\"\nmax_in_flight = {in_flight}\n[safety]\ndeletion_threshold = 1000000\nshrink_threshold_percent = 0\n"
+        )
+        .as_bytes(),
     )?;
     Ok(())
 }

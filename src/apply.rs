@@ -138,6 +138,8 @@ struct Applier<'a> {
     blocked_names: HashMap<(ObjectKind, String, String), String>,
     /// Creates in doubt looked for and not found: nothing to remember any more.
     not_there: HashSet<(ObjectKind, String)>,
+    /// Creates written ahead this cycle.
+    intended: HashSet<(ObjectKind, String)>,
 }
 
 /// From this many new users (or groups) on, the target's users (groups) are listed
@@ -191,6 +193,7 @@ pub fn apply_with_links(
         failed: HashSet::new(),
         blocked_names: HashMap::new(),
         not_there: HashSet::new(),
+        intended: HashSet::new(),
     };
     let in_doubt: Vec<crate::state::Pending> = a
         .state
@@ -225,6 +228,7 @@ pub fn apply_with_links(
             a.block_names_of(x);
         }
     }
+    a.write_ahead(&constructive)?;
     a.run_constructive(&constructive, &progress)?;
     a.flush()?;
     if a.outcome.interrupted {
@@ -356,6 +360,31 @@ fn all_as_new(attrs: &Attrs) -> Vec<Modified> {
 }
 
 impl Applier<'_> {
+    /// Creates are written ahead, committed before any is sent: should this process
+    /// die before their answers are recorded, the next cycle still knows the target
+    /// may hold these objects, and finds them (one transaction for all of them).
+    fn write_ahead(&mut self, creates: &[&Action]) -> Result<(), Error> {
+        // Only what finds the object again: its matching attributes.
+        let intents: Vec<Incomplete> = creates
+            .iter()
+            .filter(|a| a.op == Op::Create && !a.adopt_only)
+            .map(|a| Incomplete {
+                kind: a.kind,
+                source_id: a.source_id.clone(),
+                reason: "create sent; its answer was not recorded".into(),
+                attrs: Some(self.matching_attrs(a)),
+            })
+            .collect();
+        if intents.is_empty() {
+            return Ok(());
+        }
+        self.flush()?;
+        self.state.write(|w| w.set_pending(&intents, true))?;
+        self.intended
+            .extend(intents.into_iter().map(|i| (i.kind, i.source_id)));
+        Ok(())
+    }
+
     /// Creates, updates, enables and memberships, in plan order; creates batched where
     /// the target takes batches.
     fn run_constructive(
@@ -434,6 +463,18 @@ impl Applier<'_> {
             progress.step();
         }
         Ok(())
+    }
+
+    /// The matching attributes of a create.
+    fn matching_attrs(&self, a: &Action) -> Attrs {
+        let matching = match a.kind {
+            ObjectKind::User => &self.opts.user_matching,
+            ObjectKind::Group => &self.opts.group_matching,
+        };
+        matching
+            .iter()
+            .filter_map(|p| Some((p.clone(), a.attrs.get(p)?.clone())))
+            .collect()
     }
 
     /// The matching names an object holds, as (kind, path, key).
@@ -1081,20 +1122,16 @@ impl Applier<'_> {
         let Some(first) = batch.first() else {
             return Ok(());
         };
-        // Written ahead, and committed, before anything is sent: should this process
-        // die before the answers are recorded, the next cycle still knows the target
-        // may hold these objects, and finds them.
-        self.flush()?;
-        let intents: Vec<Incomplete> = batch
+        // A create the cycle did not plan (a re-creation after a 404) is written
+        // ahead here; planned ones were, all at once, before the first was sent.
+        let unplanned: Vec<&Action> = batch
             .iter()
-            .map(|a| Incomplete {
-                kind: a.kind,
-                source_id: a.source_id.clone(),
-                reason: "create sent; its answer was not recorded".into(),
-                attrs: Some(a.attrs.clone()),
-            })
+            .copied()
+            .filter(|a| !self.intended.contains(&(a.kind, a.source_id.clone())))
             .collect();
-        self.state.write(|w| w.set_pending(&intents, true))?;
+        if !unplanned.is_empty() {
+            self.write_ahead(&unplanned)?;
+        }
         let attrs: Vec<&Attrs> = batch.iter().map(|a| &a.attrs).collect();
         let results = self.target.create_batch(first.kind, &attrs);
         for (a, r) in batch.iter().zip(results) {
