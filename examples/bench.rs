@@ -113,6 +113,8 @@ fn serve_child(kind: &str, directory: Option<&str>) -> Res<()> {
             client_secret: "bench-secret".into(),
             app: "11111111-2222-3333-4444-555555555555".into(),
             token_lifetime: 3599,
+            certificate: None,
+            federated_token: None,
         };
         let mut graph =
             emulator::graph::Graph::new(directory.unwrap_or("directory.json").into(), tenant)?;

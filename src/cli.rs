@@ -27,12 +27,24 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per run: the size of the emulator options does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// The whole story with nothing set up: emulators, initial and incremental cycles
     Demo,
     /// Write a starter scimsync.toml, scripts/ and a sample directory
     Init { dir: Option<PathBuf> },
+    /// Dropbox OAuth 2 (authorization code + PKCE, offline access): prints the
+    /// address to open, reads the code, writes the refresh token file (0600)
+    Authorize {
+        /// Authorize the [legacy] integration instead of [target]
+        #[arg(long)]
+        legacy: bool,
+        /// The code Dropbox showed (default: read from stdin)
+        #[arg(long)]
+        code: Option<String>,
+    },
     /// Validate config, compile and dry-run scripts, test source and target connections
     Check,
     /// Dry run of the next cycle: every action with its reason; writes nothing
@@ -139,6 +151,22 @@ pub enum Command {
         /// Milliseconds added to every answer (a distant service)
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+        /// The OAuth app key the Dropbox emulator knows
+        #[arg(long, default_value = "scimsync-app")]
+        app_key: String,
+        /// The app's secret (default: none, a PKCE public client)
+        #[arg(long)]
+        app_secret: Option<String>,
+        /// A certificate (PEM) registered with the Graph emulator's app: client
+        /// assertions signed with its key are accepted
+        #[arg(long)]
+        client_certificate: Option<PathBuf>,
+        /// A federated token the Graph emulator accepts as a client assertion
+        #[arg(long)]
+        federated_token: Option<String>,
+        /// Lifetime of the access tokens the Dropbox emulator issues, in seconds
+        #[arg(long, default_value_t = 14_400)]
+        token_ttl: u64,
     },
 }
 
@@ -185,6 +213,9 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Demo => crate::demo::run(),
         Command::Init { dir } => init(dir.as_deref().unwrap_or(Path::new("."))),
         Command::Check => check(&load(&cli)?),
+        Command::Authorize { legacy, code } => {
+            crate::authorize::run(&load(&cli)?, *legacy, code.as_deref())
+        }
         Command::Plan { json, full } => plan(&load(&cli)?, *json, *full),
         Command::Migrate { step } => migrate(&load(&cli)?, step),
         Command::Sync { full, force_legacy } => {
@@ -305,7 +336,13 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             faults,
             seed,
             latency_ms,
+            app_key,
+            app_secret,
+            token_ttl,
+            client_certificate,
+            federated_token,
         } => emulate(EmulateArgs {
+            oauth: (app_key.clone(), app_secret.clone(), *token_ttl),
             service: *service,
             listen: listen.clone(),
             token: token.clone(),
@@ -318,6 +355,11 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                     .unwrap_or_else(|| crate::ids::random_hex(32)),
                 app: app.clone(),
                 token_lifetime: 3599,
+                certificate: match client_certificate {
+                    Some(p) => Some(certificate_der(p)?),
+                    None => None,
+                },
+                federated_token: federated_token.clone(),
             },
             page_size: *page_size,
             chaos: match faults {
@@ -1107,13 +1149,35 @@ scope = "assigned"            # "assigned" | "all"
 type  = "dropbox"             # "dropbox" | "scim" | "dropbox-legacy"
 url   = "https://www.dropbox.com/scim/v2"
 token = "env:DROPBOX_TOKEN"   # env:NAME | file:PATH
+# For a daemon, OAuth offline access instead of token (then `scimsync authorize`):
+# app_key       = "<app key from the Dropbox App Console>"
+# refresh_token = "file:/var/lib/scimsync/dropbox-refresh-token"
 
 [safety]
 deletion_threshold = 500      # deletes + disables per cycle before the cycle is held
 skip_out_of_scope_deletions = false
 "#;
 
+/// The first certificate of a PEM file, as DER.
+fn certificate_der(path: &Path) -> Result<Vec<u8>, Error> {
+    use rustls_pki_types::pem::PemObject;
+    let bytes = std::fs::read(path)
+        .map_err(|e| InputError::Usage(format!("--client-certificate {}: {e}", path.display())))?;
+    let cert = rustls_pki_types::CertificateDer::pem_slice_iter(&bytes)
+        .next()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            InputError::Usage(format!(
+                "--client-certificate {}: no CERTIFICATE in it",
+                path.display()
+            ))
+        })?;
+    Ok(cert.as_ref().to_vec())
+}
+
 struct EmulateArgs {
+    /// Dropbox OAuth: app key, app secret, access token lifetime (s).
+    oauth: (String, Option<String>, u64),
     service: EmulatedService,
     listen: String,
     token: Option<String>,
@@ -1134,6 +1198,12 @@ fn emulate(a: EmulateArgs) -> Result<i32, Error> {
             let token = a.token.unwrap_or_else(|| crate::ids::random_hex(32));
             let mut team = crate::emulator::dropbox::Team::new(&token);
             team.set_latency(a.latency);
+            let (key, secret, ttl) = a.oauth.clone();
+            team.oauth = crate::emulator::dropbox::oauth::OAuthServer::new(
+                &key,
+                secret,
+                std::time::Duration::from_secs(ttl.max(1)),
+            );
             let (running, _team) = crate::emulator::serve(&a.listen, team, 16)
                 .map_err(|e| InputError::Usage(format!("--listen: {e}")))?;
             running.set_chaos(a.chaos.clone());

@@ -5,6 +5,7 @@
 //! relative paths against the config file's folder and resolves secrets, so nothing
 //! downstream can hold an invalid configuration. Every message names the file and key.
 
+use crate::credential::{Credential, OAuth, SecretRef};
 use crate::error::InputError;
 use serde::Deserialize;
 use std::fmt;
@@ -50,6 +51,9 @@ struct RawSource {
     attributes: Option<Vec<String>>,
     max_pages: Option<i64>,
     max_read_bytes: Option<toml::Value>,
+    client_certificate: Option<String>,
+    client_assertion: Option<String>,
+    cloud: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -60,6 +64,12 @@ struct RawTarget {
     url: Option<String>,
     api_url: Option<String>,
     token: Option<String>,
+    app_key: Option<String>,
+    app_secret: Option<String>,
+    refresh_token: Option<String>,
+    token_url: Option<String>,
+    authorize_url: Option<String>,
+    scopes: Option<Vec<String>>,
     allow_insecure_http: Option<bool>,
     timeout: Option<String>,
     max_in_flight: Option<i64>,
@@ -72,6 +82,24 @@ struct RawTarget {
 struct RawLegacy {
     api_url: Option<String>,
     token: Option<String>,
+    app_key: Option<String>,
+    app_secret: Option<String>,
+    refresh_token: Option<String>,
+    token_url: Option<String>,
+    authorize_url: Option<String>,
+    scopes: Option<Vec<String>>,
+}
+
+/// The keys that say how a Dropbox-facing table authenticates.
+struct RawAuth<'a> {
+    table: &'static str,
+    token: &'a Option<String>,
+    app_key: &'a Option<String>,
+    app_secret: &'a Option<String>,
+    refresh_token: &'a Option<String>,
+    token_url: &'a Option<String>,
+    authorize_url: &'a Option<String>,
+    scopes: &'a Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -143,7 +171,7 @@ pub enum SourceSettings {
     Graph {
         tenant: String,
         client_id: String,
-        client_secret: Secret,
+        credential: GraphCredential,
         app: String,
         scope: Scope,
         graph_url: String,
@@ -153,6 +181,31 @@ pub enum SourceSettings {
         attributes: Vec<String>,
         limits: ReadLimits,
     },
+}
+
+/// How scimsync proves itself to Entra ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GraphCredential {
+    /// A client secret (`client_secret`).
+    Secret(SecretRef),
+    /// A certificate's private key signs a client assertion (`client_certificate`:
+    /// a PEM holding the key and the certificate).
+    Certificate(PathBuf),
+    /// A federated token (workload identity), read afresh at every token request
+    /// (`client_assertion`).
+    Assertion(SecretRef),
+}
+
+impl GraphCredential {
+    /// The secret files behind it (watched by the daemon).
+    pub fn files(&self) -> Vec<PathBuf> {
+        match self {
+            GraphCredential::Secret(r) | GraphCredential::Assertion(r) => {
+                r.file().map(Path::to_path_buf).into_iter().collect()
+            }
+            GraphCredential::Certificate(p) => vec![p.clone()],
+        }
+    }
 }
 
 /// Bounds on one read of the directory: a service that pages forever (or answers
@@ -205,7 +258,7 @@ pub struct TargetSettings {
     pub kind: TargetKind,
     /// SCIM base URL (or the Business API base for `dropbox-legacy`).
     pub url: String,
-    pub token: Secret,
+    pub credential: Credential,
     pub timeout: Duration,
     /// Which of create / update / delete (disable included) may run.
     pub actions: Actions,
@@ -221,7 +274,7 @@ pub const MAX_IN_FLIGHT: usize = 4;
 #[derive(Debug, Clone)]
 pub struct LegacySettings {
     pub api_url: String,
-    pub token: Secret,
+    pub credential: Credential,
 }
 
 #[derive(Debug, Clone)]
@@ -275,6 +328,20 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Every `file:` secret the config names (a daemon watches them).
+    pub fn secret_files(&self) -> Vec<PathBuf> {
+        let mut out = self.target.credential.files();
+        if let Some(l) = &self.legacy {
+            out.extend(l.credential.files());
+        }
+        if let SourceSettings::Graph { credential, .. } = &self.source {
+            out.extend(credential.files());
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Settings, InputError> {
         let text = std::fs::read_to_string(path).map_err(|e| InputError::Config {
@@ -360,17 +427,12 @@ impl Settings {
                 };
                 let tenant = need("tenant", &raw_source.tenant)?;
                 let client_id = need("client_id", &raw_source.client_id)?;
-                let client_secret = secret(
-                    "source.client_secret",
-                    &need("client_secret", &raw_source.client_secret)?,
-                )?;
+                let credential = graph_credential(&raw_source, &base, &secret).map_err(err)?;
                 let app = need("app", &raw_source.app)?;
-                let graph_url = raw_source
-                    .graph_url
-                    .unwrap_or_else(|| "https://graph.microsoft.com".into());
-                let login_url = raw_source
-                    .login_url
-                    .unwrap_or_else(|| "https://login.microsoftonline.com".into());
+                let (login_host, graph_host) =
+                    cloud_hosts(raw_source.cloud.as_deref()).map_err(err)?;
+                let graph_url = raw_source.graph_url.unwrap_or_else(|| graph_host.into());
+                let login_url = raw_source.login_url.unwrap_or_else(|| login_host.into());
                 check_url("source.graph_url", &graph_url, false).map_err(err)?;
                 check_url("source.login_url", &login_url, false).map_err(err)?;
                 let flatten_nested_groups = match raw_source.nested_groups.as_deref() {
@@ -399,7 +461,7 @@ impl Settings {
                 SourceSettings::Graph {
                     tenant,
                     client_id,
-                    client_secret,
+                    credential,
                     app,
                     scope,
                     graph_url: trim_slash(graph_url),
@@ -452,13 +514,21 @@ impl Settings {
                 .ok_or_else(|| err("target.url: required when target.type = \"scim\"".into()))?,
         };
         check_url("target.url", &url, insecure).map_err(err)?;
-        let token = secret(
-            "target.token",
-            raw_target
-                .token
-                .as_deref()
-                .ok_or_else(|| err("target.token: required".into()))?,
-        )?;
+        let credential = dropbox_credential(
+            RawAuth {
+                table: "target",
+                token: &raw_target.token,
+                app_key: &raw_target.app_key,
+                app_secret: &raw_target.app_secret,
+                refresh_token: &raw_target.refresh_token,
+                token_url: &raw_target.token_url,
+                authorize_url: &raw_target.authorize_url,
+                scopes: &raw_target.scopes,
+            },
+            &base,
+            &secret,
+        )
+        .map_err(err)?;
         let timeout = match raw_target.timeout.as_deref() {
             None => Duration::from_secs(30),
             Some(s) => parse_duration(s).map_err(|m| err(format!("target.timeout: {m}")))?,
@@ -510,7 +580,7 @@ impl Settings {
         let target = TargetSettings {
             kind,
             url: trim_slash(url),
-            token,
+            credential,
             timeout,
             actions,
             profile: raw_target.profile.clone(),
@@ -524,15 +594,24 @@ impl Settings {
                     .api_url
                     .unwrap_or_else(|| "https://api.dropboxapi.com".into());
                 check_url("legacy.api_url", &api_url, insecure).map_err(err)?;
-                let token = secret(
-                    "legacy.token",
-                    l.token
-                        .as_deref()
-                        .ok_or_else(|| err("legacy.token: required".into()))?,
-                )?;
+                let credential = dropbox_credential(
+                    RawAuth {
+                        table: "legacy",
+                        token: &l.token,
+                        app_key: &l.app_key,
+                        app_secret: &l.app_secret,
+                        refresh_token: &l.refresh_token,
+                        token_url: &l.token_url,
+                        authorize_url: &l.authorize_url,
+                        scopes: &l.scopes,
+                    },
+                    &base,
+                    &secret,
+                )
+                .map_err(err)?;
                 Some(LegacySettings {
                     api_url: trim_slash(api_url),
-                    token,
+                    credential,
                 })
             }
         };
@@ -604,6 +683,158 @@ impl Settings {
             },
         })
     }
+}
+
+/// The Dropbox-facing credential of a table: a static `token`, or OAuth offline
+/// access (`app_key` + `refresh_token`, written by `scimsync authorize`). The refresh
+/// token is not read here: `authorize` runs before it exists.
+fn dropbox_credential(
+    raw: RawAuth<'_>,
+    base: &Path,
+    secret: &dyn Fn(&str, &str) -> Result<Secret, InputError>,
+) -> Result<Credential, String> {
+    let t = raw.table;
+    let oauth_keys: Vec<&str> = [
+        ("app_key", raw.app_key.is_some()),
+        ("app_secret", raw.app_secret.is_some()),
+        ("refresh_token", raw.refresh_token.is_some()),
+        ("token_url", raw.token_url.is_some()),
+        ("authorize_url", raw.authorize_url.is_some()),
+        ("scopes", raw.scopes.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, set)| *set)
+    .map(|(k, _)| k)
+    .collect();
+    if let Some(token) = raw.token {
+        if let Some(k) = oauth_keys.first() {
+            return Err(format!(
+                "{t}.token and {t}.{k} cannot be used together: use a static token, or OAuth (app_key and refresh_token) written by `scimsync authorize`"
+            ));
+        }
+        secret(&format!("{t}.token"), token).map_err(|e| e.to_string())?;
+        return Ok(Credential::Token(SecretRef::parse(token, base)));
+    }
+    let Some(app_key) = raw.app_key.clone().filter(|k| !k.trim().is_empty()) else {
+        return Err(format!(
+            "{t}.token: required (or app_key and refresh_token for OAuth offline access)"
+        ));
+    };
+    let refresh_token = match raw.refresh_token.as_deref() {
+        Some(v) if v.starts_with("file:") || v.starts_with("env:") => SecretRef::parse(v, base),
+        Some(_) => {
+            return Err(format!(
+                "{t}.refresh_token: must be \"file:PATH\" (written by `scimsync authorize`) or \"env:NAME\", not a literal"
+            ))
+        }
+        None => {
+            return Err(format!(
+                "{t}.refresh_token: required with {t}.app_key, e.g. \"file:/var/lib/scimsync/dropbox-refresh-token\""
+            ))
+        }
+    };
+    let app_secret = match raw.app_secret.as_deref() {
+        Some(v) => {
+            secret(&format!("{t}.app_secret"), v).map_err(|e| e.to_string())?;
+            Some(SecretRef::parse(v, base))
+        }
+        None => None,
+    };
+    let token_url = raw
+        .token_url
+        .clone()
+        .unwrap_or_else(|| "https://api.dropboxapi.com/oauth2/token".into());
+    let authorize_url = raw
+        .authorize_url
+        .clone()
+        .unwrap_or_else(|| "https://www.dropbox.com/oauth2/authorize".into());
+    check_url(&format!("{t}.token_url"), &token_url, false)?;
+    check_url(&format!("{t}.authorize_url"), &authorize_url, false)?;
+    let scopes = raw.scopes.clone().unwrap_or_else(|| {
+        crate::credential::DEFAULT_SCOPES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    });
+    Ok(Credential::OAuth(OAuth {
+        app_key,
+        app_secret,
+        refresh_token,
+        token_url,
+        authorize_url,
+        scopes,
+    }))
+}
+
+/// How scimsync authenticates to Entra: exactly one of `client_secret`,
+/// `client_certificate`, `client_assertion`.
+fn graph_credential(
+    raw: &RawSource,
+    base: &Path,
+    secret: &dyn Fn(&str, &str) -> Result<Secret, InputError>,
+) -> Result<GraphCredential, String> {
+    let given: Vec<&str> = [
+        ("client_secret", raw.client_secret.is_some()),
+        ("client_certificate", raw.client_certificate.is_some()),
+        ("client_assertion", raw.client_assertion.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, set)| *set)
+    .map(|(k, _)| k)
+    .collect();
+    match given.as_slice() {
+        [] => Err("source.client_secret: required when source.type = \"graph\" (or client_certificate, or client_assertion)".into()),
+        [_] => Ok(if let Some(v) = &raw.client_secret {
+            secret("source.client_secret", v).map_err(|e| e.to_string())?;
+            GraphCredential::Secret(SecretRef::parse(v, base))
+        } else if let Some(v) = &raw.client_certificate {
+            let path = match SecretRef::parse(v, base) {
+                SecretRef::File(p) => p,
+                _ => return Err("source.client_certificate: must be \"file:PATH\" (a PEM with the private key and the certificate)".into()),
+            };
+            crate::credential::Certificate::load(&path)
+                .map_err(|m| format!("source.client_certificate: {m}"))?;
+            GraphCredential::Certificate(path)
+        } else {
+            let v = raw.client_assertion.as_deref().unwrap_or_default();
+            let r = SecretRef::parse(v, base);
+            if r.file().is_none() {
+                return Err("source.client_assertion: must be \"file:PATH\" (a federated token file, read afresh at every token request)".into());
+            }
+            GraphCredential::Assertion(r)
+        }),
+        [a, b, ..] => Err(format!(
+            "source.{a} and source.{b} cannot be used together: choose one way to authenticate"
+        )),
+    }
+}
+
+/// The login and Graph hosts of a national cloud (`login_url` / `graph_url` still
+/// win).
+fn cloud_hosts(cloud: Option<&str>) -> Result<(&'static str, &'static str), String> {
+    Ok(match cloud {
+        None | Some("global") => (
+            "https://login.microsoftonline.com",
+            "https://graph.microsoft.com",
+        ),
+        Some("usgov") => (
+            "https://login.microsoftonline.us",
+            "https://graph.microsoft.us",
+        ),
+        Some("usgov-dod") => (
+            "https://login.microsoftonline.us",
+            "https://dod-graph.microsoft.us",
+        ),
+        Some("china") => (
+            "https://login.chinacloudapi.cn",
+            "https://microsoftgraph.chinacloudapi.cn",
+        ),
+        Some(o) => {
+            return Err(format!(
+            "source.cloud: \"{o}\" is not one of \"global\", \"usgov\", \"usgov-dod\", \"china\""
+        ))
+        }
+    })
 }
 
 /// A toml error message with its line number, without toml's multi-line excerpt
@@ -777,6 +1008,49 @@ mod tests {
         assert!(e.contains("/tmp/c.toml"), "{e}");
         assert!(e.contains("bogus"), "{e}");
         assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn national_clouds_choose_their_hosts_and_explicit_urls_win() {
+        let cfg = |extra: &str| {
+            format!(
+                "[source]\ntype = \"graph\"\ntenant = \"t\"\nclient_id = \"c\"\nclient_secret = \"s\"\napp = \"a\"\n{extra}\n[target]\ntype = \"dropbox\"\ntoken = \"x\"\n"
+            )
+        };
+        let hosts = |extra: &str| match Settings::parse(&cfg(extra), Path::new("/tmp/c.toml"))
+            .map(|s| s.source)
+        {
+            Ok(SourceSettings::Graph {
+                graph_url,
+                login_url,
+                ..
+            }) => (graph_url, login_url),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            hosts(""),
+            (
+                "https://graph.microsoft.com".to_string(),
+                "https://login.microsoftonline.com".to_string()
+            )
+        );
+        assert_eq!(
+            hosts("cloud = \"usgov-dod\"").0,
+            "https://dod-graph.microsoft.us"
+        );
+        assert_eq!(
+            hosts("cloud = \"china\"").1,
+            "https://login.chinacloudapi.cn"
+        );
+        assert_eq!(
+            hosts("cloud = \"usgov\"\ngraph_url = \"https://graph.example\"").0,
+            "https://graph.example"
+        );
+        let e = Settings::parse(&cfg("cloud = \"mars\""), Path::new("/tmp/c.toml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("source.cloud"), "{e}");
     }
 
     #[test]

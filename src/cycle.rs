@@ -43,6 +43,13 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// Reads every credential again from the next request on (a secret file
+    /// changed, SIGHUP, `scimsync authorize` beside the daemon).
+    pub fn reload_credentials(&mut self) {
+        self.target.reload_credentials();
+        self.source.reload_credentials();
+    }
+
     /// Opens state, compiles scripts and connects source and target as configured.
     pub fn open(settings: Settings) -> Result<Runtime, Error> {
         let scripts = Scripts::load(&settings.scripts_dir)?;
@@ -367,11 +374,9 @@ fn team_lock(rt: &mut Runtime) -> Result<(), Error> {
         (crate::config::TargetKind::DropboxLegacy, _) => {
             crate::target::legacy::LegacyTarget::new(&rt.settings.target)
         }
-        (_, Some(l)) => crate::target::legacy::LegacyTarget::with(
-            &l.api_url,
-            l.token.clone(),
-            rt.settings.target.timeout,
-        ),
+        (_, Some(l)) => {
+            crate::target::legacy::LegacyTarget::for_legacy(l, rt.settings.target.timeout)
+        }
         _ => return Ok(()),
     };
     match client.team_id() {
@@ -639,8 +644,10 @@ pub fn quarantine_state(state: &State) -> Result<Option<Quarantine>, Error> {
 fn reason_sentence(e: &crate::target::TargetError) -> String {
     use crate::target::ErrorClass::*;
     match e.class {
+        // The sentence names the fix (`scimsync authorize`).
+        Revoked => e.message.clone(),
         Auth => format!(
-            "The target refused the credentials (HTTP {}): replace target.token.",
+            "The target refused the credentials (HTTP {}): replace target.token (a file: secret is read again when it changes; an env: one needs a restart), or run `scimsync authorize` if it uses OAuth.",
             e.status.unwrap_or(401)
         ),
         NotFound => "The target answered 404 for the SCIM collections: check target.url.".into(),

@@ -4,8 +4,11 @@
 //! files: editors replace files on save) and changes are debounced, recompiled and
 //! smoke-tested before they replace the running scripts — a broken edit is logged with
 //! file and line and the previous version keeps working. A successful reload runs the
-//! next cycle at once (a changed script means a full re-evaluation). SIGHUP forces a
-//! reload; SIGTERM/SIGINT let the object in flight finish, record the state and exit 0.
+//! next cycle at once (a changed script means a full re-evaluation). The folders of
+//! the `file:` secrets are watched too: a rotated token, client secret, certificate or
+//! refresh token (`scimsync authorize` beside the daemon) is read again and ends a
+//! quarantine's back-off with a cycle at once. SIGHUP forces both reloads;
+//! SIGTERM/SIGINT let the object in flight finish, record the state and exit 0.
 
 use crate::config::Settings;
 use crate::cycle::{self, Runtime};
@@ -20,6 +23,13 @@ use std::time::{Duration, Instant};
 /// Quiet time after the last file event before reloading.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 const TICK: Duration = Duration::from_millis(100);
+
+/// What changed on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Changed {
+    Scripts,
+    Secrets,
+}
 
 /// Why the daemon woke up between cycles.
 enum Wake {
@@ -38,17 +48,33 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
         .map_err(|e| Error::Runtime(format!("signal handler: {e}")))?;
 
-    let (tx, rx) = mpsc::channel::<()>();
+    let (tx, rx) = mpsc::channel::<Changed>();
     let scripts_dir = settings.scripts_dir.clone();
+    let secrets = settings.secret_files();
+    let names: Vec<std::ffi::OsString> = secrets
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
+        .collect();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            let rhai = ev
-                .paths
-                .iter()
-                .any(|p| p.extension().map(|x| x == "rhai").unwrap_or(false));
-            if rhai && !matches!(ev.kind, notify::EventKind::Access(_)) {
-                let _ = tx.send(());
-            }
+        let Ok(ev) = res else { return };
+        if matches!(ev.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        let rhai = ev
+            .paths
+            .iter()
+            .any(|p| p.extension().map(|x| x == "rhai").unwrap_or(false));
+        if rhai {
+            let _ = tx.send(Changed::Scripts);
+        }
+        // Secret files are matched by name in their watched folders (an editor or
+        // `authorize` replaces the file: a new inode, so the folder is watched).
+        if ev
+            .paths
+            .iter()
+            .any(|p| p.file_name().is_some_and(|n| names.iter().any(|x| x == n)))
+        {
+            let _ = tx.send(Changed::Secrets);
         }
     })
     .map_err(|e| Error::Runtime(format!("cannot watch {}: {e}", scripts_dir.display())))?;
@@ -56,6 +82,22 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
     watcher
         .watch(&scripts_dir, notify::RecursiveMode::NonRecursive)
         .map_err(|e| Error::Runtime(format!("cannot watch {}: {e}", scripts_dir.display())))?;
+    let mut folders: Vec<std::path::PathBuf> = secrets
+        .iter()
+        .filter_map(|p| p.parent().map(|d| d.to_path_buf()))
+        .collect();
+    folders.sort();
+    folders.dedup();
+    for dir in folders {
+        // A folder that does not exist yet (authorize makes it) is not watched;
+        // SIGHUP still reloads.
+        if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+            log::warn!(
+                "cannot watch {} for secret changes ({e}); SIGHUP reloads them",
+                dir.display()
+            );
+        }
+    }
 
     let interval = settings.interval;
     let mut rt = Runtime::open(settings)?;
@@ -116,26 +158,36 @@ fn wait(
     interval: Duration,
     stop: &AtomicBool,
     hup: &AtomicBool,
-    rx: &mpsc::Receiver<()>,
+    rx: &mpsc::Receiver<Changed>,
 ) -> Wake {
     let deadline = Instant::now() + interval;
-    let mut pending: Option<Instant> = None;
+    let mut scripts: Option<Instant> = None;
+    let mut secrets: Option<Instant> = None;
     loop {
         if stop.load(Ordering::Relaxed) {
             return Wake::Stop;
         }
         if hup.swap(false, Ordering::Relaxed) {
-            log::info!("SIGHUP: reloading scripts");
-            if reload(rt) {
-                return Wake::Reloaded;
+            log::info!("SIGHUP: reloading secrets and scripts");
+            rt.reload_credentials();
+            reload(rt);
+            return Wake::Reloaded;
+        }
+        while let Ok(c) = rx.try_recv() {
+            match c {
+                Changed::Scripts => scripts = Some(Instant::now()),
+                Changed::Secrets => secrets = Some(Instant::now()),
             }
         }
-        while rx.try_recv().is_ok() {
-            pending = Some(Instant::now());
+        if secrets.is_some_and(|t| t.elapsed() >= DEBOUNCE) {
+            // A new secret may be the fix a quarantine waits for: try it now.
+            log::info!("a secret file changed: credentials read again; a cycle starts now");
+            rt.reload_credentials();
+            return Wake::Reloaded;
         }
-        if let Some(t) = pending {
+        if let Some(t) = scripts {
             if t.elapsed() >= DEBOUNCE {
-                pending = None;
+                scripts = None;
                 if reload(rt) {
                     return Wake::Reloaded;
                 }

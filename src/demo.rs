@@ -95,6 +95,27 @@ fn change_directory(doc: &mut Value) -> Vec<String> {
     notes
 }
 
+const DEMO_APP_KEY: &str = "scimsync-demo-app";
+
+/// `scimsync authorize`, with the emulator approving as a team admin would.
+fn authorize(settings: &Settings) -> Result<(), Error> {
+    let flow = crate::authorize::Flow::begin(settings, false)?;
+    println!("\n== authorize: scimsync asks Dropbox for offline access (OAuth 2, PKCE S256)");
+    println!("   {}", flow.url.split('&').next().unwrap_or(&flow.url));
+    let page = ureq::get(&flow.url)
+        .call()
+        .map_err(|e| Error::Runtime(format!("the emulator's authorize page: {e}")))?
+        .into_string()
+        .map_err(|e| Error::Runtime(e.to_string()))?;
+    let code = page.rsplit(": ").next().unwrap_or("").trim().to_string();
+    let path = flow.complete(settings, &code)?;
+    println!(
+        "   the emulator approves as a team admin would; refresh token written to {} (0600, never printed)",
+        path.display()
+    );
+    Ok(())
+}
+
 /// Runs the demo in a temporary folder.
 pub fn run() -> Result<i32, Error> {
     let token = crate::ids::random_hex(32);
@@ -108,14 +129,23 @@ pub fn run() -> Result<i32, Error> {
     write("scripts/scoping.rhai", crate::cli::DEFAULT_SCOPING)?;
     write("directory.json", crate::cli::SAMPLE_DIRECTORY)?;
 
-    let (server, team) =
-        emulator::serve("127.0.0.1:0", Team::new(&token), 16).map_err(Error::Runtime)?;
+    // Dropbox issues short-lived access tokens; the demo's live one second, so a
+    // refresh shows between the cycles.
+    let mut dropbox = Team::new(&token);
+    dropbox.oauth = crate::emulator::dropbox::oauth::OAuthServer::new(
+        DEMO_APP_KEY,
+        None,
+        std::time::Duration::from_secs(1),
+    );
+    let (server, team) = emulator::serve("127.0.0.1:0", dropbox, 16).map_err(Error::Runtime)?;
     let tenant = Tenant {
         tenant: "contoso.onmicrosoft.com".into(),
         client_id: "scimsync-demo".into(),
         client_secret: crate::ids::random_hex(32),
         app: "11111111-2222-3333-4444-555555555555".into(),
         token_lifetime: 3599,
+        certificate: None,
+        federated_token: None,
     };
     let graph = Graph::new(dir.join("directory.json"), tenant.clone()).map_err(Error::Runtime)?;
     let (graph_server, graph_shared) =
@@ -124,12 +154,12 @@ pub fn run() -> Result<i32, Error> {
         g.set_base(&graph_server.base());
     }
     let config = format!(
-        "state = \"scimsync.db\"\nscripts = \"scripts\"\n[source]\ntype = \"graph\"\ntenant = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"env:SCIMSYNC_DEMO_SECRET\"\napp = \"{}\"\nscope = \"assigned\"\ngraph_url = \"{g}\"\nlogin_url = \"{g}\"\n[target]\ntype = \"dropbox\"\nurl = \"{}/scim/v2\"\ntoken = \"{token}\"\n",
+        "state = \"scimsync.db\"\nscripts = \"scripts\"\n[source]\ntype = \"graph\"\ntenant = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"env:SCIMSYNC_DEMO_SECRET\"\napp = \"{}\"\nscope = \"assigned\"\ngraph_url = \"{g}\"\nlogin_url = \"{g}\"\n[target]\ntype = \"dropbox\"\nurl = \"{d}/scim/v2\"\napp_key = \"{DEMO_APP_KEY}\"\nrefresh_token = \"file:secrets/dropbox-refresh-token\"\ntoken_url = \"{d}/oauth2/token\"\nauthorize_url = \"{d}/oauth2/authorize\"\n",
         tenant.tenant,
         tenant.client_id,
         tenant.app,
-        server.base(),
         g = graph_server.base(),
+        d = server.base(),
     );
     write("scimsync.toml", &config)?;
     std::env::set_var("SCIMSYNC_DEMO_SECRET", &tenant.client_secret);
@@ -143,6 +173,7 @@ pub fn run() -> Result<i32, Error> {
     println!("  Dropbox emulator (SCIM 2.0) at {}/scim/v2", server.base());
     println!("  working folder {}", dir.display());
 
+    authorize(&settings)?;
     let mut rt = Runtime::open(settings)?;
     let first = cycle::sync(&mut rt, false)?;
     let mut graph_seen = graph_total(&rt);
@@ -185,6 +216,8 @@ pub fn run() -> Result<i32, Error> {
     for n in notes {
         println!("   {n}");
     }
+    // The access token has expired meanwhile: the cycle's first request renews it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let second = cycle::sync(&mut rt, false)?;
     print_cycle(
         "incremental cycle (Graph delta)",
@@ -218,6 +251,10 @@ pub fn run() -> Result<i32, Error> {
         t.census()
     };
     println!("\n== the Dropbox team now: {active} active, {invited} invited, {suspended} suspended member(s); {groups} group(s)");
+    println!(
+        "   access tokens obtained with the refresh token: {} (each lives 1 s here, about 4 h at Dropbox)",
+        rt.target.token_refreshes()
+    );
     println!(
         "   provisioning log: scimsync -c {} logs",
         dir.join("scimsync.toml").display()

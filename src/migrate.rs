@@ -124,11 +124,7 @@ pub fn plan(settings: &Settings, state: &State) -> Result<MigrationPlan, Error> 
     let snapshot = source.read(&crate::source::ReadRequest::full())?;
     let evaluated = evaluate(&snapshot, &scripts, None);
 
-    let mut legacy = LegacyTarget::with(
-        &legacy_cfg.api_url,
-        legacy_cfg.token.clone(),
-        settings.target.timeout,
-    );
+    let mut legacy = LegacyTarget::for_legacy(legacy_cfg, settings.target.timeout);
     let members = legacy
         .list_members()
         .map_err(|e| Error::Runtime(format!("Business API: {}", e.message)))?;

@@ -4,7 +4,8 @@
 //! case in `proptest-regressions/`.
 
 use proptest::prelude::*;
-use scimsync::config::{Actions, Scope, Secret, TargetKind, TargetSettings};
+use scimsync::config::{Actions, GraphCredential, Scope, Secret, TargetKind, TargetSettings};
+use scimsync::credential::{Credential, SecretRef};
 use scimsync::filter;
 use scimsync::model::ObjectKind;
 use scimsync::source::{ReadRequest, Source};
@@ -96,7 +97,7 @@ fn scim_target(base: &str) -> ScimTarget {
     let mut t = ScimTarget::new(&TargetSettings {
         kind: TargetKind::Scim,
         url: format!("{base}/scim/v2"),
-        token: Secret::new("fuzz-token"),
+        credential: Credential::Token(SecretRef::Literal(Secret::new("fuzz-token"))),
         timeout: Duration::from_secs(5),
         actions: Actions {
             create: true,
@@ -148,7 +149,7 @@ fn graph_source(base: &str) -> scimsync::source::graph::GraphSource {
     let mut g = scimsync::source::graph::GraphSource::new(
         "contoso.onmicrosoft.com",
         "client",
-        Secret::new("fuzz-secret"),
+        GraphCredential::Secret(SecretRef::Literal(Secret::new("fuzz-secret"))),
         "11111111-2222-3333-4444-555555555555",
         Scope::Assigned,
         base,

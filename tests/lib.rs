@@ -9,6 +9,7 @@ mod util;
 mod backbone;
 mod config_errors;
 mod convergence;
+mod credentials;
 mod fuzz;
 mod graph;
 mod interop;

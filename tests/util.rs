@@ -499,6 +499,11 @@ pub const GRAPH_APP: &str = "11111111-2222-3333-4444-555555555555";
 
 impl GraphEmulator {
     pub fn start(dir: &Path, doc: &Value, page_size: usize) -> GraphEmulator {
+        Self::start_with(dir, doc, page_size, &[])
+    }
+
+    /// With extra `emulate graph` options (`--client-certificate`, …).
+    pub fn start_with(dir: &Path, doc: &Value, page_size: usize, extra: &[&str]) -> GraphEmulator {
         let data = dir.join("graph-directory.json");
         std::fs::write(&data, serde_json::to_string_pretty(doc).unwrap()).unwrap();
         let secret = format!("graph-secret-{}", std::process::id());
@@ -519,6 +524,7 @@ impl GraphEmulator {
                 "--app",
                 GRAPH_APP,
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -34,6 +34,11 @@ pub struct Tenant {
     pub app: String,
     /// Access token lifetime in seconds.
     pub token_lifetime: u64,
+    /// A certificate registered with the app (DER): client assertions signed with
+    /// its key are accepted.
+    pub certificate: Option<Vec<u8>>,
+    /// A federated token accepted as a client assertion (workload identity).
+    pub federated_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -585,13 +590,25 @@ impl Graph {
                 "AADSTS1002012: The provided value for scope is not valid.",
             );
         }
-        let given = form.get("client_secret").map(String::as_str).unwrap_or("");
-        if !super::bearer_ok(Some(&format!("Bearer {given}")), &self.tenant.client_secret) {
-            return oauth_error(
-                401,
-                "invalid_client",
-                "AADSTS7000215: Invalid client secret provided.",
-            );
+        let assertion_type = form.get("client_assertion_type").map(String::as_str);
+        if assertion_type == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
+            let assertion = form
+                .get("client_assertion")
+                .map(String::as_str)
+                .unwrap_or("");
+            let audience = format!("{}/{tenant}/oauth2/v2.0/token", self.base);
+            if let Err(why) = self.check_assertion(assertion, &audience) {
+                return oauth_error(401, "invalid_client", &why);
+            }
+        } else {
+            let given = form.get("client_secret").map(String::as_str).unwrap_or("");
+            if !super::bearer_ok(Some(&format!("Bearer {given}")), &self.tenant.client_secret) {
+                return oauth_error(
+                    401,
+                    "invalid_client",
+                    "AADSTS7000215: Invalid client secret provided.",
+                );
+            }
         }
         let token = crate::ids::random_hex(40);
         self.tokens.insert(token.clone());
@@ -599,6 +616,64 @@ impl Graph {
             200,
             json!({"token_type": "Bearer", "expires_in": self.tenant.token_lifetime, "ext_expires_in": self.tenant.token_lifetime, "access_token": token}),
         )
+    }
+
+    /// A client assertion: the registered federated token, or a JWT signed (RS256)
+    /// with the registered certificate's key, naming it by `x5t#S256`, for this
+    /// client and token endpoint, and within its time. Errors are Entra's codes.
+    fn check_assertion(&self, jwt: &str, audience: &str) -> Result<(), String> {
+        if let Some(f) = &self.tenant.federated_token {
+            if super::bearer_ok(Some(&format!("Bearer {jwt}")), f) {
+                return Ok(());
+            }
+        }
+        let Some(cert) = &self.tenant.certificate else {
+            return Err("AADSTS700027: Client assertion failed signature validation: no certificate is registered.".into());
+        };
+        let invalid = |m: &str| format!("AADSTS50027: JWT token is invalid or malformed: {m}.");
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let [h, c, sig] = parts.as_slice() else {
+            return Err(invalid("not three parts"));
+        };
+        let decode = |p: &str| -> Result<Vec<u8>, String> {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .map_err(|_| invalid("not base64url"))
+        };
+        let header: Value = serde_json::from_slice(&decode(h)?).map_err(|_| invalid("header"))?;
+        let claims: Value = serde_json::from_slice(&decode(c)?).map_err(|_| invalid("claims"))?;
+        if header["alg"] != "RS256" {
+            return Err(invalid("alg must be RS256"));
+        }
+        let thumbprint =
+            crate::credential::b64url(ring::digest::digest(&ring::digest::SHA256, cert).as_ref());
+        if header["x5t#S256"] != thumbprint.as_str() {
+            return Err("AADSTS700027: Client assertion contains an invalid signature: the certificate (x5t#S256) is not registered for the app.".into());
+        }
+        let der = rustls_pki_types::CertificateDer::from(cert.as_slice());
+        let ee = webpki::EndEntityCert::try_from(&der).map_err(|_| invalid("certificate"))?;
+        ee.verify_signature(
+            webpki::ring::RSA_PKCS1_2048_8192_SHA256,
+            format!("{h}.{c}").as_bytes(),
+            &decode(sig)?,
+        )
+        .map_err(|_| "AADSTS700027: Client assertion failed signature validation.".to_string())?;
+        let client = self.tenant.client_id.as_str();
+        if claims["aud"] != audience || claims["iss"] != client || claims["sub"] != client {
+            return Err(format!("AADSTS700016: the assertion's aud, iss and sub must be {audience} and the client id"));
+        }
+        let now = crate::clock::now();
+        let (nbf, exp) = (
+            claims["nbf"].as_i64().unwrap_or(i64::MAX),
+            claims["exp"].as_i64().unwrap_or(0),
+        );
+        if exp <= now || nbf > now + 300 || exp - nbf > 3600 {
+            return Err(
+                "AADSTS700024: Client assertion is not within its valid time range.".into(),
+            );
+        }
+        Ok(())
     }
 
     fn admin(&mut self, req: &Request, what: &str) -> Response {

@@ -17,7 +17,7 @@
 //! are flattened afresh at every read, so a change anywhere in a chain is seen.
 
 use super::{directory, ReadRequest, Source};
-use crate::config::{Scope, Secret};
+use crate::config::{GraphCredential, Scope, Secret};
 use crate::endpoint;
 use crate::error::{Error, InputError};
 use crate::model::Snapshot;
@@ -71,7 +71,7 @@ const RENEW_EARLY: Duration = Duration::from_secs(300);
 pub struct GraphSource {
     tenant: String,
     client_id: String,
-    client_secret: Secret,
+    credential: GraphCredential,
     app: String,
     scope: Scope,
     graph_url: String,
@@ -115,7 +115,7 @@ impl GraphSource {
     pub fn new(
         tenant: &str,
         client_id: &str,
-        client_secret: Secret,
+        credential: GraphCredential,
         app: &str,
         scope: Scope,
         graph_url: &str,
@@ -133,14 +133,18 @@ impl GraphSource {
         GraphSource {
             tenant: tenant.into(),
             client_id: client_id.into(),
-            client_secret,
+            credential,
             app: app.into(),
             scope,
             graph_url: graph_url.trim_end_matches('/').into(),
             login_url: login_url.trim_end_matches('/').into(),
             flatten,
             user_select: attrs.join(","),
-            http: Http::new(Secret::new(""), timeout, "application/json"),
+            http: Http::new(
+                crate::credential::Bearer::fixed(Secret::new("")),
+                timeout,
+                "application/json",
+            ),
             token_expiry: None,
             limits: crate::config::ReadLimits::default(),
             read_bytes: 0,
@@ -173,18 +177,27 @@ impl GraphSource {
             encode(&self.tenant)
         );
         let scope = format!("{}/.default", self.graph_url);
-        let secret = self.client_secret.expose().to_string();
+        // Read afresh at every token request: a rotated secret, certificate or
+        // federated token file is used from the next token on.
+        let (key, proof) = self.client_proof(&url)?;
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", self.client_id.as_str()),
+            ("scope", scope.as_str()),
+        ];
+        match key {
+            "client_secret" => form.push(("client_secret", proof.expose())),
+            _ => {
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ));
+                form.push(("client_assertion", proof.expose()));
+            }
+        }
         let reply = self
             .http
-            .post_form(
-                &url,
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", &self.client_id),
-                    ("client_secret", &secret),
-                    ("scope", &scope),
-                ],
-            )
+            .post_form(&url, &form)
             .map_err(|e| Error::Runtime(format!("Entra token endpoint: {}", e.message)))?;
         let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
         if reply.status != 200 {
@@ -197,8 +210,17 @@ impl GraphSource {
                 .and_then(|e| e.as_str())
                 .map(|d| d.lines().next().unwrap_or(d).to_string())
                 .unwrap_or_else(|| format!("HTTP {}", reply.status));
+            let credential_key = match self.credential {
+                GraphCredential::Secret(_) => " (check source.client_secret)",
+                GraphCredential::Certificate(_) => {
+                    " (check source.client_certificate: is this certificate uploaded to the app registration?)"
+                }
+                GraphCredential::Assertion(_) => {
+                    " (check source.client_assertion: the federated credential of the app registration)"
+                }
+            };
             let hint = match code {
-                "invalid_client" => " (check source.client_secret)",
+                "invalid_client" => credential_key,
                 "unauthorized_client" => " (check source.client_id)",
                 "invalid_request" if desc.contains("AADSTS90002") => " (check source.tenant)",
                 _ => "",
@@ -222,6 +244,38 @@ impl GraphSource {
         self.http.set_token(Secret::new(token));
         self.token_expiry = Some(Instant::now() + Duration::from_secs(lifetime));
         Ok(())
+    }
+
+    /// What proves who scimsync is at the token endpoint `audience`: the form key it
+    /// goes in, and its value.
+    fn client_proof(&self, audience: &str) -> Result<(&'static str, Secret), Error> {
+        let input = |key: &str, m: String| -> Error {
+            InputError::Usage(format!("source.{key}: {m}")).into()
+        };
+        Ok(match &self.credential {
+            GraphCredential::Secret(r) => (
+                "client_secret",
+                r.resolve().map_err(|m| input("client_secret", m))?,
+            ),
+            GraphCredential::Certificate(path) => {
+                let cert = crate::credential::Certificate::load(path)
+                    .map_err(|m| input("client_certificate", m))?;
+                let jwt = cert
+                    .assertion(&self.client_id, audience)
+                    .map_err(|m| input("client_certificate", m))?;
+                ("client_assertion", Secret::new(jwt))
+            }
+            GraphCredential::Assertion(r) => (
+                "client_assertion",
+                r.resolve().map_err(|m| input("client_assertion", m))?,
+            ),
+        })
+    }
+
+    /// Forgets the access token: the next request asks for one with the secrets as
+    /// they are now.
+    pub fn reload_credentials(&mut self) {
+        self.token_expiry = None;
     }
 
     fn get(&mut self, url: &str) -> Result<Value, Failure> {
@@ -904,5 +958,9 @@ impl Source for GraphSource {
 
     fn request_counts(&self) -> BTreeMap<String, u64> {
         self.http.counts()
+    }
+
+    fn reload_credentials(&mut self) {
+        GraphSource::reload_credentials(self);
     }
 }

@@ -53,6 +53,8 @@ pub trait Source {
     fn request_counts(&self) -> std::collections::BTreeMap<String, u64> {
         Default::default()
     }
+    /// Reads its secrets again from the next request on (a file changed, SIGHUP).
+    fn reload_credentials(&mut self) {}
 }
 
 /// The `file` source: a Graph-shaped JSON document on disk.
@@ -117,7 +119,7 @@ pub fn open(settings: &SourceSettings) -> Result<Box<dyn Source>, Error> {
         SourceSettings::Graph {
             tenant,
             client_id,
-            client_secret,
+            credential,
             app,
             scope,
             graph_url,
@@ -129,7 +131,7 @@ pub fn open(settings: &SourceSettings) -> Result<Box<dyn Source>, Error> {
             graph::GraphSource::new(
                 tenant,
                 client_id,
-                client_secret.clone(),
+                credential.clone(),
                 app,
                 *scope,
                 graph_url,

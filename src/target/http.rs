@@ -2,11 +2,15 @@
 //! auth, and the retry rules of DESIGN.md ("honour Retry-After on 429 and 503; back
 //! off on 5xx; never retry 4xx other than 429").
 //!
-//! Status codes are data, not errors, so SCIM error bodies can be read. The token is
-//! only ever placed in the Authorization header; it is never logged or formatted.
+//! Status codes are data, not errors, so SCIM error bodies can be read. The token
+//! (a `Bearer`, kept good by `credential`) is only ever placed in the Authorization
+//! header; it is never logged or formatted. A 401 is answered once by a renewed
+//! token where one can be had (OAuth, a token file that changed), then the request is
+//! sent again.
 
 use super::{ErrorClass, TargetError};
 use crate::config::Secret;
+use crate::credential::Bearer;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -71,7 +75,7 @@ pub fn snippet(s: &str) -> String {
 #[derive(Clone)]
 pub struct Http {
     agent: ureq::Agent,
-    token: Secret,
+    bearer: Bearer,
     pub policy: RetryPolicy,
     content_type: &'static str,
     counts: Arc<Mutex<BTreeMap<String, u64>>>,
@@ -80,7 +84,7 @@ pub struct Http {
 }
 
 impl Http {
-    pub fn new(token: Secret, timeout: Duration, content_type: &'static str) -> Http {
+    pub fn new(bearer: Bearer, timeout: Duration, content_type: &'static str) -> Http {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(10).min(timeout))
             .timeout(timeout)
@@ -89,7 +93,7 @@ impl Http {
             .build();
         Http {
             agent,
-            token,
+            bearer,
             policy: RetryPolicy::default(),
             content_type,
             counts: Arc::default(),
@@ -129,14 +133,40 @@ impl Http {
         self.wait_for_pause();
     }
 
-    /// Replaces the bearer token (renewed OAuth tokens).
+    /// Replaces the bearer token (a token a source obtained itself).
     pub fn set_token(&mut self, token: Secret) {
-        self.token = token;
+        self.bearer = Bearer::fixed(token);
+    }
+
+    /// The bearer this client sends (shared by its clones).
+    pub fn bearer(&self) -> &Bearer {
+        &self.bearer
     }
 
     /// POSTs a form without bearer auth (the OAuth token endpoint). Throttling is
     /// honoured; the body (which holds the client secret) is never logged.
     pub fn post_form(&mut self, url: &str, form: &[(&str, &str)]) -> Result<Reply, TargetError> {
+        self.post_form_as(url, form, None)
+    }
+
+    /// `post_form`, authenticating the client with HTTP Basic when `basic` says who.
+    pub fn post_form_as(
+        &mut self,
+        url: &str,
+        form: &[(&str, &str)],
+        basic: Option<&(String, Secret)>,
+    ) -> Result<Reply, TargetError> {
+        use base64::Engine;
+        let authorization = basic.map(|(user, pass)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!(
+                    "{}:{}",
+                    encode(user),
+                    encode(pass.expose())
+                ))
+            )
+        });
         let body: Vec<String> = form
             .iter()
             .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
@@ -160,11 +190,14 @@ impl Http {
         loop {
             self.wait_for_pause();
             self.count("POST");
-            let r = self
+            let mut req = self
                 .agent
                 .post(url)
-                .set("Content-Type", "application/x-www-form-urlencoded")
-                .send_string(&body);
+                .set("Content-Type", "application/x-www-form-urlencoded");
+            if let Some(a) = &authorization {
+                req = req.set("Authorization", a);
+            }
+            let r = req.send_string(&body);
             match r {
                 Ok(resp) => {
                     let status = resp.status();
@@ -213,13 +246,15 @@ impl Http {
         let payload = body.map(|b| b.to_string());
         let mut attempt = 0u32;
         let mut backoff = self.policy.backoff;
+        let mut renewed = false;
         loop {
+            let token = self.bearer.token()?;
             self.wait_for_pause();
             self.count(method);
             let req = self
                 .agent
                 .request(method, url)
-                .set("Authorization", &format!("Bearer {}", self.token.expose()))
+                .set("Authorization", &format!("Bearer {}", token.expose()))
                 .set("Accept", "application/scim+json, application/json");
             let result = match &payload {
                 Some(p) => req.set("Content-Type", self.content_type).send_string(p),
@@ -266,6 +301,12 @@ impl Http {
                 }
             };
             log::debug!("{method} {} -> {status}", strip_query(url));
+            if status == 401 && !renewed && self.bearer.rejected(&token) {
+                // An expired or rotated token: once more with a fresh one.
+                renewed = true;
+                log::info!("{method} {}: 401; renewing the token", strip_query(url));
+                continue;
+            }
             let throttled = status == 429 || status == 503;
             if throttled && attempt < self.policy.retries {
                 let wait = retry_after.unwrap_or(backoff);

@@ -112,19 +112,44 @@ fn group_to_scim(g: &Value) -> Value {
 
 impl LegacyTarget {
     pub fn new(settings: &TargetSettings) -> LegacyTarget {
-        Self::with(&settings.url, settings.token.clone(), settings.timeout)
+        Self::with(
+            &settings.url,
+            &settings.credential,
+            "scimsync authorize",
+            settings.timeout,
+        )
+    }
+
+    /// The `[legacy]` integration being retired (`migrate`, the team lock).
+    pub fn for_legacy(
+        l: &crate::config::LegacySettings,
+        timeout: std::time::Duration,
+    ) -> LegacyTarget {
+        Self::with(
+            &l.api_url,
+            &l.credential,
+            "scimsync authorize --legacy",
+            timeout,
+        )
     }
 
     pub fn with(
         base: &str,
-        token: crate::config::Secret,
+        credential: &crate::credential::Credential,
+        fix: &'static str,
         timeout: std::time::Duration,
     ) -> LegacyTarget {
+        let bearer = crate::credential::Bearer::new(credential.clone(), fix, timeout);
         LegacyTarget {
             base: base.trim_end_matches('/').to_string(),
-            http: Http::new(token, timeout, "application/json"),
+            http: Http::new(bearer, timeout, "application/json"),
             profile: DROPBOX_LEGACY,
         }
+    }
+
+    /// The bearer this client sends.
+    pub fn bearer(&self) -> &crate::credential::Bearer {
+        self.http.bearer()
     }
 
     /// The team's id (`team/get_info`).
@@ -702,6 +727,14 @@ impl Target for LegacyTarget {
 
     fn request_counts(&self) -> BTreeMap<String, u64> {
         self.http.counts()
+    }
+
+    fn reload_credentials(&mut self) {
+        self.http.bearer().reload();
+    }
+
+    fn token_refreshes(&self) -> u64 {
+        self.http.bearer().refreshes()
     }
 
     fn invited(&mut self, ids: &[String]) -> Result<HashSet<String>, TargetError> {

@@ -33,6 +33,9 @@ pub enum ErrorClass {
     Server,
     /// Connection refused, reset, timed out, or an unreadable answer.
     Transport,
+    /// The OAuth authorization behind the token was revoked or has expired
+    /// (`invalid_grant`): only `scimsync authorize` helps.
+    Revoked,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -52,13 +55,17 @@ impl TargetError {
         }
     }
     pub fn is_auth(&self) -> bool {
-        self.class == ErrorClass::Auth
+        matches!(self.class, ErrorClass::Auth | ErrorClass::Revoked)
     }
     /// Errors that say the target as a whole is unwell, not this one object.
     pub fn is_systemic(&self) -> bool {
         matches!(
             self.class,
-            ErrorClass::Auth | ErrorClass::Transport | ErrorClass::Server | ErrorClass::Throttled
+            ErrorClass::Auth
+                | ErrorClass::Revoked
+                | ErrorClass::Transport
+                | ErrorClass::Server
+                | ErrorClass::Throttled
         ) || (self.class == ErrorClass::NotFound
             && self.status == Some(404)
             && self.message.contains("base URL"))
@@ -143,6 +150,13 @@ pub trait Target {
     fn run_calls(&mut self, calls: &[pool::Call]) -> Vec<pool::Reply> {
         calls.iter().map(|c| pool::execute(self, c)).collect()
     }
+    /// Reads its credentials again from the next request on (a file changed, SIGHUP,
+    /// `scimsync authorize` beside a running daemon).
+    fn reload_credentials(&mut self) {}
+    /// Access tokens obtained with a refresh token so far.
+    fn token_refreshes(&self) -> u64 {
+        0
+    }
     /// Which of these users are invited (not yet joined), where the target can tell.
     fn invited(
         &mut self,
@@ -152,8 +166,16 @@ pub trait Target {
     }
 }
 
-/// Builds the configured target.
+/// Builds the configured target. OAuth without a refresh token yet is the admin's
+/// to fix (exit 2): `scimsync authorize` writes it.
 pub fn open(settings: &TargetSettings) -> Result<Box<dyn Target>, crate::error::Error> {
+    if let crate::credential::Credential::OAuth(o) = &settings.credential {
+        o.refresh_token.resolve().map_err(|m| {
+            crate::error::InputError::Usage(format!(
+                "target.refresh_token: {m}; run `scimsync authorize` to authorize scimsync with Dropbox"
+            ))
+        })?;
+    }
     match settings.kind {
         TargetKind::Dropbox | TargetKind::Scim => Ok(Box::new(scim::ScimTarget::new(settings)?)),
         TargetKind::DropboxLegacy => Ok(Box::new(legacy::LegacyTarget::new(settings))),

@@ -75,7 +75,11 @@ impl ScimTarget {
         Ok(ScimTarget {
             base: settings.url.clone(),
             http: Http::new(
-                settings.token.clone(),
+                crate::credential::Bearer::new(
+                    settings.credential.clone(),
+                    "scimsync authorize",
+                    settings.timeout,
+                ),
                 settings.timeout,
                 "application/scim+json",
             ),
@@ -630,6 +634,14 @@ impl Target for ScimTarget {
 
     fn request_counts(&self) -> BTreeMap<String, u64> {
         self.http.counts()
+    }
+
+    fn reload_credentials(&mut self) {
+        self.http.bearer().reload();
+    }
+
+    fn token_refreshes(&self) -> u64 {
+        self.http.bearer().refreshes()
     }
 
     fn create_batch_size(&mut self) -> usize {

@@ -7,9 +7,13 @@
 //! * `active=false` suspends an active member, but deletes an invited one (Dropbox
 //!   cannot suspend invited members).
 //! * Emulator-only routes under `/_emulator/`: request counters by method and
-//!   resource, member status, accepting invitations. The product never calls them.
+//!   resource, member status, accepting invitations, revoking OAuth grants. The
+//!   product never calls them.
+//! * Dropbox OAuth 2 (`/oauth2/authorize`, `/oauth2/token`, see `oauth`): access
+//!   tokens it issues are accepted beside the static token.
 
 mod legacy;
+pub mod oauth;
 
 use super::{bearer_ok, patch, Request, Response, Service};
 use crate::attribute::{get_ci, AttrPath};
@@ -57,6 +61,7 @@ struct Fault {
 /// The emulated team.
 pub struct Team {
     token: String,
+    pub oauth: oauth::OAuthServer,
     users: BTreeMap<String, Member>,
     groups: BTreeMap<String, Value>,
     seq: u64,
@@ -137,6 +142,11 @@ impl Team {
     pub fn new(token: &str) -> Team {
         Team {
             token: token.to_string(),
+            oauth: oauth::OAuthServer::new(
+                "scimsync-app",
+                None,
+                std::time::Duration::from_secs(4 * 3600),
+            ),
             users: BTreeMap::new(),
             groups: BTreeMap::new(),
             seq: 0,
@@ -714,6 +724,12 @@ impl Team {
                 }
                 Response::json(200, json!({"latency_ms": self.latency.as_millis() as u64}))
             }
+            ("GET", Some("oauth")) => Response::json(200, self.oauth.issued_tokens()),
+            ("POST", Some("revoke")) => {
+                // The app is removed from the team: every grant goes.
+                self.oauth.revoke();
+                Response::empty(204)
+            }
             ("GET", Some("members")) => {
                 let list: Vec<Value> = self
                     .users
@@ -929,8 +945,35 @@ impl Service for Team {
 impl Team {
     fn route(&mut self, req: &Request) -> Response {
         let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+        match (req.method.as_str(), seg.as_slice()) {
+            ("GET", ["oauth2", "authorize"]) => return self.oauth.authorize(req),
+            ("POST", ["oauth2", "token"]) => {
+                *self
+                    .requests
+                    .entry("POST /oauth2/token".into())
+                    .or_insert(0) += 1;
+                return self.oauth.token(req);
+            }
+            _ => {}
+        }
         if !bearer_ok(req.authorization.as_deref(), &self.token) {
-            return scim_error(401, None, "invalid or missing bearer token");
+            let given = req
+                .authorization
+                .as_deref()
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .unwrap_or("");
+            // An access token this team issued, as Dropbox answers a bad one.
+            let tag = match self.oauth.check(given) {
+                Ok(()) if seg.first() != Some(&"_emulator") => "",
+                Err(oauth::Refused::Expired) => "expired_access_token",
+                _ => "invalid_access_token",
+            };
+            if !tag.is_empty() {
+                return Response::json(
+                    401,
+                    json!({"error_summary": format!("{tag}/"), "error": {".tag": tag}}),
+                );
+            }
         }
         if seg.first() == Some(&"_emulator") {
             let rest: Vec<String> = req.segments[1..].to_vec();
