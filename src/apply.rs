@@ -1,71 +1,36 @@
 //! Apply: the only code that writes to a target.
 //!
-//! The gate judges the cycle's destructive actions (disables, deletes) by number
-//! first: the deletion threshold and the shrink guard, with a one-time release
-//! (`allow-deletes`). Deletes that free a name a create takes run first; then
-//! constructive actions (renames, enables, creates, then memberships); then the other
-//! destructive ones, unless the target as a whole failed this cycle; deletes last.
-//! Whatever did not complete is reported as incomplete, to be planned again. Every
-//! outcome becomes state writes — links, memberships, a provisioning-log entry,
-//! escrow — flushed one transaction per batch.
+//! It does what the plan says, in the plan's order, and nothing the plan did not
+//! decide: actions the gate holds are logged as staged; deletes that free a name a
+//! create takes run first; then updates, enables, adoptions and creates, then
+//! memberships; then the other destructive actions, unless the target as a whole
+//! failed this cycle (the gate's rule); then the bookkeeping. The only writes it
+//! adds are repairs of what changed after the plan was made (an object deleted
+//! behind its back is created again). Whatever did not complete is reported as
+//! incomplete, to be planned again. Every outcome becomes state writes — links,
+//! memberships, a provisioning-log entry, escrow — flushed one transaction per
+//! batch.
 
 use crate::attribute::{match_key, shown, stored, Attrs};
 use crate::error::Error;
+use crate::gate::Gate;
 use crate::model::ObjectKind;
 use crate::plan::{desired_active, hash_attrs, Action, Op, Plan, PlannedChange};
 use crate::state::{Incomplete, Link, LogEntry, Modified, State};
-use crate::target::pool::{self, Answer, Call, Prefetched};
-use crate::target::{remote_value, Change, ErrorClass, Remote, Target, TargetError};
+use crate::target::pool::{self, Call, Prefetched};
+use crate::target::{Change, ErrorClass, Target, TargetError};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// State writes per transaction.
 pub const BATCH: usize = 200;
 
-/// The one judgement on destruction by numbers: the deletion threshold and the
-/// shrink guard, with the one-time release (`scimsync allow-deletes`).
-#[derive(Debug, Clone)]
-pub struct Gate {
-    pub deletion_threshold: usize,
-    /// Hold when more than this share of what is provisioned would leave at once.
-    pub shrink_threshold_percent: u32,
-    /// Objects provisioned (linked) before the cycle.
-    pub provisioned: usize,
-    pub allow_deletes: bool,
-}
-
-/// A shrink smaller than this is never held by the shrink guard (the deletion
-/// threshold still counts it): one leaver in a team of four is not an accident.
-pub const SHRINK_GUARD_MIN: usize = 10;
-
-impl Gate {
-    /// Why the destructive actions of a cycle are held, if they are.
-    pub fn holds(&self, destructive: usize) -> Option<String> {
-        if self.allow_deletes {
-            return None;
-        }
-        if destructive > self.deletion_threshold {
-            return Some(format!(
-                "{destructive} deletes/disables exceed deletion_threshold {}",
-                self.deletion_threshold
-            ));
-        }
-        let limit = self.provisioned as u64 * self.shrink_threshold_percent as u64;
-        if destructive >= SHRINK_GUARD_MIN && destructive as u64 * 100 > limit {
-            return Some(format!(
-                "{destructive} of {} provisioned objects would leave at once, more than shrink_threshold_percent {}%",
-                self.provisioned, self.shrink_threshold_percent
-            ));
-        }
-        None
-    }
-}
-
 pub struct ApplyOptions {
     pub gate: Gate,
+    /// Matching attributes (users, groups): what a create is written ahead with,
+    /// and the names a delete frees.
     pub user_matching: Vec<String>,
     pub group_matching: Vec<String>,
-    pub create_only: Vec<String>,
     /// Checked between actions: set, the cycle ends after the object in flight.
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     pub escrow_backoff: std::time::Duration,
@@ -118,12 +83,6 @@ struct Applier<'a> {
     groups: HashMap<String, Link>,
     writes: Vec<Write>,
     outcome: Outcome,
-    /// Objects of the target by kind and matching attribute, when listing once
-    /// beats one filter query per new object.
-    index: HashMap<ObjectKind, HashMap<(String, String), Vec<Remote>>>,
-    /// (kind, target id) → source id, built on first use; links added later are
-    /// found through `record_link` keeping it current.
-    by_target: Option<HashMap<(ObjectKind, String), String>>,
     /// First calls of the actions ahead, run by the worker pool.
     prefetched: Prefetched,
     /// Actions up to this index have had their first call run ahead.
@@ -141,10 +100,6 @@ struct Applier<'a> {
     /// Creates written ahead this cycle.
     intended: HashSet<(ObjectKind, String)>,
 }
-
-/// From this many new users (or groups) on, the target's users (groups) are listed
-/// once for matching.
-pub const LIST_FOR_MATCHING: usize = 50;
 
 /// Runs a plan against the target and records everything in the state.
 pub fn apply(
@@ -185,8 +140,6 @@ pub fn apply_with_links(
         groups,
         writes: vec![],
         outcome: Outcome::default(),
-        index: HashMap::new(),
-        by_target: None,
         prefetched: Prefetched::default(),
         prefetched_to: 0,
         escrowed,
@@ -201,8 +154,9 @@ pub fn apply_with_links(
         .into_iter()
         .filter(|p| p.attrs.is_some())
         .collect();
+    let (held, live): (Vec<&Action>, Vec<&Action>) = plan.actions.iter().partition(|x| x.held);
     let (destructive, rest): (Vec<&Action>, Vec<&Action>) =
-        plan.actions.iter().partition(|x| x.op.is_destructive());
+        live.into_iter().partition(|x| x.op.is_destructive());
     let (bookkeeping, constructive): (Vec<&Action>, Vec<&Action>) = rest
         .into_iter()
         .partition(|x| matches!(x.op, Op::Skip | Op::Fail | Op::Forget));
@@ -215,15 +169,12 @@ pub fn apply_with_links(
     for action in forgets {
         a.run(action)?;
     }
-    let held = opts.gate.holds(freeing.len() + destructive.len());
-
+    a.refresh(plan)?;
     let progress = Progress::new(constructive.len() + freeing.len() + destructive.len());
-    // A name a deleted object holds is freed before a new object takes it (still
-    // through the gate); if it is not, the create waits instead of failing.
-    if held.is_none() {
-        a.run_destructive(&freeing, &progress)?;
-    }
-    for x in &freeing {
+    // A name a deleted object holds is freed before a new object takes it; if it
+    // is not (the delete failed or is held), the create waits instead of failing.
+    a.run_destructive(&freeing, &progress)?;
+    for x in freeing.iter().chain(&held).filter(|x| x.frees_name) {
         if a.links(x.kind).contains_key(&x.source_id) {
             a.block_names_of(x);
         }
@@ -234,41 +185,27 @@ pub fn apply_with_links(
     if a.outcome.interrupted {
         return Ok(a.outcome);
     }
-    match held {
-        Some(why) => {
-            a.outcome.held_reason = Some(why.clone());
-            for action in freeing.iter().chain(&destructive) {
-                a.outcome.held += 1;
-                let staged = format!("staged_{}", action.op.as_str());
-                let why = format!(
-                    "held: {why}; run `scimsync allow-deletes` to release ({})",
-                    action.reason
-                );
-                a.log(action, &staged, "staged", &why, vec![], None);
-                a.incomplete(action, "held by the deletion safeguards");
-            }
+    a.stage(&held, plan.held.as_deref());
+    if opts.gate.withholds(a.outcome.systemic_errors) {
+        for action in &destructive {
+            a.outcome.withheld += 1;
+            a.log(
+                action,
+                action.op.as_str(),
+                "skipped",
+                "not run: the target failed as a whole this cycle",
+                vec![],
+                None,
+            );
+            a.incomplete(action, "withheld: the target had errors");
         }
-        // The target as a whole failing this cycle (auth, down, 5xx, throttled) is no
-        // time to destroy anything; one object's own failure says nothing of others.
-        None if a.outcome.systemic_errors > 0 => {
-            for action in &destructive {
-                a.outcome.withheld += 1;
-                a.log(
-                    action,
-                    action.op.as_str(),
-                    "skipped",
-                    "not run: the target failed as a whole this cycle",
-                    vec![],
-                    None,
-                );
-                a.incomplete(action, "withheld: the target had errors");
-            }
-        }
-        None => a.run_destructive(&destructive, &progress)?,
+    } else {
+        a.run_destructive(&destructive, &progress)?;
     }
     for action in bookkeeping {
         a.run(action)?;
     }
+    a.refresh_members(plan)?;
     a.flush()?;
     progress.finish();
     // A create in doubt is remembered until its object is linked or known absent.
@@ -385,22 +322,13 @@ impl Applier<'_> {
         Ok(())
     }
 
-    /// Creates, updates, enables and memberships, in plan order; creates batched where
-    /// the target takes batches.
+    /// Updates, enables, adoptions, creates and memberships, in plan order; creates
+    /// batched where the target takes batches.
     fn run_constructive(
         &mut self,
         constructive: &[&Action],
         progress: &Progress,
     ) -> Result<(), Error> {
-        for kind in [ObjectKind::User, ObjectKind::Group] {
-            let new = constructive
-                .iter()
-                .filter(|x| x.op == Op::Create && x.kind == kind)
-                .count();
-            if new >= LIST_FOR_MATCHING {
-                self.build_index(kind);
-            }
-        }
         // Users the target does not know yet are created in batches where it takes them
         // (the Business API adds up to 20 per call, SCIM servers offering Bulk more).
         // With a worker pool, creates are batched too and carried several at once.
@@ -417,27 +345,17 @@ impl Applier<'_> {
                 progress.step();
                 continue;
             }
-            if action.adopt_only {
-                if !pending.is_empty() {
-                    self.create_new(&pending)?;
-                    pending.clear();
-                }
-                self.adopt_if_there(action)?;
-                progress.step();
-                continue;
-            }
             let batched_kind = action.kind == ObjectKind::User || self.target.max_in_flight() > 1;
             if batch_size > 1 && action.op == Op::Create && batched_kind {
                 if pending.first().is_some_and(|p| p.kind != action.kind) {
                     self.create_new(&pending)?;
                     pending.clear();
                 }
-                if !self.match_existing(action)? {
-                    pending.push(action);
-                    if pending.len() >= batch_size {
-                        self.create_new(&pending)?;
-                        pending.clear();
-                    }
+                self.unlink_gone(action)?;
+                pending.push(action);
+                if pending.len() >= batch_size {
+                    self.create_new(&pending)?;
+                    pending.clear();
                 }
                 progress.step();
                 continue;
@@ -450,6 +368,79 @@ impl Applier<'_> {
             progress.step();
         }
         self.create_new(&pending)
+    }
+
+    /// Links brought up to date without a request, before any action runs (an
+    /// action on the same object then records on top of them).
+    fn refresh(&mut self, plan: &Plan) -> Result<(), Error> {
+        for r in &plan.refresh {
+            let link = Link {
+                kind: r.kind,
+                source_id: r.source_id.clone(),
+                target_id: r.target_id.clone(),
+                display: r.display.clone(),
+                hash: hash_attrs(&r.attrs),
+                attrs: stored(&r.attrs),
+                active: r.active,
+                disabled_reason: r.disabled_reason.clone(),
+            };
+            self.links_mut(r.kind)
+                .insert(r.source_id.clone(), link.clone());
+            self.push(Write::Link(link))?;
+        }
+        Ok(())
+    }
+
+    /// Memberships recorded as the target has them (nothing sent), for groups and
+    /// users that are linked once the actions ran.
+    fn refresh_members(&mut self, plan: &Plan) -> Result<(), Error> {
+        for (group, user, member) in &plan.member_refresh {
+            if !self.groups.contains_key(group) {
+                continue;
+            }
+            let w = if *member && self.users.contains_key(user) {
+                Write::AddMember(group.clone(), user.clone())
+            } else if *member {
+                continue;
+            } else {
+                Write::RemoveMember(group.clone(), user.clone())
+            };
+            self.push(w)?;
+        }
+        Ok(())
+    }
+
+    /// Actions the gate holds: logged as staged, planned again next cycle.
+    fn stage(&mut self, held: &[&Action], why: Option<&str>) {
+        if let Some(why) = why {
+            self.outcome.held_reason = Some(why.to_string());
+        }
+        for action in held {
+            if action.op == Op::Create {
+                let why = action.held_reason.clone().unwrap_or_default();
+                self.log(action, "create", "skipped", &why, vec![], None);
+                self.incomplete(action, &why);
+                continue;
+            }
+            self.outcome.held += 1;
+            let staged = format!("staged_{}", action.op.as_str());
+            let why = format!(
+                "held: {}; run `scimsync allow-deletes` to release ({})",
+                why.unwrap_or("deletion safeguards"),
+                action.reason
+            );
+            self.log(action, &staged, "staged", &why, vec![], None);
+            self.incomplete(action, "held by the deletion safeguards");
+        }
+    }
+
+    /// A create of an object whose link is gone from the target (a full cycle saw
+    /// it): the link goes first.
+    fn unlink_gone(&mut self, a: &Action) -> Result<(), Error> {
+        if self.links(a.kind).contains_key(&a.source_id) {
+            self.unlink(a.kind, &a.source_id)?;
+        }
+        Ok(())
     }
 
     fn run_destructive(&mut self, actions: &[&Action], progress: &Progress) -> Result<(), Error> {
@@ -593,31 +584,15 @@ impl Applier<'_> {
     fn first_call(&self, a: &Action) -> Option<Call> {
         let kind = a.kind;
         match a.op {
-            Op::Create => {
-                if self.index.contains_key(&kind) {
-                    return None;
-                }
-                let matching = match kind {
-                    ObjectKind::User => &self.opts.user_matching,
-                    ObjectKind::Group => &self.opts.group_matching,
-                };
-                matching.iter().find_map(|path| {
-                    let value = a.attrs.get(path)?.as_str().filter(|v| !v.is_empty())?;
-                    Some(Call::Find {
-                        kind,
-                        path: path.clone(),
-                        value: value.to_string(),
-                    })
-                })
-            }
+            Op::Adopt if !a.changes.is_empty() => Some(Call::Modify {
+                kind,
+                id: a.target_id.clone()?,
+                changes: a.changes.iter().map(PlannedChange::to_change).collect(),
+            }),
             Op::Update if !a.changes.is_empty() => Some(Call::Modify {
                 kind,
                 id: self.target_id(a)?,
                 changes: a.changes.iter().map(PlannedChange::to_change).collect(),
-            }),
-            Op::Verify => Some(Call::Get {
-                kind,
-                id: self.target_id(a)?,
             }),
             Op::Enable | Op::Disable => Some(Call::Modify {
                 kind,
@@ -649,33 +624,6 @@ impl Applier<'_> {
         match self.prefetched.take(&c) {
             Some(r) => r,
             None => pool::execute(self.target, &c),
-        }
-    }
-
-    fn find(
-        &mut self,
-        kind: ObjectKind,
-        path: &str,
-        value: &str,
-    ) -> Result<Vec<Remote>, TargetError> {
-        let c = Call::Find {
-            kind,
-            path: path.to_string(),
-            value: value.to_string(),
-        };
-        match self.call(c)? {
-            Answer::Found(f) => Ok(f),
-            _ => Ok(vec![]),
-        }
-    }
-
-    fn get(&mut self, kind: ObjectKind, id: &str) -> Result<Option<Remote>, TargetError> {
-        match self.call(Call::Get {
-            kind,
-            id: id.to_string(),
-        })? {
-            Answer::Got(r) => Ok(r),
-            _ => Ok(None),
         }
     }
 
@@ -796,30 +744,6 @@ impl Applier<'_> {
         }
     }
 
-    /// The link that holds a target object, if any (an index kept beside the links,
-    /// so adopting many matches is not a scan of every link each).
-    fn linked_to(&mut self, kind: ObjectKind, target_id: &str) -> Option<&Link> {
-        if self.by_target.is_none() {
-            let mut ix = HashMap::new();
-            for (k, links) in [
-                (ObjectKind::User, &self.users),
-                (ObjectKind::Group, &self.groups),
-            ] {
-                for l in links.values() {
-                    ix.insert((k, l.target_id.clone()), l.source_id.clone());
-                }
-            }
-            self.by_target = Some(ix);
-        }
-        let source = self
-            .by_target
-            .as_ref()?
-            .get(&(kind, target_id.to_string()))?;
-        self.links(kind)
-            .get(source)
-            .filter(|l| l.target_id == target_id)
-    }
-
     fn links_mut(&mut self, kind: ObjectKind) -> &mut HashMap<String, Link> {
         match kind {
             ObjectKind::User => &mut self.users,
@@ -845,9 +769,6 @@ impl Applier<'_> {
             active,
             disabled_reason: if active { None } else { disabled_reason },
         };
-        if let Some(ix) = self.by_target.as_mut() {
-            ix.insert((a.kind, target_id.to_string()), a.source_id.clone());
-        }
         self.links_mut(a.kind)
             .insert(a.source_id.clone(), link.clone());
         self.push(Write::Link(link))?;
@@ -922,10 +843,9 @@ impl Applier<'_> {
 
     fn run(&mut self, a: &Action) -> Result<(), Error> {
         match a.op {
-            Op::Create if a.adopt_only => self.adopt_if_there(a),
             Op::Create => self.create(a),
+            Op::Adopt => self.adopt(a),
             Op::Update => self.update(a),
-            Op::Verify => self.verify(a),
             Op::Enable | Op::Disable => self.set_active(a, a.op == Op::Enable),
             Op::Delete => self.delete(a),
             Op::AddMembers | Op::RemoveMembers => self.members(a),
@@ -939,8 +859,17 @@ impl Applier<'_> {
                 if a.revisit {
                     self.incomplete(a, &a.reason);
                 }
+                if a.adopt_only {
+                    // A create in doubt that made nothing: nothing to remember.
+                    self.not_there.insert((a.kind, a.source_id.clone()));
+                }
                 Ok(())
             }
+            // A look-up the plan needed failed: the target's error, for this object.
+            Op::Fail if a.error.is_some() => match &a.error {
+                Some(e) => self.fail(a, a.step, e),
+                None => Ok(()),
+            },
             Op::Fail => {
                 self.outcome.failures += 1;
                 if self.outcome.first_error.is_none() {
@@ -960,158 +889,40 @@ impl Applier<'_> {
         }
     }
 
-    /// Creates one object: adopt a match (by the declared attributes in order), else
-    /// create it.
+    /// Creates one object (the plan found nothing to adopt).
     fn create(&mut self, a: &Action) -> Result<(), Error> {
-        if self.match_existing(a)? {
-            return Ok(());
-        }
+        self.unlink_gone(a)?;
         self.create_new(&[a])
     }
 
-    /// Lists the target's objects of a kind once and indexes them by the matching
-    /// attributes; a target that cannot list keeps per-object filter queries.
-    fn build_index(&mut self, kind: ObjectKind) {
-        let matching = match kind {
-            ObjectKind::User => &self.opts.user_matching,
-            ObjectKind::Group => &self.opts.group_matching,
+    /// Links an object the target already has, sending the changes the plan
+    /// found first. One from a create in doubt is linked as it is; the next cycle
+    /// treats it as the directory says, through the gate.
+    fn adopt(&mut self, a: &Action) -> Result<(), Error> {
+        let Some(id) = a.target_id.clone() else {
+            return Ok(());
         };
-        match self.target.list(kind) {
-            Ok(all) => {
-                let mut index: HashMap<(String, String), Vec<Remote>> = HashMap::new();
-                for r in all {
-                    for path in matching {
-                        if let Some(Value::String(v)) = remote_value(&r, path) {
-                            index
-                                .entry((path.clone(), match_key(path, &v)))
-                                .or_default()
-                                .push(r.clone());
-                        }
-                    }
-                }
-                log::debug!("matching against {} listed target {kind:?}s", index.len());
-                self.index.insert(kind, index);
-            }
-            Err(e) => log::debug!("matching by filter queries: {}", e.message),
-        }
-    }
-
-    /// Looks the object up by the matching attributes; adopts a single match. True when
-    /// the action is done (adopted, or failed and escrowed); false when nothing matched.
-    fn match_existing(&mut self, a: &Action) -> Result<bool, Error> {
-        let matching = match a.kind {
-            ObjectKind::User => self.opts.user_matching.clone(),
-            ObjectKind::Group => self.opts.group_matching.clone(),
-        };
-        for path in &matching {
-            let Some(value) = a
-                .attrs
-                .get(path)
-                .and_then(|v| v.as_str())
-                .filter(|v| !v.is_empty())
-            else {
-                continue;
-            };
-            let indexed = self.index.get(&a.kind).map(|ix| {
-                ix.get(&(path.clone(), match_key(path, value)))
-                    .cloned()
-                    .unwrap_or_default()
-            });
-            let found = match indexed {
-                Some(f) => f,
-                None => match self.find(a.kind, path, value) {
-                    Ok(f) => f,
-                    Err(e) => return self.fail(a, "create", &e).map(|_| true),
-                },
-            };
-            match found.len() {
-                0 => continue,
-                1 => {
-                    let remote = &found[0];
-                    let taken_by = self
-                        .linked_to(a.kind, &remote.id)
-                        .filter(|l| l.source_id != a.source_id)
-                        .map(|l| l.display.clone());
-                    if let Some(other) = taken_by {
-                        let e = TargetError::new(
-                            ErrorClass::Conflict,
-                            None,
-                            format!(
-                                "{path} = {value:?} matches {} already linked to {other}",
-                                remote.id
-                            ),
-                        );
-                        return self.fail(a, "create", &e).map(|_| true);
-                    }
-                    if a.adopt_only {
-                        return self.adopt_as_it_is(a, remote.clone(), path).map(|_| true);
-                    }
-                    let changes = self.drift(a, remote, true);
-                    if !changes.is_empty() {
-                        let cs: Vec<Change> =
-                            changes.iter().map(PlannedChange::to_change).collect();
-                        if let Err(e) = self.modify(a.kind, &remote.id, cs) {
-                            return self.fail(a, "update", &e).map(|_| true);
-                        }
-                    }
-                    let id = remote.id.clone();
-                    let active = desired_active(&a.attrs);
-                    self.record_link(a, &id, &a.attrs, active, None)?;
-                    let why = format!("matched existing object by {path}; adopted");
-                    self.log(
-                        a,
-                        "update",
-                        "success",
-                        &why,
-                        modified_from(&a.attrs, &changes),
-                        None,
-                    );
-                    return Ok(true);
-                }
-                n => {
-                    let e = TargetError::new(
-                        ErrorClass::Conflict,
-                        None,
-                        format!("{n} objects match {path} = {value:?}; not adopting any"),
-                    );
-                    return self.fail(a, "create", &e).map(|_| true);
-                }
+        if !a.changes.is_empty() {
+            let cs: Vec<Change> = a.changes.iter().map(PlannedChange::to_change).collect();
+            if let Err(e) = self.modify(a.kind, &id, cs) {
+                return self.fail(a, "adopt", &e);
             }
         }
-        Ok(false)
-    }
-
-    /// A create in doubt found in the target: linked as it is there (nothing sent);
-    /// the next cycle treats it as the directory says, through the gate.
-    fn adopt_as_it_is(&mut self, a: &Action, remote: Remote, path: &str) -> Result<(), Error> {
-        let active = match remote_value(&remote, "active") {
-            Some(Value::Bool(b)) => b,
-            Some(Value::String(s)) => !s.eq_ignore_ascii_case("false"),
-            _ => true,
-        };
-        self.record_link(a, &remote.id, &a.attrs, active, Some("out_of_scope".into()))?;
-        let why =
-            format!("found by {path}: a create whose answer was lost had made it; linked as it is");
-        self.log(a, "update", "success", &why, vec![], None);
-        self.incomplete(
+        let active = a.active.unwrap_or(true);
+        let reason = (!active).then(|| "out_of_scope".to_string());
+        self.record_link(a, &id, &a.attrs, active, reason)?;
+        self.log(
             a,
-            "linked after a create in doubt; to be treated as the directory says",
+            "adopt",
+            "success",
+            &a.reason,
+            modified_from(&a.attrs, &a.changes),
+            None,
         );
-        Ok(())
-    }
-
-    /// A create in doubt that is no longer to be done: the object is adopted if the
-    /// target has it, else there is nothing to do.
-    fn adopt_if_there(&mut self, a: &Action) -> Result<(), Error> {
-        if !self.match_existing(a)? {
-            self.not_there.insert((a.kind, a.source_id.clone()));
-            self.log(
+        if a.adopt_only {
+            self.incomplete(
                 a,
-                "skip",
-                "skipped",
-                "the create in doubt made nothing: not in the target",
-                vec![],
-                None,
+                "linked after a create in doubt; to be treated as the directory says",
             );
         }
         Ok(())
@@ -1154,43 +965,6 @@ impl Applier<'_> {
         Ok(())
     }
 
-    /// Differences between the desired attributes and a remote object.
-    fn drift(
-        &self,
-        a: &Action,
-        remote: &crate::target::Remote,
-        include_active: bool,
-    ) -> Vec<PlannedChange> {
-        let mut out = vec![];
-        for (k, v) in a.attrs.iter().filter(|(k, _)| !k.starts_with('$')) {
-            let is_active = crate::plan::is_active_path(k);
-            if (is_active && !include_active) || self.opts.create_only.iter().any(|c| c == k) {
-                continue;
-            }
-            let have = remote_value(remote, k).unwrap_or(Value::Null);
-            let same = if is_active {
-                // A server that does not say is not assumed active: set it.
-                let truthy = |x: &Value| match x {
-                    Value::Bool(b) => Some(*b),
-                    Value::String(s) => Some(!s.eq_ignore_ascii_case("false")),
-                    Value::Null => None,
-                    _ => Some(true),
-                };
-                truthy(&have).is_some() && truthy(&have) == truthy(v).or(Some(true))
-            } else {
-                &have == v || (v.is_null() && have.is_null())
-            };
-            if !same {
-                out.push(PlannedChange {
-                    path: k.clone(),
-                    old: have,
-                    new: v.clone(),
-                });
-            }
-        }
-        out
-    }
-
     fn update(&mut self, a: &Action) -> Result<(), Error> {
         let Some(id) = self.target_id(a) else {
             return self.create(a);
@@ -1214,37 +988,6 @@ impl Applier<'_> {
                 "success",
                 &a.reason,
                 modified_from(&a.attrs, &a.changes),
-                None,
-            );
-        }
-        Ok(())
-    }
-
-    fn verify(&mut self, a: &Action) -> Result<(), Error> {
-        let Some(id) = self.target_id(a) else {
-            return self.create(a);
-        };
-        let remote = match self.get(a.kind, &id) {
-            Ok(Some(r)) => r,
-            Ok(None) => return self.gone_from_target(a),
-            Err(e) => return self.fail(a, "verify", &e),
-        };
-        let changes = self.drift(a, &remote, a.kind == ObjectKind::User);
-        if !changes.is_empty() {
-            let cs: Vec<Change> = changes.iter().map(PlannedChange::to_change).collect();
-            if let Err(e) = self.modify(a.kind, &id, cs) {
-                return self.fail(a, "update", &e);
-            }
-        }
-        let active = a.kind == ObjectKind::Group || desired_active(&a.attrs);
-        self.record_link(a, &id, &a.attrs, active, a.disabled_reason.clone())?;
-        if !changes.is_empty() {
-            self.log(
-                a,
-                "update",
-                "success",
-                "full cycle: repaired drift",
-                modified_from(&a.attrs, &changes),
                 None,
             );
         }

@@ -47,13 +47,21 @@ pub enum Command {
     },
     /// Validate config, compile and dry-run scripts, test source and target connections
     Check,
-    /// Dry run of the next cycle: every action with its reason; writes nothing
+    /// Dry run of the next cycle: every action with its reason and whether the gate
+    /// holds it; reads the target, writes nothing
     Plan {
         #[arg(long)]
         json: bool,
-        /// Plan a full cycle (re-read every linked object)
+        /// Plan a full cycle (compare with everything the target holds)
         #[arg(long)]
         full: bool,
+        /// Save the plan with a fingerprint of what it was made from, for
+        /// `sync --plan FILE`
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Plan for the legacy target even though `migrate apply` retired it
+        #[arg(long)]
+        force_legacy: bool,
     },
     /// Run one cycle now
     Sync {
@@ -63,6 +71,10 @@ pub enum Command {
         /// Run the legacy target even though `migrate apply` retired it
         #[arg(long)]
         force_legacy: bool,
+        /// Apply exactly this saved plan (`plan --out`), or refuse if anything it
+        /// was made from has moved
+        #[arg(long, value_name = "FILE", conflicts_with = "full")]
+        plan: Option<PathBuf>,
     },
     /// Legacy Dropbox integration → SCIM integration
     Migrate {
@@ -216,10 +228,23 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Authorize { legacy, code } => {
             crate::authorize::run(&load(&cli)?, *legacy, code.as_deref())
         }
-        Command::Plan { json, full } => plan(&load(&cli)?, *json, *full),
+        Command::Plan {
+            json,
+            full,
+            out,
+            force_legacy,
+        } => plan(&load(&cli)?, *json, *full, out.as_deref(), *force_legacy),
         Command::Migrate { step } => migrate(&load(&cli)?, step),
-        Command::Sync { full, force_legacy } => {
+        Command::Sync {
+            full,
+            force_legacy,
+            plan,
+        } => {
             let settings = load(&cli)?;
+            let reviewed = match plan {
+                Some(p) => Some(crate::review::SavedPlan::read(p)?),
+                None => None,
+            };
             if !settings.sync.enabled {
                 println!(
                     "provisioning is off ([sync] enabled = false in {}); nothing done",
@@ -229,7 +254,8 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             }
             let mut rt = Runtime::open(settings)?;
             rt.force_legacy = *force_legacy;
-            let report = cycle::sync(&mut rt, *full)?;
+            let full = reviewed.as_ref().map(|r| r.full).unwrap_or(*full);
+            let report = cycle::sync_reviewed(&mut rt, full, reviewed.as_ref())?;
             println!(
                 "cycle {} ({}) in {:.2?}",
                 report.id, report.kind, report.duration
@@ -374,45 +400,73 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
     }
 }
 
-fn plan(settings: &Settings, json: bool, full: bool) -> Result<i32, Error> {
+fn plan(
+    settings: &Settings,
+    json: bool,
+    full: bool,
+    out: Option<&Path>,
+    force_legacy: bool,
+) -> Result<i32, Error> {
     let scripts = Scripts::load(&settings.scripts_dir)?;
     let mut source = crate::source::open(&settings.source)?;
     let mut target = crate::target::open(&settings.target)?;
     let state = State::open_read_only(&settings.state_path)?;
+    cycle::refuse_retired_legacy(settings, &state, force_legacy)?;
     let kind = cycle::next_kind(&state, full)?;
-    let mut snapshot = cycle::read(source.as_mut(), &state, &scripts, settings, kind)?;
+    let snapshot = cycle::read(source.as_mut(), &state, &scripts, settings, kind)?;
+    let mut saved = crate::review::SavedPlan {
+        format: crate::review::FORMAT,
+        cycle: kind.to_string(),
+        full,
+        unchanged: snapshot.unchanged,
+        fingerprint: None,
+        held: None,
+        actions: vec![],
+    };
     if snapshot.unchanged {
+        if let Some(path) = out {
+            saved.write(path)?;
+        }
         if json {
             println!(
                 "{}",
-                serde_json::json!({"cycle": kind, "unchanged": true, "actions": []})
+                serde_json::json!({"cycle": kind, "unchanged": true, "actions": [], "held": null})
             );
         } else {
             println!("plan for the next cycle ({kind}): no change in the directory or the scripts; nothing to do");
         }
         return Ok(exit::OK);
     }
-    let (mut plan, links) = cycle::make_plan(
-        &mut snapshot,
-        &scripts,
-        &state,
-        target.as_mut(),
-        settings,
+    let before = target.request_counts();
+    let prepared = cycle::prepare(
+        cycle::Parts {
+            scripts: &scripts,
+            state: &state,
+            target: target.as_mut(),
+            settings,
+        },
+        snapshot,
         full,
+        out.is_some(),
     )?;
-    cycle::due_only(&mut plan, &state, crate::clock::now())?;
-    let allow = state.meta("allow_deletes_once")?.is_some();
-    let held = cycle::gate(settings, &links, allow).holds(plan.destructive_count());
-    let unnamed = || snapshot.errors.iter().filter(|e| e.id.is_none());
+    let reads = requests_since(&before, &target.request_counts());
+    let plan = &prepared.plan;
+    saved.fingerprint = prepared.fingerprint.clone();
+    saved.held = plan.held.clone();
+    saved.actions = plan.actions.iter().map(|a| a.document()).collect();
+    if let Some(path) = out {
+        saved.write(path)?;
+    }
+    let unnamed = || prepared.snapshot.errors.iter().filter(|e| e.id.is_none());
     if json {
-        let actions: Vec<crate::plan::Action> = plan.actions.iter().map(|a| a.masked()).collect();
-        let v = serde_json::json!({"cycle": kind, "actions": actions,
+        let v = serde_json::json!({"cycle": kind, "actions": saved.actions,
             "destructive": plan.destructive_count(), "deletion_threshold": settings.safety.deletion_threshold,
-            "held": held,
+            "held": plan.held,
+            "target_requests": reads,
             "source_errors": unnamed().map(|e| serde_json::json!({"kind": e.record.as_str(), "object": e.object, "error": e.message})).collect::<Vec<_>>()});
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        print_plan(&plan, kind, held.as_deref());
+        print_plan(plan, kind);
         for e in unnamed() {
             println!(
                 "  {:<14} {:<5} {:<40} {}",
@@ -422,11 +476,34 @@ fn plan(settings: &Settings, json: bool, full: bool) -> Result<i32, Error> {
                 e.message
             );
         }
+        let r: Vec<String> = reads.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        if !r.is_empty() {
+            println!("  target reads: {}", r.join(", "));
+        }
+        if let Some(path) = out {
+            println!(
+                "  saved to {}: `scimsync sync --plan {}` applies exactly this plan",
+                path.display(),
+                path.display()
+            );
+        }
     }
     Ok(exit::OK)
 }
 
-fn print_plan(plan: &Plan, kind: &str, held: Option<&str>) {
+/// Requests sent between two readings of a target's counters.
+fn requests_since(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+fn print_plan(plan: &Plan, kind: &str) {
     let mut counts: Vec<(Op, usize)> = vec![];
     for a in &plan.actions {
         match counts.iter_mut().find(|(o, _)| *o == a.op) {
@@ -447,13 +524,18 @@ fn print_plan(plan: &Plan, kind: &str, held: Option<&str>) {
             format!(": {}", summary.join(", "))
         }
     );
-    if let Some(why) = held {
-        println!("  ! {why}: they would be held");
+    if let Some(why) = &plan.held {
+        println!("  ! held by the gate: {why}; `scimsync allow-deletes` releases them once");
     }
     for a in &plan.actions {
+        let op = if a.held {
+            format!("{} (held)", a.op.as_str())
+        } else {
+            a.op.as_str().to_string()
+        };
         let mut line = format!(
             "  {:<14} {:<5} {:<40} {}",
-            a.op.as_str(),
+            op,
             a.kind.as_str(),
             a.display,
             a.reason
@@ -683,7 +765,7 @@ fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
     let scripts = Scripts::load(&settings.scripts_dir)?;
     let mut source = crate::source::open(&settings.source)?;
     let state = State::open_read_only(&settings.state_path)?;
-    let snapshot = source.read(&crate::source::ReadRequest::full())?;
+    let mut snapshot = source.read(&crate::source::ReadRequest::full())?;
     let (kind, source_id, display, record, assignment) = if let Some(u) = snapshot.find_user(id) {
         (
             ObjectKind::User,
@@ -752,34 +834,31 @@ fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
             return Ok(exit::OK);
         }
     };
-    // The target's current object: by link, else by the matching attributes.
+    // What the next cycle does with this object: the same pipeline as `sync`.
     let mut target = crate::target::open(&settings.target)?;
-    let remote = match &link {
-        Some(l) => target.get(kind, &l.target_id),
-        None => {
-            let matching = match kind {
-                ObjectKind::User => scripts.user_matching(),
-                ObjectKind::Group => scripts.group_matching(),
-            };
-            let mut found = Ok(None);
-            for path in matching {
-                if let Some(v) = attrs.get(path).and_then(|v| v.as_str()) {
-                    match target.find(kind, path, v) {
-                        Ok(list) if list.len() == 1 => {
-                            println!("  matches target object {} by {path}", list[0].id);
-                            found = Ok(list.into_iter().next());
-                            break;
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            found = Err(e);
-                            break;
-                        }
-                    }
-                }
-            }
-            found
-        }
+    snapshot.changed = Some(std::iter::once(source_id.clone()).collect());
+    cycle::widen_to_members(&mut snapshot);
+    let prepared = cycle::prepare(
+        cycle::Parts {
+            scripts: &scripts,
+            state: &state,
+            target: target.as_mut(),
+            settings,
+        },
+        snapshot,
+        false,
+        false,
+    )?;
+    let plan = one_object(prepared.plan, &source_id, settings, &prepared.links, &state)?;
+    // The target's current object: by link, else the one the plan adopts.
+    let adopted = plan
+        .actions
+        .iter()
+        .find(|a| a.op == Op::Adopt)
+        .and_then(|a| a.target_id.clone());
+    let remote = match link.as_ref().map(|l| l.target_id.clone()).or(adopted) {
+        Some(t) => target.get(kind, &t),
+        None => Ok(None),
     };
     let remote = match remote {
         Ok(r) => r,
@@ -812,6 +891,17 @@ fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
     }
     if remote.is_some() {
         println!("  (* differs in the target)");
+    }
+    if plan.actions.is_empty() {
+        println!("  next cycle: nothing to do");
+    }
+    for a in &plan.actions {
+        let held = a
+            .held_reason
+            .as_deref()
+            .map(|h| format!(" (held: {h})"))
+            .unwrap_or_default();
+        println!("  next cycle: {} — {}{held}", a.op.as_str(), a.reason);
     }
     Ok(exit::OK)
 }
@@ -947,45 +1037,29 @@ fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
             format!("; rules: {rules}")
         }
     );
-    let link = rt.state.links(kind)?.remove(&source_id);
-    match &link {
-        Some(l) => println!(
-            "3. match: linked to target object {} (provisioned earlier)",
-            l.target_id
-        ),
-        None => println!(
-            "3. match: not linked yet; matching by {} when provisioning",
-            match kind {
-                ObjectKind::User => rt.scripts.user_matching().join(", then "),
-                ObjectKind::Group => rt.scripts.group_matching().join(", then "),
-            }
-        ),
-    }
     snapshot.changed = Some(std::iter::once(source_id.clone()).collect());
     cycle::widen_to_members(&mut snapshot);
-    let (mut plan, links) = cycle::make_plan(
-        &mut snapshot,
-        &rt.scripts,
-        &rt.state,
-        rt.target.as_mut(),
-        &rt.settings,
+    let prepared = cycle::prepare(
+        cycle::Parts {
+            scripts: &rt.scripts,
+            state: &rt.state,
+            target: rt.target.as_mut(),
+            settings: &rt.settings,
+        },
+        snapshot,
+        false,
         false,
     )?;
-    plan.actions.retain(|a| a.source_id == source_id);
-    if plan.actions.is_empty() {
+    let links = prepared.links;
+    let plan = one_object(prepared.plan, &source_id, &rt.settings, &links, &rt.state)?;
+    print_match(&plan, &links, kind, &source_id, &rt.scripts);
+    if plan.actions.is_empty() && plan.refresh.is_empty() {
         println!("4. action: none — the target already matches");
         return Ok(exit::OK);
     }
     let cycle_id = rt.state.start_cycle("on-demand")?;
-    let opts = crate::apply::ApplyOptions {
-        gate: cycle::gate(&rt.settings, &links, false),
-        user_matching: rt.scripts.user_matching().to_vec(),
-        group_matching: rt.scripts.group_matching().to_vec(),
-        create_only: rt.scripts.create_only().to_vec(),
-        stop: None,
-        escrow_backoff: rt.settings.safety.escrow_backoff,
-        escrow_max: rt.settings.safety.escrow_max,
-    };
+    let mut opts = cycle::apply_options(&rt, &links, false);
+    opts.stop = None;
     let outcome = crate::apply::apply_with_links(
         &plan,
         rt.target.as_mut(),
@@ -1028,6 +1102,61 @@ fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
     } else {
         exit::OK
     })
+}
+
+/// The part of a plan that is one object's (provision, preview), judged by the
+/// gate on its own.
+fn one_object(
+    mut plan: Plan,
+    source_id: &str,
+    settings: &Settings,
+    links: &cycle::Links,
+    state: &State,
+) -> Result<Plan, Error> {
+    plan.actions.retain(|a| a.source_id == source_id);
+    plan.refresh.retain(|r| r.source_id == source_id);
+    plan.member_refresh
+        .retain(|(g, u, _)| g == source_id || u == source_id);
+    for a in plan.actions.iter_mut() {
+        a.held = false;
+        a.held_reason = None;
+    }
+    let allow = state.meta("allow_deletes_once")?.is_some();
+    crate::gate::Gate::new(settings, links.0.len() + links.1.len(), allow).judge(&mut plan);
+    Ok(plan)
+}
+
+/// Provisioning's third step: how the object is matched to the target.
+fn print_match(
+    plan: &Plan,
+    links: &cycle::Links,
+    kind: ObjectKind,
+    source_id: &str,
+    scripts: &Scripts,
+) {
+    let linked = match kind {
+        ObjectKind::User => links.0.get(source_id),
+        ObjectKind::Group => links.1.get(source_id),
+    };
+    let adopted = plan.actions.iter().find(|a| a.op == Op::Adopt);
+    match (linked, adopted) {
+        (Some(l), _) => println!(
+            "3. match: linked to target object {} (provisioned earlier)",
+            l.target_id
+        ),
+        (None, Some(a)) => println!(
+            "3. match: target object {} ({})",
+            a.target_id.as_deref().unwrap_or("?"),
+            a.reason
+        ),
+        (None, None) => println!(
+            "3. match: nothing in the target matches by {}",
+            match kind {
+                ObjectKind::User => scripts.user_matching().join(", then "),
+                ObjectKind::Group => scripts.group_matching().join(", then "),
+            }
+        ),
+    }
 }
 
 fn check(settings: &Settings) -> Result<i32, Error> {

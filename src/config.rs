@@ -106,6 +106,7 @@ struct RawAuth<'a> {
 #[serde(deny_unknown_fields)]
 struct RawSafety {
     deletion_threshold: Option<i64>,
+    deletion_threshold_percent: Option<i64>,
     shrink_threshold_percent: Option<i64>,
     skip_out_of_scope_deletions: Option<bool>,
     escrow_backoff: Option<String>,
@@ -280,6 +281,9 @@ pub struct LegacySettings {
 #[derive(Debug, Clone)]
 pub struct Safety {
     pub deletion_threshold: usize,
+    /// Hold destructive actions above this share of the provisioned objects, as
+    /// the threshold's percentage form (0 = off).
+    pub deletion_threshold_percent: u32,
     /// Hold destructive actions when more than this share of the provisioned
     /// objects would leave in one cycle (0 = off).
     pub shrink_threshold_percent: u32,
@@ -625,6 +629,15 @@ impl Settings {
                 )))
             }
         };
+        let deletion_threshold_percent = match raw.safety.deletion_threshold_percent {
+            None => 0,
+            Some(n @ 0..=100) => n as u32,
+            Some(n) => {
+                return Err(err(format!(
+                    "safety.deletion_threshold_percent: {n} is not a percentage from 0 (off) to 100"
+                )))
+            }
+        };
         let shrink_threshold_percent = match raw.safety.shrink_threshold_percent {
             None => DEFAULT_SHRINK_THRESHOLD_PERCENT,
             Some(0) => 100,
@@ -664,6 +677,7 @@ impl Settings {
             legacy,
             safety: Safety {
                 deletion_threshold,
+                deletion_threshold_percent,
                 shrink_threshold_percent,
                 skip_out_of_scope_deletions: raw
                     .safety

@@ -7,9 +7,11 @@
 //! cycle could not complete is recorded as pending and planned again in the next one
 //! (level-triggered), whatever changes in the directory.
 
-use crate::apply::{ApplyOptions, Gate, Outcome};
+use crate::apply::{ApplyOptions, Outcome};
+use crate::attribute::Attrs;
 use crate::config::Settings;
 use crate::error::{exit, Error};
+use crate::gate::Gate;
 use crate::model::{ObjectKind, RecordError, Snapshot, Unreadable};
 use crate::plan::{evaluate, plan, Plan, PlanInput};
 use crate::script::Scripts;
@@ -17,7 +19,7 @@ use crate::source::{ReadRequest, Source};
 use crate::state::{LogEntry, State};
 use crate::target::Target;
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -256,19 +258,64 @@ pub fn widen_to_members(snapshot: &mut Snapshot) {
     changed.extend(more);
 }
 
-/// Builds the plan of the next cycle from a snapshot (shared by `plan` and `sync`).
-/// The snapshot's records are released once evaluated (at 100,000 users they are
-/// a good part of a cycle's memory); ids, names and assignments stay.
-pub fn make_plan(
-    snapshot: &mut Snapshot,
-    scripts: &Scripts,
-    state: &State,
-    target: &mut dyn Target,
-    settings: &Settings,
+/// The links a plan was made from, handed on to apply (read once per cycle: at
+/// 100,000 users reading them is a good part of a small cycle's cost).
+pub type Links = (
+    std::collections::HashMap<String, crate::state::Link>,
+    std::collections::HashMap<String, crate::state::Link>,
+);
+
+/// What a cycle works from: the one pipeline of `plan`, `sync`, `provision` and
+/// `preview`.
+pub struct Parts<'a> {
+    pub scripts: &'a Scripts,
+    pub state: &'a State,
+    pub target: &'a mut dyn Target,
+    pub settings: &'a Settings,
+}
+
+/// A plan and everything it was made from.
+pub struct Prepared {
+    pub snapshot: Snapshot,
+    pub plan: Plan,
+    pub links: Links,
+    /// Escrowed objects retried this cycle: those that do not fail again are done
+    /// with, even when their object needs no action any more.
+    pub retried: Vec<(ObjectKind, String)>,
+    /// What the plan was made from (when asked for): a reviewed plan is applied
+    /// only while it holds.
+    pub fingerprint: Option<crate::review::Fingerprint>,
+    /// Records from the read, for smoke-testing reloaded scripts.
+    pub sample_user: Option<Map<String, Value>>,
+    pub sample_group: Option<Map<String, Value>>,
+}
+
+/// Gather → plan → gate over a snapshot: reads only, never a write. The snapshot's
+/// records are released once evaluated (at 100,000 users they are a good part of a
+/// cycle's memory); ids, names and assignments stay.
+pub fn prepare(
+    parts: Parts<'_>,
+    mut snapshot: Snapshot,
     full: bool,
-) -> Result<(Plan, Links), Error> {
+    fingerprint: bool,
+) -> Result<Prepared, Error> {
+    let Parts {
+        scripts,
+        state,
+        target,
+        settings,
+    } = parts;
+    let sample = |assigned: bool, r: &Map<String, Value>| assigned.then(|| r.clone());
+    let sample_user = snapshot
+        .users
+        .iter()
+        .find_map(|u| sample(u.assignment.is_assigned(), &u.record));
+    let sample_group = snapshot
+        .groups
+        .iter()
+        .find_map(|g| sample(g.assignment.is_assigned(), &g.record));
     let users = state.links(ObjectKind::User)?;
-    let evaluated = evaluate(snapshot, scripts, Some(&users));
+    let evaluated = evaluate(&snapshot, scripts, Some(&users));
     for u in snapshot.users.iter_mut() {
         u.record = Map::new();
     }
@@ -277,14 +324,35 @@ pub fn make_plan(
     }
     let groups = state.links(ObjectKind::Group)?;
     let memberships = state.memberships()?;
-    let present = crate::plan::Present::of(snapshot);
+    let present = crate::plan::Present::of(&snapshot);
     let unreadable = Unreadable::of(&snapshot.errors);
-    let in_doubt: std::collections::HashMap<(ObjectKind, String), crate::attribute::Attrs> = state
+    let in_doubt: HashMap<(ObjectKind, String), Attrs> = state
         .pending()?
         .into_iter()
         .filter_map(|p| Some(((p.kind, p.source_id), p.attrs?)))
         .collect();
-    let mut p = plan(
+    // Escrows wait out their back-off, unless what decides the desired state
+    // changed: a fixed script reaches the objects it failed on at once.
+    let scripts_changed =
+        state.meta("scripts_hash")?.as_deref() != Some(evaluation_hash(scripts, settings).as_str());
+    let now = crate::clock::now();
+    let (due, waiting): (Vec<_>, Vec<_>) = state
+        .escrows()?
+        .into_iter()
+        .filter_map(|e| Some((ObjectKind::parse(&e.kind)?, e.source_id, e.next_at)))
+        .partition(|(_, _, at)| scripts_changed || *at <= now);
+    let not_due: HashSet<(ObjectKind, String)> =
+        waiting.into_iter().map(|(k, id, _)| (k, id)).collect();
+    let retried = due.into_iter().map(|(k, id, _)| (k, id)).collect();
+    let blocked = crate::migrate::blocked(state)?;
+    let matching = (scripts.user_matching(), scripts.group_matching());
+    let wanted = crate::gather::wanted(&evaluated, (&users, &groups), &in_doubt, full, |k, id| {
+        not_due.contains(&(k, id.to_string())) || blocked.contains(id)
+    });
+    let mut facts = crate::gather::gather(target, &wanted, matching, full)?;
+    drop(wanted);
+    let source_hash = fingerprint.then(|| crate::review::evaluated_hash(&evaluated));
+    let mut plan = plan(
         evaluated,
         &PlanInput {
             user_links: &users,
@@ -296,71 +364,69 @@ pub fn make_plan(
             full,
             present: present.as_ref(),
             unreadable: &unreadable,
-            user_matching: scripts.user_matching(),
-            group_matching: scripts.group_matching(),
+            user_matching: matching.0,
+            group_matching: matching.1,
             in_doubt: &in_doubt,
+            facts: &facts,
+            actions: settings.target.actions,
+            sync_users: settings.sync.users,
+            sync_groups: settings.sync.groups,
+            blocked: &blocked,
+            not_due: &not_due,
         },
     );
-    crate::plan::apply_switches(&mut p, &settings.target.actions, &settings.sync);
-    // A migration conflict keeps its directory object from being created twice.
-    let blocked = crate::migrate::blocked(state)?;
-    for a in p
-        .actions
-        .iter_mut()
-        .filter(|a| a.op == crate::plan::Op::Create && blocked.contains(&a.source_id))
-    {
-        a.op = crate::plan::Op::Skip;
-        a.reason = "migration conflict: resolve it in migration.rhai and run `scimsync migrate apply` again".into();
-        a.revisit = true;
-    }
-    // Dropbox deletes an invited member it is asked to suspend: where the target can
-    // tell who is invited, plan that disable as what it is, a delete.
-    if target.profile().suspending_invited_deletes {
-        let ids: Vec<String> = p
-            .actions
-            .iter()
-            .filter(|a| a.op == crate::plan::Op::Disable && a.kind == ObjectKind::User)
-            .filter_map(|a| a.target_id.clone())
-            .collect();
-        if !ids.is_empty() {
-            match target.invited(&ids) {
-                Ok(invited) => crate::plan::invited_disables_are_deletes(&mut p, &invited),
-                Err(e) => log::warn!("could not tell which members are invited: {}", e.message),
-            }
-        }
-    }
-    Ok((p, (users, groups)))
+    crate::gather::invited(target, &mut plan, &mut facts);
+    let allow_deletes = state.meta("allow_deletes_once")?.is_some();
+    Gate::new(settings, users.len() + groups.len(), allow_deletes).judge(&mut plan);
+    let fingerprint = match source_hash {
+        Some(source) => Some(crate::review::Fingerprint {
+            watermark: state.meta("watermark")?,
+            source,
+            evaluation: evaluation_hash(scripts, settings),
+            state: state.meta(crate::state::VERSION_KEY)?.unwrap_or_default(),
+            facts: facts.hash(),
+        }),
+        None => None,
+    };
+    Ok(Prepared {
+        snapshot,
+        plan,
+        links: (users, groups),
+        retried,
+        fingerprint,
+        sample_user,
+        sample_group,
+    })
 }
 
-/// Objects waiting for their escrow retry sit the cycle out.
-pub fn due_only(plan: &mut Plan, state: &State, now: i64) -> Result<(), Error> {
-    let not_due: std::collections::HashSet<(String, String)> = state
-        .escrows()?
-        .into_iter()
-        .filter(|e| e.next_at > now)
-        .map(|e| (e.kind, e.source_id))
-        .collect();
-    if !not_due.is_empty() {
-        plan.actions
-            .retain(|a| !not_due.contains(&(a.kind.as_str().to_string(), a.source_id.clone())));
+/// The legacy and SCIM integrations must never run against one team at once: a
+/// legacy target retired by `migrate apply` is refused unless forced.
+pub fn refuse_retired_legacy(settings: &Settings, state: &State, force: bool) -> Result<(), Error> {
+    if settings.target.kind != crate::config::TargetKind::DropboxLegacy || force {
+        return Ok(());
     }
-    Ok(())
+    let Some(m) = state.meta("legacy_retired")? else {
+        return Ok(());
+    };
+    let at = serde_json::from_str::<Value>(&m)
+        .ok()
+        .and_then(|v| v.get("at").and_then(|a| a.as_str()).map(str::to_string))
+        .unwrap_or_default();
+    Err(crate::error::InputError::Usage(format!(
+        "the legacy Dropbox integration was retired by `scimsync migrate apply` ({at}); sync with the SCIM target, or pass --force-legacy"
+    ))
+    .into())
 }
 
-/// The links a plan was made from, handed on to apply (read once per cycle: at
-/// 100,000 users reading them is a good part of a small cycle's cost).
-pub type Links = (
-    std::collections::HashMap<String, crate::state::Link>,
-    std::collections::HashMap<String, crate::state::Link>,
-);
-
-/// The gate's numbers for a cycle planned from these links.
-pub fn gate(settings: &Settings, links: &Links, allow_deletes: bool) -> Gate {
-    Gate {
-        deletion_threshold: settings.safety.deletion_threshold,
-        shrink_threshold_percent: settings.safety.shrink_threshold_percent,
-        provisioned: links.0.len() + links.1.len(),
-        allow_deletes,
+/// How apply runs a plan made from these links.
+pub fn apply_options(rt: &Runtime, links: &Links, allow_deletes: bool) -> ApplyOptions {
+    ApplyOptions {
+        gate: Gate::new(&rt.settings, links.0.len() + links.1.len(), allow_deletes),
+        user_matching: rt.scripts.user_matching().to_vec(),
+        group_matching: rt.scripts.group_matching().to_vec(),
+        stop: rt.stop.clone(),
+        escrow_backoff: rt.settings.safety.escrow_backoff,
+        escrow_max: rt.settings.safety.escrow_max,
     }
 }
 
@@ -388,20 +454,18 @@ fn team_lock(rt: &mut Runtime) -> Result<(), Error> {
 
 /// Runs one cycle now.
 pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
+    sync_reviewed(rt, full, None)
+}
+
+/// Runs one cycle; with a reviewed plan (`sync --plan FILE`), only if the plan made
+/// now is that plan and nothing it was made from has moved.
+pub fn sync_reviewed(
+    rt: &mut Runtime,
+    full: bool,
+    reviewed: Option<&crate::review::SavedPlan>,
+) -> Result<CycleReport, Error> {
     let started = Instant::now();
-    // The legacy and SCIM integrations must never run against one team at once.
-    if rt.settings.target.kind == crate::config::TargetKind::DropboxLegacy && !rt.force_legacy {
-        if let Some(m) = rt.state.meta("legacy_retired")? {
-            let at = serde_json::from_str::<Value>(&m)
-                .ok()
-                .and_then(|v| v.get("at").and_then(|a| a.as_str()).map(str::to_string))
-                .unwrap_or_default();
-            return Err(crate::error::InputError::Usage(format!(
-                "the legacy Dropbox integration was retired by `scimsync migrate apply` ({at}); sync with the SCIM target, or pass --force-legacy"
-            ))
-            .into());
-        }
-    }
+    refuse_retired_legacy(&rt.settings, &rt.state, rt.force_legacy)?;
     team_lock(rt)?;
     let kind = next_kind(&rt.state, full)?;
     let watermark = rt.state.meta("watermark")?;
@@ -437,11 +501,10 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
             }
         }
     }
-    let now = crate::clock::now();
     let requests_before = rt.target.request_counts();
     // A read that fails or is incomplete stops here, before anything is planned:
     // absence is never inferred from failure.
-    let mut snapshot = read(
+    let snapshot = read(
         rt.source.as_mut(),
         &rt.state,
         &rt.scripts,
@@ -449,6 +512,9 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         kind,
     )?;
     if snapshot.unchanged {
+        if let Some(r) = reviewed {
+            r.check_unchanged()?;
+        }
         let id = rt.state.start_cycle(kind)?;
         let mut report = CycleReport::empty(id, kind, started);
         report.unchanged = true;
@@ -461,36 +527,32 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
             .finish_cycle(id, "success", &summary_json(&report))?;
         return Ok(report);
     }
-
     let read_took = started.elapsed();
-    rt.sample_user = snapshot
-        .users
-        .iter()
-        .find(|u| u.assignment.is_assigned())
-        .map(|u| u.record.clone());
-    rt.sample_group = snapshot
-        .groups
-        .iter()
-        .find(|g| g.assignment.is_assigned())
-        .map(|g| g.record.clone());
-    let (mut plan, links) = make_plan(
-        &mut snapshot,
-        &rt.scripts,
-        &rt.state,
-        rt.target.as_mut(),
-        &rt.settings,
+    let prepared = prepare(
+        Parts {
+            scripts: &rt.scripts,
+            state: &rt.state,
+            target: rt.target.as_mut(),
+            settings: &rt.settings,
+        },
+        snapshot,
         full,
+        reviewed.is_some(),
     )?;
-    due_only(&mut plan, &rt.state, now)?;
-    // Escrows retried this cycle: those that do not fail again are done with, even
-    // when their object needs no action any more (a record or script fixed).
-    let retried: Vec<(ObjectKind, String)> = rt
-        .state
-        .escrows()?
-        .into_iter()
-        .filter(|e| e.next_at <= now)
-        .filter_map(|e| Some((ObjectKind::parse(&e.kind)?, e.source_id)))
-        .collect();
+    if let Some(r) = reviewed {
+        r.check(&prepared)?;
+    }
+    let Prepared {
+        snapshot,
+        plan,
+        links,
+        retried,
+        sample_user,
+        sample_group,
+        ..
+    } = prepared;
+    rt.sample_user = sample_user.or(rt.sample_user.take());
+    rt.sample_group = sample_group.or(rt.sample_group.take());
     let plan_took = started.elapsed() - read_took;
     let id = rt.state.start_cycle(kind)?;
     log::info!(
@@ -500,15 +562,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         plan.actions.len()
     );
     let allow_deletes = rt.state.meta("allow_deletes_once")?.is_some();
-    let opts = ApplyOptions {
-        gate: gate(&rt.settings, &links, allow_deletes),
-        user_matching: rt.scripts.user_matching().to_vec(),
-        group_matching: rt.scripts.group_matching().to_vec(),
-        create_only: rt.scripts.create_only().to_vec(),
-        stop: rt.stop.clone(),
-        escrow_backoff: rt.settings.safety.escrow_backoff,
-        escrow_max: rt.settings.safety.escrow_max,
-    };
+    let opts = apply_options(rt, &links, allow_deletes);
     // Records that could not be read and name no object fail alone, logged here;
     // those that name one are the plan's (escrowed, kept as they were).
     let unnamed: Vec<&RecordError> = snapshot.errors.iter().filter(|e| e.id.is_none()).collect();
@@ -556,7 +610,7 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         .map(|(k, v)| (k.clone(), v - requests_before.get(k).copied().unwrap_or(0)))
         .filter(|(_, v)| *v > 0)
         .collect();
-    let report = CycleReport {
+    let mut report = CycleReport {
         id,
         kind: kind.into(),
         outcome,
@@ -568,7 +622,6 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
         quarantine: None,
         assigned: None,
     };
-    let mut report = report;
     if snapshot.changed.is_none() {
         report.assigned = Some((
             snapshot

@@ -5,8 +5,8 @@
 //! in scope and what each account must look like, and provisions them to Dropbox for
 //! Business or any SCIM 2.0 app, remembering everything in one SQLite file.
 //!
-//! One way through: `source` → `plan` (pure) → `apply` → `target`, with `state`
-//! beside it. See DESIGN.md and the README.
+//! One way through: `source` → `gather` (target reads) → `plan` (pure) → `gate` →
+//! `apply` → `target`, with `state` beside it. See DESIGN.md and the README.
 
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;
@@ -26,6 +26,8 @@ pub mod emulator;
 pub mod endpoint;
 pub mod error;
 pub mod filter;
+pub mod gate;
+pub mod gather;
 pub mod ids;
 pub mod migrate;
 pub mod model;
@@ -33,6 +35,7 @@ pub mod notify;
 pub mod plan;
 pub mod private;
 pub mod report;
+pub mod review;
 pub mod script;
 pub mod source;
 pub mod state;

@@ -2,15 +2,18 @@
 //!
 //! `evaluate` runs the scripts over a snapshot (scope decision + mapped attributes);
 //! `plan` is then a pure function of those evaluations, the links and memberships in
-//! the state, and the target's profile. It never touches the network or the state,
-//! so `scimsync plan` is exactly what `sync` would do, and it is tested case by case.
+//! the state, the target facts `gather` read (matching look-ups, and in a full cycle
+//! the target's objects) and the config's switches. It never touches the network or
+//! the state, so `scimsync plan` is exactly what `sync` does: a create that will be
+//! adopted is planned as `adopt`, with the changes it sends.
 
 use crate::attribute::{AttrPath, Attrs};
+use crate::gather::{Facts, Match};
 use crate::model::{ObjectKind, Snapshot, Unreadable};
 use crate::script::{ScriptFailure, Scripts};
 use crate::state::Link;
 use crate::target::profile::Profile;
-use crate::target::Change;
+use crate::target::{remote_value, Change, ErrorClass, Remote, TargetError};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -193,14 +196,15 @@ pub const MAX_VALUE_BYTES: usize = 64 << 10;
 const IDENTIFIERS: [&str; 3] = ["userName", "externalId", "displayName"];
 
 /// What an action does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
-    /// Match by the matching attributes, adopt a match or create.
+    /// Create the object (nothing in the target matches it).
     Create,
+    /// Link an object the target already has (found by a matching attribute) and
+    /// send the changes that make it as desired.
+    Adopt,
     Update,
-    /// Full cycle: re-read the object and repair drift.
-    Verify,
     Enable,
     Disable,
     Delete,
@@ -216,8 +220,8 @@ impl Op {
     pub fn as_str(self) -> &'static str {
         match self {
             Op::Create => "create",
+            Op::Adopt => "adopt",
             Op::Update => "update",
-            Op::Verify => "verify",
             Op::Enable => "enable",
             Op::Disable => "disable",
             Op::Delete => "delete",
@@ -231,6 +235,27 @@ impl Op {
     /// Destructive actions pass the one gate (threshold, errors, dry-run).
     pub fn is_destructive(self) -> bool {
         matches!(self, Op::Disable | Op::Delete)
+    }
+}
+
+impl Action {
+    /// Judged by its effect: a delete, a disable, or any change that turns
+    /// `active` off (in an adoption, say) destroys access.
+    pub fn destroys(&self) -> bool {
+        self.op.is_destructive()
+            || self
+                .changes
+                .iter()
+                .any(|c| is_active_path(&c.path) && !truthy(&c.new))
+    }
+}
+
+/// A value read as `active` (absent is active).
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::String(s) => !s.eq_ignore_ascii_case("false"),
+        _ => true,
     }
 }
 
@@ -267,6 +292,21 @@ pub struct Action {
     /// cycle, whatever changes.
     #[serde(skip)]
     pub revisit: bool,
+    /// Held by the gate: not run this cycle, and why.
+    pub held: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_reason: Option<String>,
+    /// A failed look-up (fail actions): counted as the target's error.
+    #[serde(skip)]
+    pub error: Option<TargetError>,
+    /// A create whose matching value the linked object `after` still holds: it is
+    /// created once that object gives the name up in this plan (deleted or
+    /// renamed), else it fails.
+    #[serde(skip)]
+    pub after: Option<String>,
+    /// Adoptions: whether the object is active once adopted.
+    #[serde(skip)]
+    pub active: Option<bool>,
     /// Fail actions: the step that failed ("evaluate" for a script, "import" for an
     /// unreadable record).
     #[serde(skip)]
@@ -299,6 +339,52 @@ impl Action {
     }
 }
 
+impl Action {
+    /// The action as the plan document shows it (`plan --json`, `plan --out`):
+    /// op, the object, the attribute changes old → new (redacted values masked),
+    /// whether the gate holds it and why, and the reason. A failure to plan shows
+    /// as a skip that fails (`"fails": true`): nothing is sent for it.
+    pub fn document(&self) -> Value {
+        let a = self.masked();
+        let changes: Vec<PlannedChange> = match a.op {
+            Op::Create => a
+                .attrs
+                .iter()
+                .filter(|(k, v)| !k.starts_with('$') && !v.is_null())
+                .map(|(k, v)| PlannedChange {
+                    path: k.clone(),
+                    old: Value::Null,
+                    new: v.clone(),
+                })
+                .collect(),
+            Op::Enable | Op::Disable => vec![PlannedChange {
+                path: "active".into(),
+                old: Value::Bool(a.op == Op::Disable),
+                new: Value::Bool(a.op == Op::Enable),
+            }],
+            _ => a.changes.clone(),
+        };
+        let mut d = serde_json::json!({
+            "op": if a.op == Op::Fail { "skip" } else { a.op.as_str() },
+            "kind": a.kind.as_str(),
+            "source_id": a.source_id,
+            "display": a.display,
+            "target_id": a.target_id,
+            "changes": changes,
+            "held": a.held,
+            "held_reason": a.held_reason,
+            "reason": a.reason,
+        });
+        if !a.members.is_empty() {
+            d["members"] = serde_json::json!(a.members);
+        }
+        if a.op == Op::Fail {
+            d["fails"] = Value::Bool(true);
+        }
+        d
+    }
+}
+
 /// A change as shown in a plan and stored in the log.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlannedChange {
@@ -326,20 +412,60 @@ impl PlannedChange {
 }
 
 /// The whole plan of a cycle.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
     pub actions: Vec<Action>,
+    /// Links whose record of what was applied is refreshed without a request (only
+    /// unmanaged or create-only attributes moved, or the target already has it):
+    /// not actions, since nothing is sent.
+    #[serde(skip)]
+    pub refresh: Vec<Refresh>,
+    /// (group, user, member): memberships recorded as the target has them.
+    #[serde(skip)]
+    pub member_refresh: Vec<(String, String, bool)>,
+    /// Why the gate holds this plan's destructive actions, if it does.
+    pub held: Option<String>,
+}
+
+/// A link brought up to date without a request.
+#[derive(Debug, Clone)]
+pub struct Refresh {
+    pub kind: ObjectKind,
+    pub source_id: String,
+    pub target_id: String,
+    pub display: String,
+    pub attrs: Attrs,
+    pub active: bool,
+    pub disabled_reason: Option<String>,
 }
 
 impl Plan {
+    /// Actions that take access away (judged by effect, see `Action::destroys`).
     pub fn destructive_count(&self) -> usize {
-        self.actions
-            .iter()
-            .filter(|a| a.op.is_destructive())
-            .count()
+        self.actions.iter().filter(|a| a.destroys()).count()
     }
     pub fn count(&self, op: Op) -> usize {
         self.actions.iter().filter(|a| a.op == op).count()
+    }
+
+    /// The order apply runs actions in: objects let go first (a new object may
+    /// adopt their account), then deletes that free a name a create takes, then
+    /// updates, enables and adoptions (a rename may free a name), creates,
+    /// memberships, disables and deletes (users before groups), then the rest.
+    pub fn order(&mut self) {
+        self.actions.sort_by_key(|a| {
+            let group = a.kind == ObjectKind::Group;
+            match a.op {
+                Op::Forget => (0, false),
+                Op::Delete if a.frees_name => (1, group),
+                Op::Update | Op::Enable | Op::Adopt => (2, false),
+                Op::Create => (3, false),
+                Op::AddMembers | Op::RemoveMembers => (4, false),
+                Op::Disable => (5, group),
+                Op::Delete => (6, group),
+                Op::Skip | Op::Fail => (7, false),
+            }
+        });
     }
 }
 
@@ -364,6 +490,16 @@ pub struct PlanInput<'a> {
     pub group_matching: &'a [String],
     /// Creates in doubt (answer lost): what they sent, by object.
     pub in_doubt: &'a HashMap<(ObjectKind, String), Attrs>,
+    /// What `gather` read from the target.
+    pub facts: &'a Facts,
+    /// Entra's switches: target object actions and object types.
+    pub actions: crate::config::Actions,
+    pub sync_users: bool,
+    pub sync_groups: bool,
+    /// Directory objects a migration conflict keeps from being created.
+    pub blocked: &'a HashSet<String>,
+    /// Objects waiting for their escrow retry: they sit the cycle out.
+    pub not_due: &'a HashSet<(ObjectKind, String)>,
 }
 
 /// Every id in the directory, for a plan over a partial evaluation.
@@ -419,6 +555,81 @@ pub fn diff(old: &Attrs, new: &Attrs, create_only: &[String]) -> Vec<PlannedChan
         }
     }
     out
+}
+
+/// How an object as the target holds it is compared with what it should be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drift {
+    /// An adoption: `active` too, and redacted values the target does not show
+    /// are sent.
+    Adopt,
+    /// A full cycle: `active` is judged on its own (a disable passes the gate), and
+    /// write-only values (redacted: a target never shows them) are not judged.
+    Full,
+}
+
+/// Differences between the desired attributes and an object as the target holds
+/// it. A server that does not say whether an object is active is not assumed
+/// active.
+pub fn drift(
+    attrs: &Attrs,
+    remote: &Remote,
+    mode: Drift,
+    create_only: &[String],
+) -> Vec<PlannedChange> {
+    let redacted = crate::attribute::redacted_paths(attrs);
+    let mut out = vec![];
+    for (k, v) in attrs.iter().filter(|(k, _)| !k.starts_with('$')) {
+        let is_active = is_active_path(k);
+        let skipped = match mode {
+            Drift::Adopt => false,
+            Drift::Full => is_active || redacted.iter().any(|r| r == k),
+        };
+        if skipped || create_only.iter().any(|c| c == k) {
+            continue;
+        }
+        let have = remote_value(remote, k).unwrap_or(Value::Null);
+        let same = if is_active {
+            !have.is_null() && truthy(&have) == truthy(v)
+        } else {
+            have == *v || (v.is_null() && have.is_null())
+        };
+        if !same {
+            out.push(PlannedChange {
+                path: k.clone(),
+                old: have,
+                new: v.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Whether the target holds an object active (a server that does not say: yes).
+pub fn remote_active(remote: &Remote) -> bool {
+    remote_value(remote, "active").is_none_or(|v| v.is_null() || truthy(&v))
+}
+
+/// Makes `a` the adoption of `remote`, found by `path`: the changes that make it
+/// as desired are sent, then it is linked.
+fn adoption(a: &mut Action, attrs: &Attrs, path: &str, remote: &Remote, create_only: &[String]) {
+    a.op = Op::Adopt;
+    a.target_id = Some(remote.id.clone());
+    a.changes = drift(attrs, remote, Drift::Adopt, create_only);
+    a.active = Some(desired_active(attrs));
+    a.after = None;
+    a.error = None;
+    a.reason = format!("{}; matched an existing object by {path}", a.reason);
+}
+
+/// What planning a new object came to.
+enum Planned<'a> {
+    /// Created.
+    New,
+    /// Adopted: the target's object.
+    Adopted(&'a Remote),
+    /// Failed or skipped: nothing is created.
+    Not,
 }
 
 fn validate(attrs: &Attrs, profile: &Profile) -> Option<String> {
@@ -493,6 +704,11 @@ fn action(
         frees_name: false,
         adopt_only: false,
         revisit: false,
+        held: false,
+        held_reason: None,
+        error: None,
+        after: None,
+        active: None,
         step: "",
     }
 }
@@ -541,6 +757,12 @@ struct Planner<'a> {
     leaving: Vec<String>,
     seen_users: HashSet<String>,
     seen_groups: HashSet<String>,
+    /// Target id → source id of the links, built on first use.
+    by_target_users: std::cell::OnceCell<HashMap<String, String>>,
+    by_target_groups: std::cell::OnceCell<HashMap<String, String>>,
+    refreshes: Vec<Refresh>,
+    /// (group, user, member): memberships recorded as the target has them.
+    member_refresh: Vec<(String, String, bool)>,
 }
 
 impl<'a> Planner<'a> {
@@ -557,6 +779,10 @@ impl<'a> Planner<'a> {
             leaving: vec![],
             seen_users: HashSet::new(),
             seen_groups: HashSet::new(),
+            by_target_users: Default::default(),
+            by_target_groups: Default::default(),
+            refreshes: vec![],
+            member_refresh: vec![],
         }
     }
 
@@ -664,17 +890,100 @@ impl<'a> Planner<'a> {
             self.other
                 .push(action(e.kind, Op::Skip, &e.source_id, &e.display, why));
         } else {
-            let mut a = action(
-                e.kind,
-                Op::Create,
-                &e.source_id,
-                &e.display,
-                format!("in scope: {reason}"),
-            );
+            let planned = self.create_or_adopt(e, attrs, format!("in scope: {reason}"));
+            if !matches!(planned, Planned::Not) {
+                self.member_ok.insert(e.source_id.clone());
+            }
+        }
+    }
+
+    /// The link that holds a target object, if any.
+    fn linked_to(&self, kind: ObjectKind, target_id: &str) -> Option<&'a Link> {
+        let links = match kind {
+            ObjectKind::User => self.input.user_links,
+            ObjectKind::Group => self.input.group_links,
+        };
+        let by_target = match kind {
+            ObjectKind::User => &self.by_target_users,
+            ObjectKind::Group => &self.by_target_groups,
+        };
+        let ix = by_target.get_or_init(|| {
+            links
+                .values()
+                .map(|l| (l.target_id.clone(), l.source_id.clone()))
+                .collect()
+        });
+        links.get(ix.get(target_id)?)
+    }
+
+    /// A new object: adopted when the target already has it (the look-up `gather`
+    /// made), else created; a look-up that failed, or that found several, fails it.
+    fn create_or_adopt(&mut self, e: &Evaluated, attrs: Attrs, reason: String) -> Planned<'a> {
+        let facts: &'a Facts = self.input.facts;
+        let mut a = action(e.kind, Op::Create, &e.source_id, &e.display, reason);
+        let planned = match facts.matches.get(&(e.kind, e.source_id.clone())) {
+            Some(Match::One { path, remote }) => {
+                match self
+                    .linked_to(e.kind, &remote.id)
+                    .filter(|l| l.source_id != e.source_id)
+                {
+                    // Held by another object: created once that one gives the name
+                    // up in this plan, else a conflict (see `settle`).
+                    Some(other) => {
+                        a.after = Some(other.source_id.clone());
+                        a.error = Some(TargetError::new(
+                            ErrorClass::Conflict,
+                            None,
+                            format!(
+                                "{path} matches {} already linked to {}",
+                                remote.id, other.display
+                            ),
+                        ));
+                        Planned::New
+                    }
+                    None => {
+                        adoption(&mut a, &attrs, path, remote, self.input.create_only);
+                        Planned::Adopted(remote)
+                    }
+                }
+            }
+            Some(Match::Many { path, value, count }) => {
+                a = self.failed_lookup(
+                    e,
+                    TargetError::new(
+                        ErrorClass::Conflict,
+                        None,
+                        format!("{count} objects match {path} = {value:?}; not adopting any"),
+                    ),
+                );
+                Planned::Not
+            }
+            Some(Match::Failed(err)) => {
+                a = self.failed_lookup(e, err.clone());
+                Planned::Not
+            }
+            Some(Match::None) | None => Planned::New,
+        };
+        if a.op == Op::Fail {
+            self.other.push(a);
+        } else {
             a.attrs = attrs;
             self.constructive.push(a);
-            self.member_ok.insert(e.source_id.clone());
         }
+        planned
+    }
+
+    fn failed_lookup(&self, e: &Evaluated, err: TargetError) -> Action {
+        let mut a = action(
+            e.kind,
+            Op::Fail,
+            &e.source_id,
+            &e.display,
+            err.message.clone(),
+        );
+        a.step = "create";
+        a.error = Some(err);
+        a
     }
 
     /// A linked user in scope: its attributes, then its active flag. Attributes the
@@ -694,70 +1003,132 @@ impl<'a> Planner<'a> {
             a.target_id = Some(l.target_id.clone());
             self.other.push(a);
         } else if self.input.full {
-            let mut a = action(
-                e.kind,
-                Op::Verify,
-                &e.source_id,
-                &e.display,
-                "full cycle: re-read and repair drift",
-            );
-            a.target_id = Some(l.target_id.clone());
-            a.changes = diff(&l.attrs, &attrs, self.input.create_only);
-            a.attrs = attrs;
-            if !active {
-                a.disabled_reason = Some("disabled".into());
-            }
-            if active || !l.active {
-                self.constructive.push(a);
-            } else {
-                // Becoming disabled is destructive even in a full cycle.
-                a.op = Op::Disable;
-                a.reason = "accountEnabled is false".into();
-                self.destructive.push(a);
-            }
-            return;
+            return self.full_user(e, attrs, l);
         } else {
             self.attribute_update(e, &attrs, l, active);
         }
         // What the link holds stays the record of what was applied when the
         // attributes were not sent.
         let applied = if invalid.is_some() { &l.attrs } else { &attrs };
-        if active && !l.active {
+        self.active_change(e, applied, l, active, l.active);
+    }
+
+    /// Enables or disables a linked user whose active state `is` is not what it
+    /// `should` be.
+    fn active_change(&mut self, e: &Evaluated, attrs: &Attrs, l: &Link, should: bool, is: bool) {
+        if should && !is {
             let why = match l.disabled_reason.as_deref() {
+                _ if self.input.full && l.active => {
+                    "full cycle: suspended in the target; enabled again"
+                }
                 Some("out_of_scope") => "back in scope",
                 _ => "accountEnabled is true",
             };
             let mut a = action(e.kind, Op::Enable, &e.source_id, &e.display, why);
             a.target_id = Some(l.target_id.clone());
-            a.attrs = applied.clone();
+            a.attrs = attrs.clone();
             self.constructive.push(a);
-        } else if !active && l.active {
-            let mut a = action(
-                e.kind,
-                Op::Disable,
-                &e.source_id,
-                &e.display,
-                "accountEnabled is false",
-            );
+        } else if !should && is {
+            let why = if self.input.full && !l.active {
+                "full cycle: active in the target; disabled again"
+            } else {
+                "accountEnabled is false"
+            };
+            let mut a = action(e.kind, Op::Disable, &e.source_id, &e.display, why);
             a.target_id = Some(l.target_id.clone());
-            a.attrs = applied.clone();
+            a.attrs = attrs.clone();
             a.disabled_reason = Some("disabled".into());
             self.destructive.push(a);
         }
     }
 
-    fn attribute_update(&mut self, e: &Evaluated, attrs: &Attrs, l: &Link, active: bool) {
-        let changes = diff(&l.attrs, attrs, self.input.create_only);
-        let reason = if !changes.is_empty() {
-            let names: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
-            format!("changed: {}", names.join(", "))
-        } else if l.hash != hash_attrs(attrs) && active == l.active {
-            // Only unmanaged or create-only attributes moved: refresh the link.
-            "mapping changed; nothing to send".to_string()
-        } else {
+    /// A full cycle compares with the target as `gather` read it: what differs is
+    /// sent, an object gone from the target is created again, an active flag
+    /// changed by hand is set back (a disable passes the gate).
+    fn full_user(&mut self, e: &Evaluated, attrs: Attrs, l: &Link) {
+        let active = desired_active(&attrs);
+        let remote = self
+            .input
+            .facts
+            .remote
+            .as_ref()
+            .and_then(|r| r.users.get(&l.target_id));
+        let Some(remote) = remote else {
+            if active {
+                self.create_or_adopt(
+                    e,
+                    attrs,
+                    "full cycle: gone from the target; created again".into(),
+                );
+            } else {
+                // To stay disabled and gone: nothing to create, the link goes.
+                let mut a = action(
+                    e.kind,
+                    Op::Forget,
+                    &e.source_id,
+                    &e.display,
+                    "full cycle: gone from the target, and disabled in the directory",
+                );
+                a.target_id = Some(l.target_id.clone());
+                self.other.push(a);
+            }
             return;
         };
-        let mut a = action(e.kind, Op::Update, &e.source_id, &e.display, reason);
+        let changes = drift(&attrs, remote, Drift::Full, self.input.create_only);
+        let remote_active = remote_active(remote);
+        if !changes.is_empty() {
+            let names: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+            let mut a = action(
+                e.kind,
+                Op::Update,
+                &e.source_id,
+                &e.display,
+                format!("full cycle: drift in {}", names.join(", ")),
+            );
+            a.target_id = Some(l.target_id.clone());
+            a.changes = changes;
+            a.attrs = attrs.clone();
+            a.disabled_reason = l.disabled_reason.clone();
+            self.constructive.push(a);
+        } else if l.hash != hash_attrs(&attrs) || l.active != remote_active {
+            self.refresh(e.kind, l, &attrs, remote_active);
+        }
+        self.active_change(e, &attrs, l, active, remote_active);
+    }
+
+    fn refresh(&mut self, kind: ObjectKind, l: &Link, attrs: &Attrs, active: bool) {
+        self.refreshes.push(Refresh {
+            kind,
+            source_id: l.source_id.clone(),
+            target_id: l.target_id.clone(),
+            display: l.display.clone(),
+            attrs: attrs.clone(),
+            active,
+            disabled_reason: if active {
+                None
+            } else {
+                l.disabled_reason.clone()
+            },
+        });
+    }
+
+    fn attribute_update(&mut self, e: &Evaluated, attrs: &Attrs, l: &Link, active: bool) {
+        let changes = diff(&l.attrs, attrs, self.input.create_only);
+        if changes.is_empty() {
+            if l.hash != hash_attrs(attrs) && active == l.active {
+                // Only unmanaged or create-only attributes moved: nothing to send.
+                self.refresh(e.kind, l, attrs, l.active);
+            }
+            return;
+        }
+        let names: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+        let mut a = action(
+            e.kind,
+            Op::Update,
+            &e.source_id,
+            &e.display,
+            format!("changed: {}", names.join(", ")),
+        );
         a.target_id = Some(l.target_id.clone());
         a.attrs = attrs.clone();
         a.changes = changes;
@@ -922,7 +1293,13 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn group_in_scope(&mut self, e: &Evaluated, attrs: Attrs, reason: &str, link: Option<&Link>) {
+    fn group_in_scope(
+        &mut self,
+        e: &Evaluated,
+        attrs: Attrs,
+        reason: &str,
+        link: Option<&'a Link>,
+    ) {
         if attrs
             .get("displayName")
             .map(|v| v.is_null())
@@ -939,45 +1316,119 @@ impl<'a> Planner<'a> {
             self.other.push(a);
             return;
         }
-        let target_id = link.map(|l| l.target_id.clone());
-        match link {
-            None => {
-                let mut a = action(
-                    e.kind,
-                    Op::Create,
-                    &e.source_id,
-                    &e.display,
-                    format!("in scope: {reason}"),
-                );
-                a.attrs = attrs;
-                self.constructive.push(a);
-            }
-            Some(l) => {
-                let changes = diff(&l.attrs, &attrs, self.input.create_only);
-                if self.input.full || !changes.is_empty() || l.hash != hash_attrs(&attrs) {
-                    let names: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
-                    let (op, reason) = if self.input.full {
-                        (
-                            Op::Verify,
-                            "full cycle: re-read and repair drift".to_string(),
-                        )
-                    } else if names.is_empty() {
-                        (Op::Update, "mapping changed; nothing to send".to_string())
-                    } else {
-                        (Op::Update, format!("changed: {}", names.join(", ")))
-                    };
-                    let mut a = action(e.kind, op, &e.source_id, &e.display, reason);
-                    a.target_id = target_id.clone();
-                    a.attrs = attrs;
-                    a.changes = changes;
-                    self.constructive.push(a);
+        let remotes = self.input.facts.remote.as_ref();
+        let recorded = || {
+            self.input
+                .memberships
+                .get(&e.source_id)
+                .cloned()
+                .unwrap_or_default()
+        };
+        // The members the group has now: in the target where the target was read
+        // (a full cycle, an adoption), else as recorded.
+        let current: BTreeSet<String> = match (link, remotes) {
+            (None, _) => match self.create_or_adopt(e, attrs, format!("in scope: {reason}")) {
+                Planned::Not => return,
+                Planned::New => BTreeSet::new(),
+                Planned::Adopted(r) => self.remote_members(r).unwrap_or_default(),
+            },
+            (Some(l), Some(remotes)) => match remotes.groups.get(&l.target_id) {
+                None => {
+                    let why = "full cycle: gone from the target; created again".to_string();
+                    match self.create_or_adopt(e, attrs, why) {
+                        Planned::Not => return,
+                        Planned::New => BTreeSet::new(),
+                        Planned::Adopted(r) => self.remote_members(r).unwrap_or_default(),
+                    }
                 }
+                Some(r) => {
+                    self.group_drift(e, &attrs, l, r);
+                    match self.remote_members(r) {
+                        Some(m) => m,
+                        None => recorded(),
+                    }
+                }
+            },
+            (Some(l), None) => {
+                self.group_update(e, &attrs, l);
+                recorded()
             }
+        };
+        self.group_members(e, link, &current);
+    }
+
+    /// A linked group outside a full cycle: what changed since it was applied.
+    fn group_update(&mut self, e: &Evaluated, attrs: &Attrs, l: &Link) {
+        let changes = diff(&l.attrs, attrs, self.input.create_only);
+        if changes.is_empty() {
+            if l.hash != hash_attrs(attrs) {
+                self.refresh(e.kind, l, attrs, true);
+            }
+            return;
         }
-        let empty = BTreeSet::new();
-        let current = self.input.memberships.get(&e.source_id).unwrap_or(&empty);
-        // A member evaluated this cycle is in if it may be; one that was not (a
-        // partial evaluation that did not reach it) stays as it is.
+        let names: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+        let mut a = action(
+            e.kind,
+            Op::Update,
+            &e.source_id,
+            &e.display,
+            format!("changed: {}", names.join(", ")),
+        );
+        a.target_id = Some(l.target_id.clone());
+        a.attrs = attrs.clone();
+        a.changes = changes;
+        self.constructive.push(a);
+    }
+
+    /// A linked group in a full cycle: what differs from the target's object.
+    fn group_drift(&mut self, e: &Evaluated, attrs: &Attrs, l: &Link, remote: &Remote) {
+        let changes = drift(attrs, remote, Drift::Full, self.input.create_only);
+        if changes.is_empty() {
+            if l.hash != hash_attrs(attrs) {
+                self.refresh(e.kind, l, attrs, true);
+            }
+            return;
+        }
+        let names: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+        let mut a = action(
+            e.kind,
+            Op::Update,
+            &e.source_id,
+            &e.display,
+            format!("full cycle: drift in {}", names.join(", ")),
+        );
+        a.target_id = Some(l.target_id.clone());
+        a.attrs = attrs.clone();
+        a.changes = changes;
+        self.constructive.push(a);
+    }
+
+    /// The members a target group lists, as source ids of linked users (members
+    /// scimsync does not manage are left out: never touched). `None` where the
+    /// target does not list members with its groups.
+    fn remote_members(&self, remote: &Remote) -> Option<BTreeSet<String>> {
+        if !self.input.facts.lists_members {
+            return None;
+        }
+        let listed = match remote.resource.get("members") {
+            Some(Value::Array(m)) => m.as_slice(),
+            None | Some(Value::Null) => &[],
+            Some(_) => return None,
+        };
+        Some(
+            listed
+                .iter()
+                .filter_map(|m| m.get("value")?.as_str())
+                .filter_map(|t| self.linked_to(ObjectKind::User, t))
+                .map(|l| l.source_id.clone())
+                .collect(),
+        )
+    }
+
+    /// Members to add and remove, from what the group has now (`current`). A
+    /// member evaluated this cycle is in if it may be; one that was not (a partial
+    /// evaluation that did not reach it) stays as it is.
+    fn group_members(&mut self, e: &Evaluated, link: Option<&Link>, current: &BTreeSet<String>) {
         let desired: BTreeSet<&str> = e
             .members
             .iter()
@@ -997,6 +1448,23 @@ impl<'a> Planner<'a> {
             .filter(|m| !desired.contains(m.as_str()) && !self.deleted_users.contains(m.as_str()))
             .cloned()
             .collect();
+        // Members the target has that the state does not know of (or the other
+        // way round): the record follows the target, nothing is sent.
+        let empty = BTreeSet::new();
+        let recorded = self.input.memberships.get(&e.source_id).unwrap_or(&empty);
+        for m in current {
+            if desired.contains(m.as_str()) && !recorded.contains(m) {
+                self.member_refresh
+                    .push((e.source_id.clone(), m.clone(), true));
+            }
+        }
+        for m in recorded {
+            if !current.contains(m) && !desired.contains(m.as_str()) {
+                self.member_refresh
+                    .push((e.source_id.clone(), m.clone(), false));
+            }
+        }
+        let target_id = link.map(|l| l.target_id.clone());
         for (op, members) in [(Op::AddMembers, add), (Op::RemoveMembers, remove)] {
             if members.is_empty() {
                 continue;
@@ -1034,48 +1502,11 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Marks the deletes that free a name (a matching attribute value) a create of
-    /// this plan takes: a user deleted and re-created under the same userName, a
-    /// group re-created under its name. Those run before the creates.
-    fn free_names(&mut self) {
-        let input = self.input;
-        let matching = |kind: ObjectKind| match kind {
-            ObjectKind::User => input.user_matching,
-            ObjectKind::Group => input.group_matching,
-        };
-        let key = |path: &str, v: &Value| v.as_str().map(|s| crate::attribute::match_key(path, s));
-        let mut wanted: HashSet<(ObjectKind, String, String)> = HashSet::new();
-        for a in self.constructive.iter().filter(|a| a.op == Op::Create) {
-            for path in matching(a.kind) {
-                if let Some(k) = a.attrs.get(path).and_then(|v| key(path, v)) {
-                    wanted.insert((a.kind, path.clone(), k));
-                }
-            }
-        }
-        if wanted.is_empty() {
-            return;
-        }
-        let links = |kind: ObjectKind| match kind {
-            ObjectKind::User => input.user_links,
-            ObjectKind::Group => input.group_links,
-        };
-        for a in self.destructive.iter_mut().filter(|a| a.op == Op::Delete) {
-            let Some(l) = links(a.kind).get(&a.source_id) else {
-                continue;
-            };
-            a.frees_name = matching(a.kind).iter().any(|path| {
-                l.attrs
-                    .get(path)
-                    .and_then(|v| key(path, v))
-                    .is_some_and(|k| wanted.contains(&(a.kind, path.clone(), k)))
-            });
-        }
-    }
-
-    /// Creates in doubt whose object is neither linked nor to be created now: looked
-    /// for, and adopted as they are if the target has them (a leaver must not keep
-    /// an account scimsync made and lost track of).
-    fn find_in_doubt(&mut self) {
+    /// Creates in doubt (an earlier create whose answer was lost) whose object is
+    /// neither linked nor planned now: adopted as they are if the look-up found
+    /// them (a leaver must not keep an account scimsync made and lost track of),
+    /// let go if the target has nothing, kept in doubt if the look-up failed.
+    fn in_doubt(&mut self) {
         let input = self.input;
         let mut doubts: Vec<(&(ObjectKind, String), &Attrs)> = input.in_doubt.iter().collect();
         doubts.sort_by(|a, b| a.0.cmp(b.0));
@@ -1084,85 +1515,189 @@ impl<'a> Planner<'a> {
                 ObjectKind::User => input.user_links.contains_key(id),
                 ObjectKind::Group => input.group_links.contains_key(id),
             };
-            let creating = self
+            let planned = self
                 .constructive
                 .iter()
-                .any(|a| a.op == Op::Create && a.kind == *kind && &a.source_id == id);
-            if linked || creating {
+                .chain(&self.other)
+                .filter(|a| matches!(a.op, Op::Create | Op::Adopt | Op::Fail))
+                .any(|a| a.kind == *kind && &a.source_id == id);
+            if linked || planned {
                 continue;
             }
-            let display = attrs
-                .get(if *kind == ObjectKind::User {
-                    "userName"
-                } else {
-                    "displayName"
-                })
-                .and_then(|v| v.as_str())
-                .unwrap_or(id);
-            let mut a = action(
-                *kind,
-                Op::Create,
-                id,
-                display,
-                "an earlier create may have reached the target: linked as it is if it is there",
-            );
+            let name = if *kind == ObjectKind::User {
+                "userName"
+            } else {
+                "displayName"
+            };
+            let display = attrs.get(name).and_then(|v| v.as_str()).unwrap_or(id);
+            let mut a = action(*kind, Op::Skip, id, display, "");
             a.attrs = attrs.clone();
             a.adopt_only = true;
-            self.constructive.push(a);
+            match input.facts.matches.get(&(*kind, id.clone())) {
+                Some(Match::One { path, remote })
+                    if self.linked_to(*kind, &remote.id).is_none() =>
+                {
+                    a.op = Op::Adopt;
+                    a.target_id = Some(remote.id.clone());
+                    a.active = Some(remote_active(remote));
+                    a.reason = format!(
+                        "a create whose answer was lost had made it (found by {path}); linked as it is"
+                    );
+                    self.constructive.push(a);
+                    continue;
+                }
+                Some(Match::None) | Some(Match::One { .. }) => {
+                    a.reason = "the create in doubt made nothing: not in the target".into();
+                }
+                Some(Match::Many { path, count, .. }) => {
+                    a.adopt_only = false;
+                    a.revisit = true;
+                    a.reason =
+                        format!("a create in doubt: {count} objects match {path}; kept in doubt");
+                }
+                Some(Match::Failed(e)) => {
+                    a.adopt_only = false;
+                    a.revisit = true;
+                    a.reason = format!("a create in doubt could not be looked for: {}", e.message);
+                }
+                None => {
+                    a.adopt_only = false;
+                    a.revisit = true;
+                    a.reason = "a create in doubt, not looked for this cycle".into();
+                }
+            }
+            self.other.push(a);
+        }
+    }
+
+    /// Creates whose name another linked object holds (`after`): created once that
+    /// object gives the name up in this plan — deleted (the delete goes first),
+    /// renamed (renames go before creates) or let go (then it is adopted) — else
+    /// they fail with the conflict.
+    fn settle(&mut self) {
+        let input = self.input;
+        let matching = |kind: ObjectKind| match kind {
+            ObjectKind::User => input.user_matching,
+            ObjectKind::Group => input.group_matching,
+        };
+        let renamed: HashSet<(ObjectKind, String)> = self
+            .constructive
+            .iter()
+            .filter(|a| a.op == Op::Update)
+            .filter(|a| a.changes.iter().any(|c| matching(a.kind).contains(&c.path)))
+            .map(|a| (a.kind, a.source_id.clone()))
+            .collect();
+        let forgotten: HashSet<(ObjectKind, String)> = self
+            .other
+            .iter()
+            .filter(|a| a.op == Op::Forget)
+            .map(|a| (a.kind, a.source_id.clone()))
+            .collect();
+        let mut failed = vec![];
+        for a in self.constructive.iter_mut() {
+            let Some(other) = a.after.clone() else {
+                continue;
+            };
+            let key = (a.kind, other);
+            if let Some(d) = self
+                .destructive
+                .iter_mut()
+                .find(|d| d.op == Op::Delete && d.kind == key.0 && d.source_id == key.1)
+            {
+                d.frees_name = true;
+                a.error = None;
+                continue;
+            }
+            if renamed.contains(&key) {
+                a.after = None;
+                a.error = None;
+                continue;
+            }
+            if forgotten.contains(&key) {
+                if let Some(Match::One { path, remote }) =
+                    input.facts.matches.get(&(a.kind, a.source_id.clone()))
+                {
+                    let attrs = a.attrs.clone();
+                    adoption(a, &attrs, path, remote, input.create_only);
+                    continue;
+                }
+            }
+            a.op = Op::Fail;
+            a.step = "create";
+            a.after = None;
+            if let Some(e) = &a.error {
+                a.reason = e.message.clone();
+            }
+            failed.push(a.source_id.clone());
+        }
+        if failed.is_empty() {
+            return;
+        }
+        let (fails, keep): (Vec<Action>, Vec<Action>) = std::mem::take(&mut self.constructive)
+            .into_iter()
+            .partition(|a| a.op == Op::Fail);
+        self.constructive = keep;
+        self.other.extend(fails);
+    }
+
+    /// Entra's switches: user or group sync off drops those objects' actions; a
+    /// target action (create, update, delete) switched off turns its actions into
+    /// skips. A migration conflict keeps its object from being created twice.
+    /// Objects waiting for their escrow retry sit the cycle out.
+    fn switches(actions: &mut Vec<Action>, input: &PlanInput<'_>) {
+        actions.retain(|a| {
+            let synced = match a.kind {
+                ObjectKind::User => input.sync_users,
+                ObjectKind::Group => input.sync_groups,
+            };
+            synced && !input.not_due.contains(&(a.kind, a.source_id.clone()))
+        });
+        let switches = &input.actions;
+        for a in actions.iter_mut() {
+            let (allowed, name) = match a.op {
+                Op::Create => (switches.create, "create"),
+                Op::Adopt | Op::Update | Op::Enable | Op::AddMembers | Op::RemoveMembers => {
+                    (switches.update, "update")
+                }
+                Op::Disable | Op::Delete => (switches.delete, "delete"),
+                _ => (true, ""),
+            };
+            if !allowed {
+                a.reason = format!("{} ({name} is switched off in [target] actions)", a.reason);
+                a.op = Op::Skip;
+                a.changes.clear();
+            } else if matches!(a.op, Op::Create | Op::Adopt)
+                && !a.adopt_only
+                && input.blocked.contains(&a.source_id)
+            {
+                a.op = Op::Skip;
+                a.reason = "migration conflict: resolve it in migration.rhai and run `scimsync migrate apply` again".into();
+                a.revisit = true;
+                a.changes.clear();
+            }
         }
     }
 
     fn finish(mut self) -> Plan {
-        self.find_in_doubt();
+        self.in_doubt();
         self.take_leavers_out();
-        self.free_names();
-        // Renames before creates: a name one object gives up may be the name a new
-        // one takes.
+        self.settle();
+        // Renames, enables and adoptions before creates: a name one object gives up
+        // may be the name a new one takes.
         self.constructive.sort_by_key(|a| a.op == Op::Create);
-        // Name-freeing deletes first; then disables before deletes, users before
-        // groups: a stable, readable order.
-        self.destructive.sort_by_key(|a| {
-            (
-                !a.frees_name,
-                a.op == Op::Delete,
-                a.kind == ObjectKind::Group,
-            )
-        });
         let mut actions = self.constructive;
         actions.extend(self.membership);
         actions.extend(self.destructive);
         actions.extend(self.other);
-        Plan { actions }
-    }
-}
-
-/// Entra's switches: user/group sync off drops those objects' actions; a target
-/// action (create, update, delete) switched off turns its actions into skips.
-pub fn apply_switches(
-    plan: &mut Plan,
-    actions: &crate::config::Actions,
-    sync: &crate::config::SyncSwitches,
-) {
-    plan.actions.retain(|a| match a.kind {
-        ObjectKind::User => sync.users,
-        ObjectKind::Group => sync.groups,
-    });
-    for a in plan.actions.iter_mut() {
-        let (allowed, name) = match a.op {
-            Op::Create => (actions.create, "create"),
-            Op::Update | Op::Verify | Op::Enable | Op::AddMembers | Op::RemoveMembers => {
-                (actions.update, "update")
-            }
-            Op::Disable | Op::Delete => (actions.delete, "delete"),
-            _ => (true, ""),
+        Self::switches(&mut actions, self.input);
+        let mut plan = Plan {
+            actions,
+            refresh: self.refreshes,
+            member_refresh: self.member_refresh,
+            held: None,
         };
-        if !allowed {
-            a.reason = format!(
-                "{} ({} is switched off in [target] actions)",
-                a.reason, name
-            );
-            a.op = Op::Skip;
-        }
+        plan.order();
+        plan
     }
 }
 
@@ -1179,13 +1714,7 @@ pub fn invited_disables_are_deletes(plan: &mut Plan, invited: &HashSet<String>) 
             a.reason = format!("{}; the member is still invited and Dropbox deletes invited members instead of suspending them", a.reason);
         }
     }
-    plan.actions.sort_by_key(|a| match a.op {
-        Op::Delete if a.frees_name => (1, false),
-        Op::Disable => (2, a.kind == ObjectKind::Group),
-        Op::Delete => (3, a.kind == ObjectKind::Group),
-        Op::Skip | Op::Fail | Op::Forget => (4, false),
-        _ => (0, false),
-    });
+    plan.order();
 }
 
 /// True when a path names the `active` attribute.
@@ -1200,6 +1729,12 @@ mod tests {
     use super::*;
     use crate::target::profile::DROPBOX;
     use serde_json::json;
+
+    const ALL_ACTIONS: crate::config::Actions = crate::config::Actions {
+        create: true,
+        update: true,
+        delete: true,
+    };
 
     fn user(id: &str, decision: Decision, attrs: Option<Attrs>) -> Evaluated {
         Evaluated {
@@ -1255,6 +1790,12 @@ mod tests {
                 user_matching: &["userName".to_string()],
                 group_matching: &["displayName".to_string()],
                 in_doubt: &HashMap::new(),
+                facts: &Facts::default(),
+                actions: ALL_ACTIONS,
+                sync_users: true,
+                sync_groups: true,
+                blocked: &HashSet::new(),
+                not_due: &HashSet::new(),
             },
         )
     }
@@ -1434,6 +1975,12 @@ mod tests {
                 user_matching: &["userName".to_string()],
                 group_matching: &["displayName".to_string()],
                 in_doubt: &HashMap::new(),
+                facts: &Facts::default(),
+                actions: ALL_ACTIONS,
+                sync_users: true,
+                sync_groups: true,
+                blocked: &HashSet::new(),
+                not_due: &HashSet::new(),
             },
         );
         assert_eq!(p.destructive_count(), 0, "{:?}", ops(&p));
@@ -1471,7 +2018,41 @@ mod tests {
             ),
             user("nosurname", Decision::InScope("x".into()), Some(bad)),
         ];
-        let p = run(&ev, links, HashMap::new(), HashMap::new(), false);
+        // The look-up finds the name held by the linked object about to be deleted.
+        let mut facts = Facts::default();
+        facts.matches.insert(
+            (ObjectKind::User, "new".into()),
+            Match::One {
+                path: "userName".into(),
+                remote: Remote {
+                    id: "t-old".into(),
+                    resource: json!({"id": "t-old", "userName": "taken@x.com"}),
+                },
+            },
+        );
+        let p = plan(
+            ev,
+            &PlanInput {
+                user_links: &links,
+                group_links: &HashMap::new(),
+                memberships: &HashMap::new(),
+                profile: &DROPBOX,
+                create_only: &[],
+                skip_out_of_scope_deletions: false,
+                full: false,
+                present: None,
+                unreadable: &Unreadable::default(),
+                user_matching: &["userName".to_string()],
+                group_matching: &["displayName".to_string()],
+                in_doubt: &HashMap::new(),
+                facts: &facts,
+                actions: ALL_ACTIONS,
+                sync_users: true,
+                sync_groups: true,
+                blocked: &HashSet::new(),
+                not_due: &HashSet::new(),
+            },
+        );
         let order: Vec<(String, Op)> = ops(&p)
             .into_iter()
             .filter(|(_, o)| *o != Op::Skip)
@@ -1479,8 +2060,8 @@ mod tests {
         assert_eq!(
             order,
             vec![
-                ("new".to_string(), Op::Create),
                 ("old".to_string(), Op::Delete),
+                ("new".to_string(), Op::Create),
                 ("nosurname".to_string(), Op::Disable),
                 ("leaver".to_string(), Op::Delete),
             ]

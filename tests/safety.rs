@@ -221,7 +221,7 @@ fn a_directory_that_empties_at_once_is_held_by_the_shrink_guard() {
     ws.write_directory(&json!({"users": [], "groups": [], "assignments": []}));
     let p = ws.run(&["plan"]);
     assert!(
-        p.stdout.contains("shrink_threshold_percent 20%") && p.stdout.contains("would be held"),
+        p.stdout.contains("shrink_threshold_percent 20%") && p.stdout.contains("held by the gate"),
         "{}",
         p.stdout
     );

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
+/// Meta key of the state's version, moved by every transaction.
+pub const VERSION_KEY: &str = "state_version";
+
 /// A provisioned object: what scimsync created or adopted in the target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Link {
@@ -339,12 +342,20 @@ impl State {
     }
 
     /// Runs `f` in one transaction: a batch of writes lands whole or not at all.
+    /// Run `f` in one transaction.
     pub fn write<T>(
         &mut self,
         f: impl FnOnce(&Writer<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let tx = self.conn.transaction()?;
         let out = f(&Writer { tx: &tx })?;
+        // Every transaction moves the version: a reviewed plan made before it is
+        // stale.
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES (?1, '1')
+             ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+            [VERSION_KEY],
+        )?;
         tx.commit()?;
         Ok(out)
     }

@@ -531,6 +531,11 @@ impl Target for LegacyTarget {
         ADD_BATCH
     }
 
+    /// `groups/list` gives summaries; members are another call per group.
+    fn lists_group_members(&self) -> bool {
+        false
+    }
+
     fn list(&mut self, kind: ObjectKind) -> Result<Vec<Remote>, TargetError> {
         Ok(match kind {
             ObjectKind::User => self.list_members()?.iter().map(member_remote).collect(),

@@ -129,6 +129,10 @@ pub trait Target {
             "this target cannot list its objects",
         ))
     }
+    /// Whether `list` returns groups with their members.
+    fn lists_group_members(&self) -> bool {
+        true
+    }
     /// How many new objects one create call may carry.
     fn create_batch_size(&mut self) -> usize {
         1
