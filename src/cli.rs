@@ -179,6 +179,21 @@ pub enum Command {
         /// Lifetime of the access tokens the Dropbox emulator issues, in seconds
         #[arg(long, default_value_t = 14_400)]
         token_ttl: u64,
+        /// Serve a copy of a team taken by `scimsync snapshot --out FILE` (Dropbox
+        /// emulator): rehearse against production's shape
+        #[arg(long, value_name = "FILE")]
+        load: Option<PathBuf>,
+        /// Offer SCIM /Bulk with this many operations per request (a test mode of
+        /// the Dropbox emulator; Dropbox itself offers none)
+        #[arg(long, default_value_t = 0)]
+        bulk: usize,
+    },
+    /// Read the live target's users, groups and memberships (and, with [legacy],
+    /// the Business API members) read-only into a file `emulate dropbox --load`
+    /// serves
+    Snapshot {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
 }
 
@@ -320,6 +335,23 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             Ok(exit::OK)
         }
         Command::Status { json } => status(&load(&cli)?, *json),
+        Command::Snapshot { out } => {
+            let settings = load(&cli)?;
+            let taken = crate::snapshot::take(&settings)?;
+            crate::snapshot::write(&taken, out)?;
+            println!(
+                "wrote {}: {} users, {} groups{}",
+                out.display(),
+                taken.users.len(),
+                taken.groups.len(),
+                taken
+                    .legacy
+                    .as_ref()
+                    .map(|l| format!(", {} Business API members", l.members.len()))
+                    .unwrap_or_default()
+            );
+            Ok(exit::OK)
+        }
         Command::Restart { scope } => {
             let settings = load(&cli)?;
             let mut state = State::open(&settings.state_path)?;
@@ -367,7 +399,11 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             token_ttl,
             client_certificate,
             federated_token,
+            load,
+            bulk,
         } => emulate(EmulateArgs {
+            load: load.clone(),
+            bulk: *bulk,
             oauth: (app_key.clone(), app_secret.clone(), *token_ttl),
             service: *service,
             listen: listen.clone(),
@@ -1315,6 +1351,9 @@ struct EmulateArgs {
     page_size: usize,
     chaos: Option<crate::emulator::Chaos>,
     latency: std::time::Duration,
+    /// A snapshot to serve (Dropbox).
+    load: Option<PathBuf>,
+    bulk: usize,
 }
 
 fn emulate(a: EmulateArgs) -> Result<i32, Error> {
@@ -1327,6 +1366,15 @@ fn emulate(a: EmulateArgs) -> Result<i32, Error> {
             let token = a.token.unwrap_or_else(|| crate::ids::random_hex(32));
             let mut team = crate::emulator::dropbox::Team::new(&token);
             team.set_latency(a.latency);
+            team.set_bulk(a.bulk);
+            if let Some(path) = &a.load {
+                let bad = |m: String| InputError::Usage(format!("--load {}: {m}", path.display()));
+                let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+                let doc: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+                let (u, g) = team.load(&doc).map_err(bad)?;
+                log::info!("serving {u} members and {g} groups from {}", path.display());
+            }
             let (key, secret, ttl) = a.oauth.clone();
             team.oauth = crate::emulator::dropbox::oauth::OAuthServer::new(
                 &key,

@@ -37,6 +37,7 @@ pub mod private;
 pub mod report;
 pub mod review;
 pub mod script;
+pub mod snapshot;
 pub mod source;
 pub mod state;
 pub mod target;

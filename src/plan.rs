@@ -7,7 +7,7 @@
 //! the state, so `scimsync plan` is exactly what `sync` does: a create that will be
 //! adopted is planned as `adopt`, with the changes it sends.
 
-use crate::attribute::{AttrPath, Attrs};
+use crate::attribute::{match_key, AttrPath, Attrs};
 use crate::gather::{Facts, Match};
 use crate::model::{ObjectKind, Snapshot, Unreadable};
 use crate::script::{ScriptFailure, Scripts};
@@ -452,8 +452,10 @@ impl Plan {
     /// adopt their account), then deletes that free a name a create takes, then
     /// updates, enables and adoptions (a rename may free a name), creates,
     /// memberships, disables and deletes (users before groups), then the rest.
+    /// Within a stage the order is by object, so that the plan and the cycle that
+    /// applies it agree on which of two objects wanting one name comes first.
     pub fn order(&mut self) {
-        self.actions.sort_by_key(|a| {
+        fn stage(a: &Action) -> (u8, bool) {
             let group = a.kind == ObjectKind::Group;
             match a.op {
                 Op::Forget => (0, false),
@@ -465,6 +467,12 @@ impl Plan {
                 Op::Delete => (6, group),
                 Op::Skip | Op::Fail => (7, false),
             }
+        }
+        self.actions.sort_by(|a, b| {
+            stage(a)
+                .cmp(&stage(b))
+                .then_with(|| a.kind.cmp(&b.kind))
+                .then_with(|| a.source_id.cmp(&b.source_id))
         });
     }
 }
@@ -760,6 +768,8 @@ struct Planner<'a> {
     /// Target id → source id of the links, built on first use.
     by_target_users: std::cell::OnceCell<HashMap<String, String>>,
     by_target_groups: std::cell::OnceCell<HashMap<String, String>>,
+    /// Target user id → the new object adopting it in this plan.
+    adopting_users: std::cell::OnceCell<HashMap<String, String>>,
     refreshes: Vec<Refresh>,
     /// (group, user, member): memberships recorded as the target has them.
     member_refresh: Vec<(String, String, bool)>,
@@ -781,6 +791,7 @@ impl<'a> Planner<'a> {
             seen_groups: HashSet::new(),
             by_target_users: Default::default(),
             by_target_groups: Default::default(),
+            adopting_users: Default::default(),
             refreshes: vec![],
             member_refresh: vec![],
         }
@@ -1419,10 +1430,27 @@ impl<'a> Planner<'a> {
             listed
                 .iter()
                 .filter_map(|m| m.get("value")?.as_str())
-                .filter_map(|t| self.linked_to(ObjectKind::User, t))
-                .map(|l| l.source_id.clone())
+                .filter_map(|t| match self.linked_to(ObjectKind::User, t) {
+                    Some(l) => Some(l.source_id.clone()),
+                    None => self.adopting(t).cloned(),
+                })
                 .collect(),
         )
+    }
+
+    /// The user this plan adopts as target object `target_id`, if any: its look-up
+    /// found that one object and no link holds it.
+    fn adopting(&self, target_id: &str) -> Option<&String> {
+        let ix = self.adopting_users.get_or_init(|| {
+            let mut ix = HashMap::new();
+            for ((kind, source_id), m) in &self.input.facts.matches {
+                if let (ObjectKind::User, Match::One { remote, .. }) = (kind, m) {
+                    ix.insert(remote.id.clone(), source_id.clone());
+                }
+            }
+            ix
+        });
+        ix.get(target_id)
     }
 
     /// Members to add and remove, from what the group has now (`current`). A
@@ -1640,6 +1668,70 @@ impl<'a> Planner<'a> {
         self.other.extend(fails);
     }
 
+    /// Two new objects wanting one matching value: the first by source id is
+    /// created, the others fail before anything is sent (the target would refuse
+    /// whichever came second, and which that is must not depend on timing).
+    fn twins(&mut self) {
+        let input = self.input;
+        let mut taken: HashMap<(ObjectKind, &str, String), String> = HashMap::new();
+        let mut order: Vec<usize> = (0..self.constructive.len())
+            .filter(|&i| matches!(self.constructive[i].op, Op::Create | Op::Adopt))
+            .collect();
+        order.sort_by(|&i, &j| {
+            self.constructive[i]
+                .source_id
+                .cmp(&self.constructive[j].source_id)
+        });
+        let mut twins: Vec<(usize, String)> = vec![];
+        for i in order {
+            let a = &self.constructive[i];
+            let paths = match a.kind {
+                ObjectKind::User => input.user_matching,
+                ObjectKind::Group => input.group_matching,
+            };
+            // An adoption takes the object it found, whatever its values.
+            let values: Vec<(&str, String, &str)> = match (&a.op, &a.target_id) {
+                (Op::Adopt, Some(id)) => vec![("id", id.clone(), id.as_str())],
+                _ => paths
+                    .iter()
+                    .filter_map(|p| {
+                        let v = a.attrs.get(p)?.as_str().filter(|v| !v.is_empty())?;
+                        Some((p.as_str(), match_key(p, v), v))
+                    })
+                    .collect(),
+            };
+            let clash = values.iter().find_map(|(p, key, v)| {
+                let first = taken.get(&(a.kind, *p, key.clone()))?;
+                Some(format!(
+                    "{p} {v:?} is also wanted by {first}, which comes first in this cycle"
+                ))
+            });
+            match clash {
+                Some(why) => twins.push((i, why)),
+                None => {
+                    for (p, key, _) in values {
+                        taken.insert((a.kind, p, key), a.display.clone());
+                    }
+                }
+            }
+        }
+        if twins.is_empty() {
+            return;
+        }
+        for (i, why) in &twins {
+            let a = &mut self.constructive[*i];
+            a.op = Op::Fail;
+            a.step = "create";
+            a.error = Some(TargetError::new(ErrorClass::Conflict, None, why.clone()));
+            a.reason = why.clone();
+        }
+        let (fails, keep): (Vec<Action>, Vec<Action>) = std::mem::take(&mut self.constructive)
+            .into_iter()
+            .partition(|a| a.op == Op::Fail);
+        self.constructive = keep;
+        self.other.extend(fails);
+    }
+
     /// Entra's switches: user or group sync off drops those objects' actions; a
     /// target action (create, update, delete) switched off turns its actions into
     /// skips. A migration conflict keeps its object from being created twice.
@@ -1682,6 +1774,7 @@ impl<'a> Planner<'a> {
         self.in_doubt();
         self.take_leavers_out();
         self.settle();
+        self.twins();
         // Renames, enables and adoptions before creates: a name one object gives up
         // may be the name a new one takes.
         self.constructive.sort_by_key(|a| a.op == Op::Create);

@@ -16,6 +16,7 @@ mod interop;
 mod migration;
 mod operations;
 mod performance;
+mod planning;
 mod reliability;
 mod safety;
 mod scripting;

@@ -79,6 +79,19 @@ impl Emulator {
         }
     }
 
+    /// Any request to the emulator (a hand-made change in the team): the status.
+    pub fn send(&self, method: &str, path: &str, body: Option<Value>) -> u16 {
+        let r = match body {
+            Some(b) => self.agent(method, path).send_json(b),
+            None => self.agent(method, path).call(),
+        };
+        match r {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(s, _)) => s,
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    }
+
     /// The team's userNames, lower-cased and sorted.
     pub fn user_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self

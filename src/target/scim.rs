@@ -157,12 +157,13 @@ impl ScimTarget {
         }
     }
 
-    /// Creates through `/Bulk` (RFC 7644 §3.7): one result per item, in order.
+    /// Creates through `/Bulk` (RFC 7644 §3.7): one result per item, in order, or
+    /// the error of the request as a whole.
     fn bulk_create(
         &mut self,
         kind: ObjectKind,
         items: &[&Attrs],
-    ) -> Vec<Result<String, TargetError>> {
+    ) -> Result<Vec<Result<String, TargetError>>, TargetError> {
         let schema = match kind {
             ObjectKind::User => USER_SCHEMA,
             ObjectKind::Group => GROUP_SCHEMA,
@@ -181,13 +182,9 @@ impl ScimTarget {
             .collect();
         let body = json!({"schemas": [BULK_REQUEST], "Operations": ops});
         let url = self.url("Bulk");
-        let reply = match self.http.send("POST", &url, Some(&body), false) {
-            Ok(r) => r,
-            Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
-        };
+        let reply = self.http.send("POST", &url, Some(&body), false)?;
         if !(200..300).contains(&reply.status) {
-            let e = self.fail("POST Bulk", &reply);
-            return items.iter().map(|_| Err(e.clone())).collect();
+            return Err(self.fail("POST Bulk", &reply));
         }
         let v: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
         let answers = v
@@ -195,7 +192,7 @@ impl ScimTarget {
             .and_then(|o| o.as_array())
             .cloned()
             .unwrap_or_default();
-        (0..items.len())
+        Ok((0..items.len())
             .map(|i| {
                 let bulk_id = format!("b{i}");
                 let Some(op) = answers
@@ -249,6 +246,28 @@ impl ScimTarget {
                             "Bulk result without id or location",
                         )
                     })
+            })
+            .collect())
+    }
+
+    /// Creates through the pool, one request each.
+    fn create_each(
+        &mut self,
+        kind: ObjectKind,
+        items: &[&Attrs],
+    ) -> Vec<Result<String, TargetError>> {
+        let calls: Vec<pool::Call> = items
+            .iter()
+            .map(|a| pool::Call::Create {
+                kind,
+                attrs: (*a).clone(),
+            })
+            .collect();
+        self.run_calls(&calls)
+            .into_iter()
+            .map(|r| match r? {
+                pool::Answer::Created(id) => Ok(id),
+                _ => Err(TargetError::new(ErrorClass::Transport, None, "no id")),
             })
             .collect()
     }
@@ -671,25 +690,25 @@ impl Target for ScimTarget {
     ) -> Vec<Result<String, TargetError>> {
         if items.len() > 1 && self.caps().bulk_max_operations > 1 {
             let n = self.caps().bulk_max_operations.min(BULK_CHUNK);
-            return items
-                .chunks(n)
-                .flat_map(|c| self.bulk_create(kind, c))
-                .collect();
+            let mut out = Vec::with_capacity(items.len());
+            for chunk in items.chunks(n) {
+                match self.bulk_create(kind, chunk) {
+                    Ok(results) => out.extend(results),
+                    // Refused as a whole (one object the server will not take
+                    // spoils the request, nothing of it ran): each on its own,
+                    // so only that object fails.
+                    Err(e) if refused_whole(&e) => {
+                        log::debug!("Bulk refused ({}); creating one by one", e.message);
+                        out.extend(self.create_each(kind, chunk));
+                    }
+                    // The request may have run in part: the creates are in doubt
+                    // and the next cycle looks them up before creating again.
+                    Err(e) => out.extend(chunk.iter().map(|_| Err(e.clone()))),
+                }
+            }
+            return out;
         }
-        let calls: Vec<pool::Call> = items
-            .iter()
-            .map(|a| pool::Call::Create {
-                kind,
-                attrs: (*a).clone(),
-            })
-            .collect();
-        self.run_calls(&calls)
-            .into_iter()
-            .map(|r| match r? {
-                pool::Answer::Created(id) => Ok(id),
-                _ => Err(TargetError::new(ErrorClass::Transport, None, "no id")),
-            })
-            .collect()
+        self.create_each(kind, items)
     }
 
     fn list(&mut self, kind: ObjectKind) -> Result<Vec<Remote>, TargetError> {
@@ -787,4 +806,13 @@ impl Target for ScimTarget {
         }
         Ok(out)
     }
+}
+
+/// A Bulk request the server refused before running any of it (400, 409, 413, a
+/// missing route): safe to send again one object at a time.
+fn refused_whole(e: &TargetError) -> bool {
+    matches!(
+        e.class,
+        ErrorClass::Invalid | ErrorClass::Conflict | ErrorClass::NotFound
+    )
 }

@@ -11,6 +11,11 @@
 //!   product never calls them.
 //! * Dropbox OAuth 2 (`/oauth2/authorize`, `/oauth2/token`, see `oauth`): access
 //!   tokens it issues are accepted beside the static token.
+//! * A copy of a real team: `--load FILE` or `POST /_emulator/load` serves what
+//!   `scimsync snapshot` read, ids, statuses and memberships kept (rehearsals).
+//! * `/Bulk` in a test mode only (`--bulk N`, `{"bulk": N}` to `/_emulator/config`):
+//!   Dropbox offers none, but generic SCIM servers do, and one of them refusing a
+//!   whole request for one bad operation is a case the client must survive.
 
 mod legacy;
 pub mod oauth;
@@ -84,6 +89,8 @@ pub struct Team {
     recorded: Option<Vec<Value>>,
     recording: bool,
     team_id: String,
+    /// Operations one `/Bulk` request may carry; 0 (Dropbox) offers no Bulk.
+    bulk: usize,
 }
 
 fn user_keys(r: &Value) -> Vec<(&'static str, String)> {
@@ -158,6 +165,7 @@ impl Team {
             faults: vec![],
             recorded: None,
             recording: false,
+            bulk: 0,
             team_id: format!("dbtid:{}", crate::ids::random_hex(24)),
             latency: std::time::Duration::ZERO,
             email: regex::Regex::new(crate::target::profile::DROPBOX_EMAIL_PATTERN).unwrap_or_else(
@@ -172,6 +180,12 @@ impl Team {
     /// The team's id (random per emulator, like a real team's).
     pub fn team_id(&self) -> String {
         self.team_id.clone()
+    }
+
+    /// Offers `/Bulk` with this many operations per request (a test mode; 0, as
+    /// Dropbox, offers none).
+    pub fn set_bulk(&mut self, max_operations: usize) {
+        self.bulk = max_operations;
     }
 
     /// Time added to every answer (a distant service).
@@ -425,6 +439,193 @@ impl Team {
         }
     }
 
+    fn create_user(&mut self, body: &str) -> Response {
+        let Ok(mut r) = serde_json::from_str::<Value>(body) else {
+            return scim_error(400, Some("invalidSyntax"), "body is not JSON");
+        };
+        if let Err(resp) = self.validate_user(&r, None) {
+            return resp;
+        }
+        self.writes += 1;
+        let id = self.next_id("dbmid:");
+        if let Some(o) = r.as_object_mut() {
+            o.remove("id");
+            o.remove("active");
+            o.remove("meta");
+        }
+        let m = Member {
+            resource: r,
+            status: Status::Invited,
+        };
+        let view = self.user_view(&id, &m);
+        self.put_user(&id, m);
+        Response::json(201, view)
+    }
+
+    fn create_group(&mut self, body: &str) -> Response {
+        let Ok(mut g) = serde_json::from_str::<Value>(body) else {
+            return scim_error(400, Some("invalidSyntax"), "body is not JSON");
+        };
+        if let Err(r) = self.validate_group(&g, None) {
+            return r;
+        }
+        self.writes += 1;
+        let id = self.next_id("g:");
+        if let Some(o) = g.as_object_mut() {
+            o.remove("id");
+            o.remove("meta");
+            o.entry("members").or_insert_with(|| json!([]));
+        }
+        let view = self.group_view(&id, &g, true);
+        self.put_group(&id, g);
+        Response::json(201, view)
+    }
+
+    /// `/Bulk` (RFC 7644 §3.7), offered only in the test mode `bulk` (Dropbox
+    /// offers none). Creates only; every operation is validated before any runs,
+    /// and one invalid operation fails the request as a whole — as servers that
+    /// validate a Bulk payload up front do.
+    fn bulk(&mut self, req: &Request) -> Response {
+        if self.bulk == 0 {
+            return scim_error(501, None, "Bulk is not supported");
+        }
+        let Ok(body) = serde_json::from_str::<Value>(&req.body) else {
+            return scim_error(400, Some("invalidSyntax"), "body is not JSON");
+        };
+        let ops = body
+            .get("Operations")
+            .and_then(|o| o.as_array())
+            .cloned()
+            .unwrap_or_default();
+        if ops.len() > self.bulk {
+            return scim_error(413, None, format!("more than {} operations", self.bulk));
+        }
+        for op in &ops {
+            let data = op.get("data").cloned().unwrap_or(Value::Null);
+            let checked = match op.get("path").and_then(|p| p.as_str()) {
+                Some("/Users") => self.validate_user(&data, None),
+                Some("/Groups") => self.validate_group(&data, None),
+                _ => Err(scim_error(
+                    400,
+                    Some("invalidPath"),
+                    "only POST /Users and /Groups",
+                )),
+            };
+            if let Err(r) = checked {
+                let detail = r
+                    .body
+                    .as_ref()
+                    .and_then(|b| b.get("detail"))
+                    .and_then(|d| d.as_str())
+                    .unwrap_or("invalid")
+                    .to_string();
+                let bulk_id = op.get("bulkId").and_then(|b| b.as_str()).unwrap_or("?");
+                return scim_error(
+                    400,
+                    Some("invalidValue"),
+                    format!("operation {bulk_id}: {detail}; no operation was run"),
+                );
+            }
+        }
+        let mut answers = vec![];
+        for op in &ops {
+            let data = op.get("data").map(|d| d.to_string()).unwrap_or_default();
+            let path = op.get("path").and_then(|p| p.as_str()).unwrap_or("");
+            let r = if path == "/Users" {
+                self.create_user(&data)
+            } else {
+                self.create_group(&data)
+            };
+            let id = r.body.as_ref().and_then(|b| b.get("id")).cloned();
+            let mut a = json!({"method": "POST", "bulkId": op.get("bulkId"), "status": r.status.to_string()});
+            match id {
+                Some(Value::String(id)) => {
+                    a["location"] = json!(format!("/scim/v2{path}/{id}"));
+                    a["response"] = r.body.unwrap_or(Value::Null);
+                }
+                _ => a["response"] = r.body.unwrap_or(Value::Null),
+            }
+            answers.push(a);
+        }
+        Response::json(
+            200,
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkResponse"], "Operations": answers}),
+        )
+    }
+
+    /// Serves a copy of a team taken by `scimsync snapshot`: members and groups with
+    /// their ids, statuses and memberships. What was there before goes.
+    pub fn load(&mut self, doc: &Value) -> Result<(usize, usize), String> {
+        let list = |k: &str| {
+            doc.get(k)
+                .and_then(|v| v.as_array())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let id_of = |r: &Value, what: &str| -> Result<String, String> {
+            r.get("id")
+                .and_then(|i| i.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| format!("a {what} without an id"))
+        };
+        let (users, groups) = (list("users"), list("groups"));
+        self.users.clear();
+        self.groups.clear();
+        self.index.clear();
+        for u in &users {
+            let id = id_of(u, "user")?;
+            let status = match u
+                .pointer(&format!(
+                    "/{}/memberStatus",
+                    DROPBOX_STATUS_SCHEMA.replace('/', "~1")
+                ))
+                .and_then(|s| s.as_str())
+            {
+                Some("invited") => Status::Invited,
+                Some("suspended") => Status::Suspended,
+                Some(_) => Status::Active,
+                None if get_ci(u, "active").and_then(as_bool) == Some(false) => Status::Suspended,
+                None => Status::Active,
+            };
+            let mut r = u.clone();
+            if let Some(o) = r.as_object_mut() {
+                for k in ["id", "active", "meta", "schemas", DROPBOX_STATUS_SCHEMA] {
+                    o.remove(k);
+                }
+            }
+            self.put_user(
+                &id,
+                Member {
+                    resource: r,
+                    status,
+                },
+            );
+        }
+        for g in &groups {
+            let id = id_of(g, "group")?;
+            let mut r = g.clone();
+            if let Some(o) = r.as_object_mut() {
+                for k in ["id", "meta", "schemas"] {
+                    o.remove(k);
+                }
+                let members: Vec<Value> = o
+                    .get("members")
+                    .and_then(|m| m.as_array())
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|x| x.get("value")?.as_str())
+                            .filter(|v| self.users.contains_key(*v))
+                            .map(|v| json!({"value": v}))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                o.insert("members".into(), Value::Array(members));
+            }
+            self.put_group(&id, r);
+        }
+        Ok((users.len(), groups.len()))
+    }
+
     fn users(&mut self, req: &Request, id: Option<&str>) -> Response {
         match (req.method.as_str(), id) {
             ("GET", None) => {
@@ -444,28 +645,7 @@ impl Team {
                 };
                 self.list_ids(req, &ids, f.as_ref(), true)
             }
-            ("POST", None) => {
-                let Ok(mut r) = serde_json::from_str::<Value>(&req.body) else {
-                    return scim_error(400, Some("invalidSyntax"), "body is not JSON");
-                };
-                if let Err(resp) = self.validate_user(&r, None) {
-                    return resp;
-                }
-                self.writes += 1;
-                let id = self.next_id("dbmid:");
-                if let Some(o) = r.as_object_mut() {
-                    o.remove("id");
-                    o.remove("active");
-                    o.remove("meta");
-                }
-                let m = Member {
-                    resource: r,
-                    status: Status::Invited,
-                };
-                let view = self.user_view(&id, &m);
-                self.put_user(&id, m);
-                Response::json(201, view)
-            }
+            ("POST", None) => self.create_user(&req.body),
             ("GET", Some(id)) => match self.users.get(id) {
                 Some(m) => Response::json(200, self.user_view(id, m)),
                 None => scim_error(404, None, format!("user {id} not found")),
@@ -617,24 +797,7 @@ impl Team {
                 }
                 resp
             }
-            ("POST", None) => {
-                let Ok(mut g) = serde_json::from_str::<Value>(&req.body) else {
-                    return scim_error(400, Some("invalidSyntax"), "body is not JSON");
-                };
-                if let Err(r) = self.validate_group(&g, None) {
-                    return r;
-                }
-                self.writes += 1;
-                let id = self.next_id("g:");
-                if let Some(o) = g.as_object_mut() {
-                    o.remove("id");
-                    o.remove("meta");
-                    o.entry("members").or_insert_with(|| json!([]));
-                }
-                let view = self.group_view(&id, &g, true);
-                self.put_group(&id, g);
-                Response::json(201, view)
-            }
+            ("POST", None) => self.create_group(&req.body),
             ("GET", Some(id)) => match self.groups.get(id) {
                 Some(g) => Response::json(200, self.group_view(id, g, with_members)),
                 None => scim_error(404, None, format!("group {id} not found")),
@@ -722,7 +885,17 @@ impl Team {
                 if let Some(ms) = b.get("latency_ms").and_then(|v| v.as_u64()) {
                     self.latency = std::time::Duration::from_millis(ms);
                 }
+                if let Some(n) = b.get("bulk").and_then(|v| v.as_u64()) {
+                    self.bulk = n as usize;
+                }
                 Response::json(200, json!({"latency_ms": self.latency.as_millis() as u64}))
+            }
+            ("POST", Some("load")) => {
+                let doc: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
+                match self.load(&doc) {
+                    Ok((u, g)) => Response::json(200, json!({"users": u, "groups": g})),
+                    Err(e) => scim_error(400, Some("invalidValue"), e),
+                }
             }
             ("GET", Some("oauth")) => Response::json(200, self.oauth.issued_tokens()),
             ("POST", Some("revoke")) => {
@@ -765,12 +938,12 @@ impl Team {
     }
 }
 
-fn static_config() -> Value {
+fn service_config(bulk: usize) -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "documentationUri": "https://help.dropbox.com",
         "patch": {"supported": true},
-        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "bulk": {"supported": bulk > 0, "maxOperations": bulk, "maxPayloadSize": if bulk > 0 { 1 << 20 } else { 0 }},
         "filter": {"supported": true, "maxResults": 1000},
         "changePassword": {"supported": false},
         "sort": {"supported": false},
@@ -935,7 +1108,8 @@ impl Service for Team {
                     .as_ref()
                     .filter(|_| response.status == 201)
                     .and_then(|b| b.get("id").cloned());
-                log.push(json!({"method": req.method, "path": path, "body": req.body, "created": created}));
+                log.push(json!({"method": req.method, "path": path, "body": req.body,
+                    "status": response.status, "created": created}));
             }
         }
         response
@@ -1021,7 +1195,8 @@ impl Team {
         match resource {
             "Users" => self.users(req, id),
             "Groups" => self.groups(req, id),
-            "ServiceProviderConfig" => Response::json(200, static_config()),
+            "ServiceProviderConfig" => Response::json(200, service_config(self.bulk)),
+            "Bulk" if req.method == "POST" => self.bulk(req),
             "ResourceTypes" => match id {
                 None => Response::json(200, resource_types()),
                 Some(t) => resource_types()["Resources"]
