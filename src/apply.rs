@@ -848,7 +848,12 @@ impl Applier<'_> {
             Op::Update => self.update(a),
             Op::Enable | Op::Disable => self.set_active(a, a.op == Op::Enable),
             Op::Delete => self.delete(a),
-            Op::AddMembers | Op::RemoveMembers => self.members(a),
+            Op::AddMembers | Op::RemoveMembers => {
+                if a.revisit {
+                    self.incomplete(a, "some members are not in the target yet");
+                }
+                self.members(a)
+            }
             Op::Forget => {
                 self.links_mut(a.kind).remove(&a.source_id);
                 self.log(a, "forget", "skipped", &a.reason, vec![], None);

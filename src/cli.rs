@@ -960,7 +960,7 @@ fn migrate(settings: &Settings, step: &MigrateStep) -> Result<i32, Error> {
         return Ok(exit::OK);
     }
     println!(
-        "members: {} adopt, {} conflict, {} unmanaged; groups: {} adopt, {} conflict",
+        "members: {} adopt, {} conflict, {} unmanaged; groups: {} adopt, {} conflict, {} unmanaged",
         plan.count("adopt"),
         plan.count("conflict"),
         plan.count("unmanaged"),
@@ -971,6 +971,10 @@ fn migrate(settings: &Settings, step: &MigrateStep) -> Result<i32, Error> {
         plan.groups
             .iter()
             .filter(|g| matches!(g.outcome, crate::migrate::GroupOutcome::Conflict { .. }))
+            .count(),
+        plan.groups
+            .iter()
+            .filter(|g| matches!(g.outcome, crate::migrate::GroupOutcome::Unmanaged { .. }))
             .count(),
     );
     for m in &plan.members {
@@ -988,9 +992,14 @@ fn migrate(settings: &Settings, step: &MigrateStep) -> Result<i32, Error> {
     }
     for g in &plan.groups {
         match &g.outcome {
-            crate::migrate::GroupOutcome::Adopt { .. } => println!("  adopt     group {}", g.name),
+            crate::migrate::GroupOutcome::Adopt { rule, .. } => {
+                println!("  adopt     group {} ({rule})", g.name)
+            }
             crate::migrate::GroupOutcome::Conflict { reason, .. } => {
                 println!("  conflict  group {}: {reason}", g.name)
+            }
+            crate::migrate::GroupOutcome::Unmanaged { reason } => {
+                println!("  unmanaged group {}: {reason}", g.name)
             }
         }
     }

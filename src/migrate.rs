@@ -4,11 +4,12 @@
 //! The plan reads the team's members and groups through the Business API
 //! (`[legacy]`), the SCIM Users and Groups (`[target]`), the directory and the links
 //! scimsync kept if it ran the legacy integration, and asks `migration.rhai`
-//! `match_member(member, candidates)` which directory user each member is. Every
-//! member is adopted (with the rule that decided), a conflict (e.g. an alias-domain
-//! email that the SCIM mapping would not match, the case that made Entra create
-//! second accounts) or unmanaged (left alone); every group is adopted or a name
-//! conflict. Apply writes the SCIM links — so the first SCIM cycle updates instead of
+//! `match_member(member, candidates)` which directory user each member is and
+//! `match_group(group, candidates)` which directory group each Dropbox group is (a
+//! script without `match_group` gets the built-in rules). Every member and group is
+//! adopted (with the rule that decided), a conflict (e.g. an alias-domain email
+//! that the SCIM mapping would not match, the case that made Entra create second
+//! accounts; a user-managed group) or unmanaged (left alone). Apply writes the SCIM links — so the first SCIM cycle updates instead of
 //! creating — blocks conflicting objects from being created, and marks the legacy
 //! integration retired, in one transaction: idempotent and safe to re-run after a
 //! crash. It sends nothing to Dropbox.
@@ -58,13 +59,27 @@ pub struct MemberDecision {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum GroupOutcome {
-    Adopt { source_id: String, group_id: String },
-    Conflict { group_id: String, reason: String },
+    Adopt {
+        source_id: String,
+        rule: String,
+        #[serde(skip)]
+        link: Link,
+    },
+    Conflict {
+        reason: String,
+        /// The directory group that must not be created meanwhile.
+        candidate: Option<String>,
+    },
+    Unmanaged {
+        reason: String,
+    },
 }
 
+/// What `migration.rhai` `match_group` decided for one Business API group.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupDecision {
     pub name: String,
+    pub group_id: String,
     #[serde(flatten)]
     pub outcome: GroupOutcome,
 }
@@ -353,102 +368,24 @@ pub fn plan(settings: &Settings, state: &State) -> Result<MigrationPlan, Error> 
     // A conflict's candidate adopted by another member is not blocked.
     blocked.retain(|c| !adopted.contains_key(c));
 
-    // Groups: adopt by name; a name held by a user-managed group or by a group with
-    // another external id is a conflict.
-    let mut groups = vec![];
-    let mut memberships = vec![];
-    let member_source: HashMap<String, String> = links
-        .iter()
-        .map(|l| (l.target_id.clone(), l.source_id.clone()))
-        .collect();
-    for e in evaluated.iter().filter(|e| e.kind == ObjectKind::Group) {
-        let (Decision::InScope(_), Some(attrs)) = (&e.decision, &e.attrs) else {
-            continue;
-        };
-        let name = attrs
-            .get("displayName")
-            .and_then(|n| n.as_str())
-            .unwrap_or(&e.display)
-            .to_string();
-        let Some(g) = legacy_groups
-            .iter()
-            .find(|g| lower(g.get("group_name")) == name.to_lowercase())
-        else {
-            continue;
-        };
-        let gid = g
-            .get("group_id")
-            .and_then(|i| i.as_str())
-            .unwrap_or("")
-            .to_string();
-        let ext = g.get("group_external_id").and_then(|x| x.as_str());
-        let mgmt = g
-            .pointer("/group_management_type/.tag")
-            .and_then(|x| x.as_str())
-            .unwrap_or("company_managed");
-        let outcome = if mgmt == "user_managed" {
+    let (groups, memberships) = match_groups(
+        &scripts,
+        &snapshot,
+        &evaluated,
+        &legacy_groups,
+        &scim_groups,
+        &links,
+    )?;
+    for g in &groups {
+        match &g.outcome {
+            GroupOutcome::Adopt { link, .. } => links.push(link.clone()),
             GroupOutcome::Conflict {
-                group_id: gid.clone(),
-                reason: format!("Dropbox group {name:?} is user-managed; rename one of them"),
+                candidate: Some(c), ..
+            } => {
+                blocked.insert(c.clone());
             }
-        } else if ext.is_some() && ext != Some(e.source_id.as_str()) {
-            GroupOutcome::Conflict {
-                group_id: gid.clone(),
-                reason: format!(
-                    "Dropbox group {name:?} has external id {} (not this directory group)",
-                    ext.unwrap_or("")
-                ),
-            }
-        } else {
-            GroupOutcome::Adopt {
-                source_id: e.source_id.clone(),
-                group_id: gid.clone(),
-            }
-        };
-        match &outcome {
-            GroupOutcome::Adopt { .. } => {
-                let mut current = Attrs::new();
-                let resource = scim_groups
-                    .get(&gid)
-                    .map(|r| r.resource.clone())
-                    .unwrap_or_else(|| json!({"displayName": name}));
-                for path in attrs.keys().filter(|k| !k.starts_with('$')) {
-                    let v = AttrPath::parse(path)
-                        .ok()
-                        .and_then(|p| p.get(&resource).cloned())
-                        .unwrap_or(Value::Null);
-                    current.insert(path.clone(), v);
-                }
-                for m in resource
-                    .get("members")
-                    .and_then(|m| m.as_array())
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(src) = m
-                        .get("value")
-                        .and_then(|v| v.as_str())
-                        .and_then(|v| member_source.get(v))
-                    {
-                        memberships.push((e.source_id.clone(), src.clone()));
-                    }
-                }
-                links.push(Link {
-                    kind: ObjectKind::Group,
-                    source_id: e.source_id.clone(),
-                    target_id: gid,
-                    display: name.clone(),
-                    hash: hash_attrs(&current),
-                    attrs: current,
-                    active: true,
-                    disabled_reason: None,
-                });
-            }
-            GroupOutcome::Conflict { .. } => {
-                blocked.insert(e.source_id.clone());
-            }
+            _ => {}
         }
-        groups.push(GroupDecision { name, outcome });
     }
     Ok(MigrationPlan {
         members: decisions,
@@ -515,4 +452,185 @@ pub fn blocked(state: &State) -> Result<HashSet<String>, Error> {
         .unwrap_or_default()
         .into_iter()
         .collect())
+}
+
+/// The Business API's groups, each with the in-scope directory groups that share
+/// its name (any case) or whose id is its external id, decided by `migration.rhai`
+/// `match_group` as members are by `match_member`. Returns the decisions and the
+/// memberships adopted groups already have (between adopted members).
+fn match_groups(
+    scripts: &Scripts,
+    snapshot: &crate::model::Snapshot,
+    evaluated: &[crate::plan::Evaluated],
+    legacy_groups: &[Value],
+    scim_groups: &HashMap<String, Remote>,
+    member_links: &[Link],
+) -> Result<(Vec<GroupDecision>, Vec<Membership>), Error> {
+    let records: HashMap<&str, &serde_json::Map<String, Value>> = snapshot
+        .groups
+        .iter()
+        .map(|g| (g.id.as_str(), &g.record))
+        .collect();
+    let mut candidates: HashMap<String, GroupCandidate> = HashMap::new();
+    let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
+    for e in evaluated.iter().filter(|e| e.kind == ObjectKind::Group) {
+        let (Decision::InScope(_), Some(attrs)) = (&e.decision, &e.attrs) else {
+            continue;
+        };
+        let name = attrs
+            .get("displayName")
+            .and_then(|n| n.as_str())
+            .unwrap_or(&e.display)
+            .to_string();
+        let mut v = Value::Object(
+            records
+                .get(e.source_id.as_str())
+                .map(|r| (*r).clone())
+                .unwrap_or_default(),
+        );
+        v["id"] = json!(e.source_id);
+        v["displayName"] = json!(name);
+        v["externalId"] = attrs.get("externalId").cloned().unwrap_or(Value::Null);
+        for k in [
+            name.to_lowercase(),
+            e.source_id.to_lowercase(),
+            lower(v.get("externalId")),
+        ] {
+            if !k.is_empty() {
+                by_key.entry(k).or_default().push(e.source_id.clone());
+            }
+        }
+        candidates.insert(
+            e.source_id.clone(),
+            GroupCandidate {
+                value: v,
+                attrs: attrs.clone(),
+                name,
+            },
+        );
+    }
+    let member_source: HashMap<&str, &str> = member_links
+        .iter()
+        .map(|l| (l.target_id.as_str(), l.source_id.as_str()))
+        .collect();
+    let mut adopted: HashMap<String, String> = HashMap::new();
+    let mut decisions = vec![];
+    let mut memberships = vec![];
+    for g in legacy_groups {
+        let name = g
+            .get("group_name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("")
+            .to_string();
+        let gid = g
+            .get("group_id")
+            .and_then(|i| i.as_str())
+            .unwrap_or("")
+            .to_string();
+        let mut group = g.clone();
+        group["management"] = g
+            .pointer("/group_management_type/.tag")
+            .cloned()
+            .unwrap_or(json!("company_managed"));
+        let mut ids: BTreeSet<&String> = BTreeSet::new();
+        for k in [name.to_lowercase(), lower(g.get("group_external_id"))] {
+            ids.extend(by_key.get(&k).into_iter().flatten());
+        }
+        let list: Vec<Value> = ids.iter().map(|id| candidates[*id].value.clone()).collect();
+        let answer = scripts
+            .match_group(&group, &Value::Array(list))
+            .map_err(|f| InputError::Script {
+                file: f.file.clone().into(),
+                line: f.line,
+                message: format!("{} (group {name})", f.message),
+            })?;
+        let text = |k: &str| answer.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let outcome = match (text("adopt"), text("conflict")) {
+            (Some(id), _) => match (candidates.get(&id), adopted.get(&id)) {
+                (None, _) => GroupOutcome::Conflict {
+                    reason: format!(
+                        "migration.rhai adopts {id}, which is not an in-scope directory group"
+                    ),
+                    candidate: None,
+                },
+                (Some(_), Some(other)) => GroupOutcome::Conflict {
+                    reason: format!("directory group {id} is already adopted by group {other}"),
+                    candidate: Some(id),
+                },
+                (Some(c), None) => {
+                    adopted.insert(id.clone(), name.clone());
+                    let resource = scim_groups
+                        .get(&gid)
+                        .map(|r| r.resource.clone())
+                        .unwrap_or_else(|| json!({ "displayName": name }));
+                    for m in resource
+                        .get("members")
+                        .and_then(|m| m.as_array())
+                        .into_iter()
+                        .flatten()
+                    {
+                        if let Some(src) = m
+                            .get("value")
+                            .and_then(|v| v.as_str())
+                            .and_then(|v| member_source.get(v))
+                        {
+                            memberships.push((id.clone(), src.to_string()));
+                        }
+                    }
+                    GroupOutcome::Adopt {
+                        link: group_link(&id, &gid, c, &resource),
+                        source_id: id,
+                        rule: text("rule").unwrap_or_else(|| "migration.rhai".into()),
+                    }
+                }
+            },
+            (None, Some(reason)) => GroupOutcome::Conflict {
+                reason,
+                candidate: text("candidate"),
+            },
+            (None, None) => GroupOutcome::Unmanaged {
+                reason: text("reason")
+                    .unwrap_or_else(|| "not in the directory (in scope): left alone".into()),
+            },
+        };
+        decisions.push(GroupDecision {
+            name,
+            group_id: gid,
+            outcome,
+        });
+    }
+    Ok((decisions, memberships))
+}
+
+/// (group, user) by source ids.
+type Membership = (String, String);
+
+/// An in-scope directory group as `match_group` sees it, with its mapped attributes.
+struct GroupCandidate {
+    value: Value,
+    attrs: Attrs,
+    name: String,
+}
+
+/// The link an adopted group gets: what the target holds now, so the first SCIM
+/// cycle sends exactly the differences from the directory.
+fn group_link(source_id: &str, group_id: &str, c: &GroupCandidate, resource: &Value) -> Link {
+    let mut current = Attrs::new();
+    for path in c.attrs.keys().filter(|k| !k.starts_with('$')) {
+        let v = AttrPath::parse(path)
+            .ok()
+            .and_then(|p| p.get(resource).cloned())
+            .unwrap_or(Value::Null);
+        current.insert(path.clone(), v);
+    }
+    Link {
+        kind: ObjectKind::Group,
+        source_id: source_id.to_string(),
+        target_id: group_id.to_string(),
+        display: c.name.clone(),
+        hash: hash_attrs(&current),
+        attrs: current,
+        active: true,
+        disabled_reason: None,
+    }
 }

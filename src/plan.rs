@@ -1768,6 +1768,47 @@ impl<'a> Planner<'a> {
                 a.changes.clear();
             }
         }
+        Self::members_of_skipped(actions);
+    }
+
+    /// Objects whose create or adoption is skipped or fails do not exist in the
+    /// target this cycle: their memberships are not planned (a group's are skipped with it, a
+    /// user is left out of the groups it would join).
+    fn members_of_skipped(actions: &mut [Action]) {
+        let skipped: HashSet<(ObjectKind, String)> = actions
+            .iter()
+            .filter(|a| matches!(a.op, Op::Skip | Op::Fail) && a.target_id.is_none())
+            .map(|a| (a.kind, a.source_id.clone()))
+            .collect();
+        if skipped.is_empty() {
+            return;
+        }
+        for a in actions.iter_mut() {
+            if !matches!(a.op, Op::AddMembers | Op::RemoveMembers) {
+                continue;
+            }
+            let before = a.members.len();
+            a.members
+                .retain(|m| !skipped.contains(&(ObjectKind::User, m.clone())));
+            let group_skipped = skipped.contains(&(ObjectKind::Group, a.source_id.clone()));
+            if group_skipped || a.members.len() < before {
+                // Planned again next cycle, when they may exist.
+                a.revisit = true;
+            }
+            if group_skipped || a.members.is_empty() {
+                a.reason = format!(
+                    "{} (the {} not in the target this cycle)",
+                    a.reason,
+                    if group_skipped {
+                        "group is"
+                    } else {
+                        "members are"
+                    }
+                );
+                a.op = Op::Skip;
+                a.members.clear();
+            }
+        }
     }
 
     fn finish(mut self) -> Plan {
@@ -2183,6 +2224,32 @@ mod tests {
             Some(&json!("N")),
             "the link keeps what was applied"
         );
+    }
+
+    #[test]
+    fn twins_are_decided_by_source_id_not_by_timing() {
+        let mut upper = attrs("same", "B", true);
+        upper.insert("userName".into(), json!("SAME@x.com"));
+        let inscope = || Decision::InScope("x".into());
+        let ev = vec![
+            user("b", inscope(), Some(upper)),
+            user("a", inscope(), Some(attrs("same", "A", true))),
+            user("c", inscope(), Some(attrs("other", "C", true))),
+        ];
+        let p = run(&ev, HashMap::new(), HashMap::new(), HashMap::new(), false);
+        let mut got = ops(&p);
+        got.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            got,
+            vec![
+                ("a".to_string(), Op::Create),
+                ("b".to_string(), Op::Fail),
+                ("c".to_string(), Op::Create),
+            ]
+        );
+        let b = p.actions.iter().find(|a| a.source_id == "b").unwrap();
+        assert!(b.reason.contains("also wanted by"), "{}", b.reason);
+        assert!(b.error.is_some(), "counted as the object's failure");
     }
 
     #[test]

@@ -169,6 +169,19 @@ fn legacy_to_scim_migration_without_reinvites_or_duplicates() {
         vec!["Engineering", "Sales", "Support"]
     );
     assert_eq!(outcomes(&plan, "groups", "conflict"), vec!["Design"]);
+    let design = plan["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "Design")
+        .unwrap();
+    assert!(
+        design["reason"]
+            .as_str()
+            .unwrap()
+            .contains("migration.rhai match_group"),
+        "the hint names the hook that exists: {design}"
+    );
     assert_eq!(emu.stats().1, 0, "migrate plan writes nothing to Dropbox");
 
     // 3. The alias-domain script resolves the conflicts.
@@ -189,6 +202,24 @@ fn legacy_to_scim_migration_without_reinvites_or_duplicates() {
         .find(|m| m["email"] == "user3@contoso-alias.com")
         .unwrap();
     assert_eq!(u3["rule"], "alias domain contoso-alias.com = contoso.com");
+    // Groups are the script's too: match_group takes the user-managed group over
+    // (a script without match_group, like the example, gets the built-in rules).
+    let takeover = format!(
+        "{example}\nfn match_group(group, candidates) {{\n  for c in candidates {{ if to_lower(c.displayName) == to_lower(group.group_name) {{ return #{{ adopt: c.id, rule: \"taken over: \" + group.management }}; }} }}\n  ()\n}}\n"
+    );
+    ws.write("scripts/migration.rhai", &takeover);
+    let p = ws.run(&["migrate", "plan", "--json"]);
+    let taken: Value = serde_json::from_str(&p.stdout).unwrap();
+    let design = taken["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "Design")
+        .unwrap();
+    assert_eq!(design["outcome"], "adopt", "{design}");
+    assert_eq!(design["rule"], "taken over: user_managed");
+    assert_eq!(taken["blocked"], json!([]), "{}", p.stdout);
+    ws.write("scripts/migration.rhai", &example);
 
     // 4. Apply, twice: the same links, nothing sent to Dropbox.
     ws.run(&["migrate", "apply"]).ok();
@@ -204,6 +235,28 @@ fn legacy_to_scim_migration_without_reinvites_or_duplicates() {
     assert_eq!(emu.stats().1, 0);
 
     // 5. The first SCIM cycle: zero creates, zero invites, only the alias logins move.
+    // The plan says so, and plans nothing for the blocked group but its skip.
+    let p = ws.run(&["plan", "--json"]);
+    let planned: Value = serde_json::from_str(&p.stdout).unwrap();
+    let for_design: Vec<&Value> = planned["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["source_id"] == "g4")
+        .collect();
+    assert!(
+        !for_design.is_empty() && for_design.iter().all(|a| a["op"] == "skip"),
+        "{for_design:?}"
+    );
+    let ops = |op: &str| {
+        planned["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["op"] == op)
+            .count()
+    };
+    assert_eq!((ops("create"), ops("update")), (0, 10), "{}", p.stdout);
     let r = ws.sync();
     r.ok();
     let (req, _) = emu.stats();

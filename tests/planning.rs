@@ -315,7 +315,12 @@ fn run_scenario(dir: &Path) -> Tally {
         let r = ws.run(&["sync", "--plan", saved.to_str().unwrap()]);
         assert_eq!(r.code, 2, "{name}: {}{}", r.stdout, r.stderr);
         assert!(r.stderr.contains("stale plan"), "{name}: {}", r.stderr);
-        assert!(r.stderr.contains("run plan again"), "{name}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("the directory changed since it was made; run plan again"),
+            "{name}: {}",
+            r.stderr
+        );
         assert_eq!(
             writes(&recorded(&emu)),
             Vec::<String>::new(),

@@ -76,6 +76,9 @@ pub struct Scripts {
     mapping: Script,
     scoping: Option<Script>,
     migration: Option<Script>,
+    /// The built-in `migration.rhai`: answers what the folder's script leaves out
+    /// (one written before `match_group` existed).
+    builtin_migration: Option<Script>,
     user_matching: Vec<String>,
     group_matching: Vec<String>,
     create_only: Vec<String>,
@@ -204,6 +207,7 @@ impl Scripts {
             mapping,
             scoping,
             migration,
+            builtin_migration: None,
             user_matching: vec![],
             group_matching: vec![],
             create_only: vec![],
@@ -218,21 +222,19 @@ impl Scripts {
     /// Loads the folder, using `default` as `migration.rhai` when it has none.
     pub fn load_with_default_migration(dir: &Path, default: &str) -> Result<Scripts, InputError> {
         let mut s = Scripts::load(dir)?;
-        if s.migration.is_none() {
-            let mut ast = s.engine.compile(default).map_err(|e| InputError::Script {
-                file: PathBuf::from("(built-in migration.rhai)"),
-                line: e.position().line().unwrap_or(0),
-                message: e.to_string(),
-            })?;
-            ast.set_source("(built-in migration.rhai)");
-            s.migration = Some(Script {
-                ast,
-                has_imports: false,
-                file: PathBuf::from("(built-in migration.rhai)"),
-                hash: String::new(),
-                text: default.to_string(),
-            });
-        }
+        let mut ast = s.engine.compile(default).map_err(|e| InputError::Script {
+            file: PathBuf::from("(built-in migration.rhai)"),
+            line: e.position().line().unwrap_or(0),
+            message: e.to_string(),
+        })?;
+        ast.set_source("(built-in migration.rhai)");
+        s.builtin_migration = Some(Script {
+            ast,
+            has_imports: false,
+            file: PathBuf::from("(built-in migration.rhai)"),
+            hash: String::new(),
+            text: default.to_string(),
+        });
         Ok(s)
     }
 
@@ -407,7 +409,26 @@ impl Scripts {
 
     /// Calls `migration.rhai` `match_member(member, candidates)`.
     pub fn match_member(&self, member: &Value, candidates: &Value) -> Result<Value, ScriptFailure> {
-        let Some(s) = &self.migration else {
+        self.call_migration("match_member", member, candidates)
+    }
+
+    /// Calls `migration.rhai` `match_group(group, candidates)`.
+    pub fn match_group(&self, group: &Value, candidates: &Value) -> Result<Value, ScriptFailure> {
+        self.call_migration("match_group", group, candidates)
+    }
+
+    /// The folder's `migration.rhai` when it declares `name`, else the built-in one.
+    fn call_migration(
+        &self,
+        name: &str,
+        object: &Value,
+        candidates: &Value,
+    ) -> Result<Value, ScriptFailure> {
+        let Some(s) = [&self.migration, &self.builtin_migration]
+            .into_iter()
+            .flatten()
+            .find(|s| has_fn(s, name, 2))
+        else {
             return Ok(Value::Null);
         };
         let conv = |v: &Value| {
@@ -417,11 +438,11 @@ impl Scripts {
                 message: e.to_string(),
             })
         };
-        let out = self.call(s, "match_member", vec![conv(member)?, conv(candidates)?])?;
+        let out = self.call(s, name, vec![conv(object)?, conv(candidates)?])?;
         rhai::serde::from_dynamic(&out).map_err(|e| ScriptFailure {
             file: s.file.display().to_string(),
             line: 0,
-            message: format!("match_member: {e}"),
+            message: format!("{name}: {e}"),
         })
     }
 
