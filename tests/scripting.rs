@@ -391,3 +391,32 @@ fn run_reloads_changed_scripts_and_keeps_the_old_ones_when_broken() {
     assert!(text.contains("scripts reloaded"), "{text}");
     assert!(!text.contains(&emu.token), "token in the log");
 }
+
+#[test]
+fn objects_a_script_error_escrowed_are_retried_at_once_when_the_script_is_fixed() {
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu, &small_directory(4));
+    let cfg = ws.dir.join("scimsync.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    ws.write("scimsync.toml", &format!("{text}escrow_backoff = \"1h\"\n"));
+    let good = std::fs::read_to_string(ws.dir.join("scripts/mapping.rhai")).unwrap();
+    let broken = good.replacen(
+        "fn map_user(user) {",
+        "fn map_user(user) {\n    if user.id == \"u1\" { throw \"not yet\"; }",
+        1,
+    );
+    ws.write("scripts/mapping.rhai", &broken);
+    assert_eq!(ws.sync().code, 3);
+    assert!(emu.user("user1@contoso.com").is_none());
+    // The back-off alone keeps it waiting...
+    emu.reset_stats();
+    ws.sync().ok();
+    assert_eq!(emu.stats().1, 0, "not due for an hour");
+    // ...but a fixed script reaches it at once.
+    ws.write("scripts/mapping.rhai", &good);
+    let r = ws.sync();
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(emu.user("user1@contoso.com").is_some());
+    let st: Value = serde_json::from_str(&ws.run(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(st["escrows"], json!([]));
+}
