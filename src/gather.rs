@@ -241,7 +241,38 @@ pub fn gather(
             None => find_each(target, kind, &mine, paths, &mut facts),
         }
     }
+    if facts.lists_members {
+        members_of_found_groups(target, &mut facts);
+    }
     Ok(facts)
+}
+
+/// A group a look-up found comes without its members where the profile leaves
+/// them out: one read each, so adopting it adds only the members it lacks. A read
+/// that fails leaves them unknown (adding a member twice does no harm).
+fn members_of_found_groups(target: &mut dyn Target, facts: &mut Facts) {
+    for ((kind, _), m) in facts.matches.iter_mut() {
+        let Match::One { remote, .. } = m else {
+            continue;
+        };
+        if *kind != ObjectKind::Group || remote.resource.get("members").is_some() {
+            continue;
+        }
+        match target.get_with_members(&remote.id) {
+            Ok(Some(r)) => {
+                let members = r
+                    .resource
+                    .get("members")
+                    .cloned()
+                    .unwrap_or(Value::Array(vec![]));
+                if let Some(o) = remote.resource.as_object_mut() {
+                    o.insert("members".into(), members);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => log::debug!("members of group {}: {}", remote.id, e.message),
+        }
+    }
 }
 
 type Index = HashMap<(String, String), Vec<Remote>>;

@@ -36,6 +36,9 @@ fn a_faulty_target_converges_within_three_cycles() {
     let doc = directory(2000, 100);
     let ws = Workspace::new(&emu, &doc);
     with_fast_escrow(&ws);
+    // Whether a random fault outlasts the retries depends on how requests
+    // interleave; one refusal makes sure cycle 1 has a failure to retry.
+    emu.fail_requests("user7@contoso.com", 400, 1);
     let mut cycles = 0;
     let mut failures = 0;
     for _ in 0..3 {

@@ -133,6 +133,11 @@ pub trait Target {
     fn lists_group_members(&self) -> bool {
         true
     }
+    /// One group with its members (look-ups leave them out where the profile says
+    /// so); `None` when the group is gone.
+    fn get_with_members(&mut self, id: &str) -> Result<Option<Remote>, TargetError> {
+        self.get(ObjectKind::Group, id)
+    }
     /// How many new objects one create call may carry.
     fn create_batch_size(&mut self) -> usize {
         1

@@ -250,6 +250,26 @@ impl ScimTarget {
             .collect())
     }
 
+    /// GET one object, with or without a group's members.
+    fn get_one(
+        &mut self,
+        kind: ObjectKind,
+        id: &str,
+        exclude_members: bool,
+    ) -> Result<Option<Remote>, TargetError> {
+        let mut q = format!("{}/{}", endpoint(kind), encode(id));
+        if exclude_members {
+            q.push_str("?excludedAttributes=members");
+        }
+        let url = self.url(&q);
+        let reply = self.http.send("GET", &url, None, true)?;
+        match reply.status {
+            200 => Ok(Some(self.parse_remote(reply.json()?)?)),
+            404 => Ok(None),
+            _ => Err(self.fail(&format!("GET {} {id}", endpoint(kind)), &reply)),
+        }
+    }
+
     /// Creates through the pool, one request each.
     fn create_each(
         &mut self,
@@ -528,17 +548,15 @@ impl Target for ScimTarget {
     }
 
     fn get(&mut self, kind: ObjectKind, id: &str) -> Result<Option<Remote>, TargetError> {
-        let mut q = format!("{}/{}", endpoint(kind), encode(id));
-        if kind == ObjectKind::Group && self.profile.groups_exclude_members {
-            q.push_str("?excludedAttributes=members");
-        }
-        let url = self.url(&q);
-        let reply = self.http.send("GET", &url, None, true)?;
-        match reply.status {
-            200 => Ok(Some(self.parse_remote(reply.json()?)?)),
-            404 => Ok(None),
-            _ => Err(self.fail(&format!("GET {} {id}", endpoint(kind)), &reply)),
-        }
+        self.get_one(
+            kind,
+            id,
+            kind == ObjectKind::Group && self.profile.groups_exclude_members,
+        )
+    }
+
+    fn get_with_members(&mut self, id: &str) -> Result<Option<Remote>, TargetError> {
+        self.get_one(ObjectKind::Group, id, false)
     }
 
     /// POSTs a new object. A POST is not idempotent: one that failed on the way
