@@ -19,11 +19,12 @@
 //! `--max-in-flight N` sets `[target] max_in_flight`; `--graph` reads the directory
 //! through the Graph emulator (also a child process) instead of the file.
 
-use scimsync::attribute::Attrs;
 use scimsync::config::Settings;
 use scimsync::cycle::{self, Runtime};
 use scimsync::model::ObjectKind;
-use scimsync::target::{profile, Change, Remote, Target, TargetError};
+use scimsync::scim::attribute::Attrs;
+use scimsync::scim::profile;
+use scimsync::target::{Change, Remote, Target, TargetError};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufWriter, Write};
@@ -383,11 +384,11 @@ fn one_run(run: usize, dir: &Path) -> Res<Figures> {
     std::fs::create_dir_all(dir.join("scripts"))?;
     std::fs::write(
         dir.join("scripts/mapping.rhai"),
-        scimsync::cli::DEFAULT_MAPPING,
+        scimsync::script::defaults::MAPPING,
     )?;
     std::fs::write(
         dir.join("scripts/scoping.rhai"),
-        scimsync::cli::DEFAULT_SCOPING,
+        scimsync::script::defaults::SCOPING,
     )?;
     let directory = dir.join("directory.json");
     write_directory(&directory, users, groups, members, 0)?;

@@ -18,8 +18,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(100_000);
     let dir = std::env::temp_dir().join(format!("scimsync-script-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("mapping.rhai"), scimsync::cli::DEFAULT_MAPPING)?;
-    std::fs::write(dir.join("scoping.rhai"), scimsync::cli::DEFAULT_SCOPING)?;
+    std::fs::write(
+        dir.join("mapping.rhai"),
+        scimsync::script::defaults::MAPPING,
+    )?;
+    std::fs::write(
+        dir.join("scoping.rhai"),
+        scimsync::script::defaults::SCOPING,
+    )?;
     let scripts = Scripts::load(&dir)?;
     let records: Vec<Map<String, Value>> = (0..n)
         .map(|i| {

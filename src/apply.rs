@@ -11,11 +11,12 @@
 //! memberships, a provisioning-log entry, escrow — flushed one transaction per
 //! batch.
 
-use crate::attribute::{match_key, shown, stored, Attrs};
 use crate::error::Error;
+use crate::evaluate::desired_active;
 use crate::gate::Gate;
 use crate::model::ObjectKind;
-use crate::plan::{desired_active, hash_attrs, Action, Op, Plan, PlannedChange};
+use crate::plan::{hash_attrs, Action, Op, Plan, PlannedChange};
+use crate::scim::attribute::{match_key, shown, stored, Attrs};
 use crate::state::{Incomplete, Link, LogEntry, Modified, State};
 use crate::target::pool::{self, Call, Prefetched};
 use crate::target::{Change, ErrorClass, Target, TargetError};
@@ -123,7 +124,7 @@ pub fn apply_with_links(
     state: &mut State,
     cycle: i64,
     opts: &ApplyOptions,
-    links: crate::cycle::Links,
+    links: crate::state::Links,
 ) -> Result<Outcome, Error> {
     let (users, groups) = links;
     let escrowed = state

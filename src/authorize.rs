@@ -10,9 +10,9 @@
 //! running daemon, which picks the new token up by itself.
 
 use crate::config::Settings;
-use crate::credential::{b64url, token_answer, Credential, OAuth};
 use crate::error::{exit, Error, InputError};
-use crate::target::http::{encode, Http};
+use crate::http::credential::{b64url, token_answer, Credential, OAuth};
+use crate::http::{encode, Http};
 use std::io::BufRead;
 
 /// Runs the flow for `[target]`, or `[legacy]` with `legacy`.
@@ -72,7 +72,7 @@ impl Flow {
         }
         let verifier = verifier()?;
         Ok(Flow {
-            url: authorization_url(oauth, &crate::credential::pkce_challenge(&verifier)),
+            url: authorization_url(oauth, &crate::http::credential::pkce_challenge(&verifier)),
             verifier,
             oauth: oauth.clone(),
             fix: if legacy {
@@ -140,7 +140,7 @@ fn exchange(
     fix: &'static str,
 ) -> Result<crate::config::Secret, Error> {
     let mut http = Http::new(
-        crate::credential::Bearer::fixed(crate::config::Secret::new("")),
+        crate::http::credential::Bearer::fixed(crate::config::Secret::new("")),
         settings.target.timeout,
         "application/json",
     );

@@ -5,10 +5,10 @@
 //! relative paths against the config file's folder and resolves secrets, so nothing
 //! downstream can hold an invalid configuration. Every message names the file and key.
 
-use crate::credential::{Credential, OAuth, SecretRef};
 use crate::error::InputError;
+pub use crate::http::credential::Secret;
+use crate::http::credential::{Credential, OAuth, SecretRef};
 use serde::Deserialize;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -126,32 +126,6 @@ struct RawSync {
 struct RawNotify {
     command: Option<String>,
     webhook: Option<String>,
-}
-
-/// A secret value. Its `Debug` and `Display` never show the value, so it cannot leak
-/// into a log line or an error message by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
 }
 
 /// Which directory objects are candidates for provisioning.
@@ -565,10 +539,10 @@ impl Settings {
             }
         };
         if let Some(p) = &raw_target.profile {
-            if crate::target::profile::by_name(p).is_none() {
+            if crate::scim::profile::by_name(p).is_none() {
                 return Err(err(format!(
                     "target.profile: \"{p}\" is not one of {}",
-                    crate::target::profile::NAMES.join(", ")
+                    crate::scim::profile::NAMES.join(", ")
                 )));
             }
         }
@@ -765,7 +739,7 @@ fn dropbox_credential(
     check_url(&format!("{t}.token_url"), &token_url, false)?;
     check_url(&format!("{t}.authorize_url"), &authorize_url, false)?;
     let scopes = raw.scopes.clone().unwrap_or_else(|| {
-        crate::credential::DEFAULT_SCOPES
+        crate::http::credential::DEFAULT_SCOPES
             .iter()
             .map(|s| s.to_string())
             .collect()
@@ -806,7 +780,7 @@ fn graph_credential(
                 SecretRef::File(p) => p,
                 _ => return Err("source.client_certificate: must be \"file:PATH\" (a PEM with the private key and the certificate)".into()),
             };
-            crate::credential::Certificate::load(&path)
+            crate::http::credential::Certificate::load(&path)
                 .map_err(|m| format!("source.client_certificate: {m}"))?;
             GraphCredential::Certificate(path)
         } else {
@@ -880,7 +854,7 @@ fn check_url(key: &str, url: &str, allow_insecure: bool) -> Result<(), String> {
 pub fn resolve_secret(value: &str, base: &Path) -> Result<Secret, String> {
     if let Some(name) = value.strip_prefix("env:") {
         return match std::env::var(name) {
-            Ok(v) if !v.is_empty() => Ok(Secret(v)),
+            Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
             _ => Err(format!("environment variable {name} is not set")),
         };
     }
@@ -897,9 +871,9 @@ pub fn resolve_secret(value: &str, base: &Path) -> Result<Secret, String> {
         if v.is_empty() {
             return Err(format!("secret file {} is empty", path.display()));
         }
-        return Ok(Secret(v));
+        return Ok(Secret::new(v));
     }
-    Ok(Secret(value.to_string()))
+    Ok(Secret::new(value))
 }
 
 #[cfg(unix)]

@@ -8,14 +8,16 @@
 //! (level-triggered), whatever changes in the directory.
 
 use crate::apply::{ApplyOptions, Outcome};
-use crate::attribute::Attrs;
 use crate::config::Settings;
 use crate::error::{exit, Error};
+use crate::evaluate::evaluate;
 use crate::gate::Gate;
 use crate::model::{ObjectKind, RecordError, Snapshot, Unreadable};
-use crate::plan::{evaluate, plan, Plan, PlanInput};
+use crate::plan::{plan, Plan, PlanInput};
+use crate::scim::attribute::Attrs;
 use crate::script::Scripts;
 use crate::source::{ReadRequest, Source};
+use crate::state::Links;
 use crate::state::{LogEntry, State};
 use crate::target::Target;
 use serde_json::{json, Map, Value};
@@ -258,13 +260,6 @@ pub fn widen_to_members(snapshot: &mut Snapshot) {
     changed.extend(more);
 }
 
-/// The links a plan was made from, handed on to apply (read once per cycle: at
-/// 100,000 users reading them is a good part of a small cycle's cost).
-pub type Links = (
-    std::collections::HashMap<String, crate::state::Link>,
-    std::collections::HashMap<String, crate::state::Link>,
-);
-
 /// What a cycle works from: the one pipeline of `plan`, `sync`, `provision` and
 /// `preview`.
 pub struct Parts<'a> {
@@ -375,7 +370,7 @@ pub fn prepare(
             not_due: &not_due,
         },
     );
-    crate::gather::invited(target, &mut plan, &mut facts);
+    invited(target, &mut plan, &mut facts);
     let allow_deletes = state.meta("allow_deletes_once")?.is_some();
     Gate::new(settings, users.len() + groups.len(), allow_deletes).judge(&mut plan);
     let fingerprint = match source_hash {
@@ -540,7 +535,7 @@ pub fn sync_reviewed(
         reviewed.is_some(),
     )?;
     if let Some(r) = reviewed {
-        r.check(&prepared)?;
+        r.check(prepared.fingerprint.as_ref(), &prepared.plan)?;
     }
     let Prepared {
         snapshot,
@@ -837,4 +832,29 @@ fn summary_json(r: &CycleReport) -> serde_json::Value {
         "quarantine": r.quarantine,
         "assigned": r.assigned.map(|(u, g)| json!({"users": u, "groups": g})),
     })
+}
+
+/// The second read, once the plan knows whom it disables: where suspending an
+/// invited member deletes it (Dropbox), those disables are planned as what they
+/// are, deletes. A target that cannot tell leaves them disables (warned).
+fn invited(target: &mut dyn Target, plan: &mut Plan, facts: &mut crate::gather::Facts) {
+    if !target.profile().suspending_invited_deletes {
+        return;
+    }
+    let ids: Vec<String> = plan
+        .actions
+        .iter()
+        .filter(|a| a.op == crate::plan::Op::Disable && a.kind == ObjectKind::User)
+        .filter_map(|a| a.target_id.clone())
+        .collect();
+    if ids.is_empty() {
+        return;
+    }
+    match target.invited(&ids) {
+        Ok(invited) => {
+            crate::plan::invited_disables_are_deletes(plan, &invited);
+            facts.invited = invited.into_iter().collect();
+        }
+        Err(e) => log::warn!("could not tell which members are invited: {}", e.message),
+    }
 }

@@ -125,9 +125,9 @@ pub fn run() -> Result<i32, Error> {
         let p = dir.join(name);
         crate::private::write(&p, text.as_bytes()).map_err(io(&p))
     };
-    write("scripts/mapping.rhai", crate::cli::DEFAULT_MAPPING)?;
-    write("scripts/scoping.rhai", crate::cli::DEFAULT_SCOPING)?;
-    write("directory.json", crate::cli::SAMPLE_DIRECTORY)?;
+    write("scripts/mapping.rhai", crate::script::defaults::MAPPING)?;
+    write("scripts/scoping.rhai", crate::script::defaults::SCOPING)?;
+    write("directory.json", crate::source::directory::SAMPLE)?;
 
     // Dropbox issues short-lived access tokens; the demo's live one second, so a
     // refresh shows between the cycles.

@@ -1,6 +1,6 @@
 //! Typed errors of the library and the exit codes they map to.
 //!
-//! The exit code is part of the contract (DESIGN.md): 2 for anything the user can fix
+//! The exit code is part of the contract (README "Commands"): 2 for anything the user can fix
 //! in a config, a script or a directory file, 1 for runtime failures. Keeping the
 //! classification on the error type means `main` never has to guess.
 
@@ -40,7 +40,7 @@ pub enum Error {
     #[error("state {path}: {message}")]
     State { path: PathBuf, message: String },
     #[error("target: {0}")]
-    Target(#[from] crate::target::TargetError),
+    Target(#[from] crate::http::TargetError),
     #[error("{0}")]
     Runtime(String),
 }

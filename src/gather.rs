@@ -8,10 +8,10 @@
 //! never a write. A look-up that fails fails its object alone; a full listing that
 //! fails stops the cycle (drift cannot be judged from half a target).
 
-use crate::attribute::{match_key, Attrs};
 use crate::error::Error;
+use crate::evaluate::{desired_active, Decision, Evaluated};
 use crate::model::ObjectKind;
-use crate::plan::{desired_active, Decision, Evaluated, Op, Plan};
+use crate::scim::attribute::{match_key, Attrs};
 use crate::state::Link;
 use crate::target::pool::{Answer, Call};
 use crate::target::{remote_value, Remote, Target, TargetError};
@@ -147,31 +147,6 @@ pub fn wanted<'a>(
     doubts.sort_by(|a, b| (a.kind, a.source_id).cmp(&(b.kind, b.source_id)));
     out.extend(doubts);
     out
-}
-
-/// The second read, once the plan knows whom it disables: where suspending an
-/// invited member deletes it (Dropbox), those disables are planned as what they
-/// are, deletes. A target that cannot tell leaves them disables (warned).
-pub fn invited(target: &mut dyn Target, plan: &mut Plan, facts: &mut Facts) {
-    if !target.profile().suspending_invited_deletes {
-        return;
-    }
-    let ids: Vec<String> = plan
-        .actions
-        .iter()
-        .filter(|a| a.op == Op::Disable && a.kind == ObjectKind::User)
-        .filter_map(|a| a.target_id.clone())
-        .collect();
-    if ids.is_empty() {
-        return;
-    }
-    match target.invited(&ids) {
-        Ok(invited) => {
-            crate::plan::invited_disables_are_deletes(plan, &invited);
-            facts.invited = invited.into_iter().collect();
-        }
-        Err(e) => log::warn!("could not tell which members are invited: {}", e.message),
-    }
 }
 
 /// An object that may be created: what to look it up by.

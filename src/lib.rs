@@ -5,29 +5,32 @@
 //! in scope and what each account must look like, and provisions them to Dropbox for
 //! Business or any SCIM 2.0 app, remembering everything in one SQLite file.
 //!
-//! One way through: `source` → `gather` (target reads) → `plan` (pure) → `gate` →
-//! `apply` → `target`, with `state` beside it. See DESIGN.md and the README.
+//! One way through: `source` → `evaluate` → `gather` (target reads) → `plan` (pure)
+//! → `gate` → `apply` → `target`, with `state` beside it. ARCHITECTURE.md is the
+//! map: the layers, what each module owns and the invariants; the README is the
+//! contract users see.
 
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 pub mod alloc;
 pub mod apply;
-pub mod attribute;
 pub mod authorize;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod credential;
 pub mod cycle;
 pub mod daemon;
+#[cfg(feature = "emulators")]
 pub mod demo;
+#[cfg(feature = "emulators")]
 pub mod emulator;
 pub mod endpoint;
 pub mod error;
-pub mod filter;
+pub mod evaluate;
 pub mod gate;
 pub mod gather;
+pub mod http;
 pub mod ids;
 pub mod migrate;
 pub mod model;
@@ -36,6 +39,7 @@ pub mod plan;
 pub mod private;
 pub mod report;
 pub mod review;
+pub mod scim;
 pub mod script;
 pub mod snapshot;
 pub mod source;

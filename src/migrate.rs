@@ -14,11 +14,12 @@
 //! integration retired, in one transaction: idempotent and safe to re-run after a
 //! crash. It sends nothing to Dropbox.
 
-use crate::attribute::{AttrPath, Attrs};
 use crate::config::{Settings, TargetKind};
 use crate::error::{Error, InputError};
+use crate::evaluate::{evaluate, Decision};
 use crate::model::ObjectKind;
-use crate::plan::{evaluate, hash_attrs, Decision};
+use crate::plan::hash_attrs;
+use crate::scim::attribute::{AttrPath, Attrs};
 use crate::script::Scripts;
 use crate::state::{Link, State};
 use crate::target::legacy::LegacyTarget;
@@ -26,9 +27,6 @@ use crate::target::Remote;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
-
-/// The default `migration.rhai`, used when the scripts folder has none.
-pub const DEFAULT_MIGRATION: &str = include_str!("../scripts/migration.rhai");
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -134,7 +132,10 @@ pub fn plan(settings: &Settings, state: &State) -> Result<MigrationPlan, Error> 
         }
         .into());
     }
-    let scripts = Scripts::load_with_default_migration(&settings.scripts_dir, DEFAULT_MIGRATION)?;
+    let scripts = Scripts::load_with_default_migration(
+        &settings.scripts_dir,
+        crate::script::defaults::MIGRATION,
+    )?;
     let mut source = crate::source::open(&settings.source)?;
     let snapshot = source.read(&crate::source::ReadRequest::full())?;
     let evaluated = evaluate(&snapshot, &scripts, None);
@@ -461,7 +462,7 @@ pub fn blocked(state: &State) -> Result<HashSet<String>, Error> {
 fn match_groups(
     scripts: &Scripts,
     snapshot: &crate::model::Snapshot,
-    evaluated: &[crate::plan::Evaluated],
+    evaluated: &[crate::evaluate::Evaluated],
     legacy_groups: &[Value],
     scim_groups: &HashMap<String, Remote>,
     member_links: &[Link],

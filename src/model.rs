@@ -7,6 +7,13 @@
 
 use serde_json::{Map, Value};
 
+/// The role Entra gives when an app defines none; users holding only it are not
+/// "effectively entitled" and are not provisioned (Dropbox tutorial).
+pub const DEFAULT_ACCESS: &str = "Default Access";
+
+/// The appRoleId Entra uses for "Default Access" (a fixed all-zero GUID).
+pub const DEFAULT_ACCESS_ROLE_ID: &str = "00000000-0000-0000-0000-000000000000";
+
 /// User or group: the two object kinds every source and target knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

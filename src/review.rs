@@ -7,9 +7,9 @@
 //! directory as read and evaluated, the target facts read — and the plan made now is
 //! the saved one, action for action. Anything else is a stale plan (exit 2).
 
-use crate::cycle::Prepared;
 use crate::error::{Error, InputError};
-use crate::plan::Evaluated;
+use crate::evaluate::Evaluated;
+use crate::plan::Plan;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
@@ -90,20 +90,20 @@ impl SavedPlan {
 
     /// The plan made now is applied only if it is this one and nothing it was made
     /// from has moved.
-    pub fn check(&self, now: &Prepared) -> Result<(), Error> {
+    pub fn check(&self, fingerprint: Option<&Fingerprint>, plan: &Plan) -> Result<(), Error> {
         if self.unchanged {
             return Err(stale(
                 "the directory or the scripts changed since it was made",
             ));
         }
-        let moved = match (&self.fingerprint, &now.fingerprint) {
+        let moved = match (&self.fingerprint, fingerprint) {
             (Some(saved), Some(current)) => saved.moved(current),
             _ => Some("it has no fingerprint"),
         };
         if let Some(why) = moved {
             return Err(stale(why));
         }
-        let actions: Vec<Value> = now.plan.actions.iter().map(|a| a.document()).collect();
+        let actions: Vec<Value> = plan.actions.iter().map(|a| a.document()).collect();
         if actions != self.actions {
             return Err(stale(&format!(
                 "the plan made now differs ({} actions, {} saved)",

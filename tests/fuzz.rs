@@ -5,11 +5,11 @@
 
 use proptest::prelude::*;
 use scimsync::config::{Actions, GraphCredential, Scope, Secret, TargetKind, TargetSettings};
-use scimsync::credential::{Credential, SecretRef};
-use scimsync::filter;
+use scimsync::http::credential::{Credential, SecretRef};
+use scimsync::http::RetryPolicy;
 use scimsync::model::ObjectKind;
+use scimsync::scim::filter;
 use scimsync::source::{ReadRequest, Source};
-use scimsync::target::http::RetryPolicy;
 use scimsync::target::{scim::ScimTarget, Change, Target};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};

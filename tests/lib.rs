@@ -13,6 +13,7 @@ mod credentials;
 mod fuzz;
 mod graph;
 mod interop;
+mod layers;
 mod migration;
 mod operations;
 mod performance;

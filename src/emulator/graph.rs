@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 /// The appRoleId Entra uses for "Default Access".
-pub use crate::source::graph::DEFAULT_ACCESS_ROLE_ID;
+pub use crate::model::DEFAULT_ACCESS_ROLE_ID;
 
 /// Who may get a token, and the service principal served.
 #[derive(Debug, Clone)]
@@ -84,7 +84,7 @@ pub struct Graph {
 
 /// A stable GUID for an app role name.
 pub fn role_id(name: &str) -> String {
-    if name == crate::source::directory::DEFAULT_ACCESS {
+    if name == crate::model::DEFAULT_ACCESS {
         return DEFAULT_ACCESS_ROLE_ID.into();
     }
     let h = format!("{:x}", Sha256::digest(name.as_bytes()));
@@ -327,13 +327,7 @@ impl Graph {
             .query
             .iter()
             .filter(|(k, _)| k != "$skiptoken")
-            .map(|(k, v)| {
-                format!(
-                    "{}={}",
-                    crate::target::http::encode(k),
-                    crate::target::http::encode(v)
-                )
-            })
+            .map(|(k, v)| format!("{}={}", crate::http::encode(k), crate::http::encode(v)))
             .collect();
         let endless = self.endless.as_deref() == Some(route);
         if end < items.len() || endless {
@@ -355,7 +349,7 @@ impl Graph {
     fn delta_link(&self, route: &str, select: &Option<Vec<String>>) -> String {
         let sel = select
             .as_ref()
-            .map(|s| format!("&$select={}", crate::target::http::encode(&s.join(","))))
+            .map(|s| format!("&$select={}", crate::http::encode(&s.join(","))))
             .unwrap_or_default();
         format!(
             "{}/v1.0/{route}?$deltatoken={}{sel}",
@@ -507,7 +501,7 @@ impl Graph {
                     .and_then(|r| r.as_str())
                     .map(str::to_string)
             })
-            .filter(|r| r != crate::source::directory::DEFAULT_ACCESS)
+            .filter(|r| r != crate::model::DEFAULT_ACCESS)
             .collect();
         names.push("User".into());
         names.sort();
@@ -528,7 +522,7 @@ impl Graph {
             .enumerate()
             .map(|(i, a)| {
                 let pid = a.get("principalId").and_then(|p| p.as_str()).unwrap_or("");
-                let role = a.get("appRole").and_then(|r| r.as_str()).unwrap_or(crate::source::directory::DEFAULT_ACCESS);
+                let role = a.get("appRole").and_then(|r| r.as_str()).unwrap_or(crate::model::DEFAULT_ACCESS);
                 let ptype = a
                     .get("principalType")
                     .and_then(|t| t.as_str())
@@ -646,8 +640,9 @@ impl Graph {
         if header["alg"] != "RS256" {
             return Err(invalid("alg must be RS256"));
         }
-        let thumbprint =
-            crate::credential::b64url(ring::digest::digest(&ring::digest::SHA256, cert).as_ref());
+        let thumbprint = crate::http::credential::b64url(
+            ring::digest::digest(&ring::digest::SHA256, cert).as_ref(),
+        );
         if header["x5t#S256"] != thumbprint.as_str() {
             return Err("AADSTS700027: Client assertion contains an invalid signature: the certificate (x5t#S256) is not registered for the app.".into());
         }

@@ -7,7 +7,6 @@
 
 pub mod dropbox;
 pub mod graph;
-pub mod patch;
 pub mod wire;
 
 use serde_json::Value;

@@ -690,7 +690,7 @@ pub fn register(e: &mut Engine) {
             Some(a) => a
                 .into_iter()
                 .filter_map(|r| s(&r))
-                .find(|r| r != crate::source::directory::DEFAULT_ACCESS)
+                .find(|r| r != crate::model::DEFAULT_ACCESS)
                 .map(Dynamic::from)
                 .unwrap_or(Dynamic::UNIT),
             None => Dynamic::UNIT,

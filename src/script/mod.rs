@@ -7,10 +7,11 @@
 //! carry the script file and line so an admin can go straight to it.
 
 pub mod datetime;
+pub mod defaults;
 pub mod helpers;
 
-use crate::attribute::{self, Attrs};
 use crate::error::InputError;
+use crate::scim::attribute::{self, Attrs};
 use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, Position, Scope, AST};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};

@@ -1,15 +1,16 @@
-//! The Graph-shaped directory document (DESIGN.md "Directory file"): parsing it and
+//! The Graph-shaped directory document (README "Directory file"): parsing it and
 //! deciding who is assigned, exactly as the Entra provisioning service scopes a
 //! gallery app. The `file` source reads it from disk; the Graph emulator serves it.
+
+/// The sample directory `init` and the demo start from.
+pub const SAMPLE: &str = include_str!("../../examples/directory.json");
 
 use crate::config::Scope;
 use crate::model::{Assignment, RecordError, RecordKind, Snapshot, SourceGroup, SourceUser};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// The role Entra gives when an app defines none; users holding only it are not
-/// "effectively entitled" and are not provisioned (Dropbox tutorial).
-pub const DEFAULT_ACCESS: &str = "Default Access";
+pub use crate::model::DEFAULT_ACCESS;
 
 /// Parses a directory document. Whole-document problems (not JSON, wrong shape, no
 /// `users`) are errors; a bad record is reported in `Snapshot::errors` and left out of

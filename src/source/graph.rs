@@ -20,9 +20,9 @@ use super::{directory, ReadRequest, Source};
 use crate::config::{GraphCredential, Scope, Secret};
 use crate::endpoint;
 use crate::error::{Error, InputError};
+use crate::http::TargetError;
+use crate::http::{encode, Http};
 use crate::model::Snapshot;
-use crate::target::http::{encode, Http};
-use crate::target::TargetError;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -62,8 +62,7 @@ pub const GROUP_ATTRIBUTES: &[&str] = &[
     "description",
 ];
 
-/// The appRoleId Entra uses for "Default Access" (a fixed all-zero GUID).
-pub const DEFAULT_ACCESS_ROLE_ID: &str = "00000000-0000-0000-0000-000000000000";
+pub use crate::model::DEFAULT_ACCESS_ROLE_ID;
 
 /// Renew the token this long before it expires.
 const RENEW_EARLY: Duration = Duration::from_secs(300);
@@ -107,7 +106,7 @@ impl From<Error> for Failure {
 
 impl GraphSource {
     /// Retries and waits (tools and tests that want failures fast).
-    pub fn set_retry_policy(&mut self, policy: crate::target::http::RetryPolicy) {
+    pub fn set_retry_policy(&mut self, policy: crate::http::RetryPolicy) {
         self.http.policy = policy;
     }
 
@@ -141,7 +140,7 @@ impl GraphSource {
             flatten,
             user_select: attrs.join(","),
             http: Http::new(
-                crate::credential::Bearer::fixed(Secret::new("")),
+                crate::http::credential::Bearer::fixed(Secret::new("")),
                 timeout,
                 "application/json",
             ),
@@ -258,7 +257,7 @@ impl GraphSource {
                 r.resolve().map_err(|m| input("client_secret", m))?,
             ),
             GraphCredential::Certificate(path) => {
-                let cert = crate::credential::Certificate::load(path)
+                let cert = crate::http::credential::Certificate::load(path)
                     .map_err(|m| input("client_certificate", m))?;
                 let jwt = cert
                     .assertion(&self.client_id, audience)
@@ -311,7 +310,7 @@ impl GraphSource {
                 ))),
                 Err(e) => Err(broken(format!(
                     "Graph GET {path}: HTTP 200 but the answer is not JSON ({e}): {}",
-                    crate::target::http::snippet(body)
+                    crate::http::snippet(body)
                 ))),
             };
         }
@@ -327,7 +326,7 @@ impl GraphSource {
             .pointer("/error/message")
             .and_then(|c| c.as_str())
             .map(str::to_string)
-            .unwrap_or_else(|| crate::target::http::snippet(body));
+            .unwrap_or_else(|| crate::http::snippet(body));
         let e = format!("Graph GET {path}: HTTP {status} {code} {msg}");
         Err(Failure::Other(if status == 401 || status == 403 {
             InputError::Usage(format!(
@@ -388,7 +387,7 @@ impl GraphSource {
             {
                 return Err(broken(format!(
                     "Graph GET {path}: an item without an id: {}",
-                    crate::target::http::snippet(&item.to_string())
+                    crate::http::snippet(&item.to_string())
                 )));
             }
         }

@@ -9,9 +9,9 @@
 
 mod schema;
 
-use crate::attribute::Attrs;
 use crate::error::Error;
 use crate::model::ObjectKind;
+use crate::scim::attribute::Attrs;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -19,6 +19,10 @@ use std::path::{Path, PathBuf};
 
 /// Meta key of the state's version, moved by every transaction.
 pub const VERSION_KEY: &str = "state_version";
+
+/// The links a plan was made from (users, groups), handed on to apply: read once
+/// per cycle — at 100,000 users reading them is a good part of a small cycle.
+pub type Links = (HashMap<String, Link>, HashMap<String, Link>);
 
 /// A provisioned object: what scimsync created or adopted in the target.
 #[derive(Debug, Clone, PartialEq)]
@@ -694,7 +698,7 @@ impl Writer<'_> {
             // Stored form: a redacted value is kept as its hash, never as itself.
             let attrs = match &p.attrs {
                 Some(a) => Some(
-                    serde_json::to_string(&crate::attribute::stored(a))
+                    serde_json::to_string(&crate::scim::attribute::stored(a))
                         .map_err(|e| Error::Runtime(e.to_string()))?,
                 ),
                 None => None,

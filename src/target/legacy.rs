@@ -8,12 +8,12 @@
 //! errors that say what happened. Members are shown to the planner in SCIM shape, so
 //! matching, drift checks and the migration read them like any SCIM resource.
 
-use super::http::Http;
-use super::profile::{Profile, DROPBOX_LEGACY};
 use super::{Change, ErrorClass, Remote, Target, TargetError};
-use crate::attribute::{AttrPath, Attrs};
 use crate::config::TargetSettings;
+use crate::http::Http;
 use crate::model::ObjectKind;
+use crate::scim::attribute::{AttrPath, Attrs};
+use crate::scim::profile::{Profile, DROPBOX_LEGACY};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 
@@ -71,7 +71,7 @@ pub fn profile_to_scim(p: &Value) -> Value {
         "name": {"givenName": p.pointer("/name/given_name"), "familyName": p.pointer("/name/surname")},
         "active": status != "suspended",
     });
-    r[super::scim::DROPBOX_STATUS_SCHEMA] = json!({"memberStatus": status});
+    r[crate::scim::DROPBOX_STATUS_SCHEMA] = json!({"memberStatus": status});
     if let Some(e) = p.get("external_id").filter(|e| !e.is_null()) {
         r["externalId"] = e.clone();
     }
@@ -135,11 +135,11 @@ impl LegacyTarget {
 
     pub fn with(
         base: &str,
-        credential: &crate::credential::Credential,
+        credential: &crate::http::credential::Credential,
         fix: &'static str,
         timeout: std::time::Duration,
     ) -> LegacyTarget {
-        let bearer = crate::credential::Bearer::new(credential.clone(), fix, timeout);
+        let bearer = crate::http::credential::Bearer::new(credential.clone(), fix, timeout);
         LegacyTarget {
             base: base.trim_end_matches('/').to_string(),
             http: Http::new(bearer, timeout, "application/json"),
@@ -148,7 +148,7 @@ impl LegacyTarget {
     }
 
     /// The bearer this client sends.
-    pub fn bearer(&self) -> &crate::credential::Bearer {
+    pub fn bearer(&self) -> &crate::http::credential::Bearer {
         self.http.bearer()
     }
 
@@ -208,7 +208,7 @@ impl LegacyTarget {
             s => Err(TargetError::new(
                 ErrorClass::Invalid,
                 Some(s),
-                format!("{route}: HTTP {s} {}", super::http::snippet(&reply.body)),
+                format!("{route}: HTTP {s} {}", crate::http::snippet(&reply.body)),
             )),
         }
     }

@@ -5,72 +5,16 @@
 //! Errors are classified (auth, not found, conflict, invalid, throttled, server,
 //! transport) so that retries, escrow and quarantine can decide without parsing text.
 
-pub mod http;
 pub mod legacy;
 pub mod pool;
-pub mod profile;
 pub mod scim;
 
-use crate::attribute::Attrs;
+pub use crate::http::{ErrorClass, TargetError};
+
 use crate::config::{TargetKind, TargetSettings};
 use crate::model::ObjectKind;
+use crate::scim::attribute::Attrs;
 use serde_json::Value;
-
-/// How a target call failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// 401/403: the token is wrong or lacks rights.
-    Auth,
-    /// 404 on a resource (or the base URL).
-    NotFound,
-    /// 409: uniqueness or state conflict.
-    Conflict,
-    /// 400 and other 4xx: the request itself is wrong for this object.
-    Invalid,
-    /// 429 that outlasted our retries.
-    Throttled,
-    /// 5xx that outlasted our retries.
-    Server,
-    /// Connection refused, reset, timed out, or an unreadable answer.
-    Transport,
-    /// The OAuth authorization behind the token was revoked or has expired
-    /// (`invalid_grant`): only `scimsync authorize` helps.
-    Revoked,
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct TargetError {
-    pub class: ErrorClass,
-    pub status: Option<u16>,
-    pub message: String,
-}
-
-impl TargetError {
-    pub fn new(class: ErrorClass, status: Option<u16>, message: impl Into<String>) -> Self {
-        TargetError {
-            class,
-            status,
-            message: message.into(),
-        }
-    }
-    pub fn is_auth(&self) -> bool {
-        matches!(self.class, ErrorClass::Auth | ErrorClass::Revoked)
-    }
-    /// Errors that say the target as a whole is unwell, not this one object.
-    pub fn is_systemic(&self) -> bool {
-        matches!(
-            self.class,
-            ErrorClass::Auth
-                | ErrorClass::Revoked
-                | ErrorClass::Transport
-                | ErrorClass::Server
-                | ErrorClass::Throttled
-        ) || (self.class == ErrorClass::NotFound
-            && self.status == Some(404)
-            && self.message.contains("base URL"))
-    }
-}
 
 /// Most pages one listing of a target may take (a server that pages without end
 /// stops the cycle instead of filling memory).
@@ -98,7 +42,7 @@ pub struct Change {
 /// What a provisioning target must do.
 pub trait Target {
     /// The quirks of this target.
-    fn profile(&self) -> &profile::Profile;
+    fn profile(&self) -> &crate::scim::profile::Profile;
     /// Entra's "Test Connection": a filter on a random userName must return nothing.
     fn test_connection(&mut self) -> Result<(), TargetError>;
     /// Looks an object up by one matching attribute.
@@ -178,7 +122,7 @@ pub trait Target {
 /// Builds the configured target. OAuth without a refresh token yet is the admin's
 /// to fix (exit 2): `scimsync authorize` writes it.
 pub fn open(settings: &TargetSettings) -> Result<Box<dyn Target>, crate::error::Error> {
-    if let crate::credential::Credential::OAuth(o) = &settings.credential {
+    if let crate::http::credential::Credential::OAuth(o) = &settings.credential {
         o.refresh_token.resolve().map_err(|m| {
             crate::error::InputError::Usage(format!(
                 "target.refresh_token: {m}; run `scimsync authorize` to authorize scimsync with Dropbox"
@@ -193,7 +137,7 @@ pub fn open(settings: &TargetSettings) -> Result<Box<dyn Target>, crate::error::
 
 /// Reads a value at a path of a remote resource, for matching and drift checks.
 pub fn remote_value(r: &Remote, path: &str) -> Option<Value> {
-    crate::attribute::AttrPath::parse(path)
+    crate::scim::attribute::AttrPath::parse(path)
         .ok()?
         .get(&r.resource)
         .cloned()

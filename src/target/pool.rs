@@ -9,8 +9,8 @@
 //! first.
 
 use super::{Change, Remote, Target, TargetError};
-use crate::attribute::Attrs;
 use crate::model::ObjectKind;
+use crate::scim::attribute::Attrs;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 

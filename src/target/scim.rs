@@ -1,26 +1,19 @@
 //! The SCIM 2.0 client behind the `dropbox` and `scim` targets.
 //!
-//! It follows the SCIM client rules of DESIGN.md: real booleans and lower-case ops
+//! It follows the SCIM client rules the product promises (README "SCIM targets"):
+//! real booleans and lower-case ops
 //! (unless the profile says otherwise), the PatchOp schema, member removal by filter
 //! path, never relying on a PATCH body, 404 on DELETE meaning done, escaped filters.
 
-use super::http::{encode, snippet, Http, Reply};
-use super::profile::{MemberRemoval, Profile, DROPBOX, SCIM};
 use super::{pool, Change, ErrorClass, Remote, Target, TargetError};
-use crate::attribute::{unflatten, AttrPath, Attrs};
 use crate::config::{TargetKind, TargetSettings};
+use crate::http::{encode, snippet, Http, Reply};
 use crate::model::ObjectKind;
+use crate::scim::attribute::{unflatten, AttrPath, Attrs};
+use crate::scim::profile::{MemberRemoval, Profile, DROPBOX, SCIM};
+use crate::scim::{BULK_REQUEST, DROPBOX_STATUS_SCHEMA, GROUP_SCHEMA, PATCH_SCHEMA, USER_SCHEMA};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-
-pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-pub const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
-pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
-/// Where the Dropbox emulator tells a member's status (invited, active, suspended).
-pub const DROPBOX_STATUS_SCHEMA: &str =
-    "urn:scimsync:params:scim:schemas:extension:dropbox:2.0:User";
 
 /// Cloning gives a pool worker: same connection pool, counters and capabilities.
 #[derive(Clone)]
@@ -54,7 +47,6 @@ impl Default for Caps {
     }
 }
 
-pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 /// Creates sent in one Bulk request at most (servers often announce 1,000).
 const BULK_CHUNK: usize = 50;
 
@@ -68,14 +60,14 @@ fn endpoint(kind: ObjectKind) -> &'static str {
 impl ScimTarget {
     pub fn new(settings: &TargetSettings) -> Result<ScimTarget, crate::error::Error> {
         let profile = match (&settings.profile, settings.kind) {
-            (Some(p), _) => super::profile::by_name(p).unwrap_or(SCIM),
+            (Some(p), _) => crate::scim::profile::by_name(p).unwrap_or(SCIM),
             (None, TargetKind::Dropbox) => DROPBOX,
             (None, _) => SCIM,
         };
         Ok(ScimTarget {
             base: settings.url.clone(),
             http: Http::new(
-                crate::credential::Bearer::new(
+                crate::http::credential::Bearer::new(
                     settings.credential.clone(),
                     "scimsync authorize",
                     settings.timeout,
@@ -90,7 +82,7 @@ impl ScimTarget {
     }
 
     /// Retries and waits (tools and tests that want failures fast).
-    pub fn set_retry_policy(&mut self, policy: super::http::RetryPolicy) {
+    pub fn set_retry_policy(&mut self, policy: crate::http::RetryPolicy) {
         self.http.policy = policy;
     }
 
@@ -501,7 +493,7 @@ impl Target for ScimTarget {
         path: &str,
         value: &str,
     ) -> Result<Vec<Remote>, TargetError> {
-        let filter = crate::filter::eq(path, value);
+        let filter = crate::scim::filter::eq(path, value);
         let mut q = format!("{}?filter={}", endpoint(kind), encode(&filter));
         if kind == ObjectKind::Group && self.profile.groups_exclude_members {
             q.push_str("&excludedAttributes=members");
@@ -656,7 +648,7 @@ impl Target for ScimTarget {
                     .iter()
                     .map(|id| {
                         json!({"op": self.profile.op("remove"),
-                               "path": format!("members[value eq \"{}\"]", crate::filter::escape(id))})
+                               "path": format!("members[value eq \"{}\"]", crate::scim::filter::escape(id))})
                     })
                     .collect(),
                 MemberRemoval::ValueList => {
@@ -814,8 +806,8 @@ impl Target for ScimTarget {
             .collect();
         for (id, r) in ids.iter().zip(self.run_calls(&calls)) {
             if let pool::Answer::Got(Some(r)) = r? {
-                let status = crate::attribute::get_ci(&r.resource, DROPBOX_STATUS_SCHEMA)
-                    .and_then(|x| crate::attribute::get_ci(x, "memberStatus"))
+                let status = crate::scim::attribute::get_ci(&r.resource, DROPBOX_STATUS_SCHEMA)
+                    .and_then(|x| crate::scim::attribute::get_ci(x, "memberStatus"))
                     .and_then(|x| x.as_str());
                 if status == Some("invited") {
                     out.insert(id.clone());

@@ -9,8 +9,8 @@
 //! add answers `user_already_on_team`.
 
 use super::{Member, Status, Team};
-use crate::attribute::get_ci;
 use crate::emulator::Response;
+use crate::scim::attribute::get_ci;
 use serde_json::{json, Value};
 
 /// A removed member stays recoverable this long (seconds).

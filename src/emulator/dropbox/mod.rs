@@ -20,13 +20,12 @@
 mod legacy;
 pub mod oauth;
 
-use super::{bearer_ok, patch, Request, Response, Service};
-use crate::attribute::{get_ci, AttrPath};
-use crate::filter;
-use crate::target::http::encode;
-use crate::target::scim::{
-    DROPBOX_STATUS_SCHEMA, ERROR_SCHEMA, GROUP_SCHEMA, LIST_SCHEMA, USER_SCHEMA,
-};
+use super::{bearer_ok, Request, Response, Service};
+use crate::http::encode;
+use crate::scim::attribute::{get_ci, AttrPath};
+use crate::scim::filter;
+use crate::scim::patch;
+use crate::scim::{DROPBOX_STATUS_SCHEMA, ERROR_SCHEMA, GROUP_SCHEMA, LIST_SCHEMA, USER_SCHEMA};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -131,7 +130,7 @@ fn shim_error(value: &str) -> Response {
         None,
         format!(
             "rpc error: code = scim/unknown source = scim/meta_scim_shim/scim.MetaScimShim/UsersGet desc = '{value}' did not match pattern '{}'",
-            crate::target::profile::DROPBOX_EMAIL_PATTERN
+            crate::scim::profile::DROPBOX_EMAIL_PATTERN
         ),
     )
 }
@@ -168,7 +167,7 @@ impl Team {
             bulk: 0,
             team_id: format!("dbtid:{}", crate::ids::random_hex(24)),
             latency: std::time::Duration::ZERO,
-            email: regex::Regex::new(crate::target::profile::DROPBOX_EMAIL_PATTERN).unwrap_or_else(
+            email: regex::Regex::new(crate::scim::profile::DROPBOX_EMAIL_PATTERN).unwrap_or_else(
                 |_| {
                     // The pattern is a constant; this branch only exists to avoid a panic path.
                     regex::Regex::new(".+@.+").unwrap_or_else(|_| unreachable!())

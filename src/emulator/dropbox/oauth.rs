@@ -183,5 +183,5 @@ fn basic(header: Option<&str>) -> Option<(String, String)> {
 }
 
 fn s256(verifier: &str) -> String {
-    crate::credential::pkce_challenge(verifier)
+    crate::http::credential::pkce_challenge(verifier)
 }

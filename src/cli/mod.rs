@@ -3,12 +3,15 @@
 //! Each command loads what it needs, calls into the library, prints, and returns an
 //! exit code; `main` only maps errors to codes.
 
+#[cfg(feature = "emulators")]
+mod emulate;
+
 use crate::config::Settings;
 use crate::cycle::{self, Runtime};
 use crate::error::{exit, Error, InputError};
 use crate::model::ObjectKind;
 use crate::plan::{Op, Plan};
-use crate::script::Scripts;
+use crate::script::{defaults, Scripts};
 use crate::state::{LogQuery, State};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -32,6 +35,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// The whole story with nothing set up: emulators, initial and incremental cycles
+    #[cfg(feature = "emulators")]
     Demo,
     /// Write a starter scimsync.toml, scripts/ and a sample directory
     Init { dir: Option<PathBuf> },
@@ -126,68 +130,8 @@ pub enum Command {
     /// Release destructive actions held by the deletion threshold or shrink guard, once
     AllowDeletes,
     /// The loopback emulators
-    Emulate {
-        #[arg(value_enum)]
-        service: EmulatedService,
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: String,
-        /// Bearer token the emulator requires (default: a random one, printed)
-        #[arg(long)]
-        token: Option<String>,
-        /// Directory file (graph emulator; edits are picked up)
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Tenant the graph emulator answers tokens for
-        #[arg(long, default_value = "contoso.onmicrosoft.com")]
-        tenant: String,
-        /// Client id the graph emulator accepts
-        #[arg(long, default_value = "scimsync-client")]
-        client_id: String,
-        /// Client secret the graph emulator accepts (default: a random one, printed)
-        #[arg(long)]
-        client_secret: Option<String>,
-        /// Object id of the service principal whose assignments define scope
-        #[arg(long, default_value = "11111111-2222-3333-4444-555555555555")]
-        app: String,
-        /// Graph page size (1..999)
-        #[arg(long, default_value_t = 100)]
-        page_size: usize,
-        /// Random faults, e.g. "429=5%,500=2%,reset=1%,slow=1%:2s,cut=1%"
-        /// (429=P%:N answers Retry-After N; cut answers half a body; html, empty
-        /// and deep answer 200 with a proxy's HTML page, no body, or JSON too deep)
-        #[arg(long)]
-        faults: Option<String>,
-        /// Seed for --faults: the same seed draws the same faults
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Milliseconds added to every answer (a distant service)
-        #[arg(long, default_value_t = 0)]
-        latency_ms: u64,
-        /// The OAuth app key the Dropbox emulator knows
-        #[arg(long, default_value = "scimsync-app")]
-        app_key: String,
-        /// The app's secret (default: none, a PKCE public client)
-        #[arg(long)]
-        app_secret: Option<String>,
-        /// A certificate (PEM) registered with the Graph emulator's app: client
-        /// assertions signed with its key are accepted
-        #[arg(long)]
-        client_certificate: Option<PathBuf>,
-        /// A federated token the Graph emulator accepts as a client assertion
-        #[arg(long)]
-        federated_token: Option<String>,
-        /// Lifetime of the access tokens the Dropbox emulator issues, in seconds
-        #[arg(long, default_value_t = 14_400)]
-        token_ttl: u64,
-        /// Serve a copy of a team taken by `scimsync snapshot --out FILE` (Dropbox
-        /// emulator): rehearse against production's shape
-        #[arg(long, value_name = "FILE")]
-        load: Option<PathBuf>,
-        /// Offer SCIM /Bulk with this many operations per request (a test mode of
-        /// the Dropbox emulator; Dropbox itself offers none)
-        #[arg(long, default_value_t = 0)]
-        bulk: usize,
-    },
+    #[cfg(feature = "emulators")]
+    Emulate(emulate::EmulateCmd),
     /// Read the live target's users, groups and memberships (and, with [legacy],
     /// the Business API members) read-only into a file `emulate dropbox --load`
     /// serves
@@ -218,12 +162,6 @@ pub enum RestartScope {
     Full,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum EmulatedService {
-    Dropbox,
-    Graph,
-}
-
 fn config_path(cli: &Cli) -> PathBuf {
     cli.config
         .clone()
@@ -237,6 +175,7 @@ fn load(cli: &Cli) -> Result<Settings, Error> {
 /// Runs the parsed command; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32, Error> {
     match &cli.command {
+        #[cfg(feature = "emulators")]
         Command::Demo => crate::demo::run(),
         Command::Init { dir } => init(dir.as_deref().unwrap_or(Path::new("."))),
         Command::Check => check(&load(&cli)?),
@@ -381,58 +320,8 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             }
             Ok(exit::OK)
         }
-        Command::Emulate {
-            service,
-            listen,
-            token,
-            data,
-            tenant,
-            client_id,
-            client_secret,
-            app,
-            page_size,
-            faults,
-            seed,
-            latency_ms,
-            app_key,
-            app_secret,
-            token_ttl,
-            client_certificate,
-            federated_token,
-            load,
-            bulk,
-        } => emulate(EmulateArgs {
-            load: load.clone(),
-            bulk: *bulk,
-            oauth: (app_key.clone(), app_secret.clone(), *token_ttl),
-            service: *service,
-            listen: listen.clone(),
-            token: token.clone(),
-            data: data.clone(),
-            tenant: crate::emulator::graph::Tenant {
-                tenant: tenant.clone(),
-                client_id: client_id.clone(),
-                client_secret: client_secret
-                    .clone()
-                    .unwrap_or_else(|| crate::ids::random_hex(32)),
-                app: app.clone(),
-                token_lifetime: 3599,
-                certificate: match client_certificate {
-                    Some(p) => Some(certificate_der(p)?),
-                    None => None,
-                },
-                federated_token: federated_token.clone(),
-            },
-            page_size: *page_size,
-            chaos: match faults {
-                None => None,
-                Some(spec) => Some(
-                    crate::emulator::Chaos::parse(spec, *seed)
-                        .map_err(|e| InputError::Usage(format!("--faults: {e}")))?,
-                ),
-            },
-            latency: std::time::Duration::from_millis(*latency_ms),
-        }),
+        #[cfg(feature = "emulators")]
+        Command::Emulate(cmd) => emulate::run(cmd),
     }
 }
 
@@ -580,9 +469,9 @@ fn print_plan(plan: &Plan, kind: &str) {
             let old = if c.old.get("$hash").is_some() {
                 serde_json::Value::String("[Redact]".into())
             } else {
-                crate::attribute::shown(&a.attrs, &c.path, &c.old)
+                crate::scim::attribute::shown(&a.attrs, &c.path, &c.old)
             };
-            let new = crate::attribute::shown(&a.attrs, &c.path, &c.new);
+            let new = crate::scim::attribute::shown(&a.attrs, &c.path, &c.new);
             line.push_str(&format!(
                 "\n  {:<61}   {}: {} → {}",
                 "",
@@ -911,7 +800,7 @@ fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
     for (k, v) in attrs.iter().filter(|(k, _)| !k.starts_with('$')) {
         let now = match &remote {
             Some(r) => crate::target::remote_value(r, k)
-                .map(|x| show(&crate::attribute::shown(&attrs, k, &x)))
+                .map(|x| show(&crate::scim::attribute::shown(&attrs, k, &x)))
                 .unwrap_or_else(|| "(none)".into()),
             None => "-".into(),
         };
@@ -922,7 +811,7 @@ fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
         let mark = if differs { " *" } else { "" };
         println!(
             "    {k:<40} {:<32} {now}{mark}",
-            show(&crate::attribute::shown(&attrs, k, v))
+            show(&crate::scim::attribute::shown(&attrs, k, v))
         );
     }
     if remote.is_some() {
@@ -1155,7 +1044,7 @@ fn one_object(
     mut plan: Plan,
     source_id: &str,
     settings: &Settings,
-    links: &cycle::Links,
+    links: &crate::state::Links,
     state: &State,
 ) -> Result<Plan, Error> {
     plan.actions.retain(|a| a.source_id == source_id);
@@ -1174,7 +1063,7 @@ fn one_object(
 /// Provisioning's third step: how the object is matched to the target.
 fn print_match(
     plan: &Plan,
-    links: &cycle::Links,
+    links: &crate::state::Links,
     kind: ObjectKind,
     source_id: &str,
     scripts: &Scripts,
@@ -1227,8 +1116,8 @@ fn check(settings: &Settings) -> Result<i32, Error> {
             e.message
         );
     }
-    for e in crate::plan::evaluate(&snapshot, &scripts, None) {
-        if let crate::plan::Decision::Failed(f) = &e.decision {
+    for e in crate::evaluate::evaluate(&snapshot, &scripts, None) {
+        if let crate::evaluate::Decision::Failed(f) = &e.decision {
             problems += 1;
             println!(
                 "  script error on {} {} ({}): {f}",
@@ -1266,21 +1155,17 @@ fn check(settings: &Settings) -> Result<i32, Error> {
     Ok(exit::OK)
 }
 
-/// The default scripts, embedded so `init` and `demo` need nothing on disk.
-pub const DEFAULT_MAPPING: &str = include_str!("../scripts/mapping.rhai");
-pub const DEFAULT_SCOPING: &str = include_str!("../scripts/scoping.rhai");
-pub const SAMPLE_DIRECTORY: &str = include_str!("../examples/directory.json");
-
+/// `scimsync init`: a starter config, the default scripts and the sample directory.
 fn init(dir: &Path) -> Result<i32, Error> {
     let files = [
         (dir.join("scimsync.toml"), STARTER_CONFIG),
-        (dir.join("scripts").join("mapping.rhai"), DEFAULT_MAPPING),
-        (dir.join("scripts").join("scoping.rhai"), DEFAULT_SCOPING),
+        (dir.join("scripts").join("mapping.rhai"), defaults::MAPPING),
+        (dir.join("scripts").join("scoping.rhai"), defaults::SCOPING),
         (
             dir.join("scripts").join("migration.rhai"),
-            crate::migrate::DEFAULT_MIGRATION,
+            defaults::MIGRATION,
         ),
-        (dir.join("directory.json"), SAMPLE_DIRECTORY),
+        (dir.join("directory.json"), crate::source::directory::SAMPLE),
     ];
     for (p, _) in &files {
         if p.exists() {
@@ -1331,103 +1216,3 @@ token = "env:DROPBOX_TOKEN"   # env:NAME | file:PATH
 deletion_threshold = 500      # deletes + disables per cycle before the cycle is held
 skip_out_of_scope_deletions = false
 "#;
-
-/// The first certificate of a PEM file, as DER.
-fn certificate_der(path: &Path) -> Result<Vec<u8>, Error> {
-    use rustls_pki_types::pem::PemObject;
-    let bytes = std::fs::read(path)
-        .map_err(|e| InputError::Usage(format!("--client-certificate {}: {e}", path.display())))?;
-    let cert = rustls_pki_types::CertificateDer::pem_slice_iter(&bytes)
-        .next()
-        .and_then(Result::ok)
-        .ok_or_else(|| {
-            InputError::Usage(format!(
-                "--client-certificate {}: no CERTIFICATE in it",
-                path.display()
-            ))
-        })?;
-    Ok(cert.as_ref().to_vec())
-}
-
-struct EmulateArgs {
-    /// Dropbox OAuth: app key, app secret, access token lifetime (s).
-    oauth: (String, Option<String>, u64),
-    service: EmulatedService,
-    listen: String,
-    token: Option<String>,
-    data: Option<PathBuf>,
-    tenant: crate::emulator::graph::Tenant,
-    page_size: usize,
-    chaos: Option<crate::emulator::Chaos>,
-    latency: std::time::Duration,
-    /// A snapshot to serve (Dropbox).
-    load: Option<PathBuf>,
-    bulk: usize,
-}
-
-fn emulate(a: EmulateArgs) -> Result<i32, Error> {
-    // Whoever started us may close our stdout after the first line: a failed write
-    // must not stop the emulator.
-    use std::io::Write;
-    let mut out = std::io::stdout();
-    let running = match a.service {
-        EmulatedService::Dropbox => {
-            let token = a.token.unwrap_or_else(|| crate::ids::random_hex(32));
-            let mut team = crate::emulator::dropbox::Team::new(&token);
-            team.set_latency(a.latency);
-            team.set_bulk(a.bulk);
-            if let Some(path) = &a.load {
-                let bad = |m: String| InputError::Usage(format!("--load {}: {m}", path.display()));
-                let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-                let doc: serde_json::Value =
-                    serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-                let (u, g) = team.load(&doc).map_err(bad)?;
-                log::info!("serving {u} members and {g} groups from {}", path.display());
-            }
-            let (key, secret, ttl) = a.oauth.clone();
-            team.oauth = crate::emulator::dropbox::oauth::OAuthServer::new(
-                &key,
-                secret,
-                std::time::Duration::from_secs(ttl.max(1)),
-            );
-            let (running, _team) = crate::emulator::serve(&a.listen, team, 16)
-                .map_err(|e| InputError::Usage(format!("--listen: {e}")))?;
-            running.set_chaos(a.chaos.clone());
-            let _ = writeln!(out, "{}/scim/v2", running.base());
-            let _ = writeln!(out, "token {token}");
-            running
-        }
-        EmulatedService::Graph => {
-            if !a.latency.is_zero() {
-                return Err(InputError::Usage(
-                    "--latency-ms is for `emulate dropbox`; the Graph emulator answers at once"
-                        .into(),
-                )
-                .into());
-            }
-            let data = a.data.ok_or_else(|| {
-                InputError::Usage("emulate graph needs --data DIRECTORY.json".into())
-            })?;
-            let mut graph = crate::emulator::graph::Graph::new(data, a.tenant.clone())
-                .map_err(InputError::Usage)?;
-            graph.set_page_size(a.page_size);
-            let (running, shared) = crate::emulator::serve(&a.listen, graph, 4)
-                .map_err(|e| InputError::Usage(format!("--listen: {e}")))?;
-            if let Ok(mut g) = shared.lock() {
-                g.set_base(&running.base());
-            }
-            running.set_chaos(a.chaos.clone());
-            let t = &a.tenant;
-            let _ = writeln!(out, "{}", running.base());
-            let _ = writeln!(
-                out,
-                "tenant {} client_id {} client_secret {} app {}",
-                t.tenant, t.client_id, t.client_secret, t.app
-            );
-            running
-        }
-    };
-    let _ = out.flush();
-    running.wait();
-    Ok(exit::OK)
-}

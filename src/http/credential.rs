@@ -12,12 +12,38 @@
 //! the fix: `scimsync authorize`. Tokens never leave memory: not in logs, errors,
 //! plans or the state.
 
-use crate::config::Secret;
-use crate::target::http::{Http, Reply};
-use crate::target::{ErrorClass, TargetError};
+use super::{ErrorClass, TargetError};
+use super::{Http, Reply};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// A secret value. Its `Debug` and `Display` never show the value, so it cannot leak
+/// into a log line or an error message by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
 
 /// Where a secret lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -226,7 +226,7 @@ fn parse_value_filter(s: &str) -> Option<(String, String)> {
         .or_else(|| rest.strip_prefix("Eq"))?
         .trim();
     let v = if let Some(q) = rest.strip_prefix('"') {
-        crate::filter::unescape(q.strip_suffix('"')?)
+        crate::scim::filter::unescape(q.strip_suffix('"')?)
     } else {
         rest.to_string()
     };
@@ -346,7 +346,7 @@ pub fn flatten(resource: &Map<String, Value>) -> Result<Attrs, String> {
                     if let Some(o) = e.as_object() {
                         for (ik, iv) in o.iter().filter(|(ik, _)| ik.as_str() != "type") {
                             out.insert(
-                                format!("{k}[type eq \"{}\"].{ik}", crate::filter::escape(t)),
+                                format!("{k}[type eq \"{}\"].{ik}", crate::scim::filter::escape(t)),
                                 iv.clone(),
                             );
                         }

@@ -1,6 +1,7 @@
 //! The one HTTP agent: blocking ureq with keep-alive, explicit timeouts, bearer
-//! auth, and the retry rules of DESIGN.md ("honour Retry-After on 429 and 503; back
-//! off on 5xx; never retry 4xx other than 429").
+//! auth, and the retry rules the product promises ("honour Retry-After on 429 and
+//! 503; back off on 5xx; never retry 4xx other than 429"). Shared vocabulary: the
+//! Graph source, the targets and notifications use it (ARCHITECTURE.md).
 //!
 //! Status codes are data, not errors, so SCIM error bodies can be read. The token
 //! (a `Bearer`, kept good by `credential`) is only ever placed in the Authorization
@@ -8,14 +9,71 @@
 //! token where one can be had (OAuth, a token file that changed), then the request is
 //! sent again.
 
-use super::{ErrorClass, TargetError};
-use crate::config::Secret;
-use crate::credential::Bearer;
+use credential::Bearer;
+use credential::Secret;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+pub mod credential;
+
+/// How a target call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// 401/403: the token is wrong or lacks rights.
+    Auth,
+    /// 404 on a resource (or the base URL).
+    NotFound,
+    /// 409: uniqueness or state conflict.
+    Conflict,
+    /// 400 and other 4xx: the request itself is wrong for this object.
+    Invalid,
+    /// 429 that outlasted our retries.
+    Throttled,
+    /// 5xx that outlasted our retries.
+    Server,
+    /// Connection refused, reset, timed out, or an unreadable answer.
+    Transport,
+    /// The OAuth authorization behind the token was revoked or has expired
+    /// (`invalid_grant`): only `scimsync authorize` helps.
+    Revoked,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct TargetError {
+    pub class: ErrorClass,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl TargetError {
+    pub fn new(class: ErrorClass, status: Option<u16>, message: impl Into<String>) -> Self {
+        TargetError {
+            class,
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn is_auth(&self) -> bool {
+        matches!(self.class, ErrorClass::Auth | ErrorClass::Revoked)
+    }
+    /// Errors that say the target as a whole is unwell, not this one object.
+    pub fn is_systemic(&self) -> bool {
+        matches!(
+            self.class,
+            ErrorClass::Auth
+                | ErrorClass::Revoked
+                | ErrorClass::Transport
+                | ErrorClass::Server
+                | ErrorClass::Throttled
+        ) || (self.class == ErrorClass::NotFound
+            && self.status == Some(404)
+            && self.message.contains("base URL"))
+    }
+}
 
 /// Retry policy; tests shorten the waits.
 #[derive(Debug, Clone)]

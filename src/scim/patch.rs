@@ -2,8 +2,8 @@
 //! serve it: add / replace / remove, with simple, sub-attribute, value-filter and
 //! extension paths, ops in any case (Entra sends `Replace`), and the no-path form.
 
-use crate::attribute::{get_ci, AttrPath};
-use crate::filter;
+use crate::scim::attribute::{get_ci, AttrPath};
+use crate::scim::filter;
 use serde_json::{Map, Value};
 
 /// A PATCH that cannot be applied: (scimType, detail).
@@ -16,7 +16,7 @@ pub fn apply(resource: &mut Value, body: &Value) -> Result<(), PatchError> {
         .and_then(|s| s.as_array())
         .map(|a| {
             a.iter()
-                .any(|s| s.as_str() == Some(crate::target::scim::PATCH_SCHEMA))
+                .any(|s| s.as_str() == Some(crate::scim::PATCH_SCHEMA))
         })
         .unwrap_or(false);
     if !schemas_ok {
@@ -202,7 +202,7 @@ mod tests {
     use serde_json::json;
 
     fn body(ops: Value) -> Value {
-        json!({"schemas": [crate::target::scim::PATCH_SCHEMA], "Operations": ops})
+        json!({"schemas": [crate::scim::PATCH_SCHEMA], "Operations": ops})
     }
 
     #[test]

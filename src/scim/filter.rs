@@ -4,7 +4,7 @@
 //! The builder escapes `"` and `\` so that a name like `a"b` cannot inject filter
 //! syntax; the parser is strict and says where a filter went wrong.
 
-use crate::attribute::{get_ci, AttrPath};
+use crate::scim::attribute::{get_ci, AttrPath};
 use serde_json::Value;
 
 /// Escapes a filter string value: `"` and `\` get a backslash.

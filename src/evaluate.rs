@@ -1,0 +1,189 @@
+//! Evaluation: scoping and mapping run over the directory's records, turning each
+//! into a decision (in scope, not assigned, scoped out, failed, unreadable) and the
+//! attributes the target should have. The first stage after the read; `gather`
+//! and `plan` take its output. A script failure fails only its object.
+
+use crate::model::{ObjectKind, Snapshot};
+use crate::scim::attribute::Attrs;
+use crate::script::{ScriptFailure, Scripts};
+use crate::state::Link;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Why an object is or is not up for provisioning.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    InScope(String),
+    /// Not assigned (or only Default Access).
+    NotAssigned(String),
+    /// Assigned, but the scoping script said no.
+    ScopedOut(String),
+    /// Soft-deleted in the directory.
+    SoftDeleted,
+    /// A script failed on this object.
+    Failed(ScriptFailure),
+    /// The directory record could not be read: the object keeps its last known state.
+    Unreadable(String),
+}
+
+/// One source object after the scripts ran.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    pub kind: ObjectKind,
+    pub source_id: String,
+    pub display: String,
+    pub decision: Decision,
+    /// Mapped attributes (when in scope and the mapping succeeded).
+    pub attrs: Option<Attrs>,
+    /// Groups: direct member ids.
+    pub members: Vec<String>,
+}
+
+/// Runs scoping and mapping over every record. A script failure fails only its object.
+/// `user_links` seeds `select_unique_value` with the values already in use.
+pub fn evaluate(
+    snapshot: &Snapshot,
+    scripts: &Scripts,
+    user_links: Option<&HashMap<String, Link>>,
+) -> Vec<Evaluated> {
+    let unique = scripts.uses_unique_values() && user_links.is_some();
+    let link_values = |l: &Link| -> Vec<String> {
+        l.attrs
+            .values()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    if unique {
+        if let Some(links) = user_links {
+            crate::script::helpers::seed_taken(links.values().flat_map(link_values));
+        }
+    }
+    let mut out = Vec::with_capacity(snapshot.users.len() + snapshot.groups.len());
+    let wanted = |id: &str| {
+        snapshot
+            .changed
+            .as_ref()
+            .map(|c| c.contains(id))
+            .unwrap_or(true)
+    };
+    for u in snapshot.users.iter().filter(|u| wanted(&u.id)) {
+        if unique {
+            let own = user_links
+                .and_then(|l| l.get(&u.id))
+                .map(link_values)
+                .unwrap_or_default();
+            crate::script::helpers::set_own(own);
+        }
+        let (decision, attrs) = decide(
+            u.assignment.is_assigned(),
+            u.assignment.reason(),
+            u.soft_deleted,
+            || scripts.user_scope(&u.record),
+            || scripts.map_user(&u.record),
+            "user_in_scope",
+        );
+        out.push(Evaluated {
+            kind: ObjectKind::User,
+            source_id: u.id.clone(),
+            display: u.user_principal_name.clone(),
+            decision,
+            attrs,
+            members: vec![],
+        });
+    }
+    for g in snapshot.groups.iter().filter(|g| wanted(&g.id)) {
+        let (decision, attrs) = decide(
+            g.assignment.is_assigned(),
+            g.assignment.reason(),
+            false,
+            || scripts.group_scope(&g.record),
+            || scripts.map_group(&g.record),
+            "group_in_scope",
+        );
+        out.push(Evaluated {
+            kind: ObjectKind::Group,
+            source_id: g.id.clone(),
+            display: g.display_name.clone(),
+            decision,
+            attrs,
+            members: g.members.clone(),
+        });
+    }
+    // Records that failed import are evaluated as failures, whatever changed: an
+    // object must never look absent because its record could not be read.
+    for e in &snapshot.errors {
+        let (Some(id), Ok(kind)) = (&e.id, ObjectKind::try_from(e.record)) else {
+            continue;
+        };
+        out.push(Evaluated {
+            kind,
+            source_id: id.clone(),
+            display: id.clone(),
+            decision: Decision::Unreadable(e.message.clone()),
+            attrs: None,
+            members: vec![],
+        });
+    }
+    out
+}
+
+type ScopeResult = Result<(bool, Vec<(String, bool)>), ScriptFailure>;
+
+fn decide(
+    assigned: bool,
+    reason: &str,
+    soft_deleted: bool,
+    in_scope: impl FnOnce() -> ScopeResult,
+    map: impl FnOnce() -> Result<Attrs, ScriptFailure>,
+    scope_fn: &str,
+) -> (Decision, Option<Attrs>) {
+    if soft_deleted {
+        return (Decision::SoftDeleted, None);
+    }
+    if !assigned {
+        return (Decision::NotAssigned(reason.to_string()), None);
+    }
+    match in_scope() {
+        Err(f) => return (Decision::Failed(f), None),
+        Ok((false, rules)) => {
+            // The deciding clause is the last one that came out false.
+            let why = match rules.iter().rev().find(|(_, ok)| !ok) {
+                Some((name, _)) => format!("{scope_fn} returned false (rule \"{name}\")"),
+                None => format!("{scope_fn} returned false"),
+            };
+            return (Decision::ScopedOut(why), None);
+        }
+        Ok((true, _)) => {}
+    }
+    match map() {
+        Ok(a) => (Decision::InScope(reason.to_string()), Some(nfc(a))),
+        Err(f) => (Decision::Failed(f), None),
+    }
+}
+
+/// Text is compared and sent in Unicode NFC: "é" typed as one code point or as "e"
+/// plus a combining accent is one value, so a re-encoded directory sends nothing
+/// and two spellings of one userName are one account, not two.
+fn nfc(attrs: Attrs) -> Attrs {
+    use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
+    fn walk(v: Value) -> Value {
+        match v {
+            Value::String(s) if is_nfc_quick(s.chars()) != IsNormalized::Yes => {
+                Value::String(s.nfc().collect())
+            }
+            Value::Array(a) => Value::Array(a.into_iter().map(walk).collect()),
+            Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, walk(v))).collect()),
+            other => other,
+        }
+    }
+    attrs.into_iter().map(|(k, v)| (k, walk(v))).collect()
+}
+
+/// The desired `active` flag (absent means active).
+pub fn desired_active(a: &Attrs) -> bool {
+    match a.get("active") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => !s.eq_ignore_ascii_case("false"),
+        _ => true,
+    }
+}
