@@ -24,7 +24,7 @@ use scimsync::cycle::{self, Runtime};
 use scimsync::model::ObjectKind;
 use scimsync::scim::attribute::Attrs;
 use scimsync::scim::profile;
-use scimsync::target::{Change, Remote, Target, TargetError};
+use scimsync::targets::{Change, Remote, Target, TargetError};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufWriter, Write};

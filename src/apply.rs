@@ -18,8 +18,8 @@ use crate::model::ObjectKind;
 use crate::plan::{hash_attrs, Action, Op, Plan, PlannedChange};
 use crate::scim::attribute::{match_key, shown, stored, Attrs};
 use crate::state::{Incomplete, Link, LogEntry, Modified, State};
-use crate::target::pool::{self, Call, Prefetched};
-use crate::target::{Change, ErrorClass, Target, TargetError};
+use crate::targets::pool::{self, Call, Prefetched};
+use crate::targets::{Change, ErrorClass, Target, TargetError};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 

@@ -159,7 +159,7 @@ fn exchange(
     }
     let reply = http.post_form_as(&oauth.token_url, &form, basic.as_ref())?;
     let answer = token_answer(&reply, fix).map_err(|e| {
-        if e.class == crate::target::ErrorClass::Revoked {
+        if e.class == crate::targets::ErrorClass::Revoked {
             // A refused code is not a revoked grant: say what it is.
             Error::Input(InputError::Usage(
                 "Dropbox refused the code (used already, expired, or not from this authorization); run `scimsync authorize` again".into(),

@@ -19,7 +19,7 @@ use crate::script::Scripts;
 use crate::source::{ReadRequest, Source};
 use crate::state::Links;
 use crate::state::{LogEntry, State};
-use crate::target::Target;
+use crate::targets::Target;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
@@ -58,7 +58,7 @@ impl Runtime {
     pub fn open(settings: Settings) -> Result<Runtime, Error> {
         let scripts = Scripts::load(&settings.scripts_dir)?;
         let source = crate::source::open(&settings.source)?;
-        let target = crate::target::open(&settings.target)?;
+        let target = crate::targets::open(&settings.target)?;
         let lock = crate::state::StateLock::acquire(&settings.state_path)?;
         let state = State::open(&settings.state_path)?;
         Ok(Runtime {
@@ -433,10 +433,10 @@ fn team_lock(rt: &mut Runtime) -> Result<(), Error> {
     }
     let mut client = match (&rt.settings.target.kind, &rt.settings.legacy) {
         (crate::config::TargetKind::DropboxLegacy, _) => {
-            crate::target::legacy::LegacyTarget::new(&rt.settings.target)
+            crate::targets::legacy::LegacyTarget::new(&rt.settings.target)
         }
         (_, Some(l)) => {
-            crate::target::legacy::LegacyTarget::for_legacy(l, rt.settings.target.timeout)
+            crate::targets::legacy::LegacyTarget::for_legacy(l, rt.settings.target.timeout)
         }
         _ => return Ok(()),
     };
@@ -689,8 +689,8 @@ pub fn quarantine_state(state: &State) -> Result<Option<Quarantine>, Error> {
 }
 
 /// One sentence for an admin: what is wrong with the target and what to check.
-fn reason_sentence(e: &crate::target::TargetError) -> String {
-    use crate::target::ErrorClass::*;
+fn reason_sentence(e: &crate::targets::TargetError) -> String {
+    use crate::targets::ErrorClass::*;
     match e.class {
         // The sentence names the fix (`scimsync authorize`).
         Revoked => e.message.clone(),

@@ -13,8 +13,8 @@ use crate::evaluate::{desired_active, Decision, Evaluated};
 use crate::model::ObjectKind;
 use crate::scim::attribute::{match_key, Attrs};
 use crate::state::Link;
-use crate::target::pool::{Answer, Call};
-use crate::target::{remote_value, Remote, Target, TargetError};
+use crate::targets::pool::{Answer, Call};
+use crate::targets::{remote_value, Remote, Target, TargetError};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap, HashSet};
 

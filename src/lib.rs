@@ -44,4 +44,4 @@ pub mod script;
 pub mod snapshot;
 pub mod source;
 pub mod state;
-pub mod target;
+pub mod targets;

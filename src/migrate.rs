@@ -22,8 +22,8 @@ use crate::plan::hash_attrs;
 use crate::scim::attribute::{AttrPath, Attrs};
 use crate::script::Scripts;
 use crate::state::{Link, State};
-use crate::target::legacy::LegacyTarget;
-use crate::target::Remote;
+use crate::targets::legacy::LegacyTarget;
+use crate::targets::Remote;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -147,7 +147,7 @@ pub fn plan(settings: &Settings, state: &State) -> Result<MigrationPlan, Error> 
     let legacy_groups = legacy
         .list_groups()
         .map_err(|e| Error::Runtime(format!("Business API: {}", e.message)))?;
-    let mut scim = crate::target::open(&settings.target)?;
+    let mut scim = crate::targets::open(&settings.target)?;
     let scim_users: HashMap<String, Remote> = scim
         .list(ObjectKind::User)
         .map_err(|e| Error::Runtime(format!("SCIM: {}", e.message)))?
@@ -326,7 +326,7 @@ pub fn plan(settings: &Settings, state: &State) -> Result<MigrationPlan, Error> 
             let c = &candidates[source_id];
             let remote = scim_users.get(&tmid).cloned().unwrap_or(Remote {
                 id: tmid.clone(),
-                resource: crate::target::legacy::profile_to_scim(m),
+                resource: crate::targets::legacy::profile_to_scim(m),
             });
             let mut current = Attrs::new();
             for path in c.attrs.keys().filter(|k| !k.starts_with('$')) {

@@ -13,7 +13,7 @@ use crate::model::{ObjectKind, Snapshot, Unreadable};
 use crate::scim::attribute::{match_key, AttrPath, Attrs};
 use crate::scim::profile::Profile;
 use crate::state::Link;
-use crate::target::{remote_value, Change, ErrorClass, Remote, TargetError};
+use crate::targets::{remote_value, Change, ErrorClass, Remote, TargetError};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};

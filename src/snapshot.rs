@@ -42,7 +42,7 @@ pub struct Legacy {
 
 /// Reads the live target (and the legacy integration's view) without a write.
 pub fn take(settings: &Settings) -> Result<Taken, Error> {
-    let mut target = crate::target::open(&settings.target)?;
+    let mut target = crate::targets::open(&settings.target)?;
     let mut list = |kind: ObjectKind| -> Result<Vec<Value>, Error> {
         let all = target.list(kind).map_err(|e| {
             Error::Runtime(format!(
@@ -59,8 +59,8 @@ pub fn take(settings: &Settings) -> Result<Taken, Error> {
         None => None,
         Some(l) => {
             let mut api =
-                crate::target::legacy::LegacyTarget::for_legacy(l, settings.target.timeout);
-            let failed = |what: &str, e: crate::target::TargetError| {
+                crate::targets::legacy::LegacyTarget::for_legacy(l, settings.target.timeout);
+            let failed = |what: &str, e: crate::targets::TargetError| {
                 Error::Runtime(format!(
                     "listing the Business API's {what} failed: {}",
                     e.message

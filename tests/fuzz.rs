@@ -10,7 +10,7 @@ use scimsync::http::RetryPolicy;
 use scimsync::model::ObjectKind;
 use scimsync::scim::filter;
 use scimsync::source::{ReadRequest, Source};
-use scimsync::target::{scim::ScimTarget, Change, Target};
+use scimsync::targets::{scim::ScimTarget, Change, Target};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::{Arc, Mutex};

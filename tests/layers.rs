@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["error", "emulator"],
     &["config"],
     // The pipeline's ends: where records come from and go to, scripts, state.
-    &["source", "target", "script", "state", "notify"],
+    &["source", "targets", "script", "state", "notify"],
     &["evaluate", "snapshot"],
     &["gather"],
     &["plan"],

@@ -334,7 +334,7 @@ fn plan(
 ) -> Result<i32, Error> {
     let scripts = Scripts::load(&settings.scripts_dir)?;
     let mut source = crate::source::open(&settings.source)?;
-    let mut target = crate::target::open(&settings.target)?;
+    let mut target = crate::targets::open(&settings.target)?;
     let state = State::open_read_only(&settings.state_path)?;
     cycle::refuse_retired_legacy(settings, &state, force_legacy)?;
     let kind = cycle::next_kind(&state, full)?;
@@ -760,7 +760,7 @@ fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
         }
     };
     // What the next cycle does with this object: the same pipeline as `sync`.
-    let mut target = crate::target::open(&settings.target)?;
+    let mut target = crate::targets::open(&settings.target)?;
     snapshot.changed = Some(std::iter::once(source_id.clone()).collect());
     cycle::widen_to_members(&mut snapshot);
     let prepared = cycle::prepare(
@@ -799,14 +799,14 @@ fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
     println!("    {:<40} {:<32} target now", "attribute", "mapped");
     for (k, v) in attrs.iter().filter(|(k, _)| !k.starts_with('$')) {
         let now = match &remote {
-            Some(r) => crate::target::remote_value(r, k)
+            Some(r) => crate::targets::remote_value(r, k)
                 .map(|x| show(&crate::scim::attribute::shown(&attrs, k, &x)))
                 .unwrap_or_else(|| "(none)".into()),
             None => "-".into(),
         };
         let differs = remote
             .as_ref()
-            .map(|r| !v.is_null() && crate::target::remote_value(r, k).as_ref() != Some(v))
+            .map(|r| !v.is_null() && crate::targets::remote_value(r, k).as_ref() != Some(v))
             .unwrap_or(false);
         let mark = if differs { " *" } else { "" };
         println!(
@@ -1127,7 +1127,7 @@ fn check(settings: &Settings) -> Result<i32, Error> {
             );
         }
     }
-    let mut target = crate::target::open(&settings.target)?;
+    let mut target = crate::targets::open(&settings.target)?;
     match target.test_connection() {
         Ok(()) => println!(
             "target {} at {}: connection ok",
