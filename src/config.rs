@@ -331,309 +331,33 @@ impl Settings {
 
     /// Validates config text as if it had been read from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Settings, InputError> {
-        let err = |message: String| InputError::Config {
-            file: path.to_path_buf(),
-            message,
-        };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| err(toml_message(&e, text)))?;
-        let base = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or_else(|| Path::new("."))
-            .to_path_buf();
-        let resolve = |p: &str| -> PathBuf {
-            let p = Path::new(p);
-            if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                base.join(p)
-            }
-        };
-
-        let state_path = resolve(raw.state.as_deref().unwrap_or("scimsync.db"));
-        let scripts_dir = resolve(raw.scripts.as_deref().unwrap_or("scripts"));
+        let ctx = Parsing::new(path);
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ctx.err(toml_message(&e, text)))?;
+        let state_path = ctx.resolve(raw.state.as_deref().unwrap_or("scimsync.db"));
+        let scripts_dir = ctx.resolve(raw.scripts.as_deref().unwrap_or("scripts"));
         let interval = match raw.interval.as_deref() {
             None => Duration::from_secs(40 * 60),
-            Some(s) => parse_duration(s).map_err(|m| err(format!("interval: {m}")))?,
+            Some(s) => parse_duration(s).map_err(|m| ctx.err(format!("interval: {m}")))?,
         };
         if interval.is_zero() {
-            return Err(err("interval: must be more than zero".into()));
+            return Err(ctx.err("interval: must be more than zero".into()));
         }
-
-        // Keys that hold a secret written into the file itself.
-        let literal: std::cell::RefCell<Vec<String>> = Default::default();
-        let secret = |key: &str, value: &str| -> Result<Secret, InputError> {
-            if !value.starts_with("env:") && !value.starts_with("file:") {
-                literal.borrow_mut().push(key.to_string());
-            }
-            resolve_secret(value, &base).map_err(|m| err(format!("{key}: {m}")))
-        };
 
         let raw_source = raw
             .source
-            .ok_or_else(|| err("missing [source] table".into()))?;
-        let scope = match raw_source.scope.as_deref() {
-            None | Some("assigned") => Scope::Assigned,
-            Some("all") => Scope::All,
-            Some(other) => {
-                return Err(err(format!(
-                    "source.scope: \"{other}\" is not one of \"assigned\", \"all\""
-                )))
-            }
-        };
-        let source = match raw_source.kind.as_deref() {
-            Some("file") => {
-                let p = raw_source.path.as_deref().ok_or_else(|| {
-                    err("source.path: required when source.type = \"file\"".into())
-                })?;
-                let path = resolve(p);
-                if !path.is_file() {
-                    return Err(err(format!(
-                        "source.path: directory file {} does not exist",
-                        path.display()
-                    )));
-                }
-                SourceSettings::File { path, scope }
-            }
-            Some("graph") => {
-                let need = |key: &str, v: &Option<String>| -> Result<String, InputError> {
-                    v.clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| {
-                        err(format!(
-                            "source.{key}: required when source.type = \"graph\""
-                        ))
-                    })
-                };
-                let tenant = need("tenant", &raw_source.tenant)?;
-                let client_id = need("client_id", &raw_source.client_id)?;
-                let credential = graph_credential(&raw_source, &base, &secret).map_err(err)?;
-                let app = need("app", &raw_source.app)?;
-                let (login_host, graph_host) =
-                    cloud_hosts(raw_source.cloud.as_deref()).map_err(err)?;
-                let graph_url = raw_source.graph_url.unwrap_or_else(|| graph_host.into());
-                let login_url = raw_source.login_url.unwrap_or_else(|| login_host.into());
-                check_url("source.graph_url", &graph_url, false).map_err(err)?;
-                check_url("source.login_url", &login_url, false).map_err(err)?;
-                let flatten_nested_groups = match raw_source.nested_groups.as_deref() {
-                    None | Some("ignore") => false,
-                    Some("flatten") => true,
-                    Some(o) => {
-                        return Err(err(format!(
-                            "source.nested_groups: \"{o}\" is not one of \"ignore\", \"flatten\""
-                        )))
-                    }
-                };
-                let mut limits = ReadLimits::default();
-                match raw_source.max_pages {
-                    None => {}
-                    Some(n) if n >= 1 => limits.max_pages = n as usize,
-                    Some(n) => {
-                        return Err(err(format!(
-                            "source.max_pages: {n} is not a number of pages (1 or more)"
-                        )))
-                    }
-                }
-                if let Some(v) = &raw_source.max_read_bytes {
-                    limits.max_bytes =
-                        parse_size(v).map_err(|m| err(format!("source.max_read_bytes: {m}")))?;
-                }
-                SourceSettings::Graph {
-                    tenant,
-                    client_id,
-                    credential,
-                    app,
-                    scope,
-                    graph_url: trim_slash(graph_url),
-                    login_url: trim_slash(login_url),
-                    flatten_nested_groups,
-                    attributes: raw_source.attributes.clone().unwrap_or_default(),
-                    limits,
-                }
-            }
-            Some(other) => {
-                return Err(err(format!(
-                    "source.type: \"{other}\" is not one of \"graph\", \"file\""
-                )))
-            }
-            None => return Err(err("source.type: required (\"graph\" or \"file\")".into())),
-        };
-
+            .ok_or_else(|| ctx.err("missing [source] table".into()))?;
+        let source = parse_source(&ctx, raw_source)?;
         let raw_target = raw
             .target
-            .ok_or_else(|| err("missing [target] table".into()))?;
-        let kind = match raw_target.kind.as_deref() {
-            Some("dropbox") => TargetKind::Dropbox,
-            Some("scim") => TargetKind::Scim,
-            Some("dropbox-legacy") => TargetKind::DropboxLegacy,
-            Some(other) => {
-                return Err(err(format!(
-                "target.type: \"{other}\" is not one of \"dropbox\", \"scim\", \"dropbox-legacy\""
-            )))
-            }
-            None => {
-                return Err(err(
-                    "target.type: required (\"dropbox\", \"scim\" or \"dropbox-legacy\")".into(),
-                ))
-            }
-        };
+            .ok_or_else(|| ctx.err("missing [target] table".into()))?;
         let insecure = raw_target.allow_insecure_http.unwrap_or(false);
-        let url = match kind {
-            TargetKind::DropboxLegacy => raw_target
-                .api_url
-                .clone()
-                .or(raw_target.url.clone())
-                .unwrap_or_else(|| "https://api.dropboxapi.com".into()),
-            TargetKind::Dropbox => raw_target
-                .url
-                .clone()
-                .unwrap_or_else(|| "https://www.dropbox.com/scim/v2".into()),
-            TargetKind::Scim => raw_target
-                .url
-                .clone()
-                .ok_or_else(|| err("target.url: required when target.type = \"scim\"".into()))?,
-        };
-        check_url("target.url", &url, insecure).map_err(err)?;
-        let credential = dropbox_credential(
-            RawAuth {
-                table: "target",
-                token: &raw_target.token,
-                app_key: &raw_target.app_key,
-                app_secret: &raw_target.app_secret,
-                refresh_token: &raw_target.refresh_token,
-                token_url: &raw_target.token_url,
-                authorize_url: &raw_target.authorize_url,
-                scopes: &raw_target.scopes,
-            },
-            &base,
-            &secret,
-        )
-        .map_err(err)?;
-        let timeout = match raw_target.timeout.as_deref() {
-            None => Duration::from_secs(30),
-            Some(s) => parse_duration(s).map_err(|m| err(format!("target.timeout: {m}")))?,
-        };
-        let actions = match &raw_target.actions {
-            None => Actions {
-                create: true,
-                update: true,
-                delete: true,
-            },
-            Some(list) => {
-                let mut a = Actions {
-                    create: false,
-                    update: false,
-                    delete: false,
-                };
-                for x in list {
-                    match x.as_str() {
-                        "create" => a.create = true,
-                        "update" => a.update = true,
-                        "delete" => a.delete = true,
-                        other => {
-                            return Err(err(format!(
-                                "target.actions: \"{other}\" is not one of \"create\", \"update\", \"delete\""
-                            )))
-                        }
-                    }
-                }
-                a
-            }
-        };
-        if let Some(p) = &raw_target.profile {
-            if crate::scim::profile::by_name(p).is_none() {
-                return Err(err(format!(
-                    "target.profile: \"{p}\" is not one of {}",
-                    crate::scim::profile::NAMES.join(", ")
-                )));
-            }
-        }
-        let max_in_flight = match raw_target.max_in_flight {
-            None => MAX_IN_FLIGHT,
-            Some(n @ 1..=64) => n as usize,
-            Some(n) => {
-                return Err(err(format!(
-                    "target.max_in_flight: {n} is out of range (1 to 64)"
-                )))
-            }
-        };
-        let target = TargetSettings {
-            kind,
-            url: trim_slash(url),
-            credential,
-            timeout,
-            actions,
-            profile: raw_target.profile.clone(),
-            max_in_flight,
-        };
-
-        let legacy = match raw.legacy {
-            None => None,
-            Some(l) => {
-                let api_url = l
-                    .api_url
-                    .unwrap_or_else(|| "https://api.dropboxapi.com".into());
-                check_url("legacy.api_url", &api_url, insecure).map_err(err)?;
-                let credential = dropbox_credential(
-                    RawAuth {
-                        table: "legacy",
-                        token: &l.token,
-                        app_key: &l.app_key,
-                        app_secret: &l.app_secret,
-                        refresh_token: &l.refresh_token,
-                        token_url: &l.token_url,
-                        authorize_url: &l.authorize_url,
-                        scopes: &l.scopes,
-                    },
-                    &base,
-                    &secret,
-                )
-                .map_err(err)?;
-                Some(LegacySettings {
-                    api_url: trim_slash(api_url),
-                    credential,
-                })
-            }
-        };
-
-        let deletion_threshold = match raw.safety.deletion_threshold {
-            None => DEFAULT_DELETION_THRESHOLD,
-            Some(n) if n >= 0 => n as usize,
-            Some(n) => {
-                return Err(err(format!(
-                    "safety.deletion_threshold: {n} is negative; use 0 to hold every deletion"
-                )))
-            }
-        };
-        let deletion_threshold_percent = match raw.safety.deletion_threshold_percent {
-            None => 0,
-            Some(n @ 0..=100) => n as u32,
-            Some(n) => {
-                return Err(err(format!(
-                    "safety.deletion_threshold_percent: {n} is not a percentage from 0 (off) to 100"
-                )))
-            }
-        };
-        let shrink_threshold_percent = match raw.safety.shrink_threshold_percent {
-            None => DEFAULT_SHRINK_THRESHOLD_PERCENT,
-            Some(0) => 100,
-            Some(n @ 1..=100) => n as u32,
-            Some(n) => {
-                return Err(err(format!(
-                    "safety.shrink_threshold_percent: {n} is not a percentage from 0 (off) to 100"
-                )))
-            }
-        };
-        let escrow_backoff = match raw.safety.escrow_backoff.as_deref() {
-            None => Duration::from_secs(300),
-            Some(s) => parse_duration(s).map_err(|m| err(format!("safety.escrow_backoff: {m}")))?,
-        };
-        let escrow_max = match raw.safety.escrow_max.as_deref() {
-            None => Duration::from_secs(24 * 3600),
-            Some(s) => parse_duration(s).map_err(|m| err(format!("safety.escrow_max: {m}")))?,
-        };
+        let target = parse_target(&ctx, raw_target)?;
+        let legacy = parse_legacy(&ctx, raw.legacy, insecure)?;
+        let safety = parse_safety(&ctx, &raw.safety)?;
         if let Some(w) = &raw.notify.webhook {
-            check_url("notify.webhook", w, insecure).map_err(err)?;
+            check_url("notify.webhook", w, insecure).map_err(|m| ctx.err(m))?;
         }
-        let literal = literal.into_inner();
+        let literal = ctx.literal.into_inner();
         if !literal.is_empty() && crate::private::readable_by_others(path) {
             log::warn!(
                 "{} holds a secret in {} and is readable by other users; use env: or file:, or chmod 600 it",
@@ -649,17 +373,7 @@ impl Settings {
             source,
             target,
             legacy,
-            safety: Safety {
-                deletion_threshold,
-                deletion_threshold_percent,
-                shrink_threshold_percent,
-                skip_out_of_scope_deletions: raw
-                    .safety
-                    .skip_out_of_scope_deletions
-                    .unwrap_or(false),
-                escrow_backoff,
-                escrow_max,
-            },
+            safety,
             notify: Notify {
                 command: raw.notify.command,
                 webhook: raw.notify.webhook,
@@ -671,6 +385,337 @@ impl Settings {
             },
         })
     }
+}
+
+/// What parsing one config file needs at every key: where the file is (for errors
+/// and relative paths) and which secrets were written into it literally.
+struct Parsing<'a> {
+    path: &'a Path,
+    base: PathBuf,
+    literal: std::cell::RefCell<Vec<String>>,
+}
+
+impl<'a> Parsing<'a> {
+    fn new(path: &'a Path) -> Self {
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| Path::new("."))
+            .to_path_buf();
+        Parsing {
+            path,
+            base,
+            literal: Default::default(),
+        }
+    }
+
+    fn err(&self, message: String) -> InputError {
+        InputError::Config {
+            file: self.path.to_path_buf(),
+            message,
+        }
+    }
+
+    /// Relative paths are relative to the config file.
+    fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    /// A secret key's value: `env:`, `file:` or (warned about) the value itself.
+    fn secret(&self, key: &str, value: &str) -> Result<Secret, InputError> {
+        if !value.starts_with("env:") && !value.starts_with("file:") {
+            self.literal.borrow_mut().push(key.to_string());
+        }
+        resolve_secret(value, &self.base).map_err(|m| self.err(format!("{key}: {m}")))
+    }
+}
+
+/// `[source]`.
+fn parse_source(ctx: &Parsing<'_>, raw_source: RawSource) -> Result<SourceSettings, InputError> {
+    let scope = match raw_source.scope.as_deref() {
+        None | Some("assigned") => Scope::Assigned,
+        Some("all") => Scope::All,
+        Some(other) => {
+            return Err(ctx.err(format!(
+                "source.scope: \"{other}\" is not one of \"assigned\", \"all\""
+            )))
+        }
+    };
+    let source = match raw_source.kind.as_deref() {
+        Some("file") => {
+            let p = raw_source.path.as_deref().ok_or_else(|| {
+                ctx.err("source.path: required when source.type = \"file\"".into())
+            })?;
+            let path = ctx.resolve(p);
+            if !path.is_file() {
+                return Err(ctx.err(format!(
+                    "source.path: directory file {} does not exist",
+                    path.display()
+                )));
+            }
+            SourceSettings::File { path, scope }
+        }
+        Some("graph") => {
+            let need = |key: &str, v: &Option<String>| -> Result<String, InputError> {
+                v.clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+                    ctx.err(format!(
+                        "source.{key}: required when source.type = \"graph\""
+                    ))
+                })
+            };
+            let tenant = need("tenant", &raw_source.tenant)?;
+            let client_id = need("client_id", &raw_source.client_id)?;
+            let credential = graph_credential(&raw_source, &ctx.base, &|k, v| ctx.secret(k, v))
+                .map_err(|m| ctx.err(m))?;
+            let app = need("app", &raw_source.app)?;
+            let (login_host, graph_host) =
+                cloud_hosts(raw_source.cloud.as_deref()).map_err(|m| ctx.err(m))?;
+            let graph_url = raw_source.graph_url.unwrap_or_else(|| graph_host.into());
+            let login_url = raw_source.login_url.unwrap_or_else(|| login_host.into());
+            check_url("source.graph_url", &graph_url, false).map_err(|m| ctx.err(m))?;
+            check_url("source.login_url", &login_url, false).map_err(|m| ctx.err(m))?;
+            let flatten_nested_groups = match raw_source.nested_groups.as_deref() {
+                None | Some("ignore") => false,
+                Some("flatten") => true,
+                Some(o) => {
+                    return Err(ctx.err(format!(
+                        "source.nested_groups: \"{o}\" is not one of \"ignore\", \"flatten\""
+                    )))
+                }
+            };
+            let mut limits = ReadLimits::default();
+            match raw_source.max_pages {
+                None => {}
+                Some(n) if n >= 1 => limits.max_pages = n as usize,
+                Some(n) => {
+                    return Err(ctx.err(format!(
+                        "source.max_pages: {n} is not a number of pages (1 or more)"
+                    )))
+                }
+            }
+            if let Some(v) = &raw_source.max_read_bytes {
+                limits.max_bytes =
+                    parse_size(v).map_err(|m| ctx.err(format!("source.max_read_bytes: {m}")))?;
+            }
+            SourceSettings::Graph {
+                tenant,
+                client_id,
+                credential,
+                app,
+                scope,
+                graph_url: trim_slash(graph_url),
+                login_url: trim_slash(login_url),
+                flatten_nested_groups,
+                attributes: raw_source.attributes.clone().unwrap_or_default(),
+                limits,
+            }
+        }
+        Some(other) => {
+            return Err(ctx.err(format!(
+                "source.type: \"{other}\" is not one of \"graph\", \"file\""
+            )))
+        }
+        None => return Err(ctx.err("source.type: required (\"graph\" or \"file\")".into())),
+    };
+    Ok(source)
+}
+
+/// `[target]`.
+fn parse_target(ctx: &Parsing<'_>, raw_target: RawTarget) -> Result<TargetSettings, InputError> {
+    let kind = match raw_target.kind.as_deref() {
+        Some("dropbox") => TargetKind::Dropbox,
+        Some("scim") => TargetKind::Scim,
+        Some("dropbox-legacy") => TargetKind::DropboxLegacy,
+        Some(other) => {
+            return Err(ctx.err(format!(
+                "target.type: \"{other}\" is not one of \"dropbox\", \"scim\", \"dropbox-legacy\""
+            )))
+        }
+        None => {
+            return Err(ctx
+                .err("target.type: required (\"dropbox\", \"scim\" or \"dropbox-legacy\")".into()))
+        }
+    };
+    let insecure = raw_target.allow_insecure_http.unwrap_or(false);
+    let url = match kind {
+        TargetKind::DropboxLegacy => raw_target
+            .api_url
+            .clone()
+            .or(raw_target.url.clone())
+            .unwrap_or_else(|| "https://api.dropboxapi.com".into()),
+        TargetKind::Dropbox => raw_target
+            .url
+            .clone()
+            .unwrap_or_else(|| "https://www.dropbox.com/scim/v2".into()),
+        TargetKind::Scim => raw_target
+            .url
+            .clone()
+            .ok_or_else(|| ctx.err("target.url: required when target.type = \"scim\"".into()))?,
+    };
+    check_url("target.url", &url, insecure).map_err(|m| ctx.err(m))?;
+    let credential = dropbox_credential(
+        RawAuth {
+            table: "target",
+            token: &raw_target.token,
+            app_key: &raw_target.app_key,
+            app_secret: &raw_target.app_secret,
+            refresh_token: &raw_target.refresh_token,
+            token_url: &raw_target.token_url,
+            authorize_url: &raw_target.authorize_url,
+            scopes: &raw_target.scopes,
+        },
+        &ctx.base,
+        &|k, v| ctx.secret(k, v),
+    )
+    .map_err(|m| ctx.err(m))?;
+    let timeout = match raw_target.timeout.as_deref() {
+        None => Duration::from_secs(30),
+        Some(s) => parse_duration(s).map_err(|m| ctx.err(format!("target.timeout: {m}")))?,
+    };
+    let actions = match &raw_target.actions {
+        None => Actions {
+            create: true,
+            update: true,
+            delete: true,
+        },
+        Some(list) => {
+            let mut a = Actions {
+                create: false,
+                update: false,
+                delete: false,
+            };
+            for x in list {
+                match x.as_str() {
+                    "create" => a.create = true,
+                    "update" => a.update = true,
+                    "delete" => a.delete = true,
+                    other => {
+                        return Err(ctx.err(format!(
+                            "target.actions: \"{other}\" is not one of \"create\", \"update\", \"delete\""
+                        )))
+                    }
+                }
+            }
+            a
+        }
+    };
+    if let Some(p) = &raw_target.profile {
+        if crate::scim::profile::by_name(p).is_none() {
+            return Err(ctx.err(format!(
+                "target.profile: \"{p}\" is not one of {}",
+                crate::scim::profile::NAMES.join(", ")
+            )));
+        }
+    }
+    let max_in_flight = match raw_target.max_in_flight {
+        None => MAX_IN_FLIGHT,
+        Some(n @ 1..=64) => n as usize,
+        Some(n) => {
+            return Err(ctx.err(format!(
+                "target.max_in_flight: {n} is out of range (1 to 64)"
+            )))
+        }
+    };
+    let target = TargetSettings {
+        kind,
+        url: trim_slash(url),
+        credential,
+        timeout,
+        actions,
+        profile: raw_target.profile.clone(),
+        max_in_flight,
+    };
+    Ok(target)
+}
+
+/// `[legacy]`, the Business API credentials `migrate` reads with.
+fn parse_legacy(
+    ctx: &Parsing<'_>,
+    raw: Option<RawLegacy>,
+    insecure: bool,
+) -> Result<Option<LegacySettings>, InputError> {
+    let legacy = match raw {
+        None => None,
+        Some(l) => {
+            let api_url = l
+                .api_url
+                .unwrap_or_else(|| "https://api.dropboxapi.com".into());
+            check_url("legacy.api_url", &api_url, insecure).map_err(|m| ctx.err(m))?;
+            let credential = dropbox_credential(
+                RawAuth {
+                    table: "legacy",
+                    token: &l.token,
+                    app_key: &l.app_key,
+                    app_secret: &l.app_secret,
+                    refresh_token: &l.refresh_token,
+                    token_url: &l.token_url,
+                    authorize_url: &l.authorize_url,
+                    scopes: &l.scopes,
+                },
+                &ctx.base,
+                &|k, v| ctx.secret(k, v),
+            )
+            .map_err(|m| ctx.err(m))?;
+            Some(LegacySettings {
+                api_url: trim_slash(api_url),
+                credential,
+            })
+        }
+    };
+    Ok(legacy)
+}
+
+/// `[safety]`.
+fn parse_safety(ctx: &Parsing<'_>, raw: &RawSafety) -> Result<Safety, InputError> {
+    let deletion_threshold = match raw.deletion_threshold {
+        None => DEFAULT_DELETION_THRESHOLD,
+        Some(n) if n >= 0 => n as usize,
+        Some(n) => {
+            return Err(ctx.err(format!(
+                "safety.deletion_threshold: {n} is negative; use 0 to hold every deletion"
+            )))
+        }
+    };
+    let deletion_threshold_percent = match raw.deletion_threshold_percent {
+        None => 0,
+        Some(n @ 0..=100) => n as u32,
+        Some(n) => {
+            return Err(ctx.err(format!(
+                "safety.deletion_threshold_percent: {n} is not a percentage from 0 (off) to 100"
+            )))
+        }
+    };
+    let shrink_threshold_percent = match raw.shrink_threshold_percent {
+        None => DEFAULT_SHRINK_THRESHOLD_PERCENT,
+        Some(0) => 100,
+        Some(n @ 1..=100) => n as u32,
+        Some(n) => {
+            return Err(ctx.err(format!(
+                "safety.shrink_threshold_percent: {n} is not a percentage from 0 (off) to 100"
+            )))
+        }
+    };
+    let escrow_backoff = match raw.escrow_backoff.as_deref() {
+        None => Duration::from_secs(300),
+        Some(s) => parse_duration(s).map_err(|m| ctx.err(format!("safety.escrow_backoff: {m}")))?,
+    };
+    let escrow_max = match raw.escrow_max.as_deref() {
+        None => Duration::from_secs(24 * 3600),
+        Some(s) => parse_duration(s).map_err(|m| ctx.err(format!("safety.escrow_max: {m}")))?,
+    };
+    Ok(Safety {
+        deletion_threshold,
+        deletion_threshold_percent,
+        shrink_threshold_percent,
+        skip_out_of_scope_deletions: raw.skip_out_of_scope_deletions.unwrap_or(false),
+        escrow_backoff,
+        escrow_max,
+    })
 }
 
 /// The Dropbox-facing credential of a table: a static `token`, or OAuth offline

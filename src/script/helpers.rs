@@ -400,7 +400,16 @@ fn as_i64(d: &Dynamic) -> Option<i64> {
 
 /// Registers every helper.
 pub fn register(e: &mut Engine) {
-    // --- strings -------------------------------------------------------------
+    register_text(e);
+    register_logic(e);
+    register_collections(e);
+    register_flow(e);
+    register_dates(e);
+    register_scoping(e);
+}
+
+/// Text: Entra's string functions (Append, Join, Mid, Replace, Word, …).
+fn register_text(e: &mut Engine) {
     fn append(src: &Dynamic, suffix: &Dynamic) -> Dynamic {
         match s(src) {
             None => Dynamic::UNIT,
@@ -581,8 +590,10 @@ pub fn register(e: &mut Engine) {
             }
         },
     );
+}
 
-    // --- null tests and logic ------------------------------------------------
+/// Null tests, logic and Entra's Switch / IIF.
+fn register_logic(e: &mut Engine) {
     e.register_fn("is_null", |v: Dynamic| v.is_unit());
     e.register_fn("is_null_or_empty", |v: Dynamic| null_or_empty(&v));
     e.register_fn("is_present", |v: Dynamic| !null_or_empty(&v));
@@ -654,8 +665,10 @@ pub fn register(e: &mut Engine) {
          k3: Dynamic,
          v3: Dynamic| { switch(&src, d, &[k1, v1, k2, v2, k3, v3]) },
     );
+}
 
-    // --- multi-valued --------------------------------------------------------
+/// Multi-valued attributes (Join, SingleAppRoleAssignment, …).
+fn register_collections(e: &mut Engine) {
     e.register_fn("count", |v: Dynamic| -> i64 {
         if v.is_unit() {
             0
@@ -720,8 +733,10 @@ pub fn register(e: &mut Engine) {
         "select_unique_value",
         |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| select_unique(&[a, b, c, d]),
     );
+}
 
-    // --- flow control markers ----------------------------------------------
+/// Markers a mapping returns to control the flow (`ignore`, `redact`, …).
+fn register_flow(e: &mut Engine) {
     e.register_fn("ignore_flow_if_null_or_empty", |v: Dynamic| -> Dynamic {
         if null_or_empty(&v) {
             let mut m = RMap::new();
@@ -739,8 +754,10 @@ pub fn register(e: &mut Engine) {
         m.insert(REDACT_KEY.into(), v);
         Dynamic::from(m)
     });
+}
 
-    // --- dates ---------------------------------------------------------------
+/// Dates: Entra's FormatDateTime, DateAdd, DateDiff, Now and friends.
+fn register_dates(e: &mut Engine) {
     e.register_fn("cdate", |v: Dynamic| -> Fallible<Dynamic> {
         if v.is_unit() {
             return Ok(Dynamic::UNIT);
@@ -808,8 +825,10 @@ pub fn register(e: &mut Engine) {
             }
         },
     );
+}
 
-    // --- scoping operators (null or empty is always false) ---------------------
+/// Scoping operators as Entra's scoping filters define them, and `rule`.
+fn register_scoping(e: &mut Engine) {
     e.register_fn("equals", |v: Dynamic, x: Dynamic| {
         !null_or_empty(&v) && s(&v) == s(&x)
     });
