@@ -1,12 +1,11 @@
-//! Helpers: a workspace folder with config, scripts and directory; the emulator as a
-//! child process on 127.0.0.1:0; a fluent way to run the binary and read the team.
+//! The loopback peers as child processes, killed on drop: the Dropbox and Graph
+//! emulators (`scimsync emulate`), and the third-party scim2-server.
 
+use super::{Workspace, BIN};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_scimsync");
 
 /// A running `scimsync emulate dropbox`, killed on drop.
 pub struct Emulator {
@@ -23,6 +22,7 @@ impl Emulator {
     }
 
     /// With extra `emulate dropbox` options (`--faults`, `--seed`, `--latency-ms`).
+    #[track_caller]
     pub fn start_with(extra: &[&str]) -> Emulator {
         let token = format!("tok-{}", std::process::id());
         let mut child = Command::new(BIN)
@@ -180,11 +180,13 @@ impl Emulator {
             .and_then(|m| m["status"].as_str().map(str::to_string))
     }
 
+    #[track_caller]
     pub fn accept_all(&self) {
         let (s, _) = self.post("/_emulator/accept", json!({}));
         assert_eq!(s, 200);
     }
 
+    #[track_caller]
     pub fn reset_stats(&self) {
         let r = self
             .agent("POST", "/_emulator/reset-stats")
@@ -204,6 +206,7 @@ impl Emulator {
 
     /// Answers `status` to the next `count` requests whose URL or body contains
     /// `needle`.
+    #[track_caller]
     pub fn fail_requests(&self, needle: &str, status: u16, count: u64) {
         let (s, _) = self.post(
             "/_emulator/faults",
@@ -213,12 +216,14 @@ impl Emulator {
     }
 
     /// Deletes an object behind scimsync's back, as an admin in the console would.
+    #[track_caller]
     pub fn delete(&self, path: &str) {
         let r = self.agent("DELETE", path).call().expect("DELETE");
         assert!(r.status() < 300, "DELETE {path}: {}", r.status());
     }
 
     /// Stops injecting faults (so the test's own reads are not hit).
+    #[track_caller]
     pub fn clear_faults(&self) {
         let (s, _) = self.post("/_emulator/chaos", json!({}));
         assert_eq!(s, 200);
@@ -238,267 +243,6 @@ impl Drop for Emulator {
     }
 }
 
-/// The output of one run of the binary.
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn ok(&self) -> &Self {
-        assert_eq!(
-            self.code, 0,
-            "exit {}\nstdout:\n{}\nstderr:\n{}",
-            self.code, self.stdout, self.stderr
-        );
-        self
-    }
-}
-
-/// A folder with scimsync.toml, scripts/ and directory.json.
-pub struct Workspace {
-    pub dir: PathBuf,
-    token: String,
-    pub env: Vec<(String, String)>,
-}
-
-static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-impl Workspace {
-    /// A workspace with the repository's default scripts, targeting `emu`.
-    pub fn new(emu: &Emulator, directory: &Value) -> Workspace {
-        Self::with_target(directory, "dropbox", &emu.scim, &emu.token, "")
-    }
-
-    /// A workspace whose target is any SCIM base URL (`extra` goes into [target]).
-    pub fn with_target(
-        directory: &Value,
-        kind: &str,
-        url: &str,
-        token: &str,
-        extra: &str,
-    ) -> Workspace {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("scimsync-it-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("scripts")).unwrap();
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-        for f in ["mapping.rhai", "scoping.rhai"] {
-            std::fs::copy(repo.join("scripts").join(f), dir.join("scripts").join(f)).unwrap();
-        }
-        let ws = Workspace {
-            dir,
-            token: token.to_string(),
-            env: vec![],
-        };
-        ws.write_directory(directory);
-        ws.write(
-            "scimsync.toml",
-            &format!(
-                "state = \"state.db\"\nscripts = \"scripts\"\n\n[source]\ntype = \"file\"\npath = \"directory.json\"\nscope = \"assigned\"\n\n[target]\ntype = \"{kind}\"\nurl = \"{url}\"\ntoken = \"env:SCIMSYNC_TEST_TOKEN\"\ntimeout = \"10s\"\n{extra}\n[safety]\ndeletion_threshold = 500\n"
-            ),
-        );
-        ws
-    }
-
-    pub fn write(&self, name: &str, text: &str) {
-        std::fs::write(self.dir.join(name), text).unwrap();
-    }
-
-    pub fn write_directory(&self, doc: &Value) {
-        self.write(
-            "directory.json",
-            &serde_json::to_string_pretty(doc).unwrap(),
-        );
-    }
-
-    pub fn run(&self, args: &[&str]) -> Run {
-        let out = Command::new(BIN)
-            .args(["-c", self.dir.join("scimsync.toml").to_str().unwrap()])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .env("SCIMSYNC_TEST_TOKEN", &self.token)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
-            .expect("run scimsync");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    pub fn sync(&self) -> Run {
-        self.run(&["sync"])
-    }
-}
-
-impl Drop for Workspace {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The bundled sample directory.
-pub fn sample_directory() -> Value {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/directory.json"),
-    )
-    .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-/// A small directory: users u0..u{n-1} assigned, plus the given groups.
-pub fn small_directory(n: usize) -> Value {
-    let users: Vec<Value> = (0..n)
-        .map(|i| {
-            json!({"id": format!("u{i}"), "userPrincipalName": format!("user{i}@contoso.com"), "mail": format!("user{i}@contoso.com"),
-                   "givenName": format!("Given{i}"), "surname": format!("Family{i}"), "accountEnabled": true})
-        })
-        .collect();
-    let assignments: Vec<Value> = (0..n)
-        .map(
-            |i| json!({"principalId": format!("u{i}"), "principalType": "User", "appRole": "User"}),
-        )
-        .collect();
-    json!({"users": users, "groups": [], "assignments": assignments})
-}
-
-/// `n` users and `g` groups of 20 members, everyone assigned; group k holds
-/// u(stride·k)..u(stride·k + 19) (mod n).
-pub fn grouped_directory(n: usize, g: usize, stride: usize) -> Value {
-    let mut doc = small_directory(n);
-    let groups: Vec<Value> = (0..g)
-        .map(|k| {
-            let members: Vec<String> = (0..20)
-                .map(|j| format!("u{}", (k * stride + j) % n))
-                .collect();
-            json!({"id": format!("g{k}"), "displayName": format!("Team {k}"), "members": members})
-        })
-        .collect();
-    for k in 0..g {
-        doc["assignments"].as_array_mut().unwrap().push(
-            json!({"principalId": format!("g{k}"), "principalType": "Group", "appRole": "User"}),
-        );
-    }
-    doc["groups"] = Value::Array(groups);
-    doc
-}
-
-/// The team equals the directory: every user once with its surname, every group
-/// once with exactly its members.
-pub fn assert_converged(emu: &Emulator, doc: &Value) {
-    let users = emu.users();
-    let mut names: Vec<String> = users
-        .iter()
-        .map(|u| u["userName"].as_str().unwrap().to_lowercase())
-        .collect();
-    names.sort();
-    let n = names.len();
-    names.dedup();
-    assert_eq!(n, names.len(), "duplicate accounts");
-    let mut want: Vec<String> = doc["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["userPrincipalName"].as_str().unwrap().to_lowercase())
-        .collect();
-    want.sort();
-    assert_eq!(names, want, "the team's members differ from the directory");
-    let surname: std::collections::HashMap<String, Value> = doc["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| (u["id"].as_str().unwrap().to_string(), u["surname"].clone()))
-        .collect();
-    for u in &users {
-        let ext = u["externalId"].as_str().unwrap();
-        assert_eq!(u["name"]["familyName"], surname[ext], "{}", u["userName"]);
-    }
-    let groups = emu.groups();
-    assert_eq!(
-        groups.len(),
-        doc["groups"].as_array().unwrap().len(),
-        "groups"
-    );
-    let upn: std::collections::HashMap<String, String> = doc["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| {
-            (
-                u["id"].as_str().unwrap().to_string(),
-                u["userPrincipalName"].as_str().unwrap().to_lowercase(),
-            )
-        })
-        .collect();
-    for g in doc["groups"].as_array().unwrap() {
-        let name = g["displayName"].as_str().unwrap();
-        let mut have = emu.group_members(name);
-        have.iter_mut().for_each(|m| *m = m.to_lowercase());
-        have.sort();
-        let mut want: Vec<String> = g["members"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| upn[m.as_str().unwrap()].clone())
-            .collect();
-        want.sort();
-        want.dedup();
-        assert_eq!(have, want, "members of {name}");
-    }
-}
-
-/// Converged: one more cycle writes nothing to the team.
-pub fn assert_next_cycle_writes_nothing(emu: &Emulator, ws: &Workspace) {
-    emu.reset_stats();
-    ws.sync().ok();
-    let (requests, writes) = emu.stats();
-    assert_eq!(writes, 0, "the next cycle wrote: {requests}");
-}
-
-/// Who an independent reading of the Entra rules says must be provisioned: directly
-/// assigned (not only Default Access) or a direct member of an assigned group, and
-/// enabled (disabled users are not created).
-pub fn expected_user_names(doc: &Value) -> Vec<String> {
-    let assignments = doc["assignments"].as_array().unwrap();
-    let entitled = |id: &str| {
-        assignments
-            .iter()
-            .any(|a| a["principalId"] == id && a["appRole"] != "Default Access")
-    };
-    let groups = doc["groups"].as_array().unwrap();
-    let mut out: Vec<String> = doc["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|u| {
-            let id = u["id"].as_str().unwrap();
-            let via_group = groups.iter().any(|g| {
-                entitled(g["id"].as_str().unwrap())
-                    && g["members"].as_array().unwrap().iter().any(|m| m == id)
-            });
-            (entitled(id) || via_group) && u["accountEnabled"] != false
-        })
-        .map(|u| u["userPrincipalName"].as_str().unwrap().to_lowercase())
-        .collect();
-    out.sort();
-    out
-}
-
-pub fn count(stats: &Value, key: &str) -> u64 {
-    stats[key].as_u64().unwrap_or(0)
-}
-
-/// Every request in a stats answer, whatever its kind.
-pub fn total(stats: &Value) -> u64 {
-    stats
-        .as_object()
-        .map(|o| o.values().filter_map(Value::as_u64).sum())
-        .unwrap_or(0)
-}
-
 /// A running `scimsync emulate graph`, killed on drop.
 pub struct GraphEmulator {
     child: Child,
@@ -516,6 +260,7 @@ impl GraphEmulator {
     }
 
     /// With extra `emulate graph` options (`--client-certificate`, …).
+    #[track_caller]
     pub fn start_with(dir: &Path, doc: &Value, page_size: usize, extra: &[&str]) -> GraphEmulator {
         let data = dir.join("graph-directory.json");
         std::fs::write(&data, serde_json::to_string_pretty(doc).unwrap()).unwrap();
@@ -648,29 +393,6 @@ impl Drop for GraphEmulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The userNames a group must have in the target: its direct members that are
-/// provisioned (per `expected_user_names`), sorted.
-pub fn expected_members(doc: &Value, group: &str) -> Vec<String> {
-    let expected = expected_user_names(doc);
-    let g = doc["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["displayName"] == group)
-        .unwrap();
-    let users = doc["users"].as_array().unwrap();
-    let mut want: Vec<String> = g["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| users.iter().find(|u| &u["id"] == m))
-        .map(|u| u["userPrincipalName"].as_str().unwrap().to_lowercase())
-        .filter(|n| expected.contains(n))
-        .collect();
-    want.sort();
-    want
 }
 
 /// A tool from the Python venv `.ci/run` installs (`.ci/venv`), or from PATH.

@@ -1,0 +1,336 @@
+//! `scimsync preview` and `scimsync provision`: one object through the same
+//! pipeline as a cycle, with Entra's steps printed.
+
+use super::*;
+
+pub(super) fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
+    let scripts = Scripts::load(&settings.scripts_dir)?;
+    let mut source = crate::source::open(&settings.source)?;
+    let state = State::open_read_only(&settings.state_path)?;
+    let mut snapshot = source.read(&crate::source::ReadRequest::full())?;
+    let (kind, source_id, display, record, assignment) = if let Some(u) = snapshot.find_user(id) {
+        (
+            ObjectKind::User,
+            u.id.clone(),
+            u.user_principal_name.clone(),
+            u.record.clone(),
+            u.assignment.clone(),
+        )
+    } else if let Some(g) = snapshot.find_group(id) {
+        (
+            ObjectKind::Group,
+            g.id.clone(),
+            g.display_name.clone(),
+            g.record.clone(),
+            g.assignment.clone(),
+        )
+    } else {
+        return Err(InputError::Usage(format!(
+            "{id}: no user or group with this id, userPrincipalName or displayName in {}",
+            source.describe()
+        ))
+        .into());
+    };
+    println!("{} {display} ({source_id})", kind.as_str());
+    println!("  assignment: {}", assignment.reason());
+    let scope = match kind {
+        ObjectKind::User => scripts.user_scope(&record),
+        ObjectKind::Group => scripts.group_scope(&record),
+    };
+    let scope_file = scripts
+        .scoping_file()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "no scoping.rhai: every assigned object".into());
+    match &scope {
+        Ok((b, rules)) => {
+            println!(
+                "  scoping: {} ({scope_file})",
+                if *b { "in scope" } else { "out of scope" }
+            );
+            for (name, ok) in rules {
+                println!("    rule {name:?}: {ok}");
+            }
+            if let Some((name, _)) = rules.iter().rev().find(|(_, ok)| !ok).filter(|_| !b) {
+                println!("    decided by rule {name:?}");
+            }
+        }
+        Err(f) => println!("  scoping: error {f}"),
+    }
+    let mapped = match kind {
+        ObjectKind::User => scripts.map_user(&record),
+        ObjectKind::Group => scripts.map_group(&record),
+    };
+    let link = state.links(kind)?.remove(&source_id);
+    match &link {
+        Some(l) => println!(
+            "  linked to target id {} ({})",
+            l.target_id,
+            if l.active { "active" } else { "disabled" }
+        ),
+        None => println!("  not provisioned by scimsync yet"),
+    }
+    let attrs = match mapped {
+        Ok(a) => a,
+        Err(f) => {
+            println!("  mapping: error {f}");
+            return Ok(exit::OK);
+        }
+    };
+    // What the next cycle does with this object: the same pipeline as `sync`.
+    let mut target = crate::targets::open(&settings.target)?;
+    snapshot.changed = Some(std::iter::once(source_id.clone()).collect());
+    cycle::widen_to_members(&mut snapshot);
+    let prepared = cycle::prepare(
+        cycle::Parts {
+            scripts: &scripts,
+            state: &state,
+            target: target.as_mut(),
+            settings,
+        },
+        snapshot,
+        false,
+        false,
+    )?;
+    let plan = one_object(prepared.plan, &source_id, settings, &prepared.links, &state)?;
+    // The target's current object: by link, else the one the plan adopts.
+    let adopted = plan
+        .actions
+        .iter()
+        .find(|a| a.op == Op::Adopt)
+        .and_then(|a| a.target_id.clone());
+    let remote = match link.as_ref().map(|l| l.target_id.clone()).or(adopted) {
+        Some(t) => target.get(kind, &t),
+        None => Ok(None),
+    };
+    let remote = match remote {
+        Ok(r) => r,
+        Err(e) => {
+            println!("  target: not read ({})", e.message);
+            None
+        }
+    };
+    println!(
+        "  mapped attributes ({}):",
+        scripts.mapping_file().display()
+    );
+    println!("    {:<40} {:<32} target now", "attribute", "mapped");
+    for (k, v) in attrs.iter().filter(|(k, _)| !k.starts_with('$')) {
+        let now = match &remote {
+            Some(r) => crate::targets::remote_value(r, k)
+                .map(|x| show(&crate::scim::attribute::shown(&attrs, k, &x)))
+                .unwrap_or_else(|| "(none)".into()),
+            None => "-".into(),
+        };
+        let differs = remote
+            .as_ref()
+            .map(|r| !v.is_null() && crate::targets::remote_value(r, k).as_ref() != Some(v))
+            .unwrap_or(false);
+        let mark = if differs { " *" } else { "" };
+        println!(
+            "    {k:<40} {:<32} {now}{mark}",
+            show(&crate::scim::attribute::shown(&attrs, k, v))
+        );
+    }
+    if remote.is_some() {
+        println!("  (* differs in the target)");
+    }
+    if plan.actions.is_empty() {
+        println!("  next cycle: nothing to do");
+    }
+    for a in &plan.actions {
+        let held = a
+            .held_reason
+            .as_deref()
+            .map(|h| format!(" (held: {h})"))
+            .unwrap_or_default();
+        println!("  next cycle: {} — {}{held}", a.op.as_str(), a.reason);
+    }
+    Ok(exit::OK)
+}
+
+/// On-demand provisioning of one object, with Entra's steps.
+pub(super) fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
+    let mut rt = Runtime::open(settings)?;
+    let mut snapshot = rt.source.read(&crate::source::ReadRequest::full())?;
+    let (kind, source_id, display, assignment) = if let Some(u) = snapshot.find_user(id) {
+        (
+            ObjectKind::User,
+            u.id.clone(),
+            u.user_principal_name.clone(),
+            u.assignment.clone(),
+        )
+    } else if let Some(g) = snapshot.find_group(id) {
+        (
+            ObjectKind::Group,
+            g.id.clone(),
+            g.display_name.clone(),
+            g.assignment.clone(),
+        )
+    } else {
+        println!("1. import: {id} not found in {}", rt.source.describe());
+        return Err(
+            InputError::Usage(format!("{id}: no such user or group in the directory")).into(),
+        );
+    };
+    println!(
+        "1. import: {} {display} ({source_id}) read from {}",
+        kind.as_str(),
+        rt.source.describe()
+    );
+    let record = match kind {
+        ObjectKind::User => snapshot
+            .users
+            .iter()
+            .find(|u| u.id == source_id)
+            .map(|u| u.record.clone()),
+        ObjectKind::Group => snapshot
+            .groups
+            .iter()
+            .find(|g| g.id == source_id)
+            .map(|g| g.record.clone()),
+    }
+    .unwrap_or_default();
+    let scope = match kind {
+        ObjectKind::User => rt.scripts.user_scope(&record),
+        ObjectKind::Group => rt.scripts.group_scope(&record),
+    };
+    let rules = match &scope {
+        Ok((_, r)) => r
+            .iter()
+            .map(|(n, ok)| format!("{n}: {ok}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(f) => format!("error {f}"),
+    };
+    let in_scope = assignment.is_assigned() && matches!(scope, Ok((true, _)));
+    println!(
+        "2. scope: {} — {}{}",
+        if in_scope { "in scope" } else { "out of scope" },
+        assignment.reason(),
+        if rules.is_empty() {
+            String::new()
+        } else {
+            format!("; rules: {rules}")
+        }
+    );
+    snapshot.changed = Some(std::iter::once(source_id.clone()).collect());
+    cycle::widen_to_members(&mut snapshot);
+    let prepared = cycle::prepare(
+        cycle::Parts {
+            scripts: &rt.scripts,
+            state: &rt.state,
+            target: rt.target.as_mut(),
+            settings: &rt.settings,
+        },
+        snapshot,
+        false,
+        false,
+    )?;
+    let links = prepared.links;
+    let plan = one_object(prepared.plan, &source_id, &rt.settings, &links, &rt.state)?;
+    print_match(&plan, &links, kind, &source_id, &rt.scripts);
+    if plan.actions.is_empty() && plan.refresh.is_empty() {
+        println!("4. action: none — the target already matches");
+        return Ok(exit::OK);
+    }
+    let cycle_id = rt.state.start_cycle("on-demand")?;
+    let mut opts = cycle::apply_options(&rt, &links, false);
+    opts.stop = None;
+    let outcome = crate::apply::apply_with_links(
+        &plan,
+        rt.target.as_mut(),
+        &mut rt.state,
+        cycle_id,
+        &opts,
+        links,
+    )?;
+    let entries = rt.state.logs(&LogQuery {
+        cycle: Some(cycle_id),
+        ..Default::default()
+    })?;
+    for e in &entries {
+        println!(
+            "4. action: {} {} — {}{}",
+            e.action,
+            e.status,
+            e.reason,
+            e.error
+                .as_ref()
+                .map(|x| format!(" — error: {x}"))
+                .unwrap_or_default()
+        );
+        for m in &e.modified {
+            println!("     {}: {} → {}", m.name, show(&m.old), show(&m.new));
+        }
+    }
+    let status = if outcome.failures > 0 {
+        "partial"
+    } else {
+        "success"
+    };
+    rt.state.finish_cycle(
+        cycle_id,
+        status,
+        &serde_json::json!({"on_demand": source_id}),
+    )?;
+    Ok(if outcome.failures > 0 {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    })
+}
+
+/// The part of a plan that is one object's (provision, preview), judged by the
+/// gate on its own.
+pub(super) fn one_object(
+    mut plan: Plan,
+    source_id: &str,
+    settings: &Settings,
+    links: &crate::state::Links,
+    state: &State,
+) -> Result<Plan, Error> {
+    plan.actions.retain(|a| a.source_id == source_id);
+    plan.refresh.retain(|r| r.source_id == source_id);
+    plan.member_refresh
+        .retain(|(g, u, _)| g == source_id || u == source_id);
+    for a in plan.actions.iter_mut() {
+        a.held = false;
+        a.held_reason = None;
+    }
+    let allow = state.meta("allow_deletes_once")?.is_some();
+    crate::gate::Gate::new(settings, links.0.len() + links.1.len(), allow).judge(&mut plan);
+    Ok(plan)
+}
+
+/// Provisioning's third step: how the object is matched to the target.
+pub(super) fn print_match(
+    plan: &Plan,
+    links: &crate::state::Links,
+    kind: ObjectKind,
+    source_id: &str,
+    scripts: &Scripts,
+) {
+    let linked = match kind {
+        ObjectKind::User => links.0.get(source_id),
+        ObjectKind::Group => links.1.get(source_id),
+    };
+    let adopted = plan.actions.iter().find(|a| a.op == Op::Adopt);
+    match (linked, adopted) {
+        (Some(l), _) => println!(
+            "3. match: linked to target object {} (provisioned earlier)",
+            l.target_id
+        ),
+        (None, Some(a)) => println!(
+            "3. match: target object {} ({})",
+            a.target_id.as_deref().unwrap_or("?"),
+            a.reason
+        ),
+        (None, None) => println!(
+            "3. match: nothing in the target matches by {}",
+            match kind {
+                ObjectKind::User => scripts.user_matching().join(", then "),
+                ObjectKind::Group => scripts.group_matching().join(", then "),
+            }
+        ),
+    }
+}

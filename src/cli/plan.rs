@@ -1,0 +1,165 @@
+//! `scimsync plan`: the dry run, and the printer of plans `provision` shares.
+
+use super::*;
+
+pub(super) fn plan(
+    settings: &Settings,
+    json: bool,
+    full: bool,
+    out: Option<&Path>,
+    force_legacy: bool,
+) -> Result<i32, Error> {
+    let scripts = Scripts::load(&settings.scripts_dir)?;
+    let mut source = crate::source::open(&settings.source)?;
+    let mut target = crate::targets::open(&settings.target)?;
+    let state = State::open_read_only(&settings.state_path)?;
+    cycle::refuse_retired_legacy(settings, &state, force_legacy)?;
+    let kind = cycle::next_kind(&state, full)?;
+    let snapshot = cycle::read(source.as_mut(), &state, &scripts, settings, kind)?;
+    let mut saved = crate::review::SavedPlan {
+        format: crate::review::FORMAT,
+        cycle: kind.to_string(),
+        full,
+        unchanged: snapshot.unchanged,
+        fingerprint: None,
+        held: None,
+        actions: vec![],
+    };
+    if snapshot.unchanged {
+        if let Some(path) = out {
+            saved.write(path)?;
+        }
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"cycle": kind, "unchanged": true, "actions": [], "held": null})
+            );
+        } else {
+            println!("plan for the next cycle ({kind}): no change in the directory or the scripts; nothing to do");
+        }
+        return Ok(exit::OK);
+    }
+    let before = target.request_counts();
+    let prepared = cycle::prepare(
+        cycle::Parts {
+            scripts: &scripts,
+            state: &state,
+            target: target.as_mut(),
+            settings,
+        },
+        snapshot,
+        full,
+        out.is_some(),
+    )?;
+    let reads = requests_since(&before, &target.request_counts());
+    let plan = &prepared.plan;
+    saved.fingerprint = prepared.fingerprint.clone();
+    saved.held = plan.held.clone();
+    saved.actions = plan.actions.iter().map(|a| a.document()).collect();
+    if let Some(path) = out {
+        saved.write(path)?;
+    }
+    let unnamed = || prepared.snapshot.errors.iter().filter(|e| e.id.is_none());
+    if json {
+        let v = serde_json::json!({"cycle": kind, "actions": saved.actions,
+            "destructive": plan.destructive_count(), "deletion_threshold": settings.safety.deletion_threshold,
+            "held": plan.held,
+            "target_requests": reads,
+            "source_errors": unnamed().map(|e| serde_json::json!({"kind": e.record.as_str(), "object": e.object, "error": e.message})).collect::<Vec<_>>()});
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print_plan(plan, kind);
+        for e in unnamed() {
+            println!(
+                "  {:<14} {:<5} {:<40} {}",
+                "invalid",
+                e.record.as_str(),
+                e.object,
+                e.message
+            );
+        }
+        let r: Vec<String> = reads.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        if !r.is_empty() {
+            println!("  target reads: {}", r.join(", "));
+        }
+        if let Some(path) = out {
+            println!(
+                "  saved to {}: `scimsync sync --plan {}` applies exactly this plan",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// Requests sent between two readings of a target's counters.
+pub(super) fn requests_since(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+pub(super) fn print_plan(plan: &Plan, kind: &str) {
+    let mut counts: Vec<(Op, usize)> = vec![];
+    for a in &plan.actions {
+        match counts.iter_mut().find(|(o, _)| *o == a.op) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((a.op, 1)),
+        }
+    }
+    let summary: Vec<String> = counts
+        .iter()
+        .map(|(o, n)| format!("{n} {}", o.as_str()))
+        .collect();
+    println!(
+        "plan for the next cycle ({kind}): {} action(s){}",
+        plan.actions.len(),
+        if summary.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", summary.join(", "))
+        }
+    );
+    if let Some(why) = &plan.held {
+        println!("  ! held by the gate: {why}; `scimsync allow-deletes` releases them once");
+    }
+    for a in &plan.actions {
+        let op = if a.held {
+            format!("{} (held)", a.op.as_str())
+        } else {
+            a.op.as_str().to_string()
+        };
+        let mut line = format!(
+            "  {:<14} {:<5} {:<40} {}",
+            op,
+            a.kind.as_str(),
+            a.display,
+            a.reason
+        );
+        for c in &a.changes {
+            let old = if c.old.get("$hash").is_some() {
+                serde_json::Value::String("[Redact]".into())
+            } else {
+                crate::scim::attribute::shown(&a.attrs, &c.path, &c.old)
+            };
+            let new = crate::scim::attribute::shown(&a.attrs, &c.path, &c.new);
+            line.push_str(&format!(
+                "\n  {:<61}   {}: {} → {}",
+                "",
+                c.path,
+                show(&old),
+                show(&new)
+            ));
+        }
+        if !a.members.is_empty() && a.members.len() <= 10 {
+            line.push_str(&format!(" [{}]", a.members.join(", ")));
+        }
+        println!("{line}");
+    }
+}
