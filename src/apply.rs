@@ -17,7 +17,7 @@ use crate::gate::Gate;
 use crate::model::ObjectKind;
 use crate::plan::{hash_attrs, Action, Op, Plan, PlannedChange};
 use crate::scim::attribute::{match_key, shown, stored, Attrs};
-use crate::state::{Incomplete, Link, LogEntry, Modified, State};
+use crate::state::{Incomplete, Link, LogEntry, LogStatus, Modified, State};
 use crate::targets::pool::{self, Call, Prefetched};
 use crate::targets::{Change, ErrorClass, Target, TargetError};
 use serde_json::Value;
@@ -193,7 +193,7 @@ pub fn apply_with_links(
             a.log(
                 action,
                 action.op.as_str(),
-                "skipped",
+                LogStatus::Skipped,
                 "not run: the target failed as a whole this cycle",
                 vec![],
                 None,
@@ -419,7 +419,7 @@ impl Applier<'_> {
         for action in held {
             if action.op == Op::Create {
                 let why = action.held_reason.clone().unwrap_or_default();
-                self.log(action, "create", "skipped", &why, vec![], None);
+                self.log(action, "create", LogStatus::Skipped, &why, vec![], None);
                 self.incomplete(action, &why);
                 continue;
             }
@@ -430,7 +430,7 @@ impl Applier<'_> {
                 why.unwrap_or("deletion safeguards"),
                 action.reason
             );
-            self.log(action, &staged, "staged", &why, vec![], None);
+            self.log(action, &staged, LogStatus::Staged, &why, vec![], None);
             self.incomplete(action, "held by the deletion safeguards");
         }
     }
@@ -510,7 +510,7 @@ impl Applier<'_> {
         let why = format!(
             "waits for {holder}, which holds the same name in the target, to be deleted first"
         );
-        self.log(a, "create", "skipped", &why, vec![], None);
+        self.log(a, "create", LogStatus::Skipped, &why, vec![], None);
         self.incomplete(a, &why);
         true
     }
@@ -707,11 +707,12 @@ impl Applier<'_> {
         &mut self,
         a: &Action,
         action: &str,
-        status: &str,
+        status: LogStatus,
         reason: &str,
         modified: Vec<Modified>,
         error: Option<String>,
     ) {
+        let status = status.as_str();
         *self
             .outcome
             .counts
@@ -805,7 +806,7 @@ impl Applier<'_> {
         self.log(
             a,
             action,
-            "failure",
+            LogStatus::Failure,
             &a.reason,
             vec![],
             Some(e.message.clone()),
@@ -857,11 +858,11 @@ impl Applier<'_> {
             }
             Op::Forget => {
                 self.links_mut(a.kind).remove(&a.source_id);
-                self.log(a, "forget", "skipped", &a.reason, vec![], None);
+                self.log(a, "forget", LogStatus::Skipped, &a.reason, vec![], None);
                 self.push(Write::Unlink(a.kind, a.source_id.clone()))
             }
             Op::Skip => {
-                self.log(a, "skip", "skipped", &a.reason, vec![], None);
+                self.log(a, "skip", LogStatus::Skipped, &a.reason, vec![], None);
                 if a.revisit {
                     self.incomplete(a, &a.reason);
                 }
@@ -888,7 +889,14 @@ impl Applier<'_> {
                     ),
                     _ => ("evaluate", "script error"),
                 };
-                self.log(a, step, "failure", why, vec![], Some(a.reason.clone()));
+                self.log(
+                    a,
+                    step,
+                    LogStatus::Failure,
+                    why,
+                    vec![],
+                    Some(a.reason.clone()),
+                );
                 self.escrowed.insert((a.kind, a.source_id.clone()));
                 self.push(Write::Escrow(a.kind, a.source_id.clone(), a.reason.clone()))
             }
@@ -920,7 +928,7 @@ impl Applier<'_> {
         self.log(
             a,
             "adopt",
-            "success",
+            LogStatus::Success,
             &a.reason,
             modified_from(&a.attrs, &a.changes),
             None,
@@ -959,7 +967,7 @@ impl Applier<'_> {
                     self.log(
                         a,
                         "create",
-                        "success",
+                        LogStatus::Success,
                         &a.reason,
                         all_as_new(&a.attrs),
                         None,
@@ -991,7 +999,7 @@ impl Applier<'_> {
             self.log(
                 a,
                 "update",
-                "success",
+                LogStatus::Success,
                 &a.reason,
                 modified_from(&a.attrs, &a.changes),
                 None,
@@ -1013,7 +1021,7 @@ impl Applier<'_> {
                 self.log(
                     a,
                     action,
-                    "success",
+                    LogStatus::Success,
                     &format!("{}; the object no longer exists in the target", a.reason),
                     vec![],
                     None,
@@ -1043,7 +1051,7 @@ impl Applier<'_> {
             old: Value::Bool(!active),
             new: Value::Bool(active),
         }];
-        self.log(a, action, "success", &a.reason, m, None);
+        self.log(a, action, LogStatus::Success, &a.reason, m, None);
         Ok(())
     }
 
@@ -1060,7 +1068,7 @@ impl Applier<'_> {
                 self.links_mut(a.kind).remove(&a.source_id);
                 self.push(Write::Unlink(a.kind, a.source_id.clone()))?;
                 self.clear_escrow(a)?;
-                self.log(a, "delete", "success", &a.reason, vec![], None);
+                self.log(a, "delete", LogStatus::Success, &a.reason, vec![], None);
                 Ok(())
             }
             Err(e) => self.fail(a, "delete", &e),
@@ -1074,7 +1082,7 @@ impl Applier<'_> {
             self.log(
                 a,
                 action,
-                "skipped",
+                LogStatus::Skipped,
                 "the group is not provisioned",
                 vec![],
                 None,
@@ -1129,7 +1137,7 @@ impl Applier<'_> {
                 Value::Null
             },
         }];
-        self.log(a, action, "success", &a.reason, m, None);
+        self.log(a, action, LogStatus::Success, &a.reason, m, None);
         Ok(())
     }
 }
@@ -1146,7 +1154,7 @@ impl Applier<'_> {
         self.log(
             a,
             a.op.as_str(),
-            "success",
+            LogStatus::Success,
             &format!("{}; the object no longer exists in the target", a.reason),
             vec![],
             None,

@@ -96,11 +96,10 @@ impl Flow {
             .ok_or_else(|| Error::Runtime("no refresh token file".into()))?;
         let refresh = exchange(settings, &self.oauth, code, &self.verifier, self.fix)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            crate::private::create_dir(dir)
-                .map_err(|e| Error::Runtime(format!("{}: {e}", dir.display())))?;
+            crate::private::create_dir(dir).map_err(Error::file(dir))?;
         }
         crate::private::write(&path, format!("{}\n", refresh.expose()).as_bytes())
-            .map_err(|e| Error::Runtime(format!("{}: {e}", path.display())))?;
+            .map_err(Error::file(&path))?;
         Ok(path)
     }
 }

@@ -17,6 +17,7 @@ use crate::plan::{plan, Plan, PlanInput};
 use crate::scim::attribute::Attrs;
 use crate::script::Scripts;
 use crate::source::{ReadRequest, Source};
+use crate::state::Fact;
 use crate::state::Links;
 use crate::state::{LogEntry, State};
 use crate::targets::Target;
@@ -81,7 +82,7 @@ impl Runtime {
 #[derive(Debug, Clone)]
 pub struct CycleReport {
     pub id: i64,
-    pub kind: String,
+    pub kind: CycleKind,
     pub outcome: Outcome,
     pub planned: BTreeMap<String, usize>,
     pub requests: BTreeMap<String, u64>,
@@ -97,10 +98,10 @@ pub struct CycleReport {
 
 impl CycleReport {
     /// A cycle that did no work (nothing changed, or a quarantine probe).
-    fn empty(id: i64, kind: &str, started: Instant) -> CycleReport {
+    fn empty(id: i64, kind: CycleKind, started: Instant) -> CycleReport {
         CycleReport {
             id,
-            kind: kind.into(),
+            kind,
             outcome: Outcome::default(),
             planned: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -163,14 +164,42 @@ impl CycleReport {
     }
 }
 
-/// Which kind the next cycle is: "initial", "full" or "incremental".
-pub fn next_kind(state: &State, full: bool) -> Result<&'static str, Error> {
+/// The kinds of cycle, as Entra names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CycleKind {
+    /// No watermark yet: everything is read and matched.
+    Initial,
+    /// Only what changed since the watermark.
+    Incremental,
+    /// Everything re-read, every linked object compared with the target.
+    Full,
+}
+
+impl CycleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CycleKind::Initial => "initial",
+            CycleKind::Incremental => "incremental",
+            CycleKind::Full => "full",
+        }
+    }
+}
+
+impl std::fmt::Display for CycleKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which kind the next cycle is.
+pub fn next_kind(state: &State, full: bool) -> Result<CycleKind, Error> {
     Ok(if full {
-        "full"
-    } else if state.meta("watermark")?.is_none() {
-        "initial"
+        CycleKind::Full
+    } else if state.meta(Fact::Watermark)?.is_none() {
+        CycleKind::Initial
     } else {
-        "incremental"
+        CycleKind::Incremental
     })
 }
 
@@ -182,21 +211,23 @@ pub fn read(
     state: &State,
     scripts: &Scripts,
     settings: &Settings,
-    kind: &str,
+    kind: CycleKind,
 ) -> Result<Snapshot, Error> {
-    let watermark = state.meta("watermark")?;
-    let scripts_changed =
-        state.meta("scripts_hash")?.as_deref() != Some(evaluation_hash(scripts, settings).as_str());
+    let watermark = state.meta(Fact::Watermark)?;
+    let scripts_changed = state.meta(Fact::ScriptsHash)?.as_deref()
+        != Some(evaluation_hash(scripts, settings).as_str());
     let now = crate::clock::now();
     let waiting = state.escrows()?.iter().any(|e| e.next_at <= now) || !state.pending()?.is_empty();
-    let load_cache = || state.meta("source_cache");
+    let load_cache = || state.meta(Fact::SourceCache);
     let mut snapshot = source.read(&ReadRequest {
-        watermark: if kind == "incremental" {
+        watermark: if kind == CycleKind::Incremental {
             watermark.as_deref()
         } else {
             None
         },
-        need_all: kind != "incremental" || scripts_changed || state.meta("held")?.is_some(),
+        need_all: kind != CycleKind::Incremental
+            || scripts_changed
+            || state.meta(Fact::Held)?.is_some(),
         need_records: waiting,
         cache: &load_cache,
     })?;
@@ -328,8 +359,8 @@ pub fn prepare(
         .collect();
     // Escrows wait out their back-off, unless what decides the desired state
     // changed: a fixed script reaches the objects it failed on at once.
-    let scripts_changed =
-        state.meta("scripts_hash")?.as_deref() != Some(evaluation_hash(scripts, settings).as_str());
+    let scripts_changed = state.meta(Fact::ScriptsHash)?.as_deref()
+        != Some(evaluation_hash(scripts, settings).as_str());
     let now = crate::clock::now();
     let (due, waiting): (Vec<_>, Vec<_>) = state
         .escrows()?
@@ -371,14 +402,14 @@ pub fn prepare(
         },
     );
     invited(target, &mut plan, &mut facts);
-    let allow_deletes = state.meta("allow_deletes_once")?.is_some();
+    let allow_deletes = state.meta(Fact::AllowDeletesOnce)?.is_some();
     Gate::new(settings, users.len() + groups.len(), allow_deletes).judge(&mut plan);
     let fingerprint = match source_hash {
         Some(source) => Some(crate::review::Fingerprint {
-            watermark: state.meta("watermark")?,
+            watermark: state.meta(Fact::Watermark)?,
             source,
             evaluation: evaluation_hash(scripts, settings),
-            state: state.meta(crate::state::VERSION_KEY)?.unwrap_or_default(),
+            state: state.meta(Fact::Version)?.unwrap_or_default(),
             facts: facts.hash(),
         }),
         None => None,
@@ -400,7 +431,7 @@ pub fn refuse_retired_legacy(settings: &Settings, state: &State, force: bool) ->
     if settings.target.kind != crate::config::TargetKind::DropboxLegacy || force {
         return Ok(());
     }
-    let Some(m) = state.meta("legacy_retired")? else {
+    let Some(m) = state.meta(Fact::LegacyRetired)? else {
         return Ok(());
     };
     let at = serde_json::from_str::<Value>(&m)
@@ -452,26 +483,18 @@ pub fn sync(rt: &mut Runtime, full: bool) -> Result<CycleReport, Error> {
     sync_reviewed(rt, full, None)
 }
 
-/// Runs one cycle; with a reviewed plan (`sync --plan FILE`), only if the plan made
-/// now is that plan and nothing it was made from has moved.
-pub fn sync_reviewed(
+/// In quarantine a cycle starts with a probe: still failing, it stops there (the
+/// target is not hammered) and the cycle's report is returned; answering again,
+/// quarantine ends and everything that failed meanwhile is retried now.
+fn probe_quarantine(
     rt: &mut Runtime,
-    full: bool,
-    reviewed: Option<&crate::review::SavedPlan>,
-) -> Result<CycleReport, Error> {
-    let started = Instant::now();
-    refuse_retired_legacy(&rt.settings, &rt.state, rt.force_legacy)?;
-    team_lock(rt)?;
-    let kind = next_kind(&rt.state, full)?;
-    let watermark = rt.state.meta("watermark")?;
-    let scripts_hash = evaluation_hash(&rt.scripts, &rt.settings);
-    // In quarantine a cycle starts with a probe: still failing, it stops there (the
-    // target is not hammered); answering again, quarantine ends and everything that
-    // failed meanwhile is retried now.
+    kind: CycleKind,
+    started: Instant,
+) -> Result<Option<CycleReport>, Error> {
     if let Some(q) = quarantine_state(&rt.state)? {
         match rt.target.test_connection() {
             Ok(()) => {
-                rt.state.set_meta("quarantine", None)?;
+                rt.state.set_meta(Fact::Quarantine, None)?;
                 rt.state.escrows_due_now()?;
                 log::info!("left quarantine: the target answers again");
                 crate::notify::send(
@@ -486,15 +509,81 @@ pub fn sync_reviewed(
             }
             Err(e) => {
                 let reason = reason_sentence(&e);
-                let id = rt.state.start_cycle(kind)?;
+                let id = rt.state.start_cycle(kind.as_str())?;
                 enter_quarantine(rt, Some(q), &reason, id)?;
                 let mut report = CycleReport::empty(id, kind, started);
                 report.quarantine = Some(reason);
                 rt.state
                     .finish_cycle(id, "quarantine", &summary_json(&report))?;
-                return Ok(report);
+                return Ok(Some(report));
             }
         }
+    }
+    Ok(None)
+}
+
+/// What the state keeps of a cycle that ran: the watermark and scripts hash (unless
+/// interrupted), holds, the one-time release used up, what is pending, escrows
+/// cleared.
+fn record(
+    rt: &mut Runtime,
+    report: &CycleReport,
+    snapshot: &Snapshot,
+    scripts_hash: &str,
+    allow_deletes: bool,
+    retried: &[(ObjectKind, String)],
+) -> Result<(), Error> {
+    let interrupted = report.outcome.interrupted;
+    rt.state.write(|w| {
+        // An interrupted cycle records what it did but not the watermark: the next
+        // cycle plans the rest.
+        if !interrupted {
+            if let Some(wm) = &snapshot.watermark {
+                w.set_meta(Fact::Watermark, Some(wm))?;
+            }
+            if let Some(cache) = &snapshot.cache {
+                w.set_meta(Fact::SourceCache, Some(cache))?;
+            }
+            w.set_meta(Fact::ScriptsHash, Some(scripts_hash))?;
+        }
+        if report.outcome.held > 0 {
+            w.set_meta(Fact::Held, Some(&report.outcome.held.to_string()))?;
+        } else {
+            w.set_meta(Fact::Held, None)?;
+        }
+        if allow_deletes {
+            w.set_meta(Fact::AllowDeletesOnce, None)?;
+        }
+        // What did not complete is planned again next cycle, whatever changes; a
+        // cycle that stopped early keeps what was pending before too.
+        w.set_pending(&report.outcome.incomplete, interrupted)?;
+        if !interrupted {
+            for (kind, id) in retried
+                .iter()
+                .filter(|k| !report.outcome.failed.contains(k))
+            {
+                w.clear_escrow(*kind, id)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs one cycle; with a reviewed plan (`sync --plan FILE`), only if the plan made
+/// now is that plan and nothing it was made from has moved.
+pub fn sync_reviewed(
+    rt: &mut Runtime,
+    full: bool,
+    reviewed: Option<&crate::review::SavedPlan>,
+) -> Result<CycleReport, Error> {
+    let started = Instant::now();
+    refuse_retired_legacy(&rt.settings, &rt.state, rt.force_legacy)?;
+    team_lock(rt)?;
+    let kind = next_kind(&rt.state, full)?;
+    let watermark = rt.state.meta(Fact::Watermark)?;
+    let scripts_hash = evaluation_hash(&rt.scripts, &rt.settings);
+    if let Some(report) = probe_quarantine(rt, kind, started)? {
+        return Ok(report);
     }
     let requests_before = rt.target.request_counts();
     // A read that fails or is incomplete stops here, before anything is planned:
@@ -510,13 +599,13 @@ pub fn sync_reviewed(
         if let Some(r) = reviewed {
             r.check_unchanged()?;
         }
-        let id = rt.state.start_cycle(kind)?;
+        let id = rt.state.start_cycle(kind.as_str())?;
         let mut report = CycleReport::empty(id, kind, started);
         report.unchanged = true;
         // Sources hand out a fresh watermark even when nothing changed (Graph).
         if snapshot.watermark.is_some() && snapshot.watermark != watermark {
             rt.state
-                .set_meta("watermark", snapshot.watermark.as_deref())?;
+                .set_meta(Fact::Watermark, snapshot.watermark.as_deref())?;
         }
         rt.state
             .finish_cycle(id, "success", &summary_json(&report))?;
@@ -549,14 +638,14 @@ pub fn sync_reviewed(
     rt.sample_user = sample_user.or(rt.sample_user.take());
     rt.sample_group = sample_group.or(rt.sample_group.take());
     let plan_took = started.elapsed() - read_took;
-    let id = rt.state.start_cycle(kind)?;
+    let id = rt.state.start_cycle(kind.as_str())?;
     log::info!(
         "cycle {id} ({kind}): {} users, {} groups read; {} actions planned",
         snapshot.users.len(),
         snapshot.groups.len(),
         plan.actions.len()
     );
-    let allow_deletes = rt.state.meta("allow_deletes_once")?.is_some();
+    let allow_deletes = rt.state.meta(Fact::AllowDeletesOnce)?.is_some();
     let opts = apply_options(rt, &links, allow_deletes);
     // Records that could not be read and name no object fail alone, logged here;
     // those that name one are the plan's (escrowed, kept as they were).
@@ -576,7 +665,7 @@ pub fn sync_reviewed(
                     target_id: None,
                     display: e.object.clone(),
                     action: "import".into(),
-                    status: "failure".into(),
+                    status: crate::state::LogStatus::Failure.as_str().into(),
                     reason: "the directory record is invalid".into(),
                     modified: vec![],
                     error: Some(e.message.clone()),
@@ -588,8 +677,6 @@ pub fn sync_reviewed(
     let apply_started = Instant::now();
     let outcome =
         crate::apply::apply_with_links(&plan, rt.target.as_mut(), &mut rt.state, id, &opts, links)?;
-    let incomplete = outcome.incomplete.clone();
-    let failed = outcome.failed.clone();
     log::debug!(
         "cycle {id} took: read {read_took:?}, plan {plan_took:?}, apply {:?}",
         apply_started.elapsed()
@@ -607,7 +694,7 @@ pub fn sync_reviewed(
         .collect();
     let mut report = CycleReport {
         id,
-        kind: kind.into(),
+        kind,
         outcome,
         planned,
         requests,
@@ -639,37 +726,14 @@ pub fn sync_reviewed(
         exit::HELD => "held",
         _ => "partial",
     };
-    let interrupted = report.outcome.interrupted;
-    rt.state.write(|w| {
-        // An interrupted cycle records what it did but not the watermark: the next
-        // cycle plans the rest.
-        if !interrupted {
-            if let Some(wm) = &snapshot.watermark {
-                w.set_meta("watermark", Some(wm))?;
-            }
-            if let Some(cache) = &snapshot.cache {
-                w.set_meta("source_cache", Some(cache))?;
-            }
-            w.set_meta("scripts_hash", Some(&scripts_hash))?;
-        }
-        if report.outcome.held > 0 {
-            w.set_meta("held", Some(&report.outcome.held.to_string()))?;
-        } else {
-            w.set_meta("held", None)?;
-        }
-        if allow_deletes {
-            w.set_meta("allow_deletes_once", None)?;
-        }
-        // What did not complete is planned again next cycle, whatever changes; a
-        // cycle that stopped early keeps what was pending before too.
-        w.set_pending(&incomplete, interrupted)?;
-        if !interrupted {
-            for (kind, id) in retried.iter().filter(|k| !failed.contains(k)) {
-                w.clear_escrow(*kind, id)?;
-            }
-        }
-        Ok(())
-    })?;
+    record(
+        rt,
+        &report,
+        &snapshot,
+        &scripts_hash,
+        allow_deletes,
+        &retried,
+    )?;
     rt.state.finish_cycle(id, status, &summary_json(&report))?;
     Ok(report)
 }
@@ -684,7 +748,7 @@ pub struct Quarantine {
 
 pub fn quarantine_state(state: &State) -> Result<Option<Quarantine>, Error> {
     Ok(state
-        .meta("quarantine")?
+        .meta(Fact::Quarantine)?
         .and_then(|q| serde_json::from_str(&q).ok()))
 }
 
@@ -750,7 +814,7 @@ fn enter_quarantine(
         reason: reason.to_string(),
     };
     rt.state.set_meta(
-        "quarantine",
+        Fact::Quarantine,
         Some(&serde_json::to_string(&q).unwrap_or_default()),
     )?;
     if before.map(|b| b.reason != reason).unwrap_or(true) {

@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::cycle::{self, Runtime};
 use crate::error::{exit, Error};
 use crate::script::Scripts;
+use crate::state::Fact;
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -139,7 +140,7 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
         let next_at = crate::clock::now() + delay.as_secs() as i64;
         if let Err(e) = rt
             .state
-            .set_meta("next_cycle_at", Some(&next_at.to_string()))
+            .set_meta(Fact::NextCycleAt, Some(&next_at.to_string()))
         {
             log::warn!("cannot record the next cycle time: {e}");
         }
@@ -148,7 +149,7 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
             Wake::Interval | Wake::Reloaded => continue,
         }
     }
-    let _ = rt.state.set_meta("next_cycle_at", None);
+    let _ = rt.state.set_meta(Fact::NextCycleAt, None);
     log::info!("scimsync run: stopped; state recorded");
     Ok(exit::OK)
 }

@@ -16,7 +16,10 @@ use serde_json::Value;
 use std::path::Path;
 
 fn io(p: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::Runtime(format!("{}: {e}", p.display()))
+    move |source| Error::File {
+        path: p.to_path_buf(),
+        source,
+    }
 }
 
 fn print_cycle(title: &str, r: &CycleReport, graph_requests: u64) {

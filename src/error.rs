@@ -41,11 +41,37 @@ pub enum Error {
     State { path: PathBuf, message: String },
     #[error("target: {0}")]
     Target(#[from] crate::http::TargetError),
+    /// A file scimsync writes (or a folder it creates) could not be written.
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A read from a service failed; `what` says which read and why it was needed.
+    #[error("{what}: {source}")]
+    Read {
+        what: String,
+        source: crate::http::TargetError,
+    },
     #[error("{0}")]
     Runtime(String),
 }
 
 impl Error {
+    /// A file or folder at `path` could not be written.
+    pub fn file(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::File {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A read of `what` failed.
+    pub fn read(what: impl Into<String>) -> impl FnOnce(crate::http::TargetError) -> Error {
+        let what = what.into();
+        move |source| Error::Read { what, source }
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Input(_) => exit::USAGE,

@@ -172,13 +172,10 @@ pub fn gather(
     if full {
         let mut remotes = Remotes::default();
         for kind in [ObjectKind::User, ObjectKind::Group] {
-            let all = target.list(kind).map_err(|e| {
-                Error::Runtime(format!(
-                    "a full cycle reads the whole target, and listing its {}s failed: {}",
-                    kind.as_str(),
-                    e.message
-                ))
-            })?;
+            let all = target.list(kind).map_err(Error::read(format!(
+                "a full cycle reads the whole target, and listing its {}s failed",
+                kind.as_str()
+            )))?;
             let by_id = match kind {
                 ObjectKind::User => &mut remotes.users,
                 ObjectKind::Group => &mut remotes.groups,

@@ -21,6 +21,7 @@ use crate::model::ObjectKind;
 use crate::plan::hash_attrs;
 use crate::scim::attribute::{AttrPath, Attrs};
 use crate::script::Scripts;
+use crate::state::Fact;
 use crate::state::{Link, State};
 use crate::targets::legacy::LegacyTarget;
 use crate::targets::Remote;
@@ -143,20 +144,20 @@ pub fn plan(settings: &Settings, state: &State) -> Result<MigrationPlan, Error> 
     let mut legacy = LegacyTarget::for_legacy(legacy_cfg, settings.target.timeout);
     let members = legacy
         .list_members()
-        .map_err(|e| Error::Runtime(format!("Business API: {}", e.message)))?;
+        .map_err(Error::read("Business API members"))?;
     let legacy_groups = legacy
         .list_groups()
-        .map_err(|e| Error::Runtime(format!("Business API: {}", e.message)))?;
+        .map_err(Error::read("Business API groups"))?;
     let mut scim = crate::targets::open(&settings.target)?;
     let scim_users: HashMap<String, Remote> = scim
         .list(ObjectKind::User)
-        .map_err(|e| Error::Runtime(format!("SCIM: {}", e.message)))?
+        .map_err(Error::read("SCIM users"))?
         .into_iter()
         .map(|r| (r.id.clone(), r))
         .collect();
     let scim_groups: HashMap<String, Remote> = scim
         .list(ObjectKind::Group)
-        .map_err(|e| Error::Runtime(format!("SCIM: {}", e.message)))?
+        .map_err(Error::read("SCIM groups"))?
         .into_iter()
         .map(|r| (r.id.clone(), r))
         .collect();
@@ -166,6 +167,113 @@ pub fn plan(settings: &Settings, state: &State) -> Result<MigrationPlan, Error> 
         .map(|l| (l.target_id.as_str(), l.source_id.as_str()))
         .collect();
 
+    let (decisions, mut links, mut blocked) = match_members(
+        &scripts,
+        &snapshot,
+        &evaluated,
+        &members,
+        &scim_users,
+        &linked_to,
+    )?;
+
+    let (groups, memberships) = match_groups(
+        &scripts,
+        &snapshot,
+        &evaluated,
+        &legacy_groups,
+        &scim_groups,
+        &links,
+    )?;
+    for g in &groups {
+        match &g.outcome {
+            GroupOutcome::Adopt { link, .. } => links.push(link.clone()),
+            GroupOutcome::Conflict {
+                candidate: Some(c), ..
+            } => {
+                blocked.insert(c.clone());
+            }
+            _ => {}
+        }
+    }
+    Ok(MigrationPlan {
+        members: decisions,
+        groups,
+        blocked: blocked.into_iter().collect(),
+        links,
+        memberships,
+    })
+}
+
+/// Writes the plan into the state in one transaction. Returns (links written, links
+/// that were already there and unchanged).
+pub fn apply(state: &mut State, plan: &MigrationPlan) -> Result<(usize, usize), Error> {
+    let users = state.links(ObjectKind::User)?;
+    let groups = state.links(ObjectKind::Group)?;
+    let unchanged = plan
+        .links
+        .iter()
+        .filter(|l| {
+            let have = match l.kind {
+                ObjectKind::User => users.get(&l.source_id),
+                ObjectKind::Group => groups.get(&l.source_id),
+            };
+            have.map(|h| h.target_id == l.target_id).unwrap_or(false)
+        })
+        .count();
+    let already = state.meta(Fact::LegacyRetired)?;
+    let summary = json!({
+        "at": already
+            .as_deref()
+            .and_then(|a| serde_json::from_str::<Value>(a).ok())
+            .and_then(|v| v.get("at").cloned())
+            .unwrap_or_else(|| json!(crate::clock::rfc3339(crate::clock::now()))),
+        "adopted": plan.count("adopt"),
+        "conflicts": plan.count("conflict"),
+        "unmanaged": plan.count("unmanaged"),
+        "groups": plan.groups.len(),
+    });
+    state.write(|w| {
+        for l in &plan.links {
+            w.upsert_link(l)?;
+        }
+        for (g, u) in &plan.memberships {
+            w.add_membership(g, u)?;
+        }
+        w.set_meta(
+            Fact::MigrationBlocked,
+            Some(&serde_json::to_string(&plan.blocked).unwrap_or_default()),
+        )?;
+        w.set_meta(Fact::LegacyRetired, Some(&summary.to_string()))?;
+        // The first SCIM cycle re-evaluates everything against the new links.
+        w.set_meta(Fact::Watermark, None)?;
+        w.set_meta(Fact::ScriptsHash, None)?;
+        Ok(())
+    })?;
+    Ok((plan.links.len() - unchanged, unchanged))
+}
+
+/// Directory objects a migration conflict keeps from being created.
+pub fn blocked(state: &State) -> Result<HashSet<String>, Error> {
+    Ok(state
+        .meta(Fact::MigrationBlocked)?
+        .and_then(|b| serde_json::from_str::<Vec<String>>(&b).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
+}
+
+/// The Business API's members, each with the in-scope directory users that share
+/// its id, email or mailbox name (or that scimsync's legacy integration linked to
+/// it), decided by `migration.rhai` `match_member`. Returns the decisions, the
+/// links adopted members get, and the directory users blocked by a conflict.
+fn match_members(
+    scripts: &Scripts,
+    snapshot: &crate::model::Snapshot,
+    evaluated: &[crate::evaluate::Evaluated],
+    members: &[Value],
+    scim_users: &HashMap<String, Remote>,
+    linked_to: &HashMap<&str, &str>,
+) -> Result<MembersMatched, Error> {
     // In-scope directory users as candidates, with their mapped attributes.
     struct Candidate {
         value: Value,
@@ -223,7 +331,7 @@ pub fn plan(settings: &Settings, state: &State) -> Result<MigrationPlan, Error> 
     let mut adopted: HashMap<String, String> = HashMap::new();
     let mut links = vec![];
     let mut blocked: BTreeSet<String> = BTreeSet::new();
-    for m in &members {
+    for m in members {
         let tmid = m
             .get("team_member_id")
             .and_then(|i| i.as_str())
@@ -368,91 +476,7 @@ pub fn plan(settings: &Settings, state: &State) -> Result<MigrationPlan, Error> 
     }
     // A conflict's candidate adopted by another member is not blocked.
     blocked.retain(|c| !adopted.contains_key(c));
-
-    let (groups, memberships) = match_groups(
-        &scripts,
-        &snapshot,
-        &evaluated,
-        &legacy_groups,
-        &scim_groups,
-        &links,
-    )?;
-    for g in &groups {
-        match &g.outcome {
-            GroupOutcome::Adopt { link, .. } => links.push(link.clone()),
-            GroupOutcome::Conflict {
-                candidate: Some(c), ..
-            } => {
-                blocked.insert(c.clone());
-            }
-            _ => {}
-        }
-    }
-    Ok(MigrationPlan {
-        members: decisions,
-        groups,
-        blocked: blocked.into_iter().collect(),
-        links,
-        memberships,
-    })
-}
-
-/// Writes the plan into the state in one transaction. Returns (links written, links
-/// that were already there and unchanged).
-pub fn apply(state: &mut State, plan: &MigrationPlan) -> Result<(usize, usize), Error> {
-    let users = state.links(ObjectKind::User)?;
-    let groups = state.links(ObjectKind::Group)?;
-    let unchanged = plan
-        .links
-        .iter()
-        .filter(|l| {
-            let have = match l.kind {
-                ObjectKind::User => users.get(&l.source_id),
-                ObjectKind::Group => groups.get(&l.source_id),
-            };
-            have.map(|h| h.target_id == l.target_id).unwrap_or(false)
-        })
-        .count();
-    let already = state.meta("legacy_retired")?;
-    let summary = json!({
-        "at": already
-            .as_deref()
-            .and_then(|a| serde_json::from_str::<Value>(a).ok())
-            .and_then(|v| v.get("at").cloned())
-            .unwrap_or_else(|| json!(crate::clock::rfc3339(crate::clock::now()))),
-        "adopted": plan.count("adopt"),
-        "conflicts": plan.count("conflict"),
-        "unmanaged": plan.count("unmanaged"),
-        "groups": plan.groups.len(),
-    });
-    state.write(|w| {
-        for l in &plan.links {
-            w.upsert_link(l)?;
-        }
-        for (g, u) in &plan.memberships {
-            w.add_membership(g, u)?;
-        }
-        w.set_meta(
-            "migration_blocked",
-            Some(&serde_json::to_string(&plan.blocked).unwrap_or_default()),
-        )?;
-        w.set_meta("legacy_retired", Some(&summary.to_string()))?;
-        // The first SCIM cycle re-evaluates everything against the new links.
-        w.set_meta("watermark", None)?;
-        w.set_meta("scripts_hash", None)?;
-        Ok(())
-    })?;
-    Ok((plan.links.len() - unchanged, unchanged))
-}
-
-/// Directory objects a migration conflict keeps from being created.
-pub fn blocked(state: &State) -> Result<HashSet<String>, Error> {
-    Ok(state
-        .meta("migration_blocked")?
-        .and_then(|b| serde_json::from_str::<Vec<String>>(&b).ok())
-        .unwrap_or_default()
-        .into_iter()
-        .collect())
+    Ok((decisions, links, blocked))
 }
 
 /// The Business API's groups, each with the in-scope directory groups that share
@@ -605,6 +629,10 @@ fn match_groups(
 
 /// (group, user) by source ids.
 type Membership = (String, String);
+
+/// What `match_members` decided: per member, the links adopted members get, and
+/// the directory users a conflict blocks.
+type MembersMatched = (Vec<MemberDecision>, Vec<Link>, BTreeSet<String>);
 
 /// An in-scope directory group as `match_group` sees it, with its mapped attributes.
 struct GroupCandidate {

@@ -5,6 +5,7 @@
 
 use crate::config::Settings;
 use crate::error::Error;
+use crate::state::Fact;
 use crate::state::{LogQuery, State};
 use serde_json::{json, Value};
 
@@ -48,7 +49,7 @@ pub fn html(state: &State, settings: &Settings, max_cycles: usize) -> Result<Str
     let (users, active, groups) = state.link_counts()?;
     let escrows = state.escrows()?;
     let quarantine = crate::cycle::quarantine_state(state)?;
-    let held: Vec<Value> = match state.meta("held")? {
+    let held: Vec<Value> = match state.meta(Fact::Held)? {
         Some(_) => {
             let last = cycles
                 .iter()

@@ -44,13 +44,10 @@ pub struct Legacy {
 pub fn take(settings: &Settings) -> Result<Taken, Error> {
     let mut target = crate::targets::open(&settings.target)?;
     let mut list = |kind: ObjectKind| -> Result<Vec<Value>, Error> {
-        let all = target.list(kind).map_err(|e| {
-            Error::Runtime(format!(
-                "listing the target's {}s failed: {}",
-                kind.as_str(),
-                e.message
-            ))
-        })?;
+        let all = target.list(kind).map_err(Error::read(format!(
+            "listing the target's {}s failed",
+            kind.as_str()
+        )))?;
         Ok(all.into_iter().map(|r| r.resource).collect())
     };
     let users = list(ObjectKind::User)?;
@@ -60,15 +57,11 @@ pub fn take(settings: &Settings) -> Result<Taken, Error> {
         Some(l) => {
             let mut api =
                 crate::targets::legacy::LegacyTarget::for_legacy(l, settings.target.timeout);
-            let failed = |what: &str, e: crate::targets::TargetError| {
-                Error::Runtime(format!(
-                    "listing the Business API's {what} failed: {}",
-                    e.message
-                ))
-            };
+            let failed =
+                |what: &str| Error::read(format!("listing the Business API's {what} failed"));
             Some(Legacy {
-                members: api.list_members().map_err(|e| failed("members", e))?,
-                groups: api.list_groups().map_err(|e| failed("groups", e))?,
+                members: api.list_members().map_err(failed("members"))?,
+                groups: api.list_groups().map_err(failed("groups"))?,
             })
         }
     };
@@ -85,6 +78,5 @@ pub fn take(settings: &Settings) -> Result<Taken, Error> {
 /// Written owner-only: a snapshot holds the team's personal data.
 pub fn write(taken: &Taken, path: &Path) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(taken).map_err(|e| Error::Runtime(e.to_string()))?;
-    crate::private::write(path, text.as_bytes())
-        .map_err(|e| Error::Runtime(format!("{}: {e}", path.display())))
+    crate::private::write(path, text.as_bytes()).map_err(Error::file(path))
 }

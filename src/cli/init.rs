@@ -23,11 +23,9 @@ pub(super) fn init(dir: &Path) -> Result<i32, Error> {
             .into());
         }
     }
-    crate::private::create_dir(&dir.join("scripts"))
-        .map_err(|e| Error::Runtime(format!("{}: {e}", dir.display())))?;
+    crate::private::create_dir(&dir.join("scripts")).map_err(Error::file(dir))?;
     for (p, text) in &files {
-        crate::private::write(p, text.as_bytes())
-            .map_err(|e| Error::Runtime(format!("{}: {e}", p.display())))?;
+        crate::private::write(p, text.as_bytes()).map_err(Error::file(p))?;
         println!("wrote {}", p.display());
     }
     println!(

@@ -27,7 +27,8 @@ use crate::error::{exit, Error, InputError};
 use crate::model::ObjectKind;
 use crate::plan::{Op, Plan};
 use crate::script::{defaults, Scripts};
-use crate::state::{LogQuery, State};
+use crate::state::Fact;
+use crate::state::{LogQuery, Restart, State};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
@@ -252,8 +253,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             let settings = load(&cli)?;
             let state = State::open_read_only(&settings.state_path)?;
             let page = crate::report::html(&state, &settings, *cycles)?;
-            crate::private::write(html, page.as_bytes())
-                .map_err(|e| Error::Runtime(format!("{}: {e}", html.display())))?;
+            crate::private::write(html, page.as_bytes()).map_err(Error::file(html))?;
             println!("wrote {}", html.display());
             Ok(exit::OK)
         }
@@ -310,15 +310,16 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             let settings = load(&cli)?;
             let mut state = State::open(&settings.state_path)?;
             let s = match scope {
-                RestartScope::Watermark => "watermark",
-                RestartScope::Escrows => "escrows",
-                RestartScope::Quarantine => "quarantine",
-                RestartScope::Migration => "migration",
-                RestartScope::Full => "full",
+                RestartScope::Watermark => Restart::Watermark,
+                RestartScope::Escrows => Restart::Escrows,
+                RestartScope::Quarantine => Restart::Quarantine,
+                RestartScope::Migration => Restart::Migration,
+                RestartScope::Full => Restart::Full,
             };
             state.restart(s)?;
             println!(
-                "restarted ({s}); the next cycle is {}",
+                "restarted ({}); the next cycle is {}",
+                s.as_str(),
                 cycle::next_kind(&state, false)?
             );
             Ok(exit::OK)
@@ -326,9 +327,9 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::AllowDeletes => {
             let settings = load(&cli)?;
             let state = State::open(&settings.state_path)?;
-            match state.meta("held")? {
+            match state.meta(Fact::Held)? {
                 Some(n) => {
-                    state.set_meta("allow_deletes_once", Some("1"))?;
+                    state.set_meta(Fact::AllowDeletesOnce, Some("1"))?;
                     println!("{n} held destructive action(s) will run in the next cycle (once)");
                 }
                 None => println!("nothing is held"),

@@ -2,6 +2,7 @@
 //! pipeline as a cycle, with Entra's steps printed.
 
 use super::*;
+use crate::state::Fact;
 
 pub(super) fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
     let scripts = Scripts::load(&settings.scripts_dir)?;
@@ -297,7 +298,7 @@ pub(super) fn one_object(
         a.held = false;
         a.held_reason = None;
     }
-    let allow = state.meta("allow_deletes_once")?.is_some();
+    let allow = state.meta(Fact::AllowDeletesOnce)?.is_some();
     crate::gate::Gate::new(settings, links.0.len() + links.1.len(), allow).judge(&mut plan);
     Ok(plan)
 }

@@ -105,7 +105,7 @@ pub(super) fn requests_since(
         .collect()
 }
 
-pub(super) fn print_plan(plan: &Plan, kind: &str) {
+pub(super) fn print_plan(plan: &Plan, kind: cycle::CycleKind) {
     let mut counts: Vec<(Op, usize)> = vec![];
     for a in &plan.actions {
         match counts.iter_mut().find(|(o, _)| *o == a.op) {

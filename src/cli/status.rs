@@ -1,6 +1,7 @@
 //! `scimsync status`: Entra's "synchronization details" for this job.
 
 use super::*;
+use crate::state::Fact;
 
 pub(super) fn status(settings: &Settings, json: bool) -> Result<i32, Error> {
     let state = State::open_read_only(&settings.state_path)?;
@@ -8,12 +9,12 @@ pub(super) fn status(settings: &Settings, json: bool) -> Result<i32, Error> {
     let (users, active, groups) = state.link_counts()?;
     let escrows = state.escrows()?;
     let pending = state.pending()?;
-    let held = state.meta("held")?;
+    let held = state.meta(Fact::Held)?;
     let next = cycle::next_kind(&state, false)?;
     let last = cycles.first();
     let quarantine = cycle::quarantine_state(&state)?;
     let next_at = state
-        .meta("next_cycle_at")?
+        .meta(Fact::NextCycleAt)?
         .and_then(|t| t.parse::<i64>().ok());
     if json {
         let v = serde_json::json!({

@@ -17,8 +17,48 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-/// Meta key of the state's version, moved by every transaction.
-pub const VERSION_KEY: &str = "state_version";
+/// The facts the state keeps beside links and logs (the `meta` table): one name
+/// each, so a key is never misspelt in one of the modules that read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fact {
+    /// The source's marker of the last cycle read (file hash, Graph deltaLinks).
+    Watermark,
+    /// The evaluation hash (scripts, switches, policies) of the last cycle.
+    ScriptsHash,
+    /// The Graph source's directory cache between delta reads.
+    SourceCache,
+    /// Destructive actions held by the gate (JSON), until released or gone.
+    Held,
+    /// `allow-deletes`: the next cycle's gate lets held actions through once.
+    AllowDeletesOnce,
+    /// Why and since when the target is in quarantine (JSON).
+    Quarantine,
+    /// When the daemon's next cycle is due.
+    NextCycleAt,
+    /// `migrate apply` retired the legacy integration.
+    LegacyRetired,
+    /// Directory objects a migration conflict keeps from being created (JSON).
+    MigrationBlocked,
+    /// Moved by every transaction: a reviewed plan made before it is stale.
+    Version,
+}
+
+impl Fact {
+    pub fn key(self) -> &'static str {
+        match self {
+            Fact::Watermark => "watermark",
+            Fact::ScriptsHash => "scripts_hash",
+            Fact::SourceCache => "source_cache",
+            Fact::Held => "held",
+            Fact::AllowDeletesOnce => "allow_deletes_once",
+            Fact::Quarantine => "quarantine",
+            Fact::NextCycleAt => "next_cycle_at",
+            Fact::LegacyRetired => "legacy_retired",
+            Fact::MigrationBlocked => "migration_blocked",
+            Fact::Version => "state_version",
+        }
+    }
+}
 
 /// The links a plan was made from (users, groups), handed on to apply: read once
 /// per cycle — at 100,000 users reading them is a good part of a small cycle.
@@ -273,14 +313,17 @@ impl State {
         &self.path
     }
 
-    pub fn meta(&self, key: &str) -> Result<Option<String>, Error> {
+    pub fn meta(&self, fact: Fact) -> Result<Option<String>, Error> {
         Ok(self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = ?1", [fact.key()], |r| {
+                r.get(0)
+            })
             .optional()?)
     }
 
-    pub fn set_meta(&self, key: &str, value: Option<&str>) -> Result<(), Error> {
+    pub fn set_meta(&self, fact: Fact, value: Option<&str>) -> Result<(), Error> {
+        let key = fact.key();
         match value {
             Some(v) => self.conn.execute(
                 "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -358,7 +401,7 @@ impl State {
         tx.execute(
             "INSERT INTO meta(key, value) VALUES (?1, '1')
              ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
-            [VERSION_KEY],
+            [Fact::Version.key()],
         )?;
         tx.commit()?;
         Ok(out)
@@ -530,50 +573,90 @@ impl State {
     }
 
     /// Forgets watermarks, escrows or links (Entra's "restart provisioning").
-    pub fn restart(&mut self, scope: &str) -> Result<(), Error> {
+    pub fn restart(&mut self, scope: Restart) -> Result<(), Error> {
         let tx = self.conn.transaction()?;
-        let clear_watermark = |tx: &Transaction| -> Result<(), rusqlite::Error> {
-            tx.execute(
-                "DELETE FROM meta WHERE key IN ('watermark', 'scripts_hash')",
-                [],
-            )?;
+        let forget = |tx: &Transaction, facts: &[Fact]| -> Result<(), rusqlite::Error> {
+            for f in facts {
+                tx.execute("DELETE FROM meta WHERE key = ?1", [f.key()])?;
+            }
             Ok(())
         };
         match scope {
-            "watermark" => clear_watermark(&tx)?,
-            "escrows" => {
+            Restart::Watermark => forget(&tx, &[Fact::Watermark, Fact::ScriptsHash])?,
+            Restart::Escrows => {
                 // Retried now, not forgotten: the changes they hold are still to do.
-                tx.execute(
-                    "UPDATE escrow SET next_at = ?1",
-                    [crate::clock::now()],
+                tx.execute("UPDATE escrow SET next_at = ?1", [crate::clock::now()])?;
+            }
+            Restart::Quarantine => forget(&tx, &[Fact::Quarantine])?,
+            // Rolls back `migrate apply`: the legacy integration may run again.
+            Restart::Migration => forget(&tx, &[Fact::LegacyRetired, Fact::MigrationBlocked])?,
+            Restart::Full => {
+                forget(
+                    &tx,
+                    &[
+                        Fact::Watermark,
+                        Fact::ScriptsHash,
+                        Fact::Quarantine,
+                        Fact::Held,
+                    ],
                 )?;
-            }
-            "quarantine" => {
-                tx.execute("DELETE FROM meta WHERE key LIKE 'quarantine%'", [])?;
-            }
-            "migration" => {
-                // Rolls back `migrate apply`: the legacy integration may run again.
-                tx.execute("DELETE FROM meta WHERE key IN ('legacy_retired', 'migration_blocked')", [])?;
-            }
-            "full" => {
-                clear_watermark(&tx)?;
                 tx.execute("DELETE FROM escrow", [])?;
-                tx.execute(
-                    "DELETE FROM meta WHERE key LIKE 'quarantine%' OR key = 'held'",
-                    [],
-                )?;
                 tx.execute("DELETE FROM memberships", [])?;
                 tx.execute("DELETE FROM links", [])?;
                 tx.execute("DELETE FROM pending", [])?;
             }
-            other => {
-                return Err(Error::Input(crate::error::InputError::Usage(format!(
-                    "restart --scope {other}: expected watermark, escrows, quarantine, migration or full"
-                ))))
-            }
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+/// The outcome of one action in the provisioning log (Entra's status column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStatus {
+    Success,
+    Failure,
+    /// Not run, with the reason (a switch, a failed look-up, the target failing).
+    Skipped,
+    /// Held by the gate until released.
+    Staged,
+}
+
+impl LogStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStatus::Success => "success",
+            LogStatus::Failure => "failure",
+            LogStatus::Skipped => "skipped",
+            LogStatus::Staged => "staged",
+        }
+    }
+}
+
+/// What `restart --scope` forgets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// The watermark and scripts hash: the next cycle is initial, reading everything.
+    Watermark,
+    /// Makes every escrow due now.
+    Escrows,
+    /// Ends a quarantine by hand.
+    Quarantine,
+    /// Undoes `migrate apply`.
+    Migration,
+    /// All of it and the links: the next cycle matches again.
+    Full,
+}
+
+impl Restart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::Watermark => "watermark",
+            Restart::Escrows => "escrows",
+            Restart::Quarantine => "quarantine",
+            Restart::Migration => "migration",
+            Restart::Full => "full",
+        }
     }
 }
 
@@ -721,7 +804,8 @@ impl Writer<'_> {
         Ok(())
     }
 
-    pub fn set_meta(&self, key: &str, value: Option<&str>) -> Result<(), Error> {
+    pub fn set_meta(&self, fact: Fact, value: Option<&str>) -> Result<(), Error> {
+        let key = fact.key();
         match value {
             Some(v) => self.tx.execute(
                 "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
