@@ -30,7 +30,10 @@ pub fn run(settings: &Settings, legacy: bool, code: Option<&str>) -> Result<i32,
             std::io::stdin()
                 .lock()
                 .read_line(&mut line)
-                .map_err(|e| Error::Runtime(format!("reading the code: {e}")))?;
+                .map_err(|source| Error::System {
+                    what: "reading the code",
+                    source,
+                })?;
             line.trim().to_string()
         }
     };

@@ -43,11 +43,17 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .map_err(|e| Error::Runtime(format!("signal handler: {e}")))?;
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|source| Error::System {
+            what: "signal handler",
+            source,
+        })?;
     }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
-        .map_err(|e| Error::Runtime(format!("signal handler: {e}")))?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup)).map_err(
+        |source| Error::System {
+            what: "signal handler",
+            source,
+        },
+    )?;
 
     let (tx, rx) = mpsc::channel::<Changed>();
     let scripts_dir = settings.scripts_dir.clone();
@@ -78,11 +84,17 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
             let _ = tx.send(Changed::Secrets);
         }
     })
-    .map_err(|e| Error::Runtime(format!("cannot watch {}: {e}", scripts_dir.display())))?;
+    .map_err(|source| Error::Watch {
+        path: scripts_dir.clone(),
+        source,
+    })?;
     use notify::Watcher;
     watcher
         .watch(&scripts_dir, notify::RecursiveMode::NonRecursive)
-        .map_err(|e| Error::Runtime(format!("cannot watch {}: {e}", scripts_dir.display())))?;
+        .map_err(|source| Error::Watch {
+            path: scripts_dir.clone(),
+            source,
+        })?;
     let mut folders: Vec<std::path::PathBuf> = secrets
         .iter()
         .filter_map(|p| p.parent().map(|d| d.to_path_buf()))

@@ -206,7 +206,7 @@ pub fn run() -> Result<i32, Error> {
 
     let path = dir.join("directory.json");
     let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-    let mut doc: Value = serde_json::from_str(&text).map_err(|e| Error::Runtime(e.to_string()))?;
+    let mut doc: Value = serde_json::from_str(&text)?;
     let notes = change_directory(&mut doc);
     crate::private::write(
         &path,

@@ -53,6 +53,30 @@ pub enum Error {
         what: String,
         source: crate::http::TargetError,
     },
+    /// JSON scimsync writes (or a document it parses) failed to encode or decode.
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Something the operating system refused: a signal handler, randomness.
+    #[error("{what}: {source}")]
+    System {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    /// A folder cannot be watched for changes.
+    #[error("cannot watch {path}: {source}")]
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
+    /// The state file cannot be locked.
+    #[error("{path}: cannot lock: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Another scimsync holds the state.
+    #[error("another scimsync (pid {pid}) {doing}; wait for it or stop it")]
+    Busy { pid: String, doing: String },
     #[error("{0}")]
     Runtime(String),
 }

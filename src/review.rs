@@ -83,9 +83,8 @@ impl SavedPlan {
 
     /// Written owner-only: a plan holds the attributes it sends.
     pub fn write(&self, path: &Path) -> Result<(), Error> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Runtime(e.to_string()))?;
-        crate::private::write(path, text.as_bytes())
-            .map_err(|e| Error::Runtime(format!("{}: {e}", path.display())))
+        let text = serde_json::to_string_pretty(self)?;
+        crate::private::write(path, text.as_bytes()).map_err(Error::file(path))
     }
 
     /// The plan made now is applied only if it is this one and nothing it was made

@@ -77,6 +77,6 @@ pub fn take(settings: &Settings) -> Result<Taken, Error> {
 
 /// Written owner-only: a snapshot holds the team's personal data.
 pub fn write(taken: &Taken, path: &Path) -> Result<(), Error> {
-    let text = serde_json::to_string_pretty(taken).map_err(|e| Error::Runtime(e.to_string()))?;
+    let text = serde_json::to_string_pretty(taken)?;
     crate::private::write(path, text.as_bytes()).map_err(Error::file(path))
 }

@@ -197,7 +197,7 @@ impl GraphSource {
         let reply = self
             .http
             .post_form(&url, &form)
-            .map_err(|e| Error::Runtime(format!("Entra token endpoint: {}", e.message)))?;
+            .map_err(Error::read("Entra token endpoint"))?;
         let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
         if reply.status != 200 {
             let code = body
@@ -903,7 +903,7 @@ fn merge(into: &mut Value, item: &Value) {
 }
 
 fn graph_err(e: TargetError) -> Failure {
-    Failure::Other(Error::Runtime(format!("Graph: {}", e.message)))
+    Failure::Other(Error::read("Graph")(e))
 }
 
 impl Source for GraphSource {

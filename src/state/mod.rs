@@ -203,7 +203,7 @@ impl StateLock {
             .create(true)
             .truncate(false)
             .open(path)
-            .map_err(|e| Error::Runtime(format!("{}: {e}", path.display())))?;
+            .map_err(Error::file(path))?;
         match file.try_lock() {
             Ok(()) => {
                 let _ = file.set_len(0);
@@ -214,15 +214,15 @@ impl StateLock {
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut pid = String::new();
                 let _ = file.read_to_string(&mut pid);
-                Err(Error::Runtime(format!(
-                    "another scimsync (pid {}) {holder_does}; wait for it or stop it",
-                    pid.trim()
-                )))
+                Err(Error::Busy {
+                    pid: pid.trim().to_string(),
+                    doing: holder_does.to_string(),
+                })
             }
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::Runtime(format!(
-                "{}: cannot lock: {e}",
-                path.display()
-            ))),
+            Err(std::fs::TryLockError::Error(source)) => Err(Error::Lock {
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 }
@@ -667,8 +667,7 @@ pub struct Writer<'a> {
 
 impl Writer<'_> {
     pub fn upsert_link(&self, link: &Link) -> Result<(), Error> {
-        let attrs =
-            serde_json::to_string(&link.attrs).map_err(|e| Error::Runtime(e.to_string()))?;
+        let attrs = serde_json::to_string(&link.attrs)?;
         let now = crate::clock::now();
         self.tx
             .prepare_cached(
@@ -721,8 +720,7 @@ impl Writer<'_> {
     }
 
     pub fn log(&self, e: &LogEntry) -> Result<(), Error> {
-        let modified =
-            serde_json::to_string(&e.modified).map_err(|x| Error::Runtime(x.to_string()))?;
+        let modified = serde_json::to_string(&e.modified)?;
         self.tx
             .prepare_cached(
                 "INSERT INTO log(cycle_id, at, kind, source_id, target_id, display, action, status, reason, modified, error)
@@ -780,10 +778,7 @@ impl Writer<'_> {
         for p in rows {
             // Stored form: a redacted value is kept as its hash, never as itself.
             let attrs = match &p.attrs {
-                Some(a) => Some(
-                    serde_json::to_string(&crate::scim::attribute::stored(a))
-                        .map_err(|e| Error::Runtime(e.to_string()))?,
-                ),
+                Some(a) => Some(serde_json::to_string(&crate::scim::attribute::stored(a))?),
                 None => None,
             };
             self.tx
