@@ -7,19 +7,25 @@ mod check;
 #[cfg(feature = "emulators")]
 mod emulate;
 mod init;
+mod logs;
+mod maintenance;
 mod migrate;
 mod on_demand;
 mod output;
 mod plan;
 mod status;
+mod sync;
 
 use check::check;
 use init::init;
+use logs::{logs, report};
+use maintenance::{allow_deletes, restart, snapshot};
 use migrate::migrate;
 use on_demand::{preview, provision};
 use output::*;
 use plan::plan;
 use status::status;
+use sync::sync;
 
 use crate::config::Settings;
 use crate::cycle::{self, Runtime};
@@ -209,54 +215,11 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             full,
             force_legacy,
             plan,
-        } => {
-            let settings = load(&cli)?;
-            let reviewed = match plan {
-                Some(p) => Some(crate::review::SavedPlan::read(p)?),
-                None => None,
-            };
-            if !settings.sync.enabled {
-                println!(
-                    "provisioning is off ([sync] enabled = false in {}); nothing done",
-                    settings.config_path.display()
-                );
-                return Ok(exit::OK);
-            }
-            let mut rt = Runtime::open(settings)?;
-            rt.force_legacy = *force_legacy;
-            let full = reviewed.as_ref().map(|r| r.full).unwrap_or(*full);
-            let report = cycle::sync_reviewed(&mut rt, full, reviewed.as_ref())?;
-            println!(
-                "cycle {} ({}) in {:.2?}",
-                report.id, report.kind, report.duration
-            );
-            for l in report.summary_lines() {
-                println!("  {l}");
-            }
-            if let Some(e) = &report.outcome.first_error {
-                println!("  first error: {e}");
-            }
-            if !report.requests.is_empty() {
-                let r: Vec<String> = report
-                    .requests
-                    .iter()
-                    .map(|(k, v)| format!("{k} {v}"))
-                    .collect();
-                println!("  target requests: {}", r.join(", "));
-            }
-            Ok(report.exit_code())
-        }
+        } => sync(load(&cli)?, *full, *force_legacy, plan.as_deref()),
         Command::Run => crate::daemon::run(load(&cli)?),
         Command::Preview { id } => preview(&load(&cli)?, id),
         Command::Provision { id } => provision(load(&cli)?, id),
-        Command::Report { html, cycles } => {
-            let settings = load(&cli)?;
-            let state = State::open_read_only(&settings.state_path)?;
-            let page = crate::report::html(&state, &settings, *cycles)?;
-            crate::private::write(html, page.as_bytes()).map_err(Error::file(html))?;
-            println!("wrote {}", html.display());
-            Ok(exit::OK)
-        }
+        Command::Report { html, cycles } => report(&load(&cli)?, html, *cycles),
         Command::Logs {
             status,
             action,
@@ -265,77 +228,23 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             since,
             json,
             csv,
-        } => {
-            let settings = load(&cli)?;
-            let state = State::open_read_only(&settings.state_path)?;
-            let since = match since {
-                Some(s) => Some(
-                    crate::clock::now()
-                        - crate::config::parse_duration(s)
-                            .map_err(|m| InputError::Usage(format!("--since: {m}")))?
-                            .as_secs() as i64,
-                ),
-                None => None,
-            };
-            let entries = state.logs(&LogQuery {
+        } => logs(
+            &load(&cli)?,
+            LogQuery {
                 status: status.clone(),
                 action: action.clone(),
                 object: object.clone(),
                 cycle: *cycle,
-                since,
+                since: None,
                 limit: None,
-            })?;
-            print_logs(&entries, *json, *csv);
-            Ok(exit::OK)
-        }
+            },
+            since.as_deref(),
+            (*json, *csv),
+        ),
         Command::Status { json } => status(&load(&cli)?, *json),
-        Command::Snapshot { out } => {
-            let settings = load(&cli)?;
-            let taken = crate::snapshot::take(&settings)?;
-            crate::snapshot::write(&taken, out)?;
-            println!(
-                "wrote {}: {} users, {} groups{}",
-                out.display(),
-                taken.users.len(),
-                taken.groups.len(),
-                taken
-                    .legacy
-                    .as_ref()
-                    .map(|l| format!(", {} Business API members", l.members.len()))
-                    .unwrap_or_default()
-            );
-            Ok(exit::OK)
-        }
-        Command::Restart { scope } => {
-            let settings = load(&cli)?;
-            let mut state = State::open(&settings.state_path)?;
-            let s = match scope {
-                RestartScope::Watermark => Restart::Watermark,
-                RestartScope::Escrows => Restart::Escrows,
-                RestartScope::Quarantine => Restart::Quarantine,
-                RestartScope::Migration => Restart::Migration,
-                RestartScope::Full => Restart::Full,
-            };
-            state.restart(s)?;
-            println!(
-                "restarted ({}); the next cycle is {}",
-                s.as_str(),
-                cycle::next_kind(&state, false)?
-            );
-            Ok(exit::OK)
-        }
-        Command::AllowDeletes => {
-            let settings = load(&cli)?;
-            let state = State::open(&settings.state_path)?;
-            match state.meta(Fact::Held)? {
-                Some(n) => {
-                    state.set_meta(Fact::AllowDeletesOnce, Some("1"))?;
-                    println!("{n} held destructive action(s) will run in the next cycle (once)");
-                }
-                None => println!("nothing is held"),
-            }
-            Ok(exit::OK)
-        }
+        Command::Snapshot { out } => snapshot(&load(&cli)?, out),
+        Command::Restart { scope } => restart(&load(&cli)?, *scope),
+        Command::AllowDeletes => allow_deletes(&load(&cli)?),
         #[cfg(feature = "emulators")]
         Command::Emulate(cmd) => emulate::run(cmd),
     }
