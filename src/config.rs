@@ -470,8 +470,7 @@ fn parse_source(ctx: &Parsing<'_>, raw_source: RawSource) -> Result<SourceSettin
             };
             let tenant = need("tenant", &raw_source.tenant)?;
             let client_id = need("client_id", &raw_source.client_id)?;
-            let credential = graph_credential(&raw_source, &ctx.base, &|k, v| ctx.secret(k, v))
-                .map_err(|m| ctx.err(m))?;
+            let credential = graph_credential(&raw_source, ctx).map_err(|m| ctx.err(m))?;
             let app = need("app", &raw_source.app)?;
             let (login_host, graph_host) =
                 cloud_hosts(raw_source.cloud.as_deref()).map_err(|m| ctx.err(m))?;
@@ -569,8 +568,7 @@ fn parse_target(ctx: &Parsing<'_>, raw_target: RawTarget) -> Result<TargetSettin
             authorize_url: &raw_target.authorize_url,
             scopes: &raw_target.scopes,
         },
-        &ctx.base,
-        &|k, v| ctx.secret(k, v),
+        ctx,
     )
     .map_err(|m| ctx.err(m))?;
     let timeout = match raw_target.timeout.as_deref() {
@@ -657,8 +655,7 @@ fn parse_legacy(
                     authorize_url: &l.authorize_url,
                     scopes: &l.scopes,
                 },
-                &ctx.base,
-                &|k, v| ctx.secret(k, v),
+                ctx,
             )
             .map_err(|m| ctx.err(m))?;
             Some(LegacySettings {
@@ -721,11 +718,9 @@ fn parse_safety(ctx: &Parsing<'_>, raw: &RawSafety) -> Result<Safety, InputError
 /// The Dropbox-facing credential of a table: a static `token`, or OAuth offline
 /// access (`app_key` + `refresh_token`, written by `scimsync authorize`). The refresh
 /// token is not read here: `authorize` runs before it exists.
-fn dropbox_credential(
-    raw: RawAuth<'_>,
-    base: &Path,
-    secret: &dyn Fn(&str, &str) -> Result<Secret, InputError>,
-) -> Result<Credential, String> {
+fn dropbox_credential(raw: RawAuth<'_>, ctx: &Parsing<'_>) -> Result<Credential, String> {
+    let base = &ctx.base;
+    let secret = |k: &str, v: &str| ctx.secret(k, v);
     let t = raw.table;
     let oauth_keys: Vec<&str> = [
         ("app_key", raw.app_key.is_some()),
@@ -801,11 +796,9 @@ fn dropbox_credential(
 
 /// How scimsync authenticates to Entra: exactly one of `client_secret`,
 /// `client_certificate`, `client_assertion`.
-fn graph_credential(
-    raw: &RawSource,
-    base: &Path,
-    secret: &dyn Fn(&str, &str) -> Result<Secret, InputError>,
-) -> Result<GraphCredential, String> {
+fn graph_credential(raw: &RawSource, ctx: &Parsing<'_>) -> Result<GraphCredential, String> {
+    let base = &ctx.base;
+    let secret = |k: &str, v: &str| ctx.secret(k, v);
     let given: Vec<&str> = [
         ("client_secret", raw.client_secret.is_some()),
         ("client_certificate", raw.client_certificate.is_some()),

@@ -1193,29 +1193,25 @@ impl<'a> Planner<'a> {
     /// A linked group outside a full cycle: what changed since it was applied.
     fn group_update(&mut self, e: &Evaluated, attrs: &Attrs, l: &Link) {
         let changes = diff(&l.attrs, attrs, self.input.create_only);
-        if changes.is_empty() {
-            if l.hash != hash_attrs(attrs) {
-                self.refresh(e.kind, l, attrs, true);
-            }
-            return;
-        }
-        let names: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
-        let mut a = action(
-            e.kind,
-            Op::Update,
-            &e.source_id,
-            &e.display,
-            format!("changed: {}", names.join(", ")),
-        );
-        a.target_id = Some(l.target_id.clone());
-        a.attrs = attrs.clone();
-        a.changes = changes;
-        self.constructive.push(a);
+        self.group_changes(e, attrs, l, changes, "changed");
     }
 
     /// A linked group in a full cycle: what differs from the target's object.
     fn group_drift(&mut self, e: &Evaluated, attrs: &Attrs, l: &Link, remote: &Remote) {
         let changes = drift(attrs, remote, Drift::Full, self.input.create_only);
+        self.group_changes(e, attrs, l, changes, "full cycle: drift in");
+    }
+
+    /// An update with `changes`, or, with none, the record refreshed where the
+    /// mapping changed without anything to send.
+    fn group_changes(
+        &mut self,
+        e: &Evaluated,
+        attrs: &Attrs,
+        l: &Link,
+        changes: Vec<PlannedChange>,
+        why: &str,
+    ) {
         if changes.is_empty() {
             if l.hash != hash_attrs(attrs) {
                 self.refresh(e.kind, l, attrs, true);
@@ -1228,7 +1224,7 @@ impl<'a> Planner<'a> {
             Op::Update,
             &e.source_id,
             &e.display,
-            format!("full cycle: drift in {}", names.join(", ")),
+            format!("{why}: {}", names.join(", ")),
         );
         a.target_id = Some(l.target_id.clone());
         a.attrs = attrs.clone();
@@ -1483,6 +1479,11 @@ impl<'a> Planner<'a> {
         if failed.is_empty() {
             return;
         }
+        self.move_failures();
+    }
+
+    /// Creates that turned into failures leave the constructive batch.
+    fn move_failures(&mut self) {
         let (fails, keep): (Vec<Action>, Vec<Action>) = std::mem::take(&mut self.constructive)
             .into_iter()
             .partition(|a| a.op == Op::Fail);
@@ -1547,11 +1548,7 @@ impl<'a> Planner<'a> {
             a.error = Some(TargetError::new(ErrorClass::Conflict, None, why.clone()));
             a.reason = why.clone();
         }
-        let (fails, keep): (Vec<Action>, Vec<Action>) = std::mem::take(&mut self.constructive)
-            .into_iter()
-            .partition(|a| a.op == Op::Fail);
-        self.constructive = keep;
-        self.other.extend(fails);
+        self.move_failures();
     }
 
     /// Entra's switches: user or group sync off drops those objects' actions; a
