@@ -17,7 +17,7 @@ use crate::gate::Gate;
 use crate::model::ObjectKind;
 use crate::plan::{hash_attrs, Action, Op, Plan, PlannedChange};
 use crate::scim::attribute::{match_key, shown, stored, Attrs};
-use crate::state::{Incomplete, Link, LogEntry, LogStatus, Modified, State};
+use crate::state::{Incomplete, Link, LogAction, LogEntry, LogStatus, Modified, State};
 use crate::targets::pool::{self, Call, Prefetched};
 use crate::targets::{Change, ErrorClass, Target, TargetError};
 use serde_json::Value;
@@ -41,8 +41,8 @@ pub struct ApplyOptions {
 /// What a cycle's apply did.
 #[derive(Debug, Default, Clone)]
 pub struct Outcome {
-    /// (action, status) → count, e.g. ("create", "success").
-    pub counts: BTreeMap<(String, String), usize>,
+    /// (action, status) → count, e.g. (create, success).
+    pub counts: BTreeMap<(LogAction, LogStatus), usize>,
     pub failures: usize,
     /// Failures that came from the target (not scripts or validation).
     pub target_errors: usize,
@@ -192,7 +192,7 @@ pub fn apply_with_links(
             a.outcome.withheld += 1;
             a.log(
                 action,
-                action.op.as_str(),
+                logged(action.op),
                 LogStatus::Skipped,
                 "not run: the target failed as a whole this cycle",
                 vec![],
@@ -270,16 +270,29 @@ impl Progress {
     }
 }
 
+/// The log's name for what an action does.
+fn logged(op: Op) -> LogAction {
+    match op {
+        Op::Create => LogAction::Create,
+        Op::Adopt => LogAction::Adopt,
+        Op::Update => LogAction::Update,
+        Op::Enable => LogAction::Enable,
+        Op::Disable => LogAction::Disable,
+        Op::Delete => LogAction::Delete,
+        Op::AddMembers => LogAction::AddMembers,
+        Op::RemoveMembers => LogAction::RemoveMembers,
+        Op::Forget => LogAction::Forget,
+        Op::Skip => LogAction::Skip,
+        Op::Fail => LogAction::Evaluate,
+    }
+}
+
 fn modified_from(attrs: &Attrs, changes: &[PlannedChange]) -> Vec<Modified> {
     changes
         .iter()
         .map(|c| Modified {
             name: c.path.clone(),
-            old: if c.old.get("$hash").is_some() {
-                Value::String("[Redact]".into())
-            } else {
-                shown(attrs, &c.path, &c.old)
-            },
+            old: shown(attrs, &c.path, &c.old),
             new: shown(attrs, &c.path, &c.new),
         })
         .collect()
@@ -419,18 +432,25 @@ impl Applier<'_> {
         for action in held {
             if action.op == Op::Create {
                 let why = action.held_reason.clone().unwrap_or_default();
-                self.log(action, "create", LogStatus::Skipped, &why, vec![], None);
+                self.log(
+                    action,
+                    LogAction::Create,
+                    LogStatus::Skipped,
+                    &why,
+                    vec![],
+                    None,
+                );
                 self.incomplete(action, &why);
                 continue;
             }
             self.outcome.held += 1;
-            let staged = format!("staged_{}", action.op.as_str());
+            let staged = logged(action.op).staged();
             let why = format!(
                 "held: {}; run `scimsync allow-deletes` to release ({})",
                 why.unwrap_or("deletion safeguards"),
                 action.reason
             );
-            self.log(action, &staged, LogStatus::Staged, &why, vec![], None);
+            self.log(action, staged, LogStatus::Staged, &why, vec![], None);
             self.incomplete(action, "held by the deletion safeguards");
         }
     }
@@ -510,7 +530,7 @@ impl Applier<'_> {
         let why = format!(
             "waits for {holder}, which holds the same name in the target, to be deleted first"
         );
-        self.log(a, "create", LogStatus::Skipped, &why, vec![], None);
+        self.log(a, LogAction::Create, LogStatus::Skipped, &why, vec![], None);
         self.incomplete(a, &why);
         true
     }
@@ -706,18 +726,13 @@ impl Applier<'_> {
     fn log(
         &mut self,
         a: &Action,
-        action: &str,
+        action: LogAction,
         status: LogStatus,
         reason: &str,
         modified: Vec<Modified>,
         error: Option<String>,
     ) {
-        let status = status.as_str();
-        *self
-            .outcome
-            .counts
-            .entry((action.to_string(), status.to_string()))
-            .or_insert(0) += 1;
+        *self.outcome.counts.entry((action, status)).or_insert(0) += 1;
         let target_id = a.target_id.clone().or_else(|| {
             self.links(a.kind)
                 .get(&a.source_id)
@@ -731,8 +746,8 @@ impl Applier<'_> {
             source_id: a.source_id.clone(),
             target_id,
             display: a.display.clone(),
-            action: action.to_string(),
-            status: status.to_string(),
+            action,
+            status,
             reason: reason.to_string(),
             modified,
             error,
@@ -784,7 +799,7 @@ impl Applier<'_> {
         Ok(())
     }
 
-    fn fail(&mut self, a: &Action, action: &str, e: &TargetError) -> Result<(), Error> {
+    fn fail(&mut self, a: &Action, action: LogAction, e: &TargetError) -> Result<(), Error> {
         self.outcome.failures += 1;
         self.outcome.target_errors += 1;
         if e.is_systemic() {
@@ -814,7 +829,7 @@ impl Applier<'_> {
         // A create whose answer was lost (and not found when looked for) may have
         // made the object: remembered with what it sent, so that a later cycle finds
         // it even if the object is then no longer to be created.
-        if action == "create"
+        if action == LogAction::Create
             && a.op == Op::Create
             && matches!(e.class, ErrorClass::Transport | ErrorClass::Server)
         {
@@ -858,11 +873,25 @@ impl Applier<'_> {
             }
             Op::Forget => {
                 self.links_mut(a.kind).remove(&a.source_id);
-                self.log(a, "forget", LogStatus::Skipped, &a.reason, vec![], None);
+                self.log(
+                    a,
+                    LogAction::Forget,
+                    LogStatus::Skipped,
+                    &a.reason,
+                    vec![],
+                    None,
+                );
                 self.push(Write::Unlink(a.kind, a.source_id.clone()))
             }
             Op::Skip => {
-                self.log(a, "skip", LogStatus::Skipped, &a.reason, vec![], None);
+                self.log(
+                    a,
+                    LogAction::Skip,
+                    LogStatus::Skipped,
+                    &a.reason,
+                    vec![],
+                    None,
+                );
                 if a.revisit {
                     self.incomplete(a, &a.reason);
                 }
@@ -883,11 +912,11 @@ impl Applier<'_> {
                     self.outcome.first_error = Some(a.reason.clone());
                 }
                 let (step, why) = match a.step {
-                    "import" => (
-                        "import",
+                    LogAction::Import => (
+                        LogAction::Import,
                         "the directory record is invalid; the object is kept as it was",
                     ),
-                    _ => ("evaluate", "script error"),
+                    _ => (LogAction::Evaluate, "script error"),
                 };
                 self.log(
                     a,
@@ -919,7 +948,7 @@ impl Applier<'_> {
         if !a.changes.is_empty() {
             let cs: Vec<Change> = a.changes.iter().map(PlannedChange::to_change).collect();
             if let Err(e) = self.modify(a.kind, &id, cs) {
-                return self.fail(a, "adopt", &e);
+                return self.fail(a, LogAction::Adopt, &e);
             }
         }
         let active = a.active.unwrap_or(true);
@@ -927,7 +956,7 @@ impl Applier<'_> {
         self.record_link(a, &id, &a.attrs, active, reason)?;
         self.log(
             a,
-            "adopt",
+            LogAction::Adopt,
             LogStatus::Success,
             &a.reason,
             modified_from(&a.attrs, &a.changes),
@@ -966,14 +995,14 @@ impl Applier<'_> {
                     self.record_link(a, &id, &a.attrs, active, None)?;
                     self.log(
                         a,
-                        "create",
+                        LogAction::Create,
                         LogStatus::Success,
                         &a.reason,
                         all_as_new(&a.attrs),
                         None,
                     );
                 }
-                Err(e) => self.fail(a, "create", &e)?,
+                Err(e) => self.fail(a, LogAction::Create, &e)?,
             }
         }
         Ok(())
@@ -988,7 +1017,7 @@ impl Applier<'_> {
             match self.modify(a.kind, &id, cs) {
                 Ok(()) => {}
                 Err(e) if e.class == ErrorClass::NotFound => return self.gone_from_target(a),
-                Err(e) => return self.fail(a, "update", &e),
+                Err(e) => return self.fail(a, LogAction::Update, &e),
             }
         }
         let prev = self.links(a.kind).get(&a.source_id).cloned();
@@ -998,7 +1027,7 @@ impl Applier<'_> {
         if !a.changes.is_empty() {
             self.log(
                 a,
-                "update",
+                LogAction::Update,
                 LogStatus::Success,
                 &a.reason,
                 modified_from(&a.attrs, &a.changes),
@@ -1012,7 +1041,11 @@ impl Applier<'_> {
         let Some(id) = self.target_id(a) else {
             return Ok(());
         };
-        let action = if active { "enable" } else { "disable" };
+        let action = if active {
+            LogAction::Enable
+        } else {
+            LogAction::Disable
+        };
         match self.modify(a.kind, &id, vec![active_change(active)]) {
             Ok(()) => {}
             Err(e) if e.class == ErrorClass::NotFound && !active => {
@@ -1068,16 +1101,27 @@ impl Applier<'_> {
                 self.links_mut(a.kind).remove(&a.source_id);
                 self.push(Write::Unlink(a.kind, a.source_id.clone()))?;
                 self.clear_escrow(a)?;
-                self.log(a, "delete", LogStatus::Success, &a.reason, vec![], None);
+                self.log(
+                    a,
+                    LogAction::Delete,
+                    LogStatus::Success,
+                    &a.reason,
+                    vec![],
+                    None,
+                );
                 Ok(())
             }
-            Err(e) => self.fail(a, "delete", &e),
+            Err(e) => self.fail(a, LogAction::Delete, &e),
         }
     }
 
     fn members(&mut self, a: &Action) -> Result<(), Error> {
         let add = a.op == Op::AddMembers;
-        let action = if add { "add_members" } else { "remove_members" };
+        let action = if add {
+            LogAction::AddMembers
+        } else {
+            LogAction::RemoveMembers
+        };
         let Some(gid) = self.target_id(a) else {
             self.log(
                 a,
@@ -1153,7 +1197,7 @@ impl Applier<'_> {
         }
         self.log(
             a,
-            a.op.as_str(),
+            logged(a.op),
             LogStatus::Success,
             &format!("{}; the object no longer exists in the target", a.reason),
             vec![],

@@ -96,7 +96,12 @@ impl Flow {
             .refresh_token
             .file()
             .map(std::path::Path::to_path_buf)
-            .ok_or_else(|| Error::Runtime("no refresh token file".into()))?;
+            .ok_or_else(|| {
+                InputError::Usage(
+                    "refresh_token: must be \"file:PATH\" for authorize to write the token there"
+                        .into(),
+                )
+            })?;
         let refresh = exchange(settings, &self.oauth, code, &self.verifier, self.fix)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::private::create_dir(dir).map_err(Error::file(dir))?;
@@ -113,7 +118,10 @@ fn verifier() -> Result<String, Error> {
     let mut bytes = [0u8; 48];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
-        .map_err(|_| Error::Runtime("no randomness from the system for PKCE".into()))?;
+        .map_err(|_| Error::System {
+            what: "no randomness from the system for PKCE",
+            source: std::io::Error::other("the system's random generator failed"),
+        })?;
     Ok(b64url(&bytes))
 }
 
@@ -171,9 +179,9 @@ fn exchange(
         }
     })?;
     answer.refresh_token.ok_or_else(|| {
-        Error::Runtime(
-            "Dropbox answered without a refresh token (was token_access_type=offline honoured?)"
-                .into(),
+        Error::answer(
+            "Dropbox",
+            "Dropbox answered without a refresh token (was token_access_type=offline honoured?)",
         )
     })
 }

@@ -19,7 +19,7 @@ use crate::script::Scripts;
 use crate::source::{ReadRequest, Source};
 use crate::state::Fact;
 use crate::state::Links;
-use crate::state::{LogEntry, State};
+use crate::state::{CycleKind, CycleStatus, LogAction, LogEntry, LogStatus, State};
 use crate::targets::Target;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -132,7 +132,7 @@ impl CycleReport {
         let mut counts = self.outcome.counts.clone();
         if self.source_errors > 0 {
             *counts
-                .entry(("import".to_string(), "failure".to_string()))
+                .entry((LogAction::Import, LogStatus::Failure))
                 .or_insert(0) += self.source_errors;
         }
         for ((action, status), n) in &counts {
@@ -161,34 +161,6 @@ impl CycleReport {
             ));
         }
         out
-    }
-}
-
-/// The kinds of cycle, as Entra names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CycleKind {
-    /// No watermark yet: everything is read and matched.
-    Initial,
-    /// Only what changed since the watermark.
-    Incremental,
-    /// Everything re-read, every linked object compared with the target.
-    Full,
-}
-
-impl CycleKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CycleKind::Initial => "initial",
-            CycleKind::Incremental => "incremental",
-            CycleKind::Full => "full",
-        }
-    }
-}
-
-impl std::fmt::Display for CycleKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -509,12 +481,12 @@ fn probe_quarantine(
             }
             Err(e) => {
                 let reason = reason_sentence(&e);
-                let id = rt.state.start_cycle(kind.as_str())?;
+                let id = rt.state.start_cycle(kind)?;
                 enter_quarantine(rt, Some(q), &reason, id)?;
                 let mut report = CycleReport::empty(id, kind, started);
                 report.quarantine = Some(reason);
                 rt.state
-                    .finish_cycle(id, "quarantine", &summary_json(&report))?;
+                    .finish_cycle(id, CycleStatus::Quarantine, &summary_json(&report))?;
                 return Ok(Some(report));
             }
         }
@@ -599,7 +571,7 @@ pub fn sync_reviewed(
         if let Some(r) = reviewed {
             r.check_unchanged()?;
         }
-        let id = rt.state.start_cycle(kind.as_str())?;
+        let id = rt.state.start_cycle(kind)?;
         let mut report = CycleReport::empty(id, kind, started);
         report.unchanged = true;
         // Sources hand out a fresh watermark even when nothing changed (Graph).
@@ -608,7 +580,7 @@ pub fn sync_reviewed(
                 .set_meta(Fact::Watermark, snapshot.watermark.as_deref())?;
         }
         rt.state
-            .finish_cycle(id, "success", &summary_json(&report))?;
+            .finish_cycle(id, CycleStatus::Success, &summary_json(&report))?;
         return Ok(report);
     }
     let read_took = started.elapsed();
@@ -638,7 +610,7 @@ pub fn sync_reviewed(
     rt.sample_user = sample_user.or(rt.sample_user.take());
     rt.sample_group = sample_group.or(rt.sample_group.take());
     let plan_took = started.elapsed() - read_took;
-    let id = rt.state.start_cycle(kind.as_str())?;
+    let id = rt.state.start_cycle(kind)?;
     log::info!(
         "cycle {id} ({kind}): {} users, {} groups read; {} actions planned",
         snapshot.users.len(),
@@ -664,8 +636,8 @@ pub fn sync_reviewed(
                     source_id: e.object.clone(),
                     target_id: None,
                     display: e.object.clone(),
-                    action: "import".into(),
-                    status: crate::state::LogStatus::Failure.as_str().into(),
+                    action: LogAction::Import,
+                    status: LogStatus::Failure,
                     reason: "the directory record is invalid".into(),
                     modified: vec![],
                     error: Some(e.message.clone()),
@@ -721,10 +693,10 @@ pub fn sync_reviewed(
     report.quarantine = quarantine(rt, &report)?;
     notify_cycle(rt, &report);
     let status = match report.exit_code() {
-        _ if report.outcome.interrupted => "interrupted",
-        exit::OK => "success",
-        exit::HELD => "held",
-        _ => "partial",
+        _ if report.outcome.interrupted => CycleStatus::Interrupted,
+        exit::OK => CycleStatus::Success,
+        exit::HELD => CycleStatus::Held,
+        _ => CycleStatus::Partial,
     };
     record(
         rt,
@@ -779,7 +751,7 @@ fn quarantine(rt: &mut Runtime, r: &CycleReport) -> Result<Option<String>, Error
         .outcome
         .counts
         .iter()
-        .filter(|((_, s), _)| s == "success")
+        .filter(|((_, s), _)| *s == LogStatus::Success)
         .map(|(_, n)| n)
         .sum();
     let attempted = successes + r.outcome.target_errors;

@@ -125,13 +125,14 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
             break;
         }
         let outcome = if rt.settings.sync.enabled {
-            cycle::sync(&mut rt, false)
+            Some(cycle::sync(&mut rt, false))
         } else {
             log::info!("provisioning is off ([sync] enabled = false): no cycle");
-            Err(Error::Runtime("provisioning is off".into()))
+            None
         };
         match outcome {
-            Ok(r) => log::info!(
+            None => {}
+            Some(Ok(r)) => log::info!(
                 "cycle {} ({}) done in {:.2?}: {}",
                 r.id,
                 r.kind,
@@ -142,8 +143,7 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
                     r.summary_lines().join("; ")
                 }
             ),
-            Err(e) if !rt.settings.sync.enabled => log::debug!("{e}"),
-            Err(e) => log::error!("cycle failed: {e}"),
+            Some(Err(e)) => log::error!("cycle failed: {e}"),
         }
         let delay = cycle::next_delay(&rt.state, interval).unwrap_or(interval);
         if delay > interval {

@@ -107,9 +107,9 @@ fn authorize(settings: &Settings) -> Result<(), Error> {
     println!("   {}", flow.url.split('&').next().unwrap_or(&flow.url));
     let page = ureq::get(&flow.url)
         .call()
-        .map_err(|e| Error::Runtime(format!("the emulator's authorize page: {e}")))?
+        .map_err(|e| Error::answer("the Dropbox emulator", format!("its authorize page: {e}")))?
         .into_string()
-        .map_err(|e| Error::Runtime(e.to_string()))?;
+        .map_err(|e| Error::answer("the Dropbox emulator", format!("its authorize page: {e}")))?;
     let code = page.rsplit(": ").next().unwrap_or("").trim().to_string();
     let path = flow.complete(settings, &code)?;
     println!(
@@ -140,7 +140,7 @@ pub fn run() -> Result<i32, Error> {
         None,
         std::time::Duration::from_secs(1),
     );
-    let (server, team) = emulator::serve("127.0.0.1:0", dropbox, 16).map_err(Error::Runtime)?;
+    let (server, team) = emulator::serve("127.0.0.1:0", dropbox, 16).map_err(Error::Emulator)?;
     let tenant = Tenant {
         tenant: "contoso.onmicrosoft.com".into(),
         client_id: "scimsync-demo".into(),
@@ -150,9 +150,9 @@ pub fn run() -> Result<i32, Error> {
         certificate: None,
         federated_token: None,
     };
-    let graph = Graph::new(dir.join("directory.json"), tenant.clone()).map_err(Error::Runtime)?;
+    let graph = Graph::new(dir.join("directory.json"), tenant.clone()).map_err(Error::Emulator)?;
     let (graph_server, graph_shared) =
-        emulator::serve("127.0.0.1:0", graph, 2).map_err(Error::Runtime)?;
+        emulator::serve("127.0.0.1:0", graph, 2).map_err(Error::Emulator)?;
     if let Ok(mut g) = graph_shared.lock() {
         g.set_base(&graph_server.base());
     }

@@ -77,8 +77,21 @@ pub enum Error {
     /// Another scimsync holds the state.
     #[error("another scimsync (pid {pid}) {doing}; wait for it or stop it")]
     Busy { pid: String, doing: String },
-    #[error("{0}")]
-    Runtime(String),
+    /// The demo's emulators could not start (a port, the sample directory).
+    #[cfg(feature = "emulators")]
+    #[error("the built-in emulators: {0}")]
+    Emulator(String),
+    /// The state database failed (disk full, I/O error, corruption).
+    #[error("state database: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// A service answered, but not with anything scimsync can use: a read that
+    /// broke off or came back malformed, a token answer without the token. The
+    /// message names the service and the request.
+    #[error("{message}")]
+    Answer {
+        service: &'static str,
+        message: String,
+    },
 }
 
 impl Error {
@@ -87,6 +100,14 @@ impl Error {
         move |source| Error::File {
             path: path.to_path_buf(),
             source,
+        }
+    }
+
+    /// `service` answered with something scimsync cannot use.
+    pub fn answer(service: &'static str, message: impl Into<String>) -> Error {
+        Error::Answer {
+            service,
+            message: message.into(),
         }
     }
 
@@ -104,12 +125,6 @@ impl Error {
             Error::Target(e) if e.is_auth() => exit::USAGE,
             _ => exit::RUNTIME,
         }
-    }
-}
-
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        Error::Runtime(format!("state database: {e}"))
     }
 }
 

@@ -12,7 +12,7 @@ use crate::gather::{Facts, Match};
 use crate::model::{ObjectKind, Snapshot, Unreadable};
 use crate::scim::attribute::{match_key, AttrPath, Attrs};
 use crate::scim::profile::Profile;
-use crate::state::Link;
+use crate::state::{Link, LogAction};
 use crate::targets::{remote_value, Change, ErrorClass, Remote, TargetError};
 use serde::Serialize;
 use serde_json::Value;
@@ -138,33 +138,24 @@ pub struct Action {
     /// Adoptions: whether the object is active once adopted.
     #[serde(skip)]
     pub active: Option<bool>,
-    /// Fail actions: the step that failed ("evaluate" for a script, "import" for an
+    /// Fail actions: the step that failed (evaluate for a script, import for an
     /// unreadable record).
     #[serde(skip)]
-    pub step: &'static str,
+    pub step: LogAction,
 }
 
 impl Action {
-    /// A copy safe to print: redacted values replaced by `[Redact]`.
+    /// A copy safe to print: redacted values replaced by `[Redact]` (see
+    /// `scim::attribute::shown`).
     pub fn masked(&self) -> Action {
+        use crate::scim::attribute::shown;
         let mut a = self.clone();
-        let red = crate::scim::attribute::redacted_paths(&self.attrs);
-        if red.is_empty() {
-            return a;
+        for (p, v) in a.attrs.iter_mut() {
+            *v = shown(&self.attrs, p, v);
         }
-        let mask = Value::String("[Redact]".into());
-        for p in &red {
-            if let Some(v) = a.attrs.get_mut(p) {
-                *v = mask.clone();
-            }
-        }
-        for c in a.changes.iter_mut().filter(|c| red.contains(&c.path)) {
-            if !c.old.is_null() {
-                c.old = mask.clone();
-            }
-            if !c.new.is_null() {
-                c.new = mask.clone();
-            }
+        for c in a.changes.iter_mut() {
+            c.old = shown(&self.attrs, &c.path, &c.old);
+            c.new = shown(&self.attrs, &c.path, &c.new);
         }
         a
     }
@@ -539,7 +530,7 @@ fn action(
         error: None,
         after: None,
         active: None,
-        step: "",
+        step: LogAction::Evaluate,
     }
 }
 
@@ -624,8 +615,11 @@ impl<'a> Planner<'a> {
     /// (it counts as not evaluated, see `group_in_scope`).
     fn failure(&mut self, e: &Evaluated, link: Option<&Link>) -> bool {
         let (step, why) = match &e.decision {
-            Decision::Failed(f) => ("evaluate", f.to_string()),
-            Decision::Unreadable(m) => ("import", format!("the directory record is invalid: {m}")),
+            Decision::Failed(f) => (LogAction::Evaluate, f.to_string()),
+            Decision::Unreadable(m) => (
+                LogAction::Import,
+                format!("the directory record is invalid: {m}"),
+            ),
             _ => return false,
         };
         let display = link.map(|l| l.display.as_str()).unwrap_or(&e.display);
@@ -814,7 +808,7 @@ impl<'a> Planner<'a> {
             &e.display,
             err.message.clone(),
         );
-        a.step = "create";
+        a.step = LogAction::Create;
         a.error = Some(err);
         a
     }
@@ -1469,7 +1463,7 @@ impl<'a> Planner<'a> {
                 }
             }
             a.op = Op::Fail;
-            a.step = "create";
+            a.step = LogAction::Create;
             a.after = None;
             if let Some(e) = &a.error {
                 a.reason = e.message.clone();
@@ -1544,7 +1538,7 @@ impl<'a> Planner<'a> {
         for (i, why) in &twins {
             let a = &mut self.constructive[*i];
             a.op = Op::Fail;
-            a.step = "create";
+            a.step = LogAction::Create;
             a.error = Some(TargetError::new(ErrorClass::Conflict, None, why.clone()));
             a.reason = why.clone();
         }
@@ -1938,7 +1932,7 @@ mod tests {
         );
         assert_eq!(p.destructive_count(), 0, "{:?}", ops(&p));
         let fail = p.actions.iter().find(|a| a.source_id == "broken").unwrap();
-        assert_eq!((fail.op, fail.step), (Op::Fail, "import"));
+        assert_eq!((fail.op, fail.step), (Op::Fail, LogAction::Import));
         for id in ["gone", "unassigned"] {
             let a = p.actions.iter().find(|a| a.source_id == id).unwrap();
             assert_eq!(a.op, Op::Skip, "{id}");

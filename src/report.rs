@@ -6,7 +6,7 @@
 use crate::config::Settings;
 use crate::error::Error;
 use crate::state::Fact;
-use crate::state::{LogQuery, State};
+use crate::state::{CycleStatus, LogQuery, LogStatus, State};
 use serde_json::{json, Value};
 
 /// Escapes text for HTML.
@@ -54,11 +54,11 @@ pub fn html(state: &State, settings: &Settings, max_cycles: usize) -> Result<Str
             let last = cycles
                 .iter()
                 .rev()
-                .find(|c| c.status == "held")
+                .find(|c| c.status == CycleStatus::Held)
                 .map(|c| c.id);
             state
                 .logs(&LogQuery {
-                    status: Some("staged".into()),
+                    status: Some(LogStatus::Staged),
                     cycle: last,
                     ..Default::default()
                 })?

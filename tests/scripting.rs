@@ -86,6 +86,18 @@ fn runaway_script_fails_its_object_and_the_cycle_goes_on() {
     let e = v[0]["error"].as_str().unwrap();
     assert!(e.contains("mapping.rhai:1") && e.contains("stopped"), "{e}");
     assert_eq!(v[0]["source_id"], "u1");
+    assert_eq!(v[0]["action"], "evaluate");
+    // The portal's word and any case select the same entries; a value the log never
+    // holds is refused with the list, not answered with nothing.
+    let failed = ws.run(&["logs", "--status", "FAILED", "--json"]);
+    assert_eq!(serde_json::from_str::<Value>(&failed.stdout).unwrap(), v);
+    let bad = ws.run(&["logs", "--status", "broken"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("success, failure, skipped, staged"),
+        "{}",
+        bad.stderr
+    );
 }
 
 #[test]

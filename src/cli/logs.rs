@@ -26,3 +26,29 @@ pub(super) fn report(settings: &Settings, html: &Path, cycles: usize) -> Result<
     println!("wrote {}", html.display());
     Ok(exit::OK)
 }
+
+/// `--status` takes the log's own values (`failed` is accepted for `failure`, the
+/// word Entra's portal shows).
+impl ValueEnum for LogStatus {
+    fn value_variants<'a>() -> &'a [Self] {
+        LogStatus::ALL
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let value = clap::builder::PossibleValue::new(self.as_str());
+        Some(match self {
+            LogStatus::Failure => value.alias("failed"),
+            LogStatus::Skipped => value.alias("skip"),
+            _ => value,
+        })
+    }
+}
+
+/// `--action` takes the log's own values, listed by `--help`.
+impl ValueEnum for LogAction {
+    fn value_variants<'a>() -> &'a [Self] {
+        LogAction::ALL
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
+}

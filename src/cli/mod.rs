@@ -34,7 +34,7 @@ use crate::model::ObjectKind;
 use crate::plan::{Op, Plan};
 use crate::script::{defaults, Scripts};
 use crate::state::Fact;
-use crate::state::{LogQuery, Restart, State};
+use crate::state::{LogAction, LogQuery, LogStatus, Restart, State};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
@@ -123,10 +123,12 @@ pub enum Command {
     },
     /// The provisioning log
     Logs {
-        #[arg(long)]
-        status: Option<String>,
-        #[arg(long)]
-        action: Option<String>,
+        /// Only entries with this outcome
+        #[arg(long, value_enum, ignore_case = true)]
+        status: Option<LogStatus>,
+        /// Only entries of this action
+        #[arg(long, value_enum, ignore_case = true)]
+        action: Option<LogAction>,
         #[arg(long)]
         object: Option<String>,
         #[arg(long)]
@@ -231,8 +233,8 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         } => logs(
             &load(&cli)?,
             LogQuery {
-                status: status.clone(),
-                action: action.clone(),
+                status: *status,
+                action: *action,
                 object: object.clone(),
                 cycle: *cycle,
                 since: None,

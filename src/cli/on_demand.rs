@@ -234,7 +234,7 @@ pub(super) fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
         println!("4. action: none — the target already matches");
         return Ok(exit::OK);
     }
-    let cycle_id = rt.state.start_cycle("on-demand")?;
+    let cycle_id = rt.state.start_cycle(crate::state::CycleKind::OnDemand)?;
     let mut opts = cycle::apply_options(&rt, &links, false);
     opts.stop = None;
     let outcome = crate::apply::apply_with_links(
@@ -265,9 +265,9 @@ pub(super) fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
         }
     }
     let status = if outcome.failures > 0 {
-        "partial"
+        crate::state::CycleStatus::Partial
     } else {
-        "success"
+        crate::state::CycleStatus::Success
     };
     rt.state.finish_cycle(
         cycle_id,

@@ -105,7 +105,7 @@ pub(super) fn requests_since(
         .collect()
 }
 
-pub(super) fn print_plan(plan: &Plan, kind: cycle::CycleKind) {
+pub(super) fn print_plan(plan: &Plan, kind: crate::state::CycleKind) {
     let mut counts: Vec<(Op, usize)> = vec![];
     for a in &plan.actions {
         match counts.iter_mut().find(|(o, _)| *o == a.op) {
@@ -143,11 +143,7 @@ pub(super) fn print_plan(plan: &Plan, kind: cycle::CycleKind) {
             a.reason
         );
         for c in &a.changes {
-            let old = if c.old.get("$hash").is_some() {
-                serde_json::Value::String("[Redact]".into())
-            } else {
-                crate::scim::attribute::shown(&a.attrs, &c.path, &c.old)
-            };
+            let old = crate::scim::attribute::shown(&a.attrs, &c.path, &c.old);
             let new = crate::scim::attribute::shown(&a.attrs, &c.path, &c.new);
             line.push_str(&format!(
                 "\n  {:<61}   {}: {} → {}",

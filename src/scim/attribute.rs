@@ -438,14 +438,21 @@ pub fn redacted_paths(a: &Attrs) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// What a value looks like in a log or plan: `[Redact]` for redacted paths.
+/// What a value looks like in a log, a plan or a preview: `[Redact]` for a redacted
+/// path, and for a value the state kept only as its hash. The one place that decides
+/// what is masked: the plan, the provisioning log and the CLI printers all call it.
 pub fn shown(a: &Attrs, path: &str, v: &Value) -> Value {
-    if !v.is_null() && redacted_paths(a).iter().any(|p| p == path) {
-        Value::String("[Redact]".into())
+    let hidden = marker(v, "$hash").is_some()
+        || (!v.is_null() && redacted_paths(a).iter().any(|p| p == path));
+    if hidden {
+        Value::String(MASK.into())
     } else {
         v.clone()
     }
 }
+
+/// What a redacted value is shown as (Entra's provisioning log shows the same).
+pub const MASK: &str = "[Redact]";
 
 /// The form stored in the state: redacted values replaced by their hash, so the
 /// state never holds them yet a change is still detected.

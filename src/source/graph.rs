@@ -229,13 +229,13 @@ impl GraphSource {
             return Err(if reply.status < 500 {
                 InputError::Usage(message).into()
             } else {
-                Error::Runtime(message)
+                Error::answer("Entra ID", message)
             });
         }
         let token = body
             .get("access_token")
             .and_then(|t| t.as_str())
-            .ok_or_else(|| Error::Runtime("Entra token answer without access_token".into()))?;
+            .ok_or_else(|| Error::answer("Entra ID", "Entra token answer without access_token"))?;
         let lifetime = body
             .get("expires_in")
             .and_then(|e| e.as_u64())
@@ -334,7 +334,7 @@ impl GraphSource {
             ))
             .into()
         } else {
-            Error::Runtime(e)
+            Error::answer("Microsoft Graph", e)
         }))
     }
 
@@ -672,7 +672,7 @@ fn tracks_members(link: &str) -> bool {
 
 /// A failed or incomplete read: the cycle stops before planning.
 fn broken(message: String) -> Failure {
-    Failure::Other(Error::Runtime(message))
+    Failure::Other(Error::answer("Microsoft Graph", message))
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -930,8 +930,9 @@ impl Source for GraphSource {
         match result {
             Ok(s) => Ok(s),
             Err(Failure::Other(e)) => Err(e),
-            Err(Failure::DeltaExpired) => Err(Error::Runtime(
-                "Graph delta token expired during a full read".into(),
+            Err(Failure::DeltaExpired) => Err(Error::answer(
+                "Microsoft Graph",
+                "Graph delta token expired during a full read",
             )),
         }
     }

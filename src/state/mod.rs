@@ -7,13 +7,18 @@
 //! migrations on `user_version`, one transaction per batch of actions, cached
 //! statements in loops. A state written by a newer scimsync is refused, not guessed at.
 
+mod history;
 mod schema;
+
+pub use history::{
+    Cycle, CycleKind, CycleStatus, LogAction, LogEntry, LogQuery, LogStatus, Modified,
+};
 
 use crate::error::Error;
 use crate::model::ObjectKind;
 use crate::scim::attribute::Attrs;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -78,53 +83,6 @@ pub struct Link {
     pub active: bool,
     /// Why it was disabled: "out_of_scope" or "disabled".
     pub disabled_reason: Option<String>,
-}
-
-/// One modified property, old → new, as Entra's provisioning log shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Modified {
-    pub name: String,
-    pub old: serde_json::Value,
-    pub new: serde_json::Value,
-}
-
-/// One provisioning log entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LogEntry {
-    pub id: i64,
-    pub cycle: i64,
-    pub at: i64,
-    pub kind: String,
-    pub source_id: String,
-    pub target_id: Option<String>,
-    pub display: String,
-    pub action: String,
-    pub status: String,
-    pub reason: String,
-    pub modified: Vec<Modified>,
-    pub error: Option<String>,
-}
-
-/// Filters for `scimsync logs`.
-#[derive(Debug, Clone, Default)]
-pub struct LogQuery {
-    pub status: Option<String>,
-    pub action: Option<String>,
-    pub object: Option<String>,
-    pub cycle: Option<i64>,
-    pub since: Option<i64>,
-    pub limit: Option<usize>,
-}
-
-/// A cycle as recorded.
-#[derive(Debug, Clone, Serialize)]
-pub struct Cycle {
-    pub id: i64,
-    pub kind: String,
-    pub started_at: i64,
-    pub finished_at: Option<i64>,
-    pub status: String,
-    pub summary: serde_json::Value,
 }
 
 /// An object whose last planned action did not complete.
@@ -407,96 +365,6 @@ impl State {
         Ok(out)
     }
 
-    pub fn start_cycle(&mut self, kind: &str) -> Result<i64, Error> {
-        self.conn.execute(
-            "INSERT INTO cycles(kind, started_at, status, summary) VALUES (?1, ?2, 'running', '{}')",
-            params![kind, crate::clock::now()],
-        )?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    pub fn finish_cycle(
-        &mut self,
-        id: i64,
-        status: &str,
-        summary: &serde_json::Value,
-    ) -> Result<(), Error> {
-        self.conn.execute(
-            "UPDATE cycles SET finished_at = ?2, status = ?3, summary = ?4 WHERE id = ?1",
-            params![id, crate::clock::now(), status, summary.to_string()],
-        )?;
-        Ok(())
-    }
-
-    pub fn cycles(&self, limit: usize) -> Result<Vec<Cycle>, Error> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, kind, started_at, finished_at, status, summary FROM cycles ORDER BY id DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([limit as i64], |r| {
-            Ok(Cycle {
-                id: r.get(0)?,
-                kind: r.get(1)?,
-                started_at: r.get(2)?,
-                finished_at: r.get(3)?,
-                status: r.get(4)?,
-                summary: serde_json::from_str(&r.get::<_, String>(5)?)
-                    .unwrap_or(serde_json::Value::Null),
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
-    }
-
-    pub fn logs(&self, q: &LogQuery) -> Result<Vec<LogEntry>, Error> {
-        let mut sql = String::from(
-            "SELECT id, cycle_id, at, kind, source_id, target_id, display, action, status, reason, modified, error FROM log WHERE 1=1",
-        );
-        let mut args: Vec<rusqlite::types::Value> = vec![];
-        if let Some(s) = &q.status {
-            sql.push_str(" AND lower(status) = lower(?)");
-            args.push(s.clone().into());
-        }
-        if let Some(a) = &q.action {
-            sql.push_str(" AND lower(action) = lower(?)");
-            args.push(a.clone().into());
-        }
-        if let Some(o) = &q.object {
-            sql.push_str(" AND (source_id = ? OR target_id = ? OR lower(display) = lower(?))");
-            args.push(o.clone().into());
-            args.push(o.clone().into());
-            args.push(o.clone().into());
-        }
-        if let Some(c) = q.cycle {
-            sql.push_str(" AND cycle_id = ?");
-            args.push(c.into());
-        }
-        if let Some(t) = q.since {
-            sql.push_str(" AND at >= ?");
-            args.push(t.into());
-        }
-        sql.push_str(" ORDER BY id");
-        if let Some(l) = q.limit {
-            sql.push_str(&format!(" LIMIT {l}"));
-        }
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-            Ok(LogEntry {
-                id: r.get(0)?,
-                cycle: r.get(1)?,
-                at: r.get(2)?,
-                kind: r.get(3)?,
-                source_id: r.get(4)?,
-                target_id: r.get(5)?,
-                display: r.get(6)?,
-                action: r.get(7)?,
-                status: r.get(8)?,
-                reason: r.get(9)?,
-                modified: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
-                error: r.get(11)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
-    }
-
     pub fn escrows(&self) -> Result<Vec<Escrow>, Error> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT kind, source_id, attempts, next_at, last_error FROM escrow ORDER BY next_at",
@@ -611,28 +479,6 @@ impl State {
     }
 }
 
-/// The outcome of one action in the provisioning log (Entra's status column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogStatus {
-    Success,
-    Failure,
-    /// Not run, with the reason (a switch, a failed look-up, the target failing).
-    Skipped,
-    /// Held by the gate until released.
-    Staged,
-}
-
-impl LogStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogStatus::Success => "success",
-            LogStatus::Failure => "failure",
-            LogStatus::Skipped => "skipped",
-            LogStatus::Staged => "staged",
-        }
-    }
-}
-
 /// What `restart --scope` forgets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Restart {
@@ -716,29 +562,6 @@ impl Writer<'_> {
         self.tx
             .prepare_cached("DELETE FROM memberships WHERE group_id = ?1 AND user_id = ?2")?
             .execute([group, user])?;
-        Ok(())
-    }
-
-    pub fn log(&self, e: &LogEntry) -> Result<(), Error> {
-        let modified = serde_json::to_string(&e.modified)?;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO log(cycle_id, at, kind, source_id, target_id, display, action, status, reason, modified, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?
-            .execute(params![
-                e.cycle,
-                e.at,
-                e.kind,
-                e.source_id,
-                e.target_id,
-                e.display,
-                e.action,
-                e.status,
-                e.reason,
-                modified,
-                e.error
-            ])?;
         Ok(())
     }
 
@@ -859,7 +682,7 @@ mod tests {
         // A failing batch leaves nothing behind.
         let r: Result<(), Error> = s.write(|w| {
             w.delete_link(ObjectKind::User, "u1")?;
-            Err(Error::Runtime("boom".into()))
+            Err(Error::answer("a test", "boom"))
         });
         assert!(r.is_err());
         assert!(s.links(ObjectKind::User)?.contains_key("u1"));
