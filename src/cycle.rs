@@ -571,17 +571,7 @@ pub fn sync_reviewed(
         if let Some(r) = reviewed {
             r.check_unchanged()?;
         }
-        let id = rt.state.start_cycle(kind)?;
-        let mut report = CycleReport::empty(id, kind, started);
-        report.unchanged = true;
-        // Sources hand out a fresh watermark even when nothing changed (Graph).
-        if snapshot.watermark.is_some() && snapshot.watermark != watermark {
-            rt.state
-                .set_meta(Fact::Watermark, snapshot.watermark.as_deref())?;
-        }
-        rt.state
-            .finish_cycle(id, CycleStatus::Success, &summary_json(&report))?;
-        return Ok(report);
+        return unchanged(rt, kind, started, &snapshot, watermark);
     }
     let read_took = started.elapsed();
     let prepared = prepare(
@@ -619,33 +609,7 @@ pub fn sync_reviewed(
     );
     let allow_deletes = rt.state.meta(Fact::AllowDeletesOnce)?.is_some();
     let opts = apply_options(rt, &links, allow_deletes);
-    // Records that could not be read and name no object fail alone, logged here;
-    // those that name one are the plan's (escrowed, kept as they were).
-    let unnamed: Vec<&RecordError> = snapshot.errors.iter().filter(|e| e.id.is_none()).collect();
-    let source_errors = unnamed.len();
-    if source_errors > 0 {
-        let at = crate::clock::now();
-        rt.state.write(|w| {
-            for e in &unnamed {
-                log::warn!("{} {}: {}", e.record.as_str(), e.object, e.message);
-                w.log(&LogEntry {
-                    id: 0,
-                    cycle: id,
-                    at,
-                    kind: e.record.as_str().into(),
-                    source_id: e.object.clone(),
-                    target_id: None,
-                    display: e.object.clone(),
-                    action: LogAction::Import,
-                    status: LogStatus::Failure,
-                    reason: "the directory record is invalid".into(),
-                    modified: vec![],
-                    error: Some(e.message.clone()),
-                })?;
-            }
-            Ok(())
-        })?;
-    }
+    let source_errors = log_unnamed(rt, id, &snapshot)?;
     let apply_started = Instant::now();
     let outcome =
         crate::apply::apply_with_links(&plan, rt.target.as_mut(), &mut rt.state, id, &opts, links)?;
@@ -658,12 +622,7 @@ pub fn sync_reviewed(
     for a in &plan.actions {
         *planned.entry(a.op.as_str().to_string()).or_insert(0) += 1;
     }
-    let after = rt.target.request_counts();
-    let requests = after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - requests_before.get(k).copied().unwrap_or(0)))
-        .filter(|(_, v)| *v > 0)
-        .collect();
+    let requests = requests_since(&requests_before, &rt.target.request_counts());
     let mut report = CycleReport {
         id,
         kind,
@@ -677,18 +636,7 @@ pub fn sync_reviewed(
         assigned: None,
     };
     if snapshot.changed.is_none() {
-        report.assigned = Some((
-            snapshot
-                .users
-                .iter()
-                .filter(|u| u.assignment.is_assigned())
-                .count(),
-            snapshot
-                .groups
-                .iter()
-                .filter(|g| g.assignment.is_assigned())
-                .count(),
-        ));
+        report.assigned = Some(assigned_counts(&snapshot));
     }
     report.quarantine = quarantine(rt, &report)?;
     notify_cycle(rt, &report);
@@ -708,6 +656,81 @@ pub fn sync_reviewed(
     )?;
     rt.state.finish_cycle(id, status, &summary_json(&report))?;
     Ok(report)
+}
+
+/// A cycle with nothing to do: recorded, with the fresh watermark Graph hands out
+/// even when nothing changed.
+fn unchanged(
+    rt: &mut Runtime,
+    kind: CycleKind,
+    started: Instant,
+    snapshot: &Snapshot,
+    watermark: Option<String>,
+) -> Result<CycleReport, Error> {
+    let id = rt.state.start_cycle(kind)?;
+    let mut report = CycleReport::empty(id, kind, started);
+    report.unchanged = true;
+    if snapshot.watermark.is_some() && snapshot.watermark != watermark {
+        rt.state
+            .set_meta(Fact::Watermark, snapshot.watermark.as_deref())?;
+    }
+    rt.state
+        .finish_cycle(id, CycleStatus::Success, &summary_json(&report))?;
+    Ok(report)
+}
+
+/// Records that could not be read and name no object fail alone, logged here
+/// (those that name one are the plan's: escrowed, kept as they were). Returns how
+/// many.
+fn log_unnamed(rt: &mut Runtime, id: i64, snapshot: &Snapshot) -> Result<usize, Error> {
+    let unnamed: Vec<&RecordError> = snapshot.errors.iter().filter(|e| e.id.is_none()).collect();
+    if unnamed.is_empty() {
+        return Ok(0);
+    }
+    let at = crate::clock::now();
+    rt.state.write(|w| {
+        for e in &unnamed {
+            log::warn!("{} {}: {}", e.record.as_str(), e.object, e.message);
+            w.log(&LogEntry {
+                id: 0,
+                cycle: id,
+                at,
+                kind: e.record.as_str().into(),
+                source_id: e.object.clone(),
+                target_id: None,
+                display: e.object.clone(),
+                action: LogAction::Import,
+                status: LogStatus::Failure,
+                reason: "the directory record is invalid".into(),
+                modified: vec![],
+                error: Some(e.message.clone()),
+            })?;
+        }
+        Ok(())
+    })?;
+    Ok(unnamed.len())
+}
+
+/// Requests per kind made since `before`.
+fn requests_since(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+/// Users and groups assigned, from a complete read.
+fn assigned_counts(snapshot: &Snapshot) -> (usize, usize) {
+    let users = snapshot.users.iter();
+    let groups = snapshot.groups.iter();
+    (
+        users.filter(|u| u.assignment.is_assigned()).count(),
+        groups.filter(|g| g.assignment.is_assigned()).count(),
+    )
 }
 
 /// The quarantine state as stored: since when, why, how many cycles.

@@ -262,10 +262,101 @@ pub fn blocked(state: &State) -> Result<HashSet<String>, Error> {
         .collect())
 }
 
-/// The Business API's members, each with the in-scope directory users that share
-/// its id, email or mailbox name (or that scimsync's legacy integration linked to
-/// it), decided by `migration.rhai` `match_member`. Returns the decisions, the
-/// links adopted members get, and the directory users blocked by a conflict.
+/// In-scope directory users, as `match_member` sees them, with their mapped
+/// attributes.
+struct Candidate {
+    value: Value,
+    attrs: Attrs,
+    display: String,
+}
+
+/// The candidates for members, indexed by id, email and mailbox name (keeps
+/// `match_member` linear, not members × directory).
+struct Candidates {
+    by_id: HashMap<String, Candidate>,
+    by_key: HashMap<String, Vec<String>>,
+}
+
+impl Candidates {
+    fn new(snapshot: &crate::model::Snapshot, evaluated: &[crate::evaluate::Evaluated]) -> Self {
+        let records: HashMap<&str, &serde_json::Map<String, Value>> = snapshot
+            .users
+            .iter()
+            .map(|u| (u.id.as_str(), &u.record))
+            .collect();
+        let mut by_id: HashMap<String, Candidate> = HashMap::new();
+        for e in evaluated.iter().filter(|e| e.kind == ObjectKind::User) {
+            let (Decision::InScope(_), Some(attrs)) = (&e.decision, &e.attrs) else {
+                continue;
+            };
+            let mut v = Value::Object(
+                records
+                    .get(e.source_id.as_str())
+                    .map(|r| (*r).clone())
+                    .unwrap_or_default(),
+            );
+            v["id"] = json!(e.source_id);
+            v["userName"] = attrs.get("userName").cloned().unwrap_or(Value::Null);
+            v["externalId"] = attrs.get("externalId").cloned().unwrap_or(Value::Null);
+            v["linked"] = json!(false);
+            let c = Candidate {
+                value: v,
+                attrs: attrs.clone(),
+                display: e.display.clone(),
+            };
+            by_id.insert(e.source_id.clone(), c);
+        }
+        let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
+        for (id, c) in &by_id {
+            for k in [
+                lower(c.value.get("id")),
+                lower(c.value.get("externalId")),
+                lower(c.value.get("userName")),
+                lower(c.value.get("mail")),
+                local_part(&lower(c.value.get("userName"))).to_string(),
+                local_part(&lower(c.value.get("mail"))).to_string(),
+            ] {
+                if !k.is_empty() {
+                    by_key.entry(k).or_default().push(id.clone());
+                }
+            }
+        }
+        Candidates { by_id, by_key }
+    }
+
+    /// Those that share the member's external id, email or mailbox name, or that
+    /// scimsync linked to it (`linked`), flagged `linked` where they are.
+    fn for_member(&self, m: &Value, email: &str, linked: Option<&str>) -> Vec<Value> {
+        let mut ids: BTreeSet<&String> = BTreeSet::new();
+        let email = email.to_lowercase();
+        for k in [
+            lower(m.get("external_id")),
+            local_part(&email).to_string(),
+            email,
+        ] {
+            if let Some(v) = self.by_key.get(&k) {
+                ids.extend(v.iter());
+            }
+        }
+        if let Some((id, _)) = linked.and_then(|s| self.by_id.get_key_value(s)) {
+            ids.insert(id);
+        }
+        ids.iter()
+            .filter_map(|id| self.by_id.get(*id))
+            .map(|c| {
+                let mut v = c.value.clone();
+                v["linked"] = json!(linked == v.get("id").and_then(|i| i.as_str()));
+                v
+            })
+            .collect()
+    }
+}
+
+/// The Business API's members, each offered to `migration.rhai` `match_member` with
+/// the in-scope directory users that share its id, email or mailbox name (or that
+/// scimsync's legacy integration linked to it). Returns the decisions, the links
+/// adopted members get, and the directory users a conflict blocks (never created
+/// by the SCIM side while it stands).
 fn match_members(
     scripts: &Scripts,
     snapshot: &crate::model::Snapshot,
@@ -274,105 +365,25 @@ fn match_members(
     scim_users: &HashMap<String, Remote>,
     linked_to: &HashMap<&str, &str>,
 ) -> Result<MembersMatched, Error> {
-    // In-scope directory users as candidates, with their mapped attributes.
-    struct Candidate {
-        value: Value,
-        attrs: Attrs,
-        display: String,
-    }
-    let mut candidates: HashMap<String, Candidate> = HashMap::new();
-    let records: HashMap<&str, &serde_json::Map<String, Value>> = snapshot
-        .users
-        .iter()
-        .map(|u| (u.id.as_str(), &u.record))
-        .collect();
-    for e in evaluated.iter().filter(|e| e.kind == ObjectKind::User) {
-        let (Decision::InScope(_), Some(attrs)) = (&e.decision, &e.attrs) else {
-            continue;
-        };
-        let mut v = Value::Object(
-            records
-                .get(e.source_id.as_str())
-                .map(|r| (*r).clone())
-                .unwrap_or_default(),
-        );
-        v["id"] = json!(e.source_id);
-        v["userName"] = attrs.get("userName").cloned().unwrap_or(Value::Null);
-        v["externalId"] = attrs.get("externalId").cloned().unwrap_or(Value::Null);
-        v["linked"] = json!(false);
-        candidates.insert(
-            e.source_id.clone(),
-            Candidate {
-                value: v,
-                attrs: attrs.clone(),
-                display: e.display.clone(),
-            },
-        );
-    }
-    // Candidates for a member: those that share its id, email or mailbox name, or that
-    // scimsync linked to it (keeps match_member linear, not members × directory).
-    let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
-    for (id, c) in &candidates {
-        for k in [
-            lower(c.value.get("id")),
-            lower(c.value.get("externalId")),
-            lower(c.value.get("userName")),
-            lower(c.value.get("mail")),
-            local_part(&lower(c.value.get("userName"))).to_string(),
-            local_part(&lower(c.value.get("mail"))).to_string(),
-        ] {
-            if !k.is_empty() {
-                by_key.entry(k).or_default().push(id.clone());
-            }
-        }
-    }
-
+    let candidates = Candidates::new(snapshot, evaluated);
     let mut decisions = vec![];
     let mut adopted: HashMap<String, String> = HashMap::new();
     let mut links = vec![];
     let mut blocked: BTreeSet<String> = BTreeSet::new();
     for m in members {
-        let tmid = m
-            .get("team_member_id")
-            .and_then(|i| i.as_str())
-            .unwrap_or("")
-            .to_string();
-        let email = m
-            .get("email")
-            .and_then(|e| e.as_str())
-            .unwrap_or("")
-            .to_string();
-        let status = m
-            .pointer("/status/.tag")
-            .and_then(|s| s.as_str())
-            .unwrap_or("")
-            .to_string();
-        let mut ids: BTreeSet<String> = BTreeSet::new();
-        for k in [
-            lower(m.get("external_id")),
-            email.to_lowercase(),
-            local_part(&email.to_lowercase()).to_string(),
-        ] {
-            if let Some(v) = by_key.get(&k) {
-                ids.extend(v.iter().cloned());
-            }
-        }
-        let linked_source = linked_to.get(tmid.as_str()).map(|s| s.to_string());
-        if let Some(s) = &linked_source {
-            if candidates.contains_key(s) {
-                ids.insert(s.clone());
-            }
-        }
-        let list: Vec<Value> = ids
-            .iter()
-            .filter_map(|id| candidates.get(id))
-            .map(|c| {
-                let mut v = c.value.clone();
-                v["linked"] =
-                    json!(linked_source.as_deref() == v.get("id").and_then(|i| i.as_str()));
-                v
-            })
-            .collect();
+        let text = |pointer: &str| {
+            m.pointer(pointer)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        let (tmid, email, status) = (
+            text("/team_member_id"),
+            text("/email"),
+            text("/status/.tag"),
+        );
+        let linked = linked_to.get(tmid.as_str()).copied();
+        let list = candidates.for_member(m, &email, linked);
         let answer =
             scripts
                 .match_member(m, &Value::Array(list))
@@ -381,91 +392,24 @@ fn match_members(
                     line: f.line,
                     message: format!("{} (member {email})", f.message),
                 })?;
-        let outcome = if let Some(id) = answer.get("adopt").and_then(|a| a.as_str()) {
-            let rule = answer
-                .get("rule")
-                .and_then(|r| r.as_str())
-                .unwrap_or("migration.rhai")
-                .to_string();
-            match (candidates.get(id), adopted.get(id)) {
-                (None, _) => MemberOutcome::Conflict {
-                    reason: format!(
-                        "migration.rhai adopts {id}, which is not an in-scope directory user"
-                    ),
-                    candidate: None,
-                },
-                (Some(_), Some(other)) => MemberOutcome::Conflict {
-                    reason: format!("directory user {id} is already adopted by member {other}"),
-                    candidate: Some(id.to_string()),
-                },
-                (Some(c), None) => {
-                    adopted.insert(id.to_string(), email.clone());
-                    MemberOutcome::Adopt {
-                        source_id: id.to_string(),
-                        user: c.display.clone(),
-                        rule,
-                    }
-                }
+        let outcome = member_outcome(&answer, &candidates, &mut adopted, &email);
+        match &outcome {
+            MemberOutcome::Adopt {
+                source_id, user, ..
+            } => {
+                let remote = scim_users.get(&tmid).cloned().unwrap_or(Remote {
+                    id: tmid.clone(),
+                    resource: crate::targets::legacy::profile_to_scim(m),
+                });
+                let c = &candidates.by_id[source_id];
+                links.push(adopted_link(source_id, user, &c.attrs, &remote, &status));
             }
-        } else if let Some(reason) = answer.get("conflict").and_then(|a| a.as_str()) {
-            let candidate = answer
-                .get("candidate")
-                .and_then(|c| c.as_str())
-                .map(str::to_string);
             MemberOutcome::Conflict {
-                reason: reason.to_string(),
-                candidate,
+                candidate: Some(c), ..
+            } => {
+                blocked.insert(c.clone());
             }
-        } else {
-            MemberOutcome::Unmanaged {
-                reason: answer
-                    .get("reason")
-                    .and_then(|r| r.as_str())
-                    .unwrap_or("not in the directory (in scope): left alone")
-                    .to_string(),
-            }
-        };
-        if let MemberOutcome::Adopt {
-            source_id, user, ..
-        } = &outcome
-        {
-            // The link records what the target holds now, so the first SCIM cycle
-            // sends exactly the differences from the directory.
-            let c = &candidates[source_id];
-            let remote = scim_users.get(&tmid).cloned().unwrap_or(Remote {
-                id: tmid.clone(),
-                resource: crate::targets::legacy::profile_to_scim(m),
-            });
-            let mut current = Attrs::new();
-            for path in c.attrs.keys().filter(|k| !k.starts_with('$')) {
-                let v = AttrPath::parse(path)
-                    .ok()
-                    .and_then(|p| p.get(&remote.resource).cloned())
-                    .unwrap_or(Value::Null);
-                current.insert(path.clone(), v);
-            }
-            let active = status != "suspended";
-            current.insert("active".into(), json!(active));
-            links.push(Link {
-                kind: ObjectKind::User,
-                source_id: source_id.clone(),
-                target_id: tmid.clone(),
-                display: user.clone(),
-                hash: hash_attrs(&current),
-                attrs: current,
-                active,
-                disabled_reason: if active {
-                    None
-                } else {
-                    Some("disabled".into())
-                },
-            });
-        }
-        if let MemberOutcome::Conflict {
-            candidate: Some(c), ..
-        } = &outcome
-        {
-            blocked.insert(c.clone());
+            _ => {}
         }
         decisions.push(MemberDecision {
             team_member_id: tmid,
@@ -477,6 +421,86 @@ fn match_members(
     // A conflict's candidate adopted by another member is not blocked.
     blocked.retain(|c| !adopted.contains_key(c));
     Ok((decisions, links, blocked))
+}
+
+/// What `match_member` answered, checked: an adoption must name an in-scope
+/// directory user no other member has adopted (`adopted`: user → member email).
+fn member_outcome(
+    answer: &Value,
+    candidates: &Candidates,
+    adopted: &mut HashMap<String, String>,
+    email: &str,
+) -> MemberOutcome {
+    let text = |key: &str| answer.get(key).and_then(|v| v.as_str());
+    if let Some(id) = text("adopt") {
+        let rule = text("rule").unwrap_or("migration.rhai").to_string();
+        return match (candidates.by_id.get(id), adopted.get(id)) {
+            (None, _) => MemberOutcome::Conflict {
+                reason: format!(
+                    "migration.rhai adopts {id}, which is not an in-scope directory user"
+                ),
+                candidate: None,
+            },
+            (Some(_), Some(other)) => MemberOutcome::Conflict {
+                reason: format!("directory user {id} is already adopted by member {other}"),
+                candidate: Some(id.to_string()),
+            },
+            (Some(c), None) => {
+                adopted.insert(id.to_string(), email.to_string());
+                MemberOutcome::Adopt {
+                    source_id: id.to_string(),
+                    user: c.display.clone(),
+                    rule,
+                }
+            }
+        };
+    }
+    if let Some(reason) = text("conflict") {
+        return MemberOutcome::Conflict {
+            reason: reason.to_string(),
+            candidate: text("candidate").map(str::to_string),
+        };
+    }
+    MemberOutcome::Unmanaged {
+        reason: text("reason")
+            .unwrap_or("not in the directory (in scope): left alone")
+            .to_string(),
+    }
+}
+
+/// The link an adoption writes: it records what the target holds now (`remote`),
+/// so the first SCIM cycle sends exactly the differences from the directory.
+fn adopted_link(
+    source_id: &str,
+    display: &str,
+    mapped: &Attrs,
+    remote: &Remote,
+    status: &str,
+) -> Link {
+    let mut current = Attrs::new();
+    for path in mapped.keys().filter(|k| !k.starts_with('$')) {
+        let v = AttrPath::parse(path)
+            .ok()
+            .and_then(|p| p.get(&remote.resource).cloned())
+            .unwrap_or(Value::Null);
+        current.insert(path.clone(), v);
+    }
+    let active = status != "suspended";
+    current.insert("active".into(), json!(active));
+    Link {
+        kind: ObjectKind::User,
+        source_id: source_id.to_string(),
+        target_id: remote.id.clone(),
+        display: display.to_string(),
+        hash: hash_attrs(&current),
+        attrs: current,
+        active,
+        disabled_reason: if active {
+            None
+        } else {
+            Some("disabled".into())
+        },
+    }
 }
 
 /// The Business API's groups, each with the in-scope directory groups that share
@@ -491,49 +515,7 @@ fn match_groups(
     scim_groups: &HashMap<String, Remote>,
     member_links: &[Link],
 ) -> Result<(Vec<GroupDecision>, Vec<Membership>), Error> {
-    let records: HashMap<&str, &serde_json::Map<String, Value>> = snapshot
-        .groups
-        .iter()
-        .map(|g| (g.id.as_str(), &g.record))
-        .collect();
-    let mut candidates: HashMap<String, GroupCandidate> = HashMap::new();
-    let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
-    for e in evaluated.iter().filter(|e| e.kind == ObjectKind::Group) {
-        let (Decision::InScope(_), Some(attrs)) = (&e.decision, &e.attrs) else {
-            continue;
-        };
-        let name = attrs
-            .get("displayName")
-            .and_then(|n| n.as_str())
-            .unwrap_or(&e.display)
-            .to_string();
-        let mut v = Value::Object(
-            records
-                .get(e.source_id.as_str())
-                .map(|r| (*r).clone())
-                .unwrap_or_default(),
-        );
-        v["id"] = json!(e.source_id);
-        v["displayName"] = json!(name);
-        v["externalId"] = attrs.get("externalId").cloned().unwrap_or(Value::Null);
-        for k in [
-            name.to_lowercase(),
-            e.source_id.to_lowercase(),
-            lower(v.get("externalId")),
-        ] {
-            if !k.is_empty() {
-                by_key.entry(k).or_default().push(e.source_id.clone());
-            }
-        }
-        candidates.insert(
-            e.source_id.clone(),
-            GroupCandidate {
-                value: v,
-                attrs: attrs.clone(),
-                name,
-            },
-        );
-    }
+    let (candidates, by_key) = group_candidates(snapshot, evaluated);
     let member_source: HashMap<&str, &str> = member_links
         .iter()
         .map(|l| (l.target_id.as_str(), l.source_id.as_str()))
@@ -588,20 +570,7 @@ fn match_groups(
                         .get(&gid)
                         .map(|r| r.resource.clone())
                         .unwrap_or_else(|| json!({ "displayName": name }));
-                    for m in resource
-                        .get("members")
-                        .and_then(|m| m.as_array())
-                        .into_iter()
-                        .flatten()
-                    {
-                        if let Some(src) = m
-                            .get("value")
-                            .and_then(|v| v.as_str())
-                            .and_then(|v| member_source.get(v))
-                        {
-                            memberships.push((id.clone(), src.to_string()));
-                        }
-                    }
+                    memberships.extend(adopted_members(&id, &resource, &member_source));
                     GroupOutcome::Adopt {
                         link: group_link(&id, &gid, c, &resource),
                         source_id: id,
@@ -625,6 +594,80 @@ fn match_groups(
         });
     }
     Ok((decisions, memberships))
+}
+
+/// In-scope directory groups as `match_group` sees them, by source id, and the
+/// ids under each key a Business API group is matched on (name in any case, id,
+/// external id).
+fn group_candidates(
+    snapshot: &crate::model::Snapshot,
+    evaluated: &[crate::evaluate::Evaluated],
+) -> (
+    HashMap<String, GroupCandidate>,
+    HashMap<String, Vec<String>>,
+) {
+    let records: HashMap<&str, &serde_json::Map<String, Value>> = snapshot
+        .groups
+        .iter()
+        .map(|g| (g.id.as_str(), &g.record))
+        .collect();
+    let mut candidates: HashMap<String, GroupCandidate> = HashMap::new();
+    let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
+    for e in evaluated.iter().filter(|e| e.kind == ObjectKind::Group) {
+        let (Decision::InScope(_), Some(attrs)) = (&e.decision, &e.attrs) else {
+            continue;
+        };
+        let name = attrs
+            .get("displayName")
+            .and_then(|n| n.as_str())
+            .unwrap_or(&e.display)
+            .to_string();
+        let mut v = Value::Object(
+            records
+                .get(e.source_id.as_str())
+                .map(|r| (*r).clone())
+                .unwrap_or_default(),
+        );
+        v["id"] = json!(e.source_id);
+        v["displayName"] = json!(name);
+        v["externalId"] = attrs.get("externalId").cloned().unwrap_or(Value::Null);
+        for k in [
+            name.to_lowercase(),
+            e.source_id.to_lowercase(),
+            lower(v.get("externalId")),
+        ] {
+            if !k.is_empty() {
+                by_key.entry(k).or_default().push(e.source_id.clone());
+            }
+        }
+        candidates.insert(
+            e.source_id.clone(),
+            GroupCandidate {
+                value: v,
+                attrs: attrs.clone(),
+                name,
+            },
+        );
+    }
+    (candidates, by_key)
+}
+
+/// The memberships an adopted group brings: its target members that are adopted
+/// users (`member_source`: team member id → source id).
+fn adopted_members(
+    group: &str,
+    resource: &Value,
+    member_source: &HashMap<&str, &str>,
+) -> Vec<Membership> {
+    resource
+        .get("members")
+        .and_then(|m| m.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.get("value")?.as_str())
+        .filter_map(|v| member_source.get(v))
+        .map(|src| (group.to_string(), src.to_string()))
+        .collect()
 }
 
 /// (group, user) by source ids.

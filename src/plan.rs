@@ -546,18 +546,15 @@ pub fn plan(evaluated: Vec<Evaluated>, input: &PlanInput<'_>) -> Plan {
         })
         .unzip();
     let mut p = Planner::new(input);
-    for (i, e) in evaluated.iter().enumerate() {
-        if e.kind == ObjectKind::User {
-            p.user(e, mapped[i].take());
+    // Users first: a group's members are judged on what happens to its users.
+    for kind in [ObjectKind::User, ObjectKind::Group] {
+        for (i, e) in evaluated.iter().enumerate() {
+            if e.kind == kind {
+                p.object(e, mapped[i].take());
+            }
         }
+        p.gone_objects(kind);
     }
-    p.gone_users();
-    for (i, e) in evaluated.iter().enumerate() {
-        if e.kind == ObjectKind::Group {
-            p.group(e, mapped[i].take());
-        }
-    }
-    p.gone_groups();
     p.finish()
 }
 
@@ -612,7 +609,7 @@ impl<'a> Planner<'a> {
 
     /// A failed script or an unreadable record: logged and escrowed; the object
     /// keeps its last known state, memberships included — none added, none removed
-    /// (it counts as not evaluated, see `group_in_scope`).
+    /// (it counts as not evaluated, see `group_members`).
     fn failure(&mut self, e: &Evaluated, link: Option<&Link>) -> bool {
         let (step, why) = match &e.decision {
             Decision::Failed(f) => (LogAction::Evaluate, f.to_string()),
@@ -640,56 +637,53 @@ impl<'a> Planner<'a> {
         self.evaluated.remove(&l.source_id);
     }
 
-    fn user(&mut self, e: &Evaluated, attrs: Option<Attrs>) {
-        self.seen_users.insert(e.source_id.clone());
-        let link = self.input.user_links.get(&e.source_id);
+    /// The links of a kind.
+    fn links(&self, kind: ObjectKind) -> &'a HashMap<String, Link> {
+        match kind {
+            ObjectKind::User => self.input.user_links,
+            ObjectKind::Group => self.input.group_links,
+        }
+    }
+
+    /// One directory object, user or group, through the same steps: a failure
+    /// keeps it as it is; in scope it is created, adopted or brought up to date;
+    /// out of scope it leaves. The kinds differ only where a step says so (what is
+    /// checked before sending, how an object leaves, and each kind's own part: a
+    /// user's active flag, a group's members).
+    fn object(&mut self, e: &Evaluated, attrs: Option<Attrs>) {
+        let kind = e.kind;
+        match kind {
+            ObjectKind::User => self.seen_users.insert(e.source_id.clone()),
+            ObjectKind::Group => self.seen_groups.insert(e.source_id.clone()),
+        };
+        let link = self.links(kind).get(&e.source_id);
         if self.failure(e, link) {
             return;
         }
-        self.evaluated.insert(e.source_id.clone());
+        if kind == ObjectKind::User {
+            self.evaluated.insert(e.source_id.clone());
+        }
         match (&e.decision, link) {
             (Decision::InScope(reason), None) => {
-                self.new_user(e, attrs.unwrap_or_default(), reason)
+                self.new_object(e, attrs.unwrap_or_default(), reason)
             }
-            (Decision::InScope(_), Some(l)) => self.linked_user(e, attrs.unwrap_or_default(), l),
+            (Decision::InScope(_), Some(l)) => self.linked(e, attrs.unwrap_or_default(), l),
             (Decision::NotAssigned(_), Some(l))
                 if self.input.unreadable.assignments && l.active =>
             {
                 self.keep(
-                    e.kind,
+                    kind,
                     l,
                     "looks unassigned, but some assignments could not be read; kept as it is"
                         .into(),
                 );
             }
             (Decision::NotAssigned(r) | Decision::ScopedOut(r), Some(l)) if l.active => {
-                let why = match &e.decision {
-                    Decision::NotAssigned(_) => format!("no longer assigned: {r}"),
-                    _ => format!("out of scope: {r}"),
-                };
-                let mut a = action(e.kind, Op::Disable, &e.source_id, &e.display, why);
-                a.target_id = Some(l.target_id.clone());
-                a.attrs = l.attrs.clone();
-                a.disabled_reason = Some("out_of_scope".into());
-                if self.input.profile.unassigned_removes {
-                    a.op = Op::Delete;
-                    a.reason = format!(
-                        "{}; the legacy integration removes unassigned members",
-                        a.reason
-                    );
-                }
-                if self.input.skip_out_of_scope_deletions {
-                    a.op = Op::Skip;
-                    a.reason = format!("{}; kept (skip_out_of_scope_deletions)", a.reason);
-                    self.other.push(a);
-                    self.member_ok.insert(e.source_id.clone());
-                } else {
-                    self.destructive.push(a);
-                }
+                self.leave_scope(e, l, r)
             }
-            (Decision::SoftDeleted, Some(l)) if l.active => {
+            (Decision::SoftDeleted, Some(l)) if l.active && kind == ObjectKind::User => {
                 let mut a = action(
-                    e.kind,
+                    kind,
                     Op::Disable,
                     &e.source_id,
                     &e.display,
@@ -704,22 +698,86 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn new_user(&mut self, e: &Evaluated, attrs: Attrs, reason: &str) {
-        if !desired_active(&attrs) {
-            self.other.push(action(
-                e.kind,
-                Op::Skip,
-                &e.source_id,
-                &e.display,
-                "disabled in the directory; not created",
-            ));
-        } else if let Some(why) = validate(&attrs, self.input.profile) {
+    /// A linked object out of scope or no longer assigned: a user is disabled (the
+    /// legacy integration removes it), a group deleted; kept where
+    /// `skip_out_of_scope_deletions` says so.
+    fn leave_scope(&mut self, e: &Evaluated, l: &Link, r: &str) {
+        let why = match &e.decision {
+            Decision::NotAssigned(_) => format!("no longer assigned: {r}"),
+            _ => format!("out of scope: {r}"),
+        };
+        let mut a = action(e.kind, Op::Delete, &e.source_id, &e.display, why);
+        a.target_id = Some(l.target_id.clone());
+        a.attrs = l.attrs.clone();
+        if e.kind == ObjectKind::User {
+            a.disabled_reason = Some("out_of_scope".into());
+            if self.input.profile.unassigned_removes {
+                a.reason = format!(
+                    "{}; the legacy integration removes unassigned members",
+                    a.reason
+                );
+            } else {
+                a.op = Op::Disable;
+            }
+        }
+        if self.input.skip_out_of_scope_deletions {
+            a.op = Op::Skip;
+            a.reason = format!("{}; kept (skip_out_of_scope_deletions)", a.reason);
+            self.other.push(a);
+            if e.kind == ObjectKind::User {
+                self.member_ok.insert(e.source_id.clone());
+            }
+        } else {
+            self.destructive.push(a);
+        }
+    }
+
+    /// Why an object in scope is not sent as mapped, if it is not: a user the
+    /// target would refuse (or, when new, one disabled in the directory), a group
+    /// without a name.
+    fn unfit(&self, kind: ObjectKind, attrs: &Attrs, linked: bool) -> Option<String> {
+        match kind {
+            ObjectKind::Group => attrs
+                .get("displayName")
+                .is_none_or(Value::is_null)
+                .then(|| "displayName is missing".into()),
+            ObjectKind::User if !linked && !desired_active(attrs) => {
+                Some("disabled in the directory; not created".into())
+            }
+            ObjectKind::User => validate(attrs, self.input.profile).map(|why| {
+                if linked {
+                    format!("not updated: {why}")
+                } else {
+                    why
+                }
+            }),
+        }
+    }
+
+    /// An object in scope without a link: created or adopted, then its own part.
+    fn new_object(&mut self, e: &Evaluated, attrs: Attrs, reason: &str) {
+        if let Some(why) = self.unfit(e.kind, &attrs, false) {
             self.other
                 .push(action(e.kind, Op::Skip, &e.source_id, &e.display, why));
-        } else {
-            let planned = self.create_or_adopt(e, attrs, format!("in scope: {reason}"));
-            if !matches!(planned, Planned::Not) {
+            return;
+        }
+        let planned = self.create_or_adopt(e, attrs, format!("in scope: {reason}"));
+        self.created(e, None, planned);
+    }
+
+    /// After a create or an adoption is planned: a user may be a member from now
+    /// on; a group gets its members, from none (created) or from what the target's
+    /// object has (adopted).
+    fn created(&mut self, e: &Evaluated, link: Option<&Link>, planned: Planned<'a>) {
+        match (e.kind, planned) {
+            (_, Planned::Not) => {}
+            (ObjectKind::User, _) => {
                 self.member_ok.insert(e.source_id.clone());
+            }
+            (ObjectKind::Group, Planned::New) => self.group_members(e, link, &BTreeSet::new()),
+            (ObjectKind::Group, Planned::Adopted(r)) => {
+                let current = self.remote_members(r).unwrap_or_default();
+                self.group_members(e, link, &current)
             }
         }
     }
@@ -813,31 +871,83 @@ impl<'a> Planner<'a> {
         a
     }
 
-    /// A linked user in scope: its attributes, then its active flag. Attributes the
-    /// target would refuse are not sent, but never block a disable or an enable.
-    fn linked_user(&mut self, e: &Evaluated, attrs: Attrs, l: &Link) {
-        self.member_ok.insert(e.source_id.clone());
-        let active = desired_active(&attrs);
-        let invalid = validate(&attrs, self.input.profile);
-        if let Some(why) = &invalid {
+    /// A linked object in scope: compared with the target as `gather` read it in a
+    /// full cycle (an object gone from the target is made again), else with what
+    /// was applied; then its own part — a user's active flag, a group's members.
+    /// Attributes the target would refuse are not sent, but never block a user's
+    /// disable or enable.
+    fn linked(&mut self, e: &Evaluated, attrs: Attrs, l: &'a Link) {
+        let kind = e.kind;
+        if kind == ObjectKind::User {
+            self.member_ok.insert(e.source_id.clone());
+        }
+        let should = desired_active(&attrs);
+        if let Some(why) = self.unfit(kind, &attrs, true) {
+            let mut a = action(kind, Op::Skip, &e.source_id, &e.display, why);
+            a.target_id = Some(l.target_id.clone());
+            self.other.push(a);
+            if kind == ObjectKind::User {
+                // What the link holds stays the record of what was applied.
+                self.active_change(e, &l.attrs, l, should, l.active);
+            }
+            return;
+        }
+        let create_only = self.input.create_only;
+        let remote = match self.input.facts.remote.as_ref() {
+            Some(remotes) => match remotes.of(kind).get(&l.target_id) {
+                Some(r) => Some(r),
+                None => return self.gone_from_target(e, attrs, l),
+            },
+            None => None,
+        };
+        let (changes, why, is) = match remote {
+            Some(r) => (
+                drift(&attrs, r, Drift::Full, create_only),
+                "full cycle: drift in",
+                remote_active(r),
+            ),
+            None => (diff(&l.attrs, &attrs, create_only), "changed", l.active),
+        };
+        self.update(e, &attrs, l, changes, why, is);
+        match kind {
+            ObjectKind::User => self.active_change(e, &attrs, l, should, is),
+            ObjectKind::Group => {
+                let current = remote
+                    .and_then(|r| self.remote_members(r))
+                    .unwrap_or_else(|| self.recorded_members(&e.source_id));
+                self.group_members(e, Some(l), &current)
+            }
+        }
+    }
+
+    /// The members the state records for a group.
+    fn recorded_members(&self, group: &str) -> BTreeSet<String> {
+        self.input
+            .memberships
+            .get(group)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// A full cycle found the object gone from the target: made again, except a
+    /// user that is to stay disabled (its link goes instead: creating it would hand
+    /// out a live invitation).
+    fn gone_from_target(&mut self, e: &Evaluated, attrs: Attrs, l: &'a Link) {
+        if e.kind == ObjectKind::User && !desired_active(&attrs) {
             let mut a = action(
                 e.kind,
-                Op::Skip,
+                Op::Forget,
                 &e.source_id,
                 &e.display,
-                format!("not updated: {why}"),
+                "full cycle: gone from the target, and disabled in the directory",
             );
             a.target_id = Some(l.target_id.clone());
             self.other.push(a);
-        } else if self.input.full {
-            return self.full_user(e, attrs, l);
-        } else {
-            self.attribute_update(e, &attrs, l, active);
+            return;
         }
-        // What the link holds stays the record of what was applied when the
-        // attributes were not sent.
-        let applied = if invalid.is_some() { &l.attrs } else { &attrs };
-        self.active_change(e, applied, l, active, l.active);
+        let why = "full cycle: gone from the target; created again".to_string();
+        let planned = self.create_or_adopt(e, attrs, why);
+        self.created(e, Some(l), planned);
     }
 
     /// Enables or disables a linked user whose active state `is` is not what it
@@ -869,60 +979,6 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// A full cycle compares with the target as `gather` read it: what differs is
-    /// sent, an object gone from the target is created again, an active flag
-    /// changed by hand is set back (a disable passes the gate).
-    fn full_user(&mut self, e: &Evaluated, attrs: Attrs, l: &Link) {
-        let active = desired_active(&attrs);
-        let remote = self
-            .input
-            .facts
-            .remote
-            .as_ref()
-            .and_then(|r| r.users.get(&l.target_id));
-        let Some(remote) = remote else {
-            if active {
-                self.create_or_adopt(
-                    e,
-                    attrs,
-                    "full cycle: gone from the target; created again".into(),
-                );
-            } else {
-                // To stay disabled and gone: nothing to create, the link goes.
-                let mut a = action(
-                    e.kind,
-                    Op::Forget,
-                    &e.source_id,
-                    &e.display,
-                    "full cycle: gone from the target, and disabled in the directory",
-                );
-                a.target_id = Some(l.target_id.clone());
-                self.other.push(a);
-            }
-            return;
-        };
-        let changes = drift(&attrs, remote, Drift::Full, self.input.create_only);
-        let remote_active = remote_active(remote);
-        if !changes.is_empty() {
-            let names: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
-            let mut a = action(
-                e.kind,
-                Op::Update,
-                &e.source_id,
-                &e.display,
-                format!("full cycle: drift in {}", names.join(", ")),
-            );
-            a.target_id = Some(l.target_id.clone());
-            a.changes = changes;
-            a.attrs = attrs.clone();
-            a.disabled_reason = l.disabled_reason.clone();
-            self.constructive.push(a);
-        } else if l.hash != hash_attrs(&attrs) || l.active != remote_active {
-            self.refresh(e.kind, l, &attrs, remote_active);
-        }
-        self.active_change(e, &attrs, l, active, remote_active);
-    }
-
     fn refresh(&mut self, kind: ObjectKind, l: &Link, attrs: &Attrs, active: bool) {
         self.refreshes.push(Refresh {
             kind,
@@ -939,12 +995,27 @@ impl<'a> Planner<'a> {
         });
     }
 
-    fn attribute_update(&mut self, e: &Evaluated, attrs: &Attrs, l: &Link, active: bool) {
-        let changes = diff(&l.attrs, attrs, self.input.create_only);
+    /// An update with `changes` (`why` names them), or, with none, the record
+    /// refreshed where it no longer says what the target has: only unmanaged or
+    /// create-only attributes moved, or a full cycle found the target's active
+    /// flag (`is`) unlike the record. A refresh sends nothing.
+    fn update(
+        &mut self,
+        e: &Evaluated,
+        attrs: &Attrs,
+        l: &Link,
+        changes: Vec<PlannedChange>,
+        why: &str,
+        is: bool,
+    ) {
         if changes.is_empty() {
-            if l.hash != hash_attrs(attrs) && active == l.active {
-                // Only unmanaged or create-only attributes moved: nothing to send.
-                self.refresh(e.kind, l, attrs, l.active);
+            let moved = l.hash != hash_attrs(attrs);
+            let stale = match self.input.facts.remote {
+                Some(_) => moved || l.active != is,
+                None => moved && desired_active(attrs) == l.active,
+            };
+            if stale {
+                self.refresh(e.kind, l, attrs, is);
             }
             return;
         }
@@ -954,7 +1025,7 @@ impl<'a> Planner<'a> {
             Op::Update,
             &e.source_id,
             &e.display,
-            format!("changed: {}", names.join(", ")),
+            format!("{why}: {}", names.join(", ")),
         );
         a.target_id = Some(l.target_id.clone());
         a.attrs = attrs.clone();
@@ -965,7 +1036,7 @@ impl<'a> Planner<'a> {
 
     /// Links of a kind whose source object is gone, in a stable order. Objects
     /// present but not evaluated (a partial evaluation) are not gone (and keep their
-    /// memberships as they are, see `group_in_scope`); while records of the kind
+    /// memberships as they are, see `group_members`); while records of the kind
     /// cannot all be read, none is: they are kept.
     fn gone(&mut self, kind: ObjectKind) -> Vec<&'a Link> {
         let input = self.input;
@@ -1005,17 +1076,18 @@ impl<'a> Planner<'a> {
         vec![]
     }
 
-    /// Users whose source object is gone.
-    fn gone_users(&mut self) {
+    /// Objects whose source is gone: deleted. A user that left scope earlier is
+    /// only let go (the account stays), once it is out of the groups scimsync
+    /// manages.
+    fn gone_objects(&mut self, kind: ObjectKind) {
         let input = self.input;
-        for l in self.gone(ObjectKind::User) {
-            if !l.active && l.disabled_reason.as_deref() == Some("out_of_scope") {
-                // It must leave the groups scimsync manages before it is let go (the
-                // account stays); forgotten once it is in none.
+        for l in self.gone(kind) {
+            let left_scope = !l.active && l.disabled_reason.as_deref() == Some("out_of_scope");
+            if kind == ObjectKind::User && left_scope {
                 if input.memberships.values().any(|m| m.contains(&l.source_id)) {
                     self.leaving.push(l.source_id.clone());
                     self.keep(
-                        ObjectKind::User,
+                        kind,
                         l,
                         "deleted from the directory after it left scope; leaves its groups before it is forgotten".into(),
                     );
@@ -1023,7 +1095,7 @@ impl<'a> Planner<'a> {
                 }
                 // Entra: a user unassigned earlier, then deleted, is no longer managed.
                 let mut a = action(
-                    ObjectKind::User,
+                    kind,
                     Op::Forget,
                     &l.source_id,
                     &l.display,
@@ -1033,9 +1105,11 @@ impl<'a> Planner<'a> {
                 self.other.push(a);
                 continue;
             }
-            self.deleted_users.insert(l.source_id.clone());
+            if kind == ObjectKind::User {
+                self.deleted_users.insert(l.source_id.clone());
+            }
             let mut a = action(
-                ObjectKind::User,
+                kind,
                 Op::Delete,
                 &l.source_id,
                 &l.display,
@@ -1080,150 +1154,6 @@ impl<'a> Planner<'a> {
                 self.membership.push(a);
             }
         }
-    }
-
-    fn group(&mut self, e: &Evaluated, attrs: Option<Attrs>) {
-        self.seen_groups.insert(e.source_id.clone());
-        let link = self.input.group_links.get(&e.source_id);
-        if self.failure(e, link) {
-            return;
-        }
-        match (&e.decision, link) {
-            (Decision::InScope(reason), _) => {
-                self.group_in_scope(e, attrs.unwrap_or_default(), reason, link)
-            }
-            (Decision::NotAssigned(_), Some(l)) if self.input.unreadable.assignments => {
-                self.keep(
-                    e.kind,
-                    l,
-                    "looks unassigned, but some assignments could not be read; kept as it is"
-                        .into(),
-                );
-            }
-            (Decision::NotAssigned(r) | Decision::ScopedOut(r), Some(l)) => {
-                let why = match &e.decision {
-                    Decision::NotAssigned(_) => format!("no longer assigned: {r}"),
-                    _ => format!("out of scope: {r}"),
-                };
-                let mut a = action(e.kind, Op::Delete, &e.source_id, &e.display, why);
-                a.target_id = Some(l.target_id.clone());
-                a.attrs = l.attrs.clone();
-                if self.input.skip_out_of_scope_deletions {
-                    a.op = Op::Skip;
-                    a.reason = format!("{}; kept (skip_out_of_scope_deletions)", a.reason);
-                    self.other.push(a);
-                } else {
-                    self.destructive.push(a);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn group_in_scope(
-        &mut self,
-        e: &Evaluated,
-        attrs: Attrs,
-        reason: &str,
-        link: Option<&'a Link>,
-    ) {
-        if attrs
-            .get("displayName")
-            .map(|v| v.is_null())
-            .unwrap_or(true)
-        {
-            let mut a = action(
-                e.kind,
-                Op::Skip,
-                &e.source_id,
-                &e.display,
-                "displayName is missing",
-            );
-            a.target_id = link.map(|l| l.target_id.clone());
-            self.other.push(a);
-            return;
-        }
-        let remotes = self.input.facts.remote.as_ref();
-        let recorded = || {
-            self.input
-                .memberships
-                .get(&e.source_id)
-                .cloned()
-                .unwrap_or_default()
-        };
-        // The members the group has now: in the target where the target was read
-        // (a full cycle, an adoption), else as recorded.
-        let current: BTreeSet<String> = match (link, remotes) {
-            (None, _) => match self.create_or_adopt(e, attrs, format!("in scope: {reason}")) {
-                Planned::Not => return,
-                Planned::New => BTreeSet::new(),
-                Planned::Adopted(r) => self.remote_members(r).unwrap_or_default(),
-            },
-            (Some(l), Some(remotes)) => match remotes.groups.get(&l.target_id) {
-                None => {
-                    let why = "full cycle: gone from the target; created again".to_string();
-                    match self.create_or_adopt(e, attrs, why) {
-                        Planned::Not => return,
-                        Planned::New => BTreeSet::new(),
-                        Planned::Adopted(r) => self.remote_members(r).unwrap_or_default(),
-                    }
-                }
-                Some(r) => {
-                    self.group_drift(e, &attrs, l, r);
-                    match self.remote_members(r) {
-                        Some(m) => m,
-                        None => recorded(),
-                    }
-                }
-            },
-            (Some(l), None) => {
-                self.group_update(e, &attrs, l);
-                recorded()
-            }
-        };
-        self.group_members(e, link, &current);
-    }
-
-    /// A linked group outside a full cycle: what changed since it was applied.
-    fn group_update(&mut self, e: &Evaluated, attrs: &Attrs, l: &Link) {
-        let changes = diff(&l.attrs, attrs, self.input.create_only);
-        self.group_changes(e, attrs, l, changes, "changed");
-    }
-
-    /// A linked group in a full cycle: what differs from the target's object.
-    fn group_drift(&mut self, e: &Evaluated, attrs: &Attrs, l: &Link, remote: &Remote) {
-        let changes = drift(attrs, remote, Drift::Full, self.input.create_only);
-        self.group_changes(e, attrs, l, changes, "full cycle: drift in");
-    }
-
-    /// An update with `changes`, or, with none, the record refreshed where the
-    /// mapping changed without anything to send.
-    fn group_changes(
-        &mut self,
-        e: &Evaluated,
-        attrs: &Attrs,
-        l: &Link,
-        changes: Vec<PlannedChange>,
-        why: &str,
-    ) {
-        if changes.is_empty() {
-            if l.hash != hash_attrs(attrs) {
-                self.refresh(e.kind, l, attrs, true);
-            }
-            return;
-        }
-        let names: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
-        let mut a = action(
-            e.kind,
-            Op::Update,
-            &e.source_id,
-            &e.display,
-            format!("{why}: {}", names.join(", ")),
-        );
-        a.target_id = Some(l.target_id.clone());
-        a.attrs = attrs.clone();
-        a.changes = changes;
-        self.constructive.push(a);
     }
 
     /// The members a target group lists, as source ids of linked users (members
@@ -1324,21 +1254,6 @@ impl<'a> Planner<'a> {
             a.target_id = target_id.clone();
             a.members = members;
             self.membership.push(a);
-        }
-    }
-
-    fn gone_groups(&mut self) {
-        for l in self.gone(ObjectKind::Group) {
-            let mut a = action(
-                ObjectKind::Group,
-                Op::Delete,
-                &l.source_id,
-                &l.display,
-                "deleted from the directory",
-            );
-            a.target_id = Some(l.target_id.clone());
-            a.attrs = l.attrs.clone();
-            self.destructive.push(a);
         }
     }
 

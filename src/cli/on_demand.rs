@@ -8,24 +8,15 @@ pub(super) fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
     let scripts = Scripts::load(&settings.scripts_dir)?;
     let mut source = crate::source::open(&settings.source)?;
     let state = State::open_read_only(&settings.state_path)?;
-    let mut snapshot = source.read(&crate::source::ReadRequest::full())?;
-    let (kind, source_id, display, record, assignment) = if let Some(u) = snapshot.find_user(id) {
-        (
-            ObjectKind::User,
-            u.id.clone(),
-            u.user_principal_name.clone(),
-            u.record.clone(),
-            u.assignment.clone(),
-        )
-    } else if let Some(g) = snapshot.find_group(id) {
-        (
-            ObjectKind::Group,
-            g.id.clone(),
-            g.display_name.clone(),
-            g.record.clone(),
-            g.assignment.clone(),
-        )
-    } else {
+    let snapshot = source.read(&crate::source::ReadRequest::full())?;
+    let Some(Found {
+        kind,
+        source_id,
+        display,
+        record,
+        assignment,
+    }) = Found::in_snapshot(&snapshot, id)
+    else {
         return Err(InputError::Usage(format!(
             "{id}: no user or group with this id, userPrincipalName or displayName in {}",
             source.describe()
@@ -34,29 +25,7 @@ pub(super) fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
     };
     println!("{} {display} ({source_id})", kind.as_str());
     println!("  assignment: {}", assignment.reason());
-    let scope = match kind {
-        ObjectKind::User => scripts.user_scope(&record),
-        ObjectKind::Group => scripts.group_scope(&record),
-    };
-    let scope_file = scripts
-        .scoping_file()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "no scoping.rhai: every assigned object".into());
-    match &scope {
-        Ok((b, rules)) => {
-            println!(
-                "  scoping: {} ({scope_file})",
-                if *b { "in scope" } else { "out of scope" }
-            );
-            for (name, ok) in rules {
-                println!("    rule {name:?}: {ok}");
-            }
-            if let Some((name, _)) = rules.iter().rev().find(|(_, ok)| !ok).filter(|_| !b) {
-                println!("    decided by rule {name:?}");
-            }
-        }
-        Err(f) => println!("  scoping: error {f}"),
-    }
+    print_scoping(&scripts, kind, &record);
     let mapped = match kind {
         ObjectKind::User => scripts.map_user(&record),
         ObjectKind::Group => scripts.map_group(&record),
@@ -79,20 +48,13 @@ pub(super) fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
     };
     // What the next cycle does with this object: the same pipeline as `sync`.
     let mut target = crate::targets::open(&settings.target)?;
-    snapshot.changed = Some(std::iter::once(source_id.clone()).collect());
-    cycle::widen_to_members(&mut snapshot);
-    let prepared = cycle::prepare(
-        cycle::Parts {
-            scripts: &scripts,
-            state: &state,
-            target: target.as_mut(),
-            settings,
-        },
-        snapshot,
-        false,
-        false,
-    )?;
-    let plan = one_object(prepared.plan, &source_id, settings, &prepared.links, &state)?;
+    let parts = cycle::Parts {
+        scripts: &scripts,
+        state: &state,
+        target: target.as_mut(),
+        settings,
+    };
+    let (plan, _) = plan_one(parts, snapshot, &source_id)?;
     // The target's current object: by link, else the one the plan adopts.
     let adopted = plan
         .actions
@@ -110,31 +72,7 @@ pub(super) fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
             None
         }
     };
-    println!(
-        "  mapped attributes ({}):",
-        scripts.mapping_file().display()
-    );
-    println!("    {:<40} {:<32} target now", "attribute", "mapped");
-    for (k, v) in attrs.iter().filter(|(k, _)| !k.starts_with('$')) {
-        let now = match &remote {
-            Some(r) => crate::targets::remote_value(r, k)
-                .map(|x| show(&crate::scim::attribute::shown(&attrs, k, &x)))
-                .unwrap_or_else(|| "(none)".into()),
-            None => "-".into(),
-        };
-        let differs = remote
-            .as_ref()
-            .map(|r| !v.is_null() && crate::targets::remote_value(r, k).as_ref() != Some(v))
-            .unwrap_or(false);
-        let mark = if differs { " *" } else { "" };
-        println!(
-            "    {k:<40} {:<32} {now}{mark}",
-            show(&crate::scim::attribute::shown(&attrs, k, v))
-        );
-    }
-    if remote.is_some() {
-        println!("  (* differs in the target)");
-    }
+    print_attributes(&attrs, remote.as_ref(), &scripts);
     if plan.actions.is_empty() {
         println!("  next cycle: nothing to do");
     }
@@ -152,22 +90,15 @@ pub(super) fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
 /// On-demand provisioning of one object, with Entra's steps.
 pub(super) fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
     let mut rt = Runtime::open(settings)?;
-    let mut snapshot = rt.source.read(&crate::source::ReadRequest::full())?;
-    let (kind, source_id, display, assignment) = if let Some(u) = snapshot.find_user(id) {
-        (
-            ObjectKind::User,
-            u.id.clone(),
-            u.user_principal_name.clone(),
-            u.assignment.clone(),
-        )
-    } else if let Some(g) = snapshot.find_group(id) {
-        (
-            ObjectKind::Group,
-            g.id.clone(),
-            g.display_name.clone(),
-            g.assignment.clone(),
-        )
-    } else {
+    let snapshot = rt.source.read(&crate::source::ReadRequest::full())?;
+    let Some(Found {
+        kind,
+        source_id,
+        display,
+        record,
+        assignment,
+    }) = Found::in_snapshot(&snapshot, id)
+    else {
         println!("1. import: {id} not found in {}", rt.source.describe());
         return Err(
             InputError::Usage(format!("{id}: no such user or group in the directory")).into(),
@@ -178,19 +109,6 @@ pub(super) fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
         kind.as_str(),
         rt.source.describe()
     );
-    let record = match kind {
-        ObjectKind::User => snapshot
-            .users
-            .iter()
-            .find(|u| u.id == source_id)
-            .map(|u| u.record.clone()),
-        ObjectKind::Group => snapshot
-            .groups
-            .iter()
-            .find(|g| g.id == source_id)
-            .map(|g| g.record.clone()),
-    }
-    .unwrap_or_default();
     let scope = match kind {
         ObjectKind::User => rt.scripts.user_scope(&record),
         ObjectKind::Group => rt.scripts.group_scope(&record),
@@ -214,21 +132,13 @@ pub(super) fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
             format!("; rules: {rules}")
         }
     );
-    snapshot.changed = Some(std::iter::once(source_id.clone()).collect());
-    cycle::widen_to_members(&mut snapshot);
-    let prepared = cycle::prepare(
-        cycle::Parts {
-            scripts: &rt.scripts,
-            state: &rt.state,
-            target: rt.target.as_mut(),
-            settings: &rt.settings,
-        },
-        snapshot,
-        false,
-        false,
-    )?;
-    let links = prepared.links;
-    let plan = one_object(prepared.plan, &source_id, &rt.settings, &links, &rt.state)?;
+    let parts = cycle::Parts {
+        scripts: &rt.scripts,
+        state: &rt.state,
+        target: rt.target.as_mut(),
+        settings: &rt.settings,
+    };
+    let (plan, links) = plan_one(parts, snapshot, &source_id)?;
     print_match(&plan, &links, kind, &source_id, &rt.scripts);
     if plan.actions.is_empty() && plan.refresh.is_empty() {
         println!("4. action: none — the target already matches");
@@ -249,21 +159,7 @@ pub(super) fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
         cycle: Some(cycle_id),
         ..Default::default()
     })?;
-    for e in &entries {
-        println!(
-            "4. action: {} {} — {}{}",
-            e.action,
-            e.status,
-            e.reason,
-            e.error
-                .as_ref()
-                .map(|x| format!(" — error: {x}"))
-                .unwrap_or_default()
-        );
-        for m in &e.modified {
-            println!("     {}: {} → {}", m.name, show(&m.old), show(&m.new));
-        }
-    }
+    print_actions(&entries);
     let status = if outcome.failures > 0 {
         crate::state::CycleStatus::Partial
     } else {
@@ -279,6 +175,123 @@ pub(super) fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
     } else {
         exit::OK
     })
+}
+
+/// The object `preview` or `provision` is about, found by id, userPrincipalName or
+/// displayName.
+struct Found {
+    kind: ObjectKind,
+    source_id: String,
+    display: String,
+    record: serde_json::Map<String, serde_json::Value>,
+    assignment: crate::model::Assignment,
+}
+
+impl Found {
+    fn in_snapshot(snapshot: &crate::model::Snapshot, id: &str) -> Option<Found> {
+        if let Some(u) = snapshot.find_user(id) {
+            return Some(Found {
+                kind: ObjectKind::User,
+                source_id: u.id.clone(),
+                display: u.user_principal_name.clone(),
+                record: u.record.clone(),
+                assignment: u.assignment.clone(),
+            });
+        }
+        snapshot.find_group(id).map(|g| Found {
+            kind: ObjectKind::Group,
+            source_id: g.id.clone(),
+            display: g.display_name.clone(),
+            record: g.record.clone(),
+            assignment: g.assignment.clone(),
+        })
+    }
+}
+
+/// The next cycle's plan for one object (and what it needs: its group's members,
+/// a user's groups), through the same pipeline as `sync`, judged on its own.
+fn plan_one(
+    parts: cycle::Parts<'_>,
+    mut snapshot: crate::model::Snapshot,
+    source_id: &str,
+) -> Result<(Plan, crate::state::Links), Error> {
+    let (settings, state) = (parts.settings, parts.state);
+    snapshot.changed = Some(std::iter::once(source_id.to_string()).collect());
+    cycle::widen_to_members(&mut snapshot);
+    let prepared = cycle::prepare(parts, snapshot, false, false)?;
+    let plan = one_object(prepared.plan, source_id, settings, &prepared.links, state)?;
+    Ok((plan, prepared.links))
+}
+
+/// `preview`'s scoping: the verdict, each named rule, and the rule that decided.
+fn print_scoping(scripts: &Scripts, kind: ObjectKind, record: &serde_json::Map<String, serde_json::Value>) {
+    let scope = match kind {
+        ObjectKind::User => scripts.user_scope(record),
+        ObjectKind::Group => scripts.group_scope(record),
+    };
+    let scope_file = scripts
+        .scoping_file()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "no scoping.rhai: every assigned object".into());
+    match &scope {
+        Ok((b, rules)) => {
+            println!(
+                "  scoping: {} ({scope_file})",
+                if *b { "in scope" } else { "out of scope" }
+            );
+            for (name, ok) in rules {
+                println!("    rule {name:?}: {ok}");
+            }
+            if let Some((name, _)) = rules.iter().rev().find(|(_, ok)| !ok).filter(|_| !b) {
+                println!("    decided by rule {name:?}");
+            }
+        }
+        Err(f) => println!("  scoping: error {f}"),
+    }
+}
+
+/// `preview`'s table: each mapped attribute beside what the target has now,
+/// redacted values masked.
+fn print_attributes(attrs: &Attrs, remote: Option<&crate::targets::Remote>, scripts: &Scripts) {
+    use crate::scim::attribute::shown;
+    println!(
+        "  mapped attributes ({}):",
+        scripts.mapping_file().display()
+    );
+    println!("    {:<40} {:<32} target now", "attribute", "mapped");
+    for (k, v) in attrs.iter().filter(|(k, _)| !k.starts_with('$')) {
+        let there = remote.map(|r| crate::targets::remote_value(r, k));
+        let now = match &there {
+            Some(Some(x)) => show(&shown(attrs, k, x)),
+            Some(None) => "(none)".into(),
+            None => "-".into(),
+        };
+        let differs = matches!(&there, Some(x) if !v.is_null() && x.as_ref() != Some(v));
+        let mark = if differs { " *" } else { "" };
+        println!("    {k:<40} {:<32} {now}{mark}", show(&shown(attrs, k, v)));
+    }
+    if remote.is_some() {
+        println!("  (* differs in the target)");
+    }
+}
+
+/// `provision`'s fourth step: what was done, as the provisioning log has it.
+fn print_actions(entries: &[crate::state::LogEntry]) {
+    for e in entries {
+        println!(
+            "4. action: {} {} — {}{}",
+            e.action,
+            e.status,
+            e.reason,
+            e.error
+                .as_ref()
+                .map(|x| format!(" — error: {x}"))
+                .unwrap_or_default()
+        );
+        for m in &e.modified {
+            println!("     {}: {} → {}", m.name, show(&m.old), show(&m.new));
+        }
+    }
 }
 
 /// The part of a plan that is one object's (provision, preview), judged by the

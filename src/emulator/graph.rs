@@ -125,6 +125,27 @@ fn without_members(g: &Value) -> Value {
     g
 }
 
+/// The route as counted per kind of request: ids replaced by `{id}`.
+fn route_key(route: &[&str]) -> String {
+    route
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if i % 2 == 1
+                && !s.contains("delta")
+                && *s != "members"
+                && *s != "appRoleAssignedTo"
+                && *s != "deletedItems"
+            {
+                "{id}"
+            } else {
+                s
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 fn soft_deleted(u: &Value) -> bool {
     u.get("deletedDateTime")
         .map(|d| !d.is_null())
@@ -775,32 +796,18 @@ impl Service for Graph {
             return graph_error(500, "InternalServerError", &e);
         }
         let route: Vec<&str> = seg[1..].to_vec();
-        let key = format!(
-            "GET {}",
-            route
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    if i % 2 == 1
-                        && !s.contains("delta")
-                        && *s != "members"
-                        && *s != "appRoleAssignedTo"
-                        && *s != "deletedItems"
-                    {
-                        "{id}"
-                    } else {
-                        s
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("/")
-        );
+        let key = format!("GET {}", route_key(&route));
         *self.requests.entry(key).or_insert(0) += 1;
         if req.method != "GET" {
             return graph_error(405, "MethodNotAllowed", "read-only emulator");
         }
+        self.get(req, &route)
+    }
+
+    /// A GET on a `/v1.0` route, authorised and counted.
+    fn get(&mut self, req: &Request, route: &[&str]) -> Response {
         let select = Self::select_param(req);
-        match route.as_slice() {
+        match route {
             ["users", "delta"] => self.users_delta(req),
             ["groups", "delta"] => self.groups_delta(req),
             ["users"] => {
@@ -899,8 +906,7 @@ impl Service for Graph {
             _ => graph_error(
                 400,
                 "BadRequest",
-                &format!("Unsupported route /{}", seg.join("/")),
+                &format!("Unsupported route /v1.0/{}", route.join("/")),
             ),
         }
     }
-}

@@ -121,36 +121,12 @@ fn member_ids(rec: &Map<String, Value>) -> Result<Vec<String>, String> {
 
 /// Like `parse`, from an already parsed document (the Graph source builds one).
 pub fn parse_value(doc: Value, scope: Scope) -> Result<Snapshot, String> {
-    let Value::Object(doc) = doc else {
+    let Value::Object(mut doc) = doc else {
         return Err(
             "the top level must be an object with \"users\", \"groups\", \"assignments\"".into(),
         );
     };
-    for key in doc.keys() {
-        if !matches!(key.as_str(), "users" | "groups" | "assignments") {
-            return Err(format!(
-                "unknown top-level key \"{key}\" (expected \"users\", \"groups\", \"assignments\")"
-            ));
-        }
-    }
-    // An empty or cut document must not read as a directory without anyone in it.
-    let mut required = vec!["users"];
-    if scope == Scope::Assigned {
-        required.push("assignments");
-    }
-    for key in required {
-        if !doc.contains_key(key) {
-            return Err(format!(
-                "no \"{key}\" array: a directory document without it is refused rather than read as empty{}",
-                if key == "assignments" {
-                    " (with scope = \"assigned\" the assignments decide who is provisioned)"
-                } else {
-                    ""
-                }
-            ));
-        }
-    }
-    let mut doc = doc;
+    check_top_level(&doc, scope)?;
     // Taken out of the document, not copied: it can hold 100,000 users.
     let mut array = |key: &str| -> Result<Vec<Value>, String> {
         match doc.remove(key) {
@@ -164,32 +140,7 @@ pub fn parse_value(doc: Value, scope: Scope) -> Result<Snapshot, String> {
     let raw_assignments = array("assignments")?;
     let mut snap = Snapshot::default();
 
-    // Assignments: principal id → role names.
-    let mut roles: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for (i, a) in raw_assignments.iter().enumerate() {
-        let fail = |message: &str| RecordError {
-            record: RecordKind::Assignment,
-            object: format!("assignments[{i}]"),
-            id: None,
-            message: message.into(),
-        };
-        let principal = a.get("principalId").and_then(|v| v.as_str());
-        let role = match a.get("appRole") {
-            None | Some(Value::Null) => Some(DEFAULT_ACCESS),
-            Some(Value::String(r)) => Some(r.as_str()),
-            Some(_) => None,
-        };
-        match (principal, role) {
-            (Some(p), Some(role)) if !p.is_empty() => {
-                roles
-                    .entry(p.to_string())
-                    .or_default()
-                    .insert(role.to_string());
-            }
-            (_, None) => snap.errors.push(fail("\"appRole\" must be a role name")),
-            _ => snap.errors.push(fail("assignment without principalId")),
-        }
-    }
+    let roles = assigned_roles(&raw_assignments, &mut snap.errors);
 
     let mut users: Vec<(String, String, Map<String, Value>)> = Vec::new();
     let mut records = Records {
@@ -218,8 +169,6 @@ pub fn parse_value(doc: Value, scope: Scope) -> Result<Snapshot, String> {
         }
     }
 
-    let entitled = |r: &BTreeSet<String>| r.iter().any(|x| x != DEFAULT_ACCESS);
-
     // Which assigned groups each user is a direct member of.
     let mut via_group: BTreeMap<&str, Vec<(&str, &BTreeSet<String>)>> = BTreeMap::new();
     for (gid, gname, _, members) in &groups {
@@ -242,25 +191,7 @@ pub fn parse_value(doc: Value, scope: Scope) -> Result<Snapshot, String> {
                 effective.extend(r.iter().cloned());
             }
         }
-        let assignment = match scope {
-            Scope::All => Assignment::Assigned("scope is all users and groups".into()),
-            Scope::Assigned => {
-                if direct.map(entitled).unwrap_or(false) {
-                    Assignment::Assigned(format!("assigned ({})", roles_text(direct)))
-                } else if let Some((g, r)) =
-                    groups_of.and_then(|gs| gs.iter().find(|(_, r)| entitled(r)))
-                {
-                    Assignment::Assigned(format!(
-                        "member of assigned group {g} ({})",
-                        roles_text(Some(r))
-                    ))
-                } else if effective.is_empty() {
-                    Assignment::NotAssigned("not assigned to the app".into())
-                } else {
-                    Assignment::NotAssigned(format!("only role is {DEFAULT_ACCESS}"))
-                }
-            }
-        };
+        let assignment = user_assignment(scope, direct, groups_of.map(Vec::as_slice), &effective);
         let app_roles: Vec<Value> = effective.iter().cloned().map(Value::String).collect();
         rec.insert("appRoles".into(), Value::Array(app_roles));
         let soft_deleted = rec
@@ -278,16 +209,7 @@ pub fn parse_value(doc: Value, scope: Scope) -> Result<Snapshot, String> {
 
     for (id, name, mut rec, members) in groups {
         let r = roles.get(&id);
-        let assignment = match scope {
-            Scope::All => Assignment::Assigned("scope is all users and groups".into()),
-            Scope::Assigned => match r {
-                Some(r) if entitled(r) => {
-                    Assignment::Assigned(format!("assigned ({})", roles_text(Some(r))))
-                }
-                Some(_) => Assignment::NotAssigned(format!("only role is {DEFAULT_ACCESS}")),
-                None => Assignment::NotAssigned("not assigned to the app".into()),
-            },
-        };
+        let assignment = group_assignment(scope, r);
         let app_roles: Vec<Value> = r
             .map(|r| r.iter().cloned().map(Value::String).collect())
             .unwrap_or_default();
@@ -301,6 +223,114 @@ pub fn parse_value(doc: Value, scope: Scope) -> Result<Snapshot, String> {
         });
     }
     Ok(snap)
+}
+
+/// The document's top level: only the three known arrays, and never read as an
+/// empty directory because one it needs is missing.
+fn check_top_level(doc: &Map<String, Value>, scope: Scope) -> Result<(), String> {
+    for key in doc.keys() {
+        if !matches!(key.as_str(), "users" | "groups" | "assignments") {
+            return Err(format!(
+                "unknown top-level key \"{key}\" (expected \"users\", \"groups\", \"assignments\")"
+            ));
+        }
+    }
+    // An empty or cut document must not read as a directory without anyone in it.
+    let mut required = vec!["users"];
+    if scope == Scope::Assigned {
+        required.push("assignments");
+    }
+    for key in required {
+        if !doc.contains_key(key) {
+            return Err(format!(
+                "no \"{key}\" array: a directory document without it is refused rather than read as empty{}",
+                if key == "assignments" {
+                    " (with scope = \"assigned\" the assignments decide who is provisioned)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Assignments: principal id → role names. A bad assignment is a record error.
+fn assigned_roles(
+    raw: &[Value],
+    errors: &mut Vec<RecordError>,
+) -> HashMap<String, BTreeSet<String>> {
+    let mut roles: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for (i, a) in raw.iter().enumerate() {
+        let fail = |message: &str| RecordError {
+            record: RecordKind::Assignment,
+            object: format!("assignments[{i}]"),
+            id: None,
+            message: message.into(),
+        };
+        let principal = a.get("principalId").and_then(|v| v.as_str());
+        let role = match a.get("appRole") {
+            None | Some(Value::Null) => Some(DEFAULT_ACCESS),
+            Some(Value::String(r)) => Some(r.as_str()),
+            Some(_) => None,
+        };
+        match (principal, role) {
+            (Some(p), Some(role)) if !p.is_empty() => {
+                roles
+                    .entry(p.to_string())
+                    .or_default()
+                    .insert(role.to_string());
+            }
+            (_, None) => errors.push(fail("\"appRole\" must be a role name")),
+            _ => errors.push(fail("assignment without principalId")),
+        }
+    }
+
+    roles
+}
+
+/// Whether roles give access: any role but Default Access (Entra's rule).
+fn entitled(r: &BTreeSet<String>) -> bool {
+    r.iter().any(|x| x != DEFAULT_ACCESS)
+}
+
+/// A user's assignment, directly or through the assigned groups it is a direct
+/// member of; `effective` is every role it holds either way.
+fn user_assignment(
+    scope: Scope,
+    direct: Option<&BTreeSet<String>>,
+    groups_of: Option<&[(&str, &BTreeSet<String>)]>,
+    effective: &BTreeSet<String>,
+) -> Assignment {
+    if scope == Scope::All {
+        return Assignment::Assigned("scope is all users and groups".into());
+    }
+    if direct.is_some_and(entitled) {
+        Assignment::Assigned(format!("assigned ({})", roles_text(direct)))
+    } else if let Some((g, r)) = groups_of.and_then(|gs| gs.iter().find(|(_, r)| entitled(r))) {
+        Assignment::Assigned(format!(
+            "member of assigned group {g} ({})",
+            roles_text(Some(r))
+        ))
+    } else if effective.is_empty() {
+        Assignment::NotAssigned("not assigned to the app".into())
+    } else {
+        Assignment::NotAssigned(format!("only role is {DEFAULT_ACCESS}"))
+    }
+}
+
+/// A group's assignment (groups are assigned directly only).
+fn group_assignment(scope: Scope, r: Option<&BTreeSet<String>>) -> Assignment {
+    match (scope, r) {
+        (Scope::All, _) => Assignment::Assigned("scope is all users and groups".into()),
+        (Scope::Assigned, Some(r)) if entitled(r) => {
+            Assignment::Assigned(format!("assigned ({})", roles_text(Some(r))))
+        }
+        (Scope::Assigned, Some(_)) => {
+            Assignment::NotAssigned(format!("only role is {DEFAULT_ACCESS}"))
+        }
+        (Scope::Assigned, None) => Assignment::NotAssigned("not assigned to the app".into()),
+    }
 }
 
 fn roles_text(r: Option<&BTreeSet<String>>) -> String {
