@@ -40,6 +40,66 @@ enum Wake {
 }
 
 pub fn run(settings: Settings) -> Result<i32, Error> {
+    let (stop, hup) = signals()?;
+    let scripts_dir = settings.scripts_dir.clone();
+    // Dropped at the end of `run`: the folders are watched while it loops.
+    let (_watcher, rx) = watch(&settings)?;
+    let interval = settings.interval;
+    let mut rt = Runtime::open(settings)?;
+    rt.stop = Some(Arc::clone(&stop));
+    log::info!(
+        "scimsync run: a cycle every {:?}; watching {} for script changes",
+        interval,
+        scripts_dir.display()
+    );
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let outcome = if rt.settings.sync.enabled {
+            Some(cycle::sync(&mut rt, false))
+        } else {
+            log::info!("provisioning is off ([sync] enabled = false): no cycle");
+            None
+        };
+        match outcome {
+            None => {}
+            Some(Ok(r)) => log::info!(
+                "cycle {} ({}) done in {:.2?}: {}",
+                r.id,
+                r.kind,
+                r.duration,
+                if r.summary_lines().is_empty() {
+                    "nothing to do".to_string()
+                } else {
+                    r.summary_lines().join("; ")
+                }
+            ),
+            Some(Err(e)) => log::error!("cycle failed: {e}"),
+        }
+        let delay = cycle::next_delay(&rt.state, interval).unwrap_or(interval);
+        if delay > interval {
+            log::warn!("in quarantine: next cycle in {delay:?}");
+        }
+        let next_at = crate::clock::now() + delay.as_secs() as i64;
+        if let Err(e) = rt
+            .state
+            .set_meta(Fact::NextCycleAt, Some(&next_at.to_string()))
+        {
+            log::warn!("cannot record the next cycle time: {e}");
+        }
+        match wait(&mut rt, delay, &stop, &hup, &rx) {
+            Wake::Stop => break,
+            Wake::Interval | Wake::Reloaded => continue,
+        }
+    }
+    let _ = rt.state.set_meta(Fact::NextCycleAt, None);
+    log::info!("scimsync run: stopped; state recorded");
+    Ok(exit::OK)
+}
+
+/// SIGTERM and SIGINT stop the daemon between batches; SIGHUP reloads.
+fn signals() -> Result<(Arc<AtomicBool>, Arc<AtomicBool>), Error> {
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -54,7 +114,14 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
             source,
         },
     )?;
+    Ok((stop, hup))
+}
 
+/// Watches the scripts folder and the folders of secret files; changes arrive on
+/// the receiver.
+fn watch(
+    settings: &Settings,
+) -> Result<(notify::RecommendedWatcher, mpsc::Receiver<Changed>), Error> {
     let (tx, rx) = mpsc::channel::<Changed>();
     let scripts_dir = settings.scripts_dir.clone();
     let secrets = settings.secret_files();
@@ -111,59 +178,7 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
             );
         }
     }
-
-    let interval = settings.interval;
-    let mut rt = Runtime::open(settings)?;
-    rt.stop = Some(Arc::clone(&stop));
-    log::info!(
-        "scimsync run: a cycle every {:?}; watching {} for script changes",
-        interval,
-        scripts_dir.display()
-    );
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let outcome = if rt.settings.sync.enabled {
-            Some(cycle::sync(&mut rt, false))
-        } else {
-            log::info!("provisioning is off ([sync] enabled = false): no cycle");
-            None
-        };
-        match outcome {
-            None => {}
-            Some(Ok(r)) => log::info!(
-                "cycle {} ({}) done in {:.2?}: {}",
-                r.id,
-                r.kind,
-                r.duration,
-                if r.summary_lines().is_empty() {
-                    "nothing to do".to_string()
-                } else {
-                    r.summary_lines().join("; ")
-                }
-            ),
-            Some(Err(e)) => log::error!("cycle failed: {e}"),
-        }
-        let delay = cycle::next_delay(&rt.state, interval).unwrap_or(interval);
-        if delay > interval {
-            log::warn!("in quarantine: next cycle in {delay:?}");
-        }
-        let next_at = crate::clock::now() + delay.as_secs() as i64;
-        if let Err(e) = rt
-            .state
-            .set_meta(Fact::NextCycleAt, Some(&next_at.to_string()))
-        {
-            log::warn!("cannot record the next cycle time: {e}");
-        }
-        match wait(&mut rt, delay, &stop, &hup, &rx) {
-            Wake::Stop => break,
-            Wake::Interval | Wake::Reloaded => continue,
-        }
-    }
-    let _ = rt.state.set_meta(Fact::NextCycleAt, None);
-    log::info!("scimsync run: stopped; state recorded");
-    Ok(exit::OK)
+    Ok((watcher, rx))
 }
 
 fn wait(

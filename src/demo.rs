@@ -14,6 +14,7 @@ use crate::emulator::{self, dropbox::Team};
 use crate::error::{exit, Error};
 use serde_json::Value;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 fn io(p: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| Error::File {
@@ -121,104 +122,26 @@ fn authorize(settings: &Settings) -> Result<(), Error> {
 
 /// Runs the demo in a temporary folder.
 pub fn run() -> Result<i32, Error> {
-    let token = crate::ids::random_hex(32);
-    let dir = std::env::temp_dir().join(format!("scimsync-demo-{}", crate::ids::random_hex(8)));
-    crate::private::create_dir(&dir.join("scripts")).map_err(io(&dir))?;
-    let write = |name: &str, text: &str| -> Result<(), Error> {
-        let p = dir.join(name);
-        crate::private::write(&p, text.as_bytes()).map_err(io(&p))
-    };
-    write("scripts/mapping.rhai", crate::script::defaults::MAPPING)?;
-    write("scripts/scoping.rhai", crate::script::defaults::SCOPING)?;
-    write("directory.json", crate::source::directory::SAMPLE)?;
-
-    // Dropbox issues short-lived access tokens; the demo's live one second, so a
-    // refresh shows between the cycles.
-    let mut dropbox = Team::new(&token);
-    dropbox.oauth = crate::emulator::dropbox::oauth::OAuthServer::new(
-        DEMO_APP_KEY,
-        None,
-        std::time::Duration::from_secs(1),
-    );
-    let (server, team) = emulator::serve("127.0.0.1:0", dropbox, 16).map_err(Error::Emulator)?;
-    let tenant = Tenant {
-        tenant: "contoso.onmicrosoft.com".into(),
-        client_id: "scimsync-demo".into(),
-        client_secret: crate::ids::random_hex(32),
-        app: "11111111-2222-3333-4444-555555555555".into(),
-        token_lifetime: 3599,
-        certificate: None,
-        federated_token: None,
-    };
-    let graph = Graph::new(dir.join("directory.json"), tenant.clone()).map_err(Error::Emulator)?;
-    let (graph_server, graph_shared) =
-        emulator::serve("127.0.0.1:0", graph, 2).map_err(Error::Emulator)?;
-    if let Ok(mut g) = graph_shared.lock() {
-        g.set_base(&graph_server.base());
-    }
-    let config = format!(
-        "state = \"scimsync.db\"\nscripts = \"scripts\"\n[source]\ntype = \"graph\"\ntenant = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"env:SCIMSYNC_DEMO_SECRET\"\napp = \"{}\"\nscope = \"assigned\"\ngraph_url = \"{g}\"\nlogin_url = \"{g}\"\n[target]\ntype = \"dropbox\"\nurl = \"{d}/scim/v2\"\napp_key = \"{DEMO_APP_KEY}\"\nrefresh_token = \"file:secrets/dropbox-refresh-token\"\ntoken_url = \"{d}/oauth2/token\"\nauthorize_url = \"{d}/oauth2/authorize\"\n",
-        tenant.tenant,
-        tenant.client_id,
-        tenant.app,
-        g = graph_server.base(),
-        d = server.base(),
-    );
-    write("scimsync.toml", &config)?;
-    std::env::set_var("SCIMSYNC_DEMO_SECRET", &tenant.client_secret);
-    let settings = Settings::load(&dir.join("scimsync.toml"))?;
-
+    let demo = Demo::start()?;
     println!("scimsync demo");
     println!(
         "  Graph emulator (Entra ID) at {}/v1.0, serving the bundled sample directory",
-        graph_server.base()
+        demo.graph.base()
     );
-    println!("  Dropbox emulator (SCIM 2.0) at {}/scim/v2", server.base());
-    println!("  working folder {}", dir.display());
+    println!(
+        "  Dropbox emulator (SCIM 2.0) at {}/scim/v2",
+        demo.dropbox.base()
+    );
+    println!("  working folder {}", demo.dir.display());
 
-    authorize(&settings)?;
-    let mut rt = Runtime::open(settings)?;
+    authorize(&demo.settings)?;
+    let mut rt = Runtime::open(demo.settings.clone())?;
     let first = cycle::sync(&mut rt, false)?;
     let mut graph_seen = graph_total(&rt);
     print_cycle("initial cycle", &first, graph_seen);
 
-    // Most invitees accept; a few are still invited when the directory changes.
-    {
-        let mut t = match team.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let members: Vec<String> = t.member_names();
-        let (pending, accepting): (Vec<&String>, Vec<&String>) = members
-            .iter()
-            .partition(|n| n.starts_with("christie") || n.starts_with("debra"));
-        for name in &accepting {
-            t.accept(name);
-        }
-        let pending: Vec<&str> = pending.iter().map(|s| s.as_str()).collect();
-        println!(
-            "\n== {} members accept their Dropbox invitations; still invited: {}",
-            accepting.len(),
-            pending.join(", ")
-        );
-        println!("   (Dropbox cannot suspend an invited member: disabling one deletes it)");
-    }
-
-    let path = dir.join("directory.json");
-    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-    let mut doc: Value = serde_json::from_str(&text)?;
-    let notes = change_directory(&mut doc);
-    crate::private::write(
-        &path,
-        serde_json::to_string_pretty(&doc)
-            .unwrap_or_default()
-            .as_bytes(),
-    )
-    .map_err(io(&path))?;
-    println!("\n== the directory changes:");
-    for n in notes {
-        println!("   {n}");
-    }
+    accept_invitations(&demo.team);
+    change_directory_file(&demo.dir.join("directory.json"))?;
     // The access token has expired meanwhile: the cycle's first request renews it.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let second = cycle::sync(&mut rt, false)?;
@@ -228,8 +151,138 @@ pub fn run() -> Result<i32, Error> {
         graph_total(&rt) - graph_seen,
     );
     graph_seen = graph_total(&rt);
+    print_log(&rt, second.id)?;
+
+    let third = cycle::sync(&mut rt, false)?;
+    print_cycle(
+        "incremental cycle with no change",
+        &third,
+        graph_total(&rt) - graph_seen,
+    );
+    print_team(&demo, &rt);
+    drop(rt);
+    demo.dropbox.stop();
+    demo.graph.stop();
+    let code = [first.exit_code(), second.exit_code(), third.exit_code()]
+        .into_iter()
+        .max()
+        .unwrap_or(exit::OK);
+    Ok(code)
+}
+
+/// The demo's world: a working folder with the default scripts and the sample
+/// directory, the two emulators on loopback, and a config pointing at them.
+struct Demo {
+    dir: std::path::PathBuf,
+    dropbox: emulator::Running,
+    team: Arc<Mutex<Team>>,
+    graph: emulator::Running,
+    settings: Settings,
+}
+
+impl Demo {
+    fn start() -> Result<Demo, Error> {
+        let token = crate::ids::random_hex(32);
+        let dir = std::env::temp_dir().join(format!("scimsync-demo-{}", crate::ids::random_hex(8)));
+        crate::private::create_dir(&dir.join("scripts")).map_err(io(&dir))?;
+        let write = |name: &str, text: &str| -> Result<(), Error> {
+            let p = dir.join(name);
+            crate::private::write(&p, text.as_bytes()).map_err(io(&p))
+        };
+        write("scripts/mapping.rhai", crate::script::defaults::MAPPING)?;
+        write("scripts/scoping.rhai", crate::script::defaults::SCOPING)?;
+        write("directory.json", crate::source::directory::SAMPLE)?;
+
+        // Dropbox issues short-lived access tokens; the demo's live one second, so a
+        // refresh shows between the cycles.
+        let mut team = Team::new(&token);
+        team.oauth = crate::emulator::dropbox::oauth::OAuthServer::new(
+            DEMO_APP_KEY,
+            None,
+            std::time::Duration::from_secs(1),
+        );
+        let (dropbox, team) = emulator::serve("127.0.0.1:0", team, 16).map_err(Error::Emulator)?;
+        let tenant = Tenant {
+            tenant: "contoso.onmicrosoft.com".into(),
+            client_id: "scimsync-demo".into(),
+            client_secret: crate::ids::random_hex(32),
+            app: "11111111-2222-3333-4444-555555555555".into(),
+            token_lifetime: 3599,
+            certificate: None,
+            federated_token: None,
+        };
+        let directory =
+            Graph::new(dir.join("directory.json"), tenant.clone()).map_err(Error::Emulator)?;
+        let (graph, graph_shared) =
+            emulator::serve("127.0.0.1:0", directory, 2).map_err(Error::Emulator)?;
+        if let Ok(mut g) = graph_shared.lock() {
+            g.set_base(&graph.base());
+        }
+        let config = format!(
+            "state = \"scimsync.db\"\nscripts = \"scripts\"\n[source]\ntype = \"graph\"\ntenant = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"env:SCIMSYNC_DEMO_SECRET\"\napp = \"{}\"\nscope = \"assigned\"\ngraph_url = \"{g}\"\nlogin_url = \"{g}\"\n[target]\ntype = \"dropbox\"\nurl = \"{d}/scim/v2\"\napp_key = \"{DEMO_APP_KEY}\"\nrefresh_token = \"file:secrets/dropbox-refresh-token\"\ntoken_url = \"{d}/oauth2/token\"\nauthorize_url = \"{d}/oauth2/authorize\"\n",
+            tenant.tenant,
+            tenant.client_id,
+            tenant.app,
+            g = graph.base(),
+            d = dropbox.base(),
+        );
+        write("scimsync.toml", &config)?;
+        std::env::set_var("SCIMSYNC_DEMO_SECRET", &tenant.client_secret);
+        let settings = Settings::load(&dir.join("scimsync.toml"))?;
+        Ok(Demo {
+            dir,
+            dropbox,
+            team,
+            graph,
+            settings,
+        })
+    }
+}
+
+fn lock(team: &Mutex<Team>) -> std::sync::MutexGuard<'_, Team> {
+    match team.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Most invitees accept; a few are still invited when the directory changes.
+fn accept_invitations(team: &Mutex<Team>) {
+    let mut t = lock(team);
+    let members: Vec<String> = t.member_names();
+    let (pending, accepting): (Vec<&String>, Vec<&String>) = members
+        .iter()
+        .partition(|n| n.starts_with("christie") || n.starts_with("debra"));
+    for name in &accepting {
+        t.accept(name);
+    }
+    let pending: Vec<&str> = pending.iter().map(|s| s.as_str()).collect();
+    println!(
+        "\n== {} members accept their Dropbox invitations; still invited: {}",
+        accepting.len(),
+        pending.join(", ")
+    );
+    println!("   (Dropbox cannot suspend an invited member: disabling one deletes it)");
+}
+
+/// Changes the directory file as an admin would in Entra, and says what changed.
+fn change_directory_file(path: &Path) -> Result<(), Error> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let mut doc: Value = serde_json::from_str(&text)?;
+    let notes = change_directory(&mut doc);
+    let text = serde_json::to_string_pretty(&doc)?;
+    crate::private::write(path, text.as_bytes()).map_err(io(path))?;
+    println!("\n== the directory changes:");
+    for n in notes {
+        println!("   {n}");
+    }
+    Ok(())
+}
+
+/// A cycle's provisioning log, as the demo shows it.
+fn print_log(rt: &Runtime, cycle: i64) -> Result<(), Error> {
     let entries = rt.state.logs(&crate::state::LogQuery {
-        cycle: Some(second.id),
+        cycle: Some(cycle),
         ..Default::default()
     })?;
     for e in entries {
@@ -238,21 +291,12 @@ pub fn run() -> Result<i32, Error> {
             println!("       {}: {} → {}", m.name, m.old, m.new);
         }
     }
+    Ok(())
+}
 
-    let third = cycle::sync(&mut rt, false)?;
-    print_cycle(
-        "incremental cycle with no change",
-        &third,
-        graph_total(&rt) - graph_seen,
-    );
-
-    let (invited, active, suspended, groups) = {
-        let t = match team.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        t.census()
-    };
+/// The team as the emulator holds it at the end, and where to look next.
+fn print_team(demo: &Demo, rt: &Runtime) {
+    let (invited, active, suspended, groups) = lock(&demo.team).census();
     println!("\n== the Dropbox team now: {active} active, {invited} invited, {suspended} suspended member(s); {groups} group(s)");
     println!(
         "   access tokens obtained with the refresh token: {} (each lives 1 s here, about 4 h at Dropbox)",
@@ -260,14 +304,6 @@ pub fn run() -> Result<i32, Error> {
     );
     println!(
         "   provisioning log: scimsync -c {} logs",
-        dir.join("scimsync.toml").display()
+        demo.dir.join("scimsync.toml").display()
     );
-    drop(rt);
-    server.stop();
-    graph_server.stop();
-    let code = [first.exit_code(), second.exit_code(), third.exit_code()]
-        .into_iter()
-        .max()
-        .unwrap_or(exit::OK);
-    Ok(code)
 }

@@ -224,7 +224,11 @@ fn plan_one(
 }
 
 /// `preview`'s scoping: the verdict, each named rule, and the rule that decided.
-fn print_scoping(scripts: &Scripts, kind: ObjectKind, record: &serde_json::Map<String, serde_json::Value>) {
+fn print_scoping(
+    scripts: &Scripts,
+    kind: ObjectKind,
+    record: &serde_json::Map<String, serde_json::Value>,
+) {
     let scope = match kind {
         ObjectKind::User => scripts.user_scope(record),
         ObjectKind::Group => scripts.group_scope(record),
@@ -252,7 +256,11 @@ fn print_scoping(scripts: &Scripts, kind: ObjectKind, record: &serde_json::Map<S
 
 /// `preview`'s table: each mapped attribute beside what the target has now,
 /// redacted values masked.
-fn print_attributes(attrs: &Attrs, remote: Option<&crate::targets::Remote>, scripts: &Scripts) {
+fn print_attributes(
+    attrs: &crate::scim::attribute::Attrs,
+    remote: Option<&crate::targets::Remote>,
+    scripts: &Scripts,
+) {
     use crate::scim::attribute::shown;
     println!(
         "  mapped attributes ({}):",

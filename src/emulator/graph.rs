@@ -803,7 +803,9 @@ impl Service for Graph {
         }
         self.get(req, &route)
     }
+}
 
+impl Graph {
     /// A GET on a `/v1.0` route, authorised and counted.
     fn get(&mut self, req: &Request, route: &[&str]) -> Response {
         let select = Self::select_param(req);
@@ -910,3 +912,4 @@ impl Service for Graph {
             ),
         }
     }
+}

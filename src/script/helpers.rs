@@ -401,6 +401,9 @@ fn as_i64(d: &Dynamic) -> Option<i64> {
 /// Registers every helper.
 pub fn register(e: &mut Engine) {
     register_text(e);
+    register_substrings(e);
+    register_conversions(e);
+    register_regex(e);
     register_logic(e);
     register_collections(e);
     register_flow(e);
@@ -408,7 +411,7 @@ pub fn register(e: &mut Engine) {
     register_scoping(e);
 }
 
-/// Text: Entra's string functions (Append, Join, Mid, Replace, Word, …).
+/// Text: joining and case (Append, ToLower, ToUpper, StripSpaces, PCase, …).
 fn register_text(e: &mut Engine) {
     fn append(src: &Dynamic, suffix: &Dynamic) -> Dynamic {
         match s(src) {
@@ -454,6 +457,10 @@ fn register_text(e: &mut Engine) {
     e.register_fn("pcase", |v: Dynamic, seps: ImmutableString| {
         opt(s(&v).map(|x| pcase(&x, Some(&seps))))
     });
+}
+
+/// Substrings and searching: Left, Mid, InStr, Split, Word, Replace, …
+fn register_substrings(e: &mut Engine) {
     e.register_fn("left", |v: Dynamic, n: i64| -> Dynamic {
         let Some(x) = s(&v) else {
             return Dynamic::from("");
@@ -529,6 +536,17 @@ fn register_text(e: &mut Engine) {
                 .collect()
         },
     );
+    e.register_fn(
+        "replace",
+        |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, f: Dynamic, g: Dynamic, h: Dynamic| {
+            replace(&[a, b, c, d, f, g, h])
+        },
+    );
+}
+
+/// Conversions and generated values: ConvertToBase64, ConvertToUTF8Hex, CStr,
+/// Guid, RandomString.
+fn register_conversions(e: &mut Engine) {
     e.register_fn("convert_to_base64", |v: Dynamic| -> Dynamic {
         // .NET "Unicode" is UTF-16LE.
         opt(s(&v).map(|x| {
@@ -554,12 +572,11 @@ fn register_text(e: &mut Engine) {
             random_string(l, n, sp, c, lo, &avoid)
         },
     );
-    e.register_fn(
-        "replace",
-        |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, f: Dynamic, g: Dynamic, h: Dynamic| {
-            replace(&[a, b, c, d, f, g, h])
-        },
-    );
+}
+
+/// Regular expressions (.NET syntax as far as the regex crate goes): the scoping
+/// operators REGEX MATCH and NOT REGEX MATCH, and RegexReplace.
+fn register_regex(e: &mut Engine) {
     e.register_fn(
         "regex_match",
         |v: Dynamic, pattern: ImmutableString| -> Fallible<bool> {

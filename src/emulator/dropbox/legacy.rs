@@ -249,365 +249,383 @@ impl Team {
                 json!({"name": "Emulated Team", "team_id": self.team_id(),
                        "num_licensed_users": 1_000_000, "num_provisioned_users": self.users.len()}),
             ),
-            "members/add_v2" | "members/add" => {
-                let Some(list) = arg.get("new_members").and_then(|m| m.as_array()).cloned() else {
-                    return bad_input("new_members is required");
-                };
-                if list.len() > 20 {
-                    return bad_input("new_members: at most 20 members per call");
-                }
-                let results: Vec<Value> = list.iter().map(|m| self.add_one(m)).collect();
-                let force_async = arg
-                    .get("force_async")
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or(false);
-                if force_async || results.len() > 10 {
-                    let job = format!("dbjid:{}", crate::ids::random_hex(16));
-                    self.jobs.insert(job.clone(), (results, 1));
-                    return Response::json(
-                        200,
-                        json!({".tag": "async_job_id", "async_job_id": job}),
-                    );
-                }
-                Response::json(200, json!({".tag": "complete", "complete": results}))
-            }
+            "members/add_v2" | "members/add" => self.members_add(&arg),
             "members/add/job_status/get_v2" | "members/add/job_status/get" => {
-                let id = arg
-                    .get("async_job_id")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_string();
-                match self.jobs.get_mut(&id) {
-                    // The first poll finds the job still running.
-                    Some((_, polls)) if *polls > 0 => {
-                        *polls -= 1;
-                        Response::json(200, json!({".tag": "in_progress"}))
-                    }
-                    Some((results, _)) => {
-                        Response::json(200, json!({".tag": "complete", "complete": results}))
-                    }
-                    None => route_error("invalid_async_job_id", None),
-                }
+                self.members_add_job_status(&arg)
             }
-            "members/get_info_v2" => {
-                let sels = arg
-                    .get("members")
-                    .and_then(|m| m.as_array())
-                    .cloned()
-                    .unwrap_or_default();
-                let info: Vec<Value> = sels
-                    .iter()
-                    .map(|s| match self.select_user(s) {
-                        Some(id) => {
-                            let mut v = self.member_info(&id);
-                            v[".tag"] = json!("member_info");
-                            v
-                        }
-                        None => {
-                            let key = s
-                                .as_object()
-                                .and_then(|o| o.iter().find(|(k, _)| *k != ".tag"))
-                                .map(|(_, v)| v.clone())
-                                .unwrap_or(Value::Null);
-                            json!({".tag": "id_not_found", "id_not_found": key})
-                        }
-                    })
-                    .collect();
-                Response::json(200, json!({"members_info": info}))
-            }
-            "members/list_v2" | "members/list/continue_v2" => {
-                let (start, limit) = match page_window(route == "members/list_v2", &arg) {
-                    Ok(w) => w,
-                    Err(r) => return r,
-                };
-                let ids: Vec<String> = self.users.keys().cloned().collect();
-                let page: Vec<Value> = ids
-                    .iter()
-                    .skip(start)
-                    .take(limit)
-                    .map(|id| self.member_info(id))
-                    .collect();
-                let next = start + page.len();
-                Response::json(
-                    200,
-                    json!({"members": page, "cursor": format!("{next}:{limit}"), "has_more": next < ids.len()}),
-                )
-            }
-            "members/set_profile_v2" | "members/set_profile" => {
-                let Some(id) = arg.get("user").and_then(|u| self.select_user(u)) else {
-                    return route_error("user_not_found", None);
-                };
-                let keys = [
-                    "new_email",
-                    "new_external_id",
-                    "new_given_name",
-                    "new_surname",
-                ];
-                if !keys.iter().any(|k| arg.get(*k).is_some()) {
-                    return route_error("no_new_data_specified", None);
-                }
-                let Some(mut m) = self.users.get(&id).cloned() else {
-                    return route_error("user_not_found", None);
-                };
-                if let Some(e) = arg.get("new_email").and_then(|v| v.as_str()) {
-                    if !self.email.is_match(e) {
-                        return route_error("param_cannot_be_empty", None);
-                    }
-                    if self
-                        .index
-                        .get(&("userName", e.to_lowercase()))
-                        .map(|x| x != &id)
-                        .unwrap_or(false)
-                    {
-                        return route_error("email_reserved_for_other_user", None);
-                    }
-                    m.resource["userName"] = json!(e);
-                    m.resource["emails"] = json!([{"type": "work", "value": e, "primary": true}]);
-                }
-                if let Some(e) = arg.get("new_external_id").and_then(|v| v.as_str()) {
-                    if self
-                        .index
-                        .get(&("externalId", e.to_string()))
-                        .map(|x| x != &id)
-                        .unwrap_or(false)
-                    {
-                        return route_error("external_id_used_by_other_user", None);
-                    }
-                    m.resource["externalId"] = json!(e);
-                }
-                if let Some(g) = arg.get("new_given_name").and_then(|v| v.as_str()) {
-                    m.resource["name"]["givenName"] = json!(g);
-                }
-                if let Some(f) = arg.get("new_surname").and_then(|v| v.as_str()) {
-                    m.resource["name"]["familyName"] = json!(f);
-                }
-                self.writes += 1;
-                self.put_user(&id, m);
-                Response::json(200, json!({"member_info": self.member_info(&id)}))
-            }
-            "members/suspend" => {
-                let Some(id) = arg.get("user").and_then(|u| self.select_user(u)) else {
-                    return route_error("user_not_found", None);
-                };
-                match self.users.get_mut(&id) {
-                    Some(m) if m.status == Status::Active => {
-                        m.status = Status::Suspended;
-                        self.writes += 1;
-                        Response::json(200, Value::Null)
-                    }
-                    _ => route_error("suspend_inactive_user", None),
-                }
-            }
-            "members/unsuspend" => {
-                let Some(id) = arg.get("user").and_then(|u| self.select_user(u)) else {
-                    return route_error("user_not_found", None);
-                };
-                match self.users.get_mut(&id) {
-                    Some(m) if m.status == Status::Suspended => {
-                        m.status = Status::Active;
-                        self.writes += 1;
-                        Response::json(200, Value::Null)
-                    }
-                    _ => route_error("unsuspend_non_suspended_member", None),
-                }
-            }
-            "members/remove" => {
-                let Some(id) = arg.get("user").and_then(|u| self.select_user(u)) else {
-                    return route_error("user_not_found", None);
-                };
-                if let Some(m) = self.users.get(&id).cloned() {
-                    self.remove_user(&id);
-                    self.removed.insert(id, (m, crate::clock::now()));
-                    self.writes += 1;
-                }
-                Response::json(200, json!({".tag": "complete"}))
-            }
-            "members/recover" => {
-                let sel = arg.get("user").cloned().unwrap_or(Value::Null);
-                let found = self.removed.iter().find(|(id, (m, _))| match tag(&sel) {
-                    Some("team_member_id") => {
-                        sel.get("team_member_id").and_then(|v| v.as_str()) == Some(id.as_str())
-                    }
-                    Some("email") => {
-                        let want = sel
-                            .get("email")
-                            .and_then(|v| v.as_str())
-                            .unwrap_or("")
-                            .to_lowercase();
-                        get_ci(&m.resource, "userName")
-                            .and_then(|u| u.as_str())
-                            .map(|u| u.to_lowercase() == want)
-                            .unwrap_or(false)
-                    }
-                    Some("external_id") => {
-                        get_ci(&m.resource, "externalId") == sel.get("external_id")
-                    }
-                    _ => false,
-                });
-                let Some(id) = found.map(|(id, _)| id.clone()) else {
-                    return route_error("user_not_recoverable", None);
-                };
-                if let Some((mut m, _)) = self.removed.remove(&id) {
-                    m.status = Status::Active;
-                    self.put_user(&id, m);
-                    self.writes += 1;
-                }
-                Response::json(200, Value::Null)
-            }
-            "groups/create" => {
-                let name = arg
-                    .get("group_name")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_string();
-                if name.trim().is_empty() {
-                    return route_error("group_name_invalid", None);
-                }
-                if self.group_name_taken(&name, None) {
-                    return route_error("group_name_already_used", None);
-                }
-                let ext = arg
-                    .get("group_external_id")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string);
-                if let Some(e) = &ext {
-                    if self.index.contains_key(&("groupExternalId", e.clone())) {
-                        return route_error("external_id_already_in_use", None);
-                    }
-                }
-                let mgmt = arg
-                    .get("group_management_type")
-                    .and_then(tag)
-                    .unwrap_or("company_managed")
-                    .to_string();
-                let mut g =
-                    json!({"displayName": name, "members": [], "groupManagementType": mgmt});
-                if let Some(e) = ext {
-                    g["externalId"] = json!(e);
-                }
-                self.writes += 1;
-                let id = self.next_id("g:");
-                self.put_group(&id, g);
-                Response::json(200, self.group_info(&id))
-            }
-            "groups/update" => {
-                let Some(id) = arg.get("group").and_then(|g| self.select_group(g)) else {
-                    return route_error("group_not_found", None);
-                };
-                let Some(mut g) = self.groups.get(&id).cloned() else {
-                    return route_error("group_not_found", None);
-                };
-                if let Some(n) = arg.get("new_group_name").and_then(|v| v.as_str()) {
-                    if self.group_name_taken(n, Some(&id)) {
-                        return route_error("group_name_already_used", None);
-                    }
-                    g["displayName"] = json!(n);
-                }
-                if let Some(e) = arg.get("new_group_external_id").and_then(|v| v.as_str()) {
-                    g["externalId"] = json!(e);
-                }
-                self.writes += 1;
-                self.put_group(&id, g);
-                Response::json(200, self.group_info(&id))
-            }
-            "groups/delete" => {
-                let Some(id) = self.select_group(&arg) else {
-                    return route_error("group_not_found", None);
-                };
-                self.drop_group(&id);
-                self.writes += 1;
-                Response::json(200, json!({".tag": "complete"}))
-            }
-            "groups/list" | "groups/list/continue" => {
-                let (start, limit) = match page_window(route == "groups/list", &arg) {
-                    Ok(w) => w,
-                    Err(r) => return r,
-                };
-                let ids: Vec<String> = self.groups.keys().cloned().collect();
-                let page: Vec<Value> = ids
-                    .iter()
-                    .skip(start)
-                    .take(limit)
-                    .map(|id| {
-                        let mut v = self.group_info(id);
-                        if let Some(o) = v.as_object_mut() {
-                            o.remove("created");
-                        }
-                        v
-                    })
-                    .collect();
-                let next = start + page.len();
-                Response::json(
-                    200,
-                    json!({"groups": page, "cursor": format!("{next}:{limit}"), "has_more": next < ids.len()}),
-                )
-            }
-            "groups/members/add" | "groups/members/remove" => {
-                let Some(gid) = arg.get("group").and_then(|g| self.select_group(g)) else {
-                    return route_error("group_not_found", None);
-                };
-                let add = route == "groups/members/add";
-                let sels: Vec<Value> = if add {
-                    arg.get("members")
-                        .and_then(|m| m.as_array())
-                        .map(|a| a.iter().filter_map(|x| x.get("user").cloned()).collect())
-                        .unwrap_or_default()
-                } else {
-                    arg.get("users")
-                        .and_then(|m| m.as_array())
-                        .cloned()
-                        .unwrap_or_default()
-                };
-                let mut ids = vec![];
-                for s in &sels {
-                    match self.select_user(s) {
-                        Some(id) => ids.push(id),
-                        None => {
-                            return route_error(
-                                "users_not_found",
-                                Some(("users_not_found", json!([s]))),
-                            )
-                        }
-                    }
-                }
-                let Some(mut g) = self.groups.get(&gid).cloned() else {
-                    return route_error("group_not_found", None);
-                };
-                let mut members: Vec<Value> = g
-                    .get("members")
-                    .and_then(|m| m.as_array())
-                    .cloned()
-                    .unwrap_or_default();
-                for id in &ids {
-                    let present = members
-                        .iter()
-                        .any(|m| m.get("value").and_then(|v| v.as_str()) == Some(id.as_str()));
-                    match (add, present) {
-                        (true, true) => {
-                            return route_error(
-                                "duplicate_user",
-                                Some(("duplicate_user", json!([id]))),
-                            )
-                        }
-                        (true, false) => members.push(json!({"value": id})),
-                        (false, false) => return route_error("member_not_in_group", None),
-                        (false, true) => members.retain(|m| {
-                            m.get("value").and_then(|v| v.as_str()) != Some(id.as_str())
-                        }),
-                    }
-                }
-                g["members"] = Value::Array(members);
-                self.writes += 1;
-                self.put_group(&gid, g);
-                Response::json(
-                    200,
-                    json!({"group_info": self.group_info(&gid), "async_job_id": " "}),
-                )
-            }
+            "members/get_info_v2" => self.members_get_info(&arg),
+            "members/list_v2" | "members/list/continue_v2" => self.members_list(&arg, route),
+            "members/set_profile_v2" | "members/set_profile" => self.members_set_profile(&arg),
+            "members/suspend" => self.members_suspend(&arg),
+            "members/unsuspend" => self.members_unsuspend(&arg),
+            "members/remove" => self.members_remove(&arg),
+            "members/recover" => self.members_recover(&arg),
+            "groups/create" => self.groups_create(&arg),
+            "groups/update" => self.groups_update(&arg),
+            "groups/delete" => self.groups_delete(&arg),
+            "groups/list" | "groups/list/continue" => self.groups_list(&arg, route),
+            "groups/members/add" | "groups/members/remove" => self.groups_members(&arg, route),
             other => Response::json(
                 404,
                 json!({"error_summary": format!("unknown route team/{other}"), "error": {".tag": "other"}}),
             ),
         }
+    }
+
+    fn groups_members(&mut self, arg: &Value, route: &str) -> Response {
+        let Some(gid) = arg.get("group").and_then(|g| self.select_group(g)) else {
+            return route_error("group_not_found", None);
+        };
+        let add = route == "groups/members/add";
+        let sels: Vec<Value> = if add {
+            arg.get("members")
+                .and_then(|m| m.as_array())
+                .map(|a| a.iter().filter_map(|x| x.get("user").cloned()).collect())
+                .unwrap_or_default()
+        } else {
+            arg.get("users")
+                .and_then(|m| m.as_array())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut ids = vec![];
+        for s in &sels {
+            match self.select_user(s) {
+                Some(id) => ids.push(id),
+                None => {
+                    return route_error("users_not_found", Some(("users_not_found", json!([s]))))
+                }
+            }
+        }
+        let Some(mut g) = self.groups.get(&gid).cloned() else {
+            return route_error("group_not_found", None);
+        };
+        let mut members: Vec<Value> = g
+            .get("members")
+            .and_then(|m| m.as_array())
+            .cloned()
+            .unwrap_or_default();
+        for id in &ids {
+            let present = members
+                .iter()
+                .any(|m| m.get("value").and_then(|v| v.as_str()) == Some(id.as_str()));
+            match (add, present) {
+                (true, true) => {
+                    return route_error("duplicate_user", Some(("duplicate_user", json!([id]))))
+                }
+                (true, false) => members.push(json!({"value": id})),
+                (false, false) => return route_error("member_not_in_group", None),
+                (false, true) => {
+                    members.retain(|m| m.get("value").and_then(|v| v.as_str()) != Some(id.as_str()))
+                }
+            }
+        }
+        g["members"] = Value::Array(members);
+        self.writes += 1;
+        self.put_group(&gid, g);
+        Response::json(
+            200,
+            json!({"group_info": self.group_info(&gid), "async_job_id": " "}),
+        )
+    }
+
+    fn members_add(&mut self, arg: &Value) -> Response {
+        let Some(list) = arg.get("new_members").and_then(|m| m.as_array()).cloned() else {
+            return bad_input("new_members is required");
+        };
+        if list.len() > 20 {
+            return bad_input("new_members: at most 20 members per call");
+        }
+        let results: Vec<Value> = list.iter().map(|m| self.add_one(m)).collect();
+        let force_async = arg
+            .get("force_async")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        if force_async || results.len() > 10 {
+            let job = format!("dbjid:{}", crate::ids::random_hex(16));
+            self.jobs.insert(job.clone(), (results, 1));
+            return Response::json(200, json!({".tag": "async_job_id", "async_job_id": job}));
+        }
+        Response::json(200, json!({".tag": "complete", "complete": results}))
+    }
+
+    fn members_add_job_status(&mut self, arg: &Value) -> Response {
+        let id = arg
+            .get("async_job_id")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        match self.jobs.get_mut(&id) {
+            // The first poll finds the job still running.
+            Some((_, polls)) if *polls > 0 => {
+                *polls -= 1;
+                Response::json(200, json!({".tag": "in_progress"}))
+            }
+            Some((results, _)) => {
+                Response::json(200, json!({".tag": "complete", "complete": results}))
+            }
+            None => route_error("invalid_async_job_id", None),
+        }
+    }
+
+    fn members_get_info(&mut self, arg: &Value) -> Response {
+        let sels = arg
+            .get("members")
+            .and_then(|m| m.as_array())
+            .cloned()
+            .unwrap_or_default();
+        let info: Vec<Value> = sels
+            .iter()
+            .map(|s| match self.select_user(s) {
+                Some(id) => {
+                    let mut v = self.member_info(&id);
+                    v[".tag"] = json!("member_info");
+                    v
+                }
+                None => {
+                    let key = s
+                        .as_object()
+                        .and_then(|o| o.iter().find(|(k, _)| *k != ".tag"))
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or(Value::Null);
+                    json!({".tag": "id_not_found", "id_not_found": key})
+                }
+            })
+            .collect();
+        Response::json(200, json!({"members_info": info}))
+    }
+
+    fn members_list(&mut self, arg: &Value, route: &str) -> Response {
+        let (start, limit) = match page_window(route == "members/list_v2", arg) {
+            Ok(w) => w,
+            Err(r) => return r,
+        };
+        let ids: Vec<String> = self.users.keys().cloned().collect();
+        let page: Vec<Value> = ids
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|id| self.member_info(id))
+            .collect();
+        let next = start + page.len();
+        Response::json(
+            200,
+            json!({"members": page, "cursor": format!("{next}:{limit}"), "has_more": next < ids.len()}),
+        )
+    }
+
+    fn members_set_profile(&mut self, arg: &Value) -> Response {
+        let Some(id) = arg.get("user").and_then(|u| self.select_user(u)) else {
+            return route_error("user_not_found", None);
+        };
+        let keys = [
+            "new_email",
+            "new_external_id",
+            "new_given_name",
+            "new_surname",
+        ];
+        if !keys.iter().any(|k| arg.get(*k).is_some()) {
+            return route_error("no_new_data_specified", None);
+        }
+        let Some(mut m) = self.users.get(&id).cloned() else {
+            return route_error("user_not_found", None);
+        };
+        if let Some(e) = arg.get("new_email").and_then(|v| v.as_str()) {
+            if !self.email.is_match(e) {
+                return route_error("param_cannot_be_empty", None);
+            }
+            if self
+                .index
+                .get(&("userName", e.to_lowercase()))
+                .map(|x| x != &id)
+                .unwrap_or(false)
+            {
+                return route_error("email_reserved_for_other_user", None);
+            }
+            m.resource["userName"] = json!(e);
+            m.resource["emails"] = json!([{"type": "work", "value": e, "primary": true}]);
+        }
+        if let Some(e) = arg.get("new_external_id").and_then(|v| v.as_str()) {
+            if self
+                .index
+                .get(&("externalId", e.to_string()))
+                .map(|x| x != &id)
+                .unwrap_or(false)
+            {
+                return route_error("external_id_used_by_other_user", None);
+            }
+            m.resource["externalId"] = json!(e);
+        }
+        if let Some(g) = arg.get("new_given_name").and_then(|v| v.as_str()) {
+            m.resource["name"]["givenName"] = json!(g);
+        }
+        if let Some(f) = arg.get("new_surname").and_then(|v| v.as_str()) {
+            m.resource["name"]["familyName"] = json!(f);
+        }
+        self.writes += 1;
+        self.put_user(&id, m);
+        Response::json(200, json!({"member_info": self.member_info(&id)}))
+    }
+
+    fn members_suspend(&mut self, arg: &Value) -> Response {
+        let Some(id) = arg.get("user").and_then(|u| self.select_user(u)) else {
+            return route_error("user_not_found", None);
+        };
+        match self.users.get_mut(&id) {
+            Some(m) if m.status == Status::Active => {
+                m.status = Status::Suspended;
+                self.writes += 1;
+                Response::json(200, Value::Null)
+            }
+            _ => route_error("suspend_inactive_user", None),
+        }
+    }
+
+    fn members_unsuspend(&mut self, arg: &Value) -> Response {
+        let Some(id) = arg.get("user").and_then(|u| self.select_user(u)) else {
+            return route_error("user_not_found", None);
+        };
+        match self.users.get_mut(&id) {
+            Some(m) if m.status == Status::Suspended => {
+                m.status = Status::Active;
+                self.writes += 1;
+                Response::json(200, Value::Null)
+            }
+            _ => route_error("unsuspend_non_suspended_member", None),
+        }
+    }
+
+    fn members_remove(&mut self, arg: &Value) -> Response {
+        let Some(id) = arg.get("user").and_then(|u| self.select_user(u)) else {
+            return route_error("user_not_found", None);
+        };
+        if let Some(m) = self.users.get(&id).cloned() {
+            self.remove_user(&id);
+            self.removed.insert(id, (m, crate::clock::now()));
+            self.writes += 1;
+        }
+        Response::json(200, json!({".tag": "complete"}))
+    }
+
+    fn members_recover(&mut self, arg: &Value) -> Response {
+        let sel = arg.get("user").cloned().unwrap_or(Value::Null);
+        let found = self.removed.iter().find(|(id, (m, _))| match tag(&sel) {
+            Some("team_member_id") => {
+                sel.get("team_member_id").and_then(|v| v.as_str()) == Some(id.as_str())
+            }
+            Some("email") => {
+                let want = sel
+                    .get("email")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_lowercase();
+                get_ci(&m.resource, "userName")
+                    .and_then(|u| u.as_str())
+                    .map(|u| u.to_lowercase() == want)
+                    .unwrap_or(false)
+            }
+            Some("external_id") => get_ci(&m.resource, "externalId") == sel.get("external_id"),
+            _ => false,
+        });
+        let Some(id) = found.map(|(id, _)| id.clone()) else {
+            return route_error("user_not_recoverable", None);
+        };
+        if let Some((mut m, _)) = self.removed.remove(&id) {
+            m.status = Status::Active;
+            self.put_user(&id, m);
+            self.writes += 1;
+        }
+        Response::json(200, Value::Null)
+    }
+
+    fn groups_create(&mut self, arg: &Value) -> Response {
+        let name = arg
+            .get("group_name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        if name.trim().is_empty() {
+            return route_error("group_name_invalid", None);
+        }
+        if self.group_name_taken(&name, None) {
+            return route_error("group_name_already_used", None);
+        }
+        let ext = arg
+            .get("group_external_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        if let Some(e) = &ext {
+            if self.index.contains_key(&("groupExternalId", e.clone())) {
+                return route_error("external_id_already_in_use", None);
+            }
+        }
+        let mgmt = arg
+            .get("group_management_type")
+            .and_then(tag)
+            .unwrap_or("company_managed")
+            .to_string();
+        let mut g = json!({"displayName": name, "members": [], "groupManagementType": mgmt});
+        if let Some(e) = ext {
+            g["externalId"] = json!(e);
+        }
+        self.writes += 1;
+        let id = self.next_id("g:");
+        self.put_group(&id, g);
+        Response::json(200, self.group_info(&id))
+    }
+
+    fn groups_update(&mut self, arg: &Value) -> Response {
+        let Some(id) = arg.get("group").and_then(|g| self.select_group(g)) else {
+            return route_error("group_not_found", None);
+        };
+        let Some(mut g) = self.groups.get(&id).cloned() else {
+            return route_error("group_not_found", None);
+        };
+        if let Some(n) = arg.get("new_group_name").and_then(|v| v.as_str()) {
+            if self.group_name_taken(n, Some(&id)) {
+                return route_error("group_name_already_used", None);
+            }
+            g["displayName"] = json!(n);
+        }
+        if let Some(e) = arg.get("new_group_external_id").and_then(|v| v.as_str()) {
+            g["externalId"] = json!(e);
+        }
+        self.writes += 1;
+        self.put_group(&id, g);
+        Response::json(200, self.group_info(&id))
+    }
+
+    fn groups_delete(&mut self, arg: &Value) -> Response {
+        let Some(id) = self.select_group(arg) else {
+            return route_error("group_not_found", None);
+        };
+        self.drop_group(&id);
+        self.writes += 1;
+        Response::json(200, json!({".tag": "complete"}))
+    }
+
+    fn groups_list(&mut self, arg: &Value, route: &str) -> Response {
+        let (start, limit) = match page_window(route == "groups/list", arg) {
+            Ok(w) => w,
+            Err(r) => return r,
+        };
+        let ids: Vec<String> = self.groups.keys().cloned().collect();
+        let page: Vec<Value> = ids
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|id| {
+                let mut v = self.group_info(id);
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("created");
+                }
+                v
+            })
+            .collect();
+        let next = start + page.len();
+        Response::json(
+            200,
+            json!({"groups": page, "cursor": format!("{next}:{limit}"), "has_more": next < ids.len()}),
+        )
     }
 }
