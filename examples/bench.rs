@@ -335,6 +335,31 @@ impl Target for Instant0 {
     }
 }
 
+/// Requests the source made so far (Graph; 0 for the file).
+fn graph_requests(rt: &Runtime) -> u64 {
+    rt.source.request_counts().values().sum()
+}
+
+/// The state file's size after a checkpoint, and the size of a vacuumed copy
+/// without the provisioning log and cycle history (what the state keeps per object).
+fn state_size(path: &Path) -> Res<(u64, u64)> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    drop(conn);
+    let full = std::fs::metadata(path)?.len();
+    let copy = path.with_extension("copy.db");
+    let _ = std::fs::remove_file(&copy);
+    let conn = rusqlite::Connection::open(path)?;
+    conn.execute("VACUUM INTO ?1", [copy.to_string_lossy()])?;
+    drop(conn);
+    let conn = rusqlite::Connection::open(&copy)?;
+    conn.execute_batch("DELETE FROM log; DELETE FROM cycles; VACUUM;")?;
+    drop(conn);
+    let bare = std::fs::metadata(&copy)?.len();
+    let _ = std::fs::remove_file(&copy);
+    Ok((full, bare))
+}
+
 struct Figures {
     initial: f64,
     initial_requests: u64,
@@ -345,6 +370,8 @@ struct Figures {
     some_requests: u64,
     rss: f64,
     core_us: f64,
+    state_per_object: f64,
+    graph_initial: u64,
 }
 
 fn write_config(dir: &Path, source: &str, target_url: &str, in_flight: usize) -> Res<()> {
@@ -423,6 +450,7 @@ fn one_run(run: usize, dir: &Path) -> Res<Figures> {
     let mut rt = Runtime::open(Settings::load(&dir.join("scimsync.toml"))?)?;
     let initial = cycle::sync(&mut rt, false)?;
     let initial_requests = print_cycle("initial", &initial, objects);
+    let graph_initial = graph_requests(&rt);
     if initial.outcome.failures > 0 {
         return Err(format!(
             "initial cycle had {} failures: {:?}",
@@ -434,19 +462,23 @@ fn one_run(run: usize, dir: &Path) -> Res<Figures> {
     dropbox.admin("POST", "record", json!({"on": false}))?;
     let none = cycle::sync(&mut rt, false)?;
     let none_requests = print_cycle("incremental, no change", &none, objects);
+    let graph_none = graph_requests(&rt) - graph_initial;
     write_directory(&directory, users, groups, members, changed)?;
     let some = cycle::sync(&mut rt, false)?;
     let some_requests = print_cycle(&format!("incremental, {changed} changed"), &some, objects);
     let rss = peak_rss_mib();
     let recorded = dropbox.admin("GET", "recorded", Value::Null)?;
-    if let Some(g) = &graph {
-        let _ = g;
-        println!(
-            "  Graph requests (all cycles): {:?}",
-            rt.source.request_counts()
-        );
+    if graph.is_some() {
+        println!("  Graph requests: initial read {graph_initial}, no-change read {graph_none}; all cycles {:?}", rt.source.request_counts());
     }
     drop(rt);
+    let (state_bytes, state_bytes_no_log) = state_size(&dir.join("state.db"))?;
+    println!(
+        "  state file                 {:.1} MiB = {:.0} bytes/object ({:.0} bytes/object without the log and cycle history)",
+        state_bytes as f64 / 1_048_576.0,
+        state_bytes as f64 / objects as f64,
+        state_bytes_no_log as f64 / objects as f64
+    );
     drop(dropbox);
 
     // The ceiling: the same requests, nothing else, against a fresh emulator.
@@ -474,6 +506,8 @@ fn one_run(run: usize, dir: &Path) -> Res<Figures> {
         some_requests,
         rss,
         core_us,
+        state_per_object: state_bytes_no_log as f64 / objects as f64,
+        graph_initial,
     })
 }
 
@@ -489,6 +523,8 @@ fn core_only(dir: &Path, objects: usize) -> Res<Figures> {
         some_requests: 0,
         rss: peak_rss_mib(),
         core_us,
+        state_per_object: 0.0,
+        graph_initial: 0,
     })
 }
 
@@ -558,6 +594,11 @@ fn main() -> Res<()> {
         arg("--changed", 100),
         m(&|f| f.some),
         m(&|f| f.some_requests as f64)
+    );
+    println!(
+        "  state {:.0} bytes/object without the log; Graph initial read {:.0} requests",
+        m(&|f| f.state_per_object),
+        m(&|f| f.graph_initial as f64)
     );
     // Freed memory stays with the process between runs: only the first run's peak
     // is scimsync's own.

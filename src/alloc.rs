@@ -59,3 +59,25 @@ unsafe impl GlobalAlloc for Counting {
         p
     }
 }
+
+/// Logs (at debug level) what the main thread holds and the process's peak
+/// resident memory at a stage of the cycle: where memory goes at scale.
+pub fn log_memory(stage: &str) {
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    log::debug!(
+        "memory {stage}: {:.1} MiB held, {:.1} MiB resident, peak {:.1} MiB",
+        held() as f64 / 1_048_576.0,
+        kib("VmRSS:") as f64 / 1024.0,
+        kib("VmHWM:") as f64 / 1024.0
+    );
+}

@@ -312,8 +312,10 @@ pub fn prepare(
         .groups
         .iter()
         .find_map(|g| sample(g.assignment.is_assigned(), &g.record));
+    crate::alloc::log_memory("read");
     let users = state.links(ObjectKind::User)?;
     let evaluated = evaluate(&snapshot, scripts, Some(&users));
+    crate::alloc::log_memory("evaluated");
     for u in snapshot.users.iter_mut() {
         u.record = Map::new();
     }
@@ -349,6 +351,7 @@ pub fn prepare(
     });
     let mut facts = crate::gather::gather(target, &wanted, matching, full)?;
     drop(wanted);
+    crate::alloc::log_memory("gathered");
     let source_hash = fingerprint.then(|| crate::review::evaluated_hash(&evaluated));
     let mut plan = plan(
         evaluated,
@@ -373,6 +376,7 @@ pub fn prepare(
             not_due: &not_due,
         },
     );
+    crate::alloc::log_memory("planned");
     invited(target, &mut plan, &mut facts);
     let allow_deletes = state.meta(Fact::AllowDeletesOnce)?.is_some();
     Gate::new(settings, users.len() + groups.len(), allow_deletes).judge(&mut plan);
@@ -613,6 +617,7 @@ pub fn sync_reviewed(
     let apply_started = Instant::now();
     let outcome =
         crate::apply::apply_with_links(&plan, rt.target.as_mut(), &mut rt.state, id, &opts, links)?;
+    crate::alloc::log_memory("applied");
     log::debug!(
         "cycle {id} took: read {read_took:?}, plan {plan_took:?}, apply {:?}",
         apply_started.elapsed()
@@ -655,6 +660,7 @@ pub fn sync_reviewed(
         &retried,
     )?;
     rt.state.finish_cycle(id, status, &summary_json(&report))?;
+    crate::alloc::log_memory("end");
     Ok(report)
 }
 

@@ -33,6 +33,17 @@ fn initial_cycle_reads_every_page() {
         1,
         "one token for the whole cycle: {s}"
     );
+    // Members come with the groups from one groups/delta round, not one listing per
+    // group: the whole read is a fixed number of pages.
+    let groups = doc["groups"].as_array().unwrap().len() as u64;
+    assert_eq!(count(&s, "GET groups/{id}/members"), 0, "{s}");
+    assert_eq!(count(&s, "GET groups"), 0, "{s}");
+    assert_eq!(count(&s, "GET groups/delta"), groups.div_ceil(7), "{s}");
+    assert_eq!(
+        total(&s),
+        1 + 1 + groups.div_ceil(7) + 1 + 7 + 9 + 1,
+        "token, users/delta link, groups/delta pages, service principal, assignments, users, deleted users: {s}"
+    );
 }
 
 #[test]

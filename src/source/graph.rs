@@ -3,7 +3,9 @@
 //! A full read takes the deltaLinks first (`$deltatoken=latest`, so nothing that
 //! changes during the read is missed), then the app's service principal (appRoles),
 //! its `appRoleAssignedTo`, `users` (and the soft-deleted ones, which are disabled,
-//! not gone) and `groups` with `$select`, and the members of the groups that matter. It builds the same Graph-shaped document the `file` source
+//! not gone), and every group with its members from one whole `groups/delta` round
+//! (members@delta), whose deltaLink is the groups watermark. It builds the same
+//! Graph-shaped document the `file` source
 //! reads, so scoping is one piece of code, and stores that document as a cache beside
 //! the watermark. An incremental read follows the deltaLinks, re-reads the
 //! assignments, applies the changes to the cache and names the objects that changed;
@@ -526,8 +528,10 @@ impl GraphSource {
             "users/delta?$deltatoken=latest&$select={}",
             self.user_select
         )))?;
-        let (_, groups_link) = self.delta(&self.v1(&format!(
-            "groups/delta?$deltatoken=latest&$select={},members",
+        // One whole groups/delta round: every group with its members (members@delta)
+        // and the deltaLink, instead of a listing plus one members read per group.
+        let (group_items, groups_link) = self.delta(&self.v1(&format!(
+            "groups/delta?$select={},members",
             GROUP_ATTRIBUTES.join(",")
         )))?;
         let (assignments, hash) = self.assignments()?;
@@ -544,11 +548,10 @@ impl GraphSource {
             }
             users.push(u);
         }
-        let groups = self.all(&self.v1(&format!(
-            "groups?$select={}&$top=999",
-            GROUP_ATTRIBUTES.join(",")
-        )))?;
-        let mut doc = json!({"users": users, "groups": groups, "assignments": assignments});
+        let mut doc = json!({"users": users, "groups": [], "assignments": assignments});
+        apply_group_changes(&mut doc, group_items, &mut HashSet::new());
+        // Groups the round did not give members for (none, from Graph as documented)
+        // are read one by one.
         self.read_members(&mut doc)?;
         let watermark = Watermark {
             users: users_link,
@@ -858,17 +861,27 @@ fn apply_group_changes(doc: &mut Value, changes: Vec<Value>, changed: &mut HashS
         let Some(members) = groups[i].get_mut("members").and_then(|m| m.as_array_mut()) else {
             continue;
         };
+        // A set for the merge: a large group's members arrive over many pages, and
+        // a scan per member would be quadratic.
+        let mut set: HashSet<String> = members.iter().map(id_or_text).collect();
         for m in delta {
-            let mid = Value::String(id_str(m));
+            let mid = id_str(m);
             if m.get("@removed").is_some() {
-                members.retain(|x| x != &mid);
-            } else if !members.contains(&mid) {
-                members.push(mid);
+                if set.remove(&mid) {
+                    members.retain(|x| id_or_text(x) != mid);
+                }
+            } else if set.insert(mid.clone()) {
+                members.push(Value::String(mid));
             }
         }
     }
     groups.retain(|g| !gone.contains(&id_str(g)));
     doc["groups"] = Value::Array(groups);
+}
+
+/// A cached member: its id as text.
+fn id_or_text(v: &Value) -> String {
+    v.as_str().map(str::to_string).unwrap_or_else(|| id_str(v))
 }
 
 fn id_str(v: &Value) -> String {
