@@ -17,11 +17,19 @@ thread_local! {
     /// thread than it was allocated on skews both counts; a script call only
     /// looks at its own thread's growth while it runs).
     static HELD: Cell<i64> = const { Cell::new(0) };
+    /// The most `HELD` reached since `log_memory` last looked.
+    static PEAK: Cell<i64> = const { Cell::new(0) };
 }
 
 fn count(delta: i64) {
     // `try_with`: a thread being torn down may still free memory.
-    let _ = HELD.try_with(|h| h.set(h.get().wrapping_add(delta)));
+    let _ = HELD.try_with(|h| {
+        let now = h.get().wrapping_add(delta);
+        h.set(now);
+        if delta > 0 {
+            let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
+        }
+    });
 }
 
 /// What this thread holds now, by the count above.
@@ -74,9 +82,11 @@ pub fn log_memory(stage: &str) {
             .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
             .unwrap_or(0)
     };
+    let peak = PEAK.try_with(|p| p.replace(held())).unwrap_or(0);
     log::debug!(
-        "memory {stage}: {:.1} MiB held, {:.1} MiB resident, peak {:.1} MiB",
+        "memory {stage}: {:.1} MiB held (at most {:.1} MiB since the last stage), {:.1} MiB resident, peak {:.1} MiB",
         held() as f64 / 1_048_576.0,
+        peak as f64 / 1_048_576.0,
         kib("VmRSS:") as f64 / 1024.0,
         kib("VmHWM:") as f64 / 1024.0
     );

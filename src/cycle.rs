@@ -189,7 +189,15 @@ pub fn read(
     let scripts_changed = state.meta(Fact::ScriptsHash)?.as_deref()
         != Some(evaluation_hash(scripts, settings).as_str());
     let now = crate::clock::now();
-    let waiting = state.escrows()?.iter().any(|e| e.next_at <= now) || !state.pending()?.is_empty();
+    // Objects planned again whatever changed: their records must be read.
+    let mut keep: HashSet<String> = state.pending()?.into_iter().map(|p| p.source_id).collect();
+    keep.extend(
+        state
+            .escrows()?
+            .into_iter()
+            .filter(|e| e.next_at <= now)
+            .map(|e| e.source_id),
+    );
     let load_cache = || state.meta(Fact::SourceCache);
     let mut snapshot = source.read(&ReadRequest {
         watermark: if kind == CycleKind::Incremental {
@@ -200,10 +208,12 @@ pub fn read(
         need_all: kind != CycleKind::Incremental
             || scripts_changed
             || state.meta(Fact::Held)?.is_some(),
-        need_records: waiting,
+        need_records: !keep.is_empty(),
         cache: &load_cache,
+        keep: Some(&keep),
     })?;
     widen_changed(&mut snapshot, state, now)?;
+    snapshot.release_untouched();
     Ok(snapshot)
 }
 
@@ -313,7 +323,17 @@ pub fn prepare(
         .iter()
         .find_map(|g| sample(g.assignment.is_assigned(), &g.record));
     crate::alloc::log_memory("read");
-    let users = state.links(ObjectKind::User)?;
+    // An incremental cycle needs the applied attributes of what it evaluates and
+    // of what is gone (deleted); `select_unique_value` needs every one in use.
+    let present = snapshot.present();
+    let attrs_for = |id: &str| match (&snapshot.changed, &present) {
+        (Some(changed), Some(present)) => changed.contains(id) || !present.users.contains(id),
+        _ => true,
+    };
+    let users = match scripts.uses_unique_values() {
+        true => state.links(ObjectKind::User)?,
+        false => state.links_with(ObjectKind::User, &attrs_for)?,
+    };
     let evaluated = evaluate(&snapshot, scripts, Some(&users));
     crate::alloc::log_memory("evaluated");
     for u in snapshot.users.iter_mut() {
@@ -324,7 +344,6 @@ pub fn prepare(
     }
     let groups = state.links(ObjectKind::Group)?;
     let memberships = state.memberships()?;
-    let present = crate::plan::Present::of(&snapshot);
     let unreadable = Unreadable::of(&snapshot.errors);
     let in_doubt: HashMap<(ObjectKind, String), Attrs> = state
         .pending()?
@@ -564,6 +583,7 @@ pub fn sync_reviewed(
     let requests_before = rt.target.request_counts();
     // A read that fails or is incomplete stops here, before anything is planned:
     // absence is never inferred from failure.
+    crate::alloc::log_memory("start");
     let snapshot = read(
         rt.source.as_mut(),
         &rt.state,
@@ -605,10 +625,9 @@ pub fn sync_reviewed(
     rt.sample_group = sample_group.or(rt.sample_group.take());
     let plan_took = started.elapsed() - read_took;
     let id = rt.state.start_cycle(kind)?;
+    let (users, groups) = snapshot.counts();
     log::info!(
-        "cycle {id} ({kind}): {} users, {} groups read; {} actions planned",
-        snapshot.users.len(),
-        snapshot.groups.len(),
+        "cycle {id} ({kind}): {users} users, {groups} groups read; {} actions planned",
         plan.actions.len()
     );
     let allow_deletes = rt.state.meta(Fact::AllowDeletesOnce)?.is_some();

@@ -146,6 +146,17 @@ pub struct Snapshot {
     pub changed: Option<std::collections::HashSet<String>>,
     /// A new directory cache to store with the watermark (Graph), if any.
     pub cache: Option<String>,
+    /// Objects present in the directory that an incremental read found unchanged:
+    /// their records are let go once the read is widened (`release_untouched`),
+    /// their ids stay, so that they are not taken for gone.
+    pub untouched: Present,
+}
+
+/// Ids of objects present in the directory.
+#[derive(Debug, Clone, Default)]
+pub struct Present {
+    pub users: std::collections::HashSet<String>,
+    pub groups: std::collections::HashSet<String>,
 }
 
 /// What the unreadable records of a snapshot leave unknown; the planner keeps the
@@ -192,6 +203,48 @@ impl Unreadable {
 }
 
 impl Snapshot {
+    /// Every id in the directory, for a plan over a partial evaluation (`None`
+    /// when every record is evaluated).
+    pub fn present(&self) -> Option<Present> {
+        self.changed.as_ref()?;
+        let mut p = self.untouched.clone();
+        p.users.extend(self.users.iter().map(|u| u.id.clone()));
+        p.groups.extend(self.groups.iter().map(|g| g.id.clone()));
+        Some(p)
+    }
+
+    /// Lets go of the records an incremental read does not need (objects that did
+    /// not change), keeping their ids: a cycle over 100 changes in a large
+    /// directory holds 100 records, not all of them.
+    pub fn release_untouched(&mut self) {
+        let Some(changed) = &self.changed else {
+            return;
+        };
+        let untouched = &mut self.untouched;
+        self.users.retain(|u| {
+            changed.contains(&u.id) || {
+                untouched.users.insert(u.id.clone());
+                false
+            }
+        });
+        self.groups.retain(|g| {
+            changed.contains(&g.id) || {
+                untouched.groups.insert(g.id.clone());
+                false
+            }
+        });
+        self.users.shrink_to_fit();
+        self.groups.shrink_to_fit();
+    }
+
+    /// How many users and groups the directory holds (read or untouched).
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.users.len() + self.untouched.users.len(),
+            self.groups.len() + self.untouched.groups.len(),
+        )
+    }
+
     pub fn find_user(&self, key: &str) -> Option<&SourceUser> {
         self.users
             .iter()

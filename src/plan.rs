@@ -9,7 +9,7 @@
 
 use crate::evaluate::{desired_active, Decision, Evaluated};
 use crate::gather::{Facts, Match};
-use crate::model::{ObjectKind, Snapshot, Unreadable};
+use crate::model::{ObjectKind, Present, Unreadable};
 use crate::scim::attribute::{match_key, AttrPath, Attrs};
 use crate::scim::profile::Profile;
 use crate::state::{Link, LogAction};
@@ -330,23 +330,6 @@ pub struct PlanInput<'a> {
     pub blocked: &'a HashSet<String>,
     /// Objects waiting for their escrow retry: they sit the cycle out.
     pub not_due: &'a HashSet<(ObjectKind, String)>,
-}
-
-/// Every id in the directory, for a plan over a partial evaluation.
-#[derive(Debug, Default)]
-pub struct Present {
-    pub users: HashSet<String>,
-    pub groups: HashSet<String>,
-}
-
-impl Present {
-    pub fn of(snapshot: &Snapshot) -> Option<Present> {
-        snapshot.changed.as_ref()?;
-        Some(Present {
-            users: snapshot.users.iter().map(|u| u.id.clone()).collect(),
-            groups: snapshot.groups.iter().map(|g| g.id.clone()).collect(),
-        })
-    }
 }
 
 /// A stable hash of mapped attributes.

@@ -169,6 +169,7 @@ fn exercise_graph(base: &str) -> String {
         need_all: true,
         need_records: true,
         cache: &|| Ok(None),
+        keep: None,
     });
     match r {
         Ok(s) => format!("ok {} users", s.users.len()),

@@ -8,7 +8,7 @@ pub const SAMPLE: &str = include_str!("../../examples/directory.json");
 use crate::config::Scope;
 use crate::model::{Assignment, RecordError, RecordKind, Snapshot, SourceGroup, SourceUser};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 pub use crate::model::DEFAULT_ACCESS;
 
@@ -28,13 +28,94 @@ pub fn parse(text: &str, scope: Scope) -> Result<Snapshot, String> {
 }
 
 /// The records of one kind, read one by one.
-struct Records<'a> {
+pub(super) struct Records<'a> {
     kind: RecordKind,
     key: &'static str,
     errors: &'a mut Vec<RecordError>,
 }
 
-impl Records<'_> {
+/// A group record as read: id, displayName, the record, member ids.
+pub(super) type RawGroup = (String, String, Map<String, Value>, Vec<String>);
+
+impl<'a> Records<'a> {
+    pub(super) fn new(
+        kind: RecordKind,
+        key: &'static str,
+        errors: &'a mut Vec<RecordError>,
+    ) -> Self {
+        Records { kind, key, errors }
+    }
+
+    /// A user record, with `counts` the number of user records carrying each id:
+    /// `None` (and a record error) when it has no usable id, shares its id, or has
+    /// no userPrincipalName.
+    pub(super) fn user(
+        &mut self,
+        i: usize,
+        v: Value,
+        counts: &HashMap<String, u32>,
+    ) -> Option<(String, String, Map<String, Value>)> {
+        let (i, id, rec) = self.with_id(i, v)?;
+        let n = counts.get(&id).copied().unwrap_or(1);
+        if n > 1 {
+            self.shared(i, &id, n as usize);
+            return None;
+        }
+        match text_field(&rec, "userPrincipalName") {
+            Ok(upn) => Some((id, upn, rec)),
+            Err(m) => {
+                self.fail(i, Some(&id), m);
+                None
+            }
+        }
+    }
+
+    /// Group records: those with an id, a displayName and readable members.
+    pub(super) fn groups(&mut self, raw: Vec<Value>) -> Vec<RawGroup> {
+        let mut out = vec![];
+        for (i, id, rec) in self.with_ids(raw) {
+            match text_field(&rec, "displayName").and_then(|n| Ok((n, member_ids(&rec)?))) {
+                Ok((name, members)) => out.push((id, name, rec, members)),
+                Err(m) => self.fail(i, Some(&id), m),
+            }
+        }
+        out
+    }
+
+    /// The record as an object with a non-empty string id.
+    fn with_id(&mut self, i: usize, v: Value) -> Option<(usize, String, Map<String, Value>)> {
+        let Value::Object(rec) = v else {
+            self.fail(i, None, "not an object");
+            return None;
+        };
+        match rec.get("id") {
+            Some(Value::String(id)) if !id.trim().is_empty() => {
+                let id = id.clone();
+                Some((i, id, rec))
+            }
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                self.fail(i, None, "missing \"id\"");
+                None
+            }
+            Some(other) => {
+                self.fail(i, None, format!("\"id\" must be a string, not {other}"));
+                None
+            }
+        }
+    }
+
+    fn shared(&mut self, i: usize, id: &str, n: usize) {
+        self.errors.push(RecordError {
+            record: self.kind,
+            object: id.to_string(),
+            id: Some(id.to_string()),
+            message: format!(
+                "{n} records share this id ({}[{i}] is one); fix the directory so that it is unique",
+                self.key
+            ),
+        });
+    }
+
     fn fail(&mut self, i: usize, id: Option<&str>, message: impl Into<String>) {
         self.errors.push(RecordError {
             record: self.kind,
@@ -52,37 +133,17 @@ impl Records<'_> {
         let mut out = vec![];
         let mut count: HashMap<String, usize> = HashMap::new();
         for (i, v) in raw.into_iter().enumerate() {
-            let Value::Object(rec) = v else {
-                self.fail(i, None, "not an object");
-                continue;
-            };
-            match rec.get("id") {
-                Some(Value::String(id)) if !id.trim().is_empty() => {
-                    let id = id.clone();
-                    *count.entry(id.clone()).or_insert(0) += 1;
-                    out.push((i, id, rec));
-                }
-                Some(Value::String(_)) | None | Some(Value::Null) => {
-                    self.fail(i, None, "missing \"id\"")
-                }
-                Some(other) => self.fail(i, None, format!("\"id\" must be a string, not {other}")),
+            if let Some((i, id, rec)) = self.with_id(i, v) {
+                *count.entry(id.clone()).or_insert(0) += 1;
+                out.push((i, id, rec));
             }
         }
         out.retain(|(i, id, _)| {
-            if count[id] > 1 {
-                self.errors.push(RecordError {
-                    record: self.kind,
-                    object: id.clone(),
-                    id: Some(id.clone()),
-                    message: format!(
-                        "{} records share this id ({}[{i}] is one); fix the directory so that it is unique",
-                        count[id], self.key
-                    ),
-                });
-                false
-            } else {
-                true
+            let n = count[id];
+            if n > 1 {
+                self.shared(*i, id, n);
             }
+            n == 1
         });
         out
     }
@@ -139,90 +200,153 @@ pub fn parse_value(doc: Value, scope: Scope) -> Result<Snapshot, String> {
     let raw_groups = array("groups")?;
     let raw_assignments = array("assignments")?;
     let mut snap = Snapshot::default();
-
-    let roles = assigned_roles(&raw_assignments, &mut snap.errors);
-
-    let mut users: Vec<(String, String, Map<String, Value>)> = Vec::new();
-    let mut records = Records {
-        kind: RecordKind::User,
-        key: "users",
-        errors: &mut snap.errors,
-    };
-    for (i, id, rec) in records.with_ids(raw_users) {
-        match text_field(&rec, "userPrincipalName") {
-            Ok(upn) => users.push((id, upn, rec)),
-            Err(m) => records.fail(i, Some(&id), m),
+    let groups = Records::new(RecordKind::Group, "groups", &mut snap.errors).groups(raw_groups);
+    let assignments = Assignments::new(scope, &raw_assignments, &groups, &mut snap.errors);
+    let mut counts: HashMap<String, u32> = HashMap::new();
+    for u in &raw_users {
+        if let Some(id) = u.get("id").and_then(|i| i.as_str()) {
+            *counts.entry(id.to_string()).or_insert(0) += 1;
         }
     }
+    let mut records = Records::new(RecordKind::User, "users", &mut snap.errors);
+    let users: Vec<_> = raw_users
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, v)| records.user(i, v, &counts))
+        .collect();
+    snap.users = users
+        .into_iter()
+        .map(|(id, upn, rec)| assignments.user(id, upn, rec))
+        .collect();
+    snap.groups = groups.into_iter().map(|g| assignments.group(g)).collect();
+    Ok(snap)
+}
 
-    type RawGroup = (String, String, Map<String, Value>, Vec<String>);
-    let mut groups: Vec<RawGroup> = Vec::new();
-    let mut records = Records {
-        kind: RecordKind::Group,
-        key: "groups",
-        errors: &mut snap.errors,
-    };
-    for (i, id, rec) in records.with_ids(raw_groups) {
-        match text_field(&rec, "displayName").and_then(|n| Ok((n, member_ids(&rec)?))) {
-            Ok((name, members)) => groups.push((id, name, rec, members)),
-            Err(m) => records.fail(i, Some(&id), m),
-        }
-    }
+/// Who is assigned, and through what: the assignments by principal, and the
+/// assigned groups each user is a direct member of.
+pub(super) struct Assignments {
+    scope: Scope,
+    roles: HashMap<String, BTreeSet<String>>,
+    /// Assigned groups: (displayName, roles).
+    assigned: Vec<(String, BTreeSet<String>)>,
+    /// User id → indexes into `assigned`.
+    via_group: HashMap<String, Vec<usize>>,
+}
 
-    // Which assigned groups each user is a direct member of.
-    let mut via_group: BTreeMap<&str, Vec<(&str, &BTreeSet<String>)>> = BTreeMap::new();
-    for (gid, gname, _, members) in &groups {
-        if let Some(r) = roles.get(gid) {
-            for m in members {
-                via_group
-                    .entry(m.as_str())
-                    .or_default()
-                    .push((gname.as_str(), r));
+impl Assignments {
+    pub(super) fn new(
+        scope: Scope,
+        raw: &[Value],
+        groups: &[RawGroup],
+        errors: &mut Vec<RecordError>,
+    ) -> Assignments {
+        let roles = assigned_roles(raw, errors);
+        let mut assigned = vec![];
+        let mut via_group: HashMap<String, Vec<usize>> = HashMap::new();
+        for (gid, gname, _, members) in groups {
+            if let Some(r) = roles.get(gid) {
+                for m in members {
+                    via_group.entry(m.clone()).or_default().push(assigned.len());
+                }
+                assigned.push((gname.clone(), r.clone()));
             }
         }
+        Assignments {
+            scope,
+            roles,
+            assigned,
+            via_group,
+        }
     }
 
-    for (id, upn, mut rec) in users {
-        let direct = roles.get(&id);
-        let groups_of = via_group.get(id.as_str());
+    /// A user with its assignment and app roles (direct or through its groups).
+    pub(super) fn user(&self, id: String, upn: String, mut rec: Map<String, Value>) -> SourceUser {
+        let direct = self.roles.get(&id);
+        let groups_of: Option<Vec<(&str, &BTreeSet<String>)>> = self.via_group.get(&id).map(|ix| {
+            ix.iter()
+                .map(|&i| (self.assigned[i].0.as_str(), &self.assigned[i].1))
+                .collect()
+        });
         let mut effective: BTreeSet<String> = direct.cloned().unwrap_or_default();
-        if let Some(gs) = groups_of {
-            for (_, r) in gs {
-                effective.extend(r.iter().cloned());
-            }
+        for (_, r) in groups_of.iter().flatten() {
+            effective.extend(r.iter().cloned());
         }
-        let assignment = user_assignment(scope, direct, groups_of.map(Vec::as_slice), &effective);
-        let app_roles: Vec<Value> = effective.iter().cloned().map(Value::String).collect();
+        let assignment = user_assignment(self.scope, direct, groups_of.as_deref(), &effective);
+        let app_roles: Vec<Value> = effective.into_iter().map(Value::String).collect();
         rec.insert("appRoles".into(), Value::Array(app_roles));
-        let soft_deleted = rec
-            .get("deletedDateTime")
-            .map(|v| !v.is_null())
-            .unwrap_or(false);
-        snap.users.push(SourceUser {
+        let soft_deleted = rec.get("deletedDateTime").is_some_and(|v| !v.is_null());
+        SourceUser {
             id,
             user_principal_name: upn,
             record: rec,
             assignment,
             soft_deleted,
-        });
+        }
     }
 
-    for (id, name, mut rec, members) in groups {
-        let r = roles.get(&id);
-        let assignment = group_assignment(scope, r);
+    /// A group with its assignment and app roles.
+    pub(super) fn group(&self, (id, name, mut rec, members): RawGroup) -> SourceGroup {
+        let r = self.roles.get(&id);
+        let assignment = group_assignment(self.scope, r);
         let app_roles: Vec<Value> = r
             .map(|r| r.iter().cloned().map(Value::String).collect())
             .unwrap_or_default();
         rec.insert("appRoles".into(), Value::Array(app_roles));
-        snap.groups.push(SourceGroup {
+        SourceGroup {
             id,
             display_name: name,
             record: rec,
             members,
             assignment,
-        });
+        }
     }
-    Ok(snap)
+}
+
+/// A digest of a user as read (record, assignment, soft-deletion): what tells an
+/// incremental read that it changed. `DefaultHasher::new()` has fixed keys, so
+/// digests compare across processes of one build; a new Rust release may change
+/// them, which costs one full evaluation, nothing else.
+pub fn user_digest(u: &SourceUser) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    hash_map(&u.record, &mut h);
+    format!("{:?}{}", u.assignment, u.soft_deleted).hash(&mut h);
+    h.finish()
+}
+
+/// A digest of a group as read (record, assignment, members).
+pub fn group_digest(g: &SourceGroup) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    hash_map(&g.record, &mut h);
+    format!("{:?}", g.assignment).hash(&mut h);
+    g.members.hash(&mut h);
+    h.finish()
+}
+
+/// Feeds a JSON value to a hasher without serializing it.
+fn hash_value(v: &Value, h: &mut impl std::hash::Hasher) {
+    use std::hash::Hash;
+    match v {
+        Value::Null => 0u8.hash(h),
+        Value::Bool(b) => (1u8, b).hash(h),
+        Value::Number(n) => (2u8, n.to_string()).hash(h),
+        Value::String(s) => (3u8, s).hash(h),
+        Value::Array(a) => {
+            (4u8, a.len()).hash(h);
+            a.iter().for_each(|x| hash_value(x, h));
+        }
+        Value::Object(o) => hash_map(o, h),
+    }
+}
+
+fn hash_map(o: &Map<String, Value>, h: &mut impl std::hash::Hasher) {
+    use std::hash::Hash;
+    (5u8, o.len()).hash(h);
+    for (k, v) in o {
+        k.hash(h);
+        hash_value(v, h);
+    }
 }
 
 /// The document's top level: only the three known arrays, and never read as an
@@ -235,24 +359,31 @@ fn check_top_level(doc: &Map<String, Value>, scope: Scope) -> Result<(), String>
             ));
         }
     }
-    // An empty or cut document must not read as a directory without anyone in it.
-    let mut required = vec!["users"];
-    if scope == Scope::Assigned {
-        required.push("assignments");
-    }
-    for key in required {
-        if !doc.contains_key(key) {
-            return Err(format!(
-                "no \"{key}\" array: a directory document without it is refused rather than read as empty{}",
-                if key == "assignments" {
-                    " (with scope = \"assigned\" the assignments decide who is provisioned)"
-                } else {
-                    ""
-                }
-            ));
+    require_sections(
+        doc.contains_key("users"),
+        doc.contains_key("assignments"),
+        scope,
+    )
+}
+
+/// An empty or cut document must not read as a directory without anyone in it:
+/// `users` is required, and `assignments` where they decide who is provisioned.
+pub(super) fn require_sections(users: bool, assignments: bool, scope: Scope) -> Result<(), String> {
+    let missing = if !users {
+        "users"
+    } else if scope == Scope::Assigned && !assignments {
+        "assignments"
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "no \"{missing}\" array: a directory document without it is refused rather than read as empty{}",
+        if missing == "assignments" {
+            " (with scope = \"assigned\" the assignments decide who is provisioned)"
+        } else {
+            ""
         }
-    }
-    Ok(())
+    ))
 }
 
 /// Assignments: principal id → role names. A bad assignment is a record error.

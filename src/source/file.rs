@@ -1,0 +1,550 @@
+//! The `file` source: a Graph-shaped JSON document on disk, read streaming.
+//!
+//! The document is never held whole. A first pass takes the groups and the
+//! assignments (a user's assignment can come through a group, and `assignments`
+//! may come last) and counts the user ids; a second pass takes the users one by
+//! one. Each record gets a digest; in an incremental read a user whose digest did
+//! not change is kept as an id only, so editing one user in a 1,000,000-user file
+//! costs a hash per record and one evaluation — and memory for what changed, not
+//! for the directory. When a changed user makes its groups' members needed (see
+//! `cycle::widen_to_members`), a third pass takes those. The file's hash is the
+//! watermark; a file that changes between passes fails the read (the next cycle
+//! reads it again).
+
+use super::directory::{self, Assignments, Records};
+use super::{ReadRequest, Source};
+use crate::config::Scope;
+use crate::error::{Error, InputError};
+use crate::model::{RecordKind, Snapshot};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::PathBuf;
+
+/// The `file` source.
+pub struct FileSource {
+    path: PathBuf,
+    scope: Scope,
+}
+
+impl FileSource {
+    pub fn new(path: PathBuf, scope: Scope) -> Self {
+        FileSource { path, scope }
+    }
+
+    fn bad(&self, message: impl Into<String>) -> Error {
+        InputError::Directory {
+            file: self.path.clone(),
+            message: message.into(),
+        }
+        .into()
+    }
+}
+
+impl Source for FileSource {
+    fn read(&mut self, req: &ReadRequest<'_>) -> Result<Snapshot, Error> {
+        let watermark = self.watermark()?;
+        if !req.need_all && !req.need_records && req.watermark == Some(watermark.as_str()) {
+            return Ok(Snapshot {
+                watermark: Some(watermark),
+                unchanged: true,
+                ..Snapshot::default()
+            });
+        }
+        let before = match req.need_all {
+            true => None,
+            false => (req.cache)()?.as_deref().and_then(Digests::parse),
+        };
+        let mut snap = self.read_records(before.as_ref(), req.keep, &watermark)?;
+        snap.watermark = Some(watermark);
+        Ok(snap)
+    }
+
+    fn describe(&self) -> String {
+        format!("directory file {}", self.path.display())
+    }
+}
+
+impl FileSource {
+    /// The file's SHA-256, read in blocks.
+    fn watermark(&self) -> Result<String, Error> {
+        let mut file =
+            std::fs::File::open(&self.path).map_err(|e| self.bad(format!("cannot read: {e}")))?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .map_err(|e| self.bad(format!("cannot read: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(format!("sha256:{:x}", h.finalize()))
+    }
+
+    /// The passes over the file. `before`: the digests of the last read (an
+    /// incremental read keeps only what changed, plus `keep`).
+    fn read_records(
+        &self,
+        before: Option<&Digests>,
+        keep: Option<&HashSet<String>>,
+        watermark: &str,
+    ) -> Result<Snapshot, Error> {
+        // Pass 1: groups, assignments, user ids.
+        let mut first = FirstPass::default();
+        self.pass(&mut first, watermark)?;
+        first.check(self.scope).map_err(|m| self.bad(m))?;
+        let mut snap = Snapshot::default();
+        let mut records = Records::new(RecordKind::Group, "groups", &mut snap.errors);
+        let groups = records.groups(first.groups);
+        let assignments =
+            Assignments::new(self.scope, &first.assignments, &groups, &mut snap.errors);
+        let mut digests = Digests::default();
+        for g in groups {
+            let g = assignments.group(g);
+            digests
+                .0
+                .insert(format!("g:{}", g.id), directory::group_digest(&g));
+            snap.groups.push(g);
+        }
+        // A group is read again when it changed, or when the cycle asks for it.
+        let asked = |id: &str| keep.is_some_and(|k| k.contains(id));
+        let changed_group = |id: &str| {
+            let key = format!("g:{id}");
+            asked(id) || before.is_none_or(|b| b.0.get(&key) != digests.0.get(&key))
+        };
+        // Users a changed group needs (its members are evaluated again), and those the
+        // cycle asks for (pending, escrows due).
+        let mut wanted: HashSet<String> = keep.cloned().unwrap_or_default();
+        for g in snap.groups.iter().filter(|g| changed_group(&g.id)) {
+            wanted.extend(g.members.iter().cloned());
+        }
+        let mut changed: HashSet<String> = snap
+            .groups
+            .iter()
+            .filter(|g| changed_group(&g.id))
+            .map(|g| g.id.clone())
+            .collect();
+        // Pass 2: the users.
+        let mut second = UserPass {
+            assignments: &assignments,
+            counts: &first.user_ids,
+            before,
+            wanted: &wanted,
+            digests: &mut digests,
+            snap: &mut snap,
+            changed: &mut changed,
+            only: None,
+        };
+        self.pass(&mut second, watermark)?;
+        // A changed user takes its groups' members with it; those not kept yet are
+        // read in a third pass.
+        if before.is_some() {
+            let mut more: HashSet<String> = HashSet::new();
+            let mut groups_too: Vec<String> = vec![];
+            for g in &snap.groups {
+                if changed.contains(&g.id) || g.members.iter().any(|m| changed.contains(m)) {
+                    groups_too.push(g.id.clone());
+                    let untouched = g
+                        .members
+                        .iter()
+                        .filter(|m| snap.untouched.users.contains(*m));
+                    more.extend(untouched.cloned());
+                }
+            }
+            changed.extend(groups_too);
+            if !more.is_empty() {
+                let mut scratch = Digests::default();
+                let mut third = UserPass {
+                    assignments: &assignments,
+                    counts: &first.user_ids,
+                    before,
+                    wanted: &more,
+                    digests: &mut scratch,
+                    snap: &mut snap,
+                    changed: &mut changed,
+                    only: Some(&more),
+                };
+                self.pass(&mut third, watermark)?;
+                for id in &more {
+                    snap.untouched.users.remove(id);
+                }
+            }
+        }
+        if before.is_some() {
+            for g in &snap.groups {
+                if !changed.contains(&g.id) {
+                    snap.untouched.groups.insert(g.id.clone());
+                }
+            }
+            snap.changed = Some(changed);
+        }
+        snap.cache = Some(digests.to_text());
+        Ok(snap)
+    }
+
+    /// One streaming pass over the document; the file must still be the one the
+    /// watermark was taken of.
+    fn pass(&self, pass: &mut dyn Pass, watermark: &str) -> Result<(), Error> {
+        let file =
+            std::fs::File::open(&self.path).map_err(|e| self.bad(format!("cannot read: {e}")))?;
+        let mut reader = Hashing {
+            inner: std::io::BufReader::with_capacity(1 << 16, file),
+            hash: Sha256::new(),
+        };
+        let mut de = serde_json::Deserializer::from_reader(&mut reader);
+        Document { pass }
+            .deserialize(&mut de)
+            .map_err(|e| self.json_error(e))?;
+        de.end().map_err(|e| self.json_error(e))?;
+        // What trails the document (whitespace) is hashed too.
+        std::io::copy(&mut reader, &mut std::io::sink())
+            .map_err(|e| self.bad(format!("cannot read: {e}")))?;
+        if format!("sha256:{:x}", reader.hash.finalize()) != watermark {
+            return Err(Error::answer(
+                "the directory file",
+                format!(
+                    "{} changed while it was read; the next cycle reads it again",
+                    self.path.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn json_error(&self, e: serde_json::Error) -> Error {
+        if e.is_data() {
+            // The document's shape (a section that is not an array, an unknown key).
+            return self.bad(e.to_string());
+        }
+        self.bad(format!(
+            "not valid JSON at line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    }
+}
+
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The document's top-level arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Users,
+    Groups,
+    Assignments,
+}
+
+/// What a pass does with the elements of the sections it wants.
+trait Pass {
+    fn wants(&self, section: Section) -> bool;
+    fn element(&mut self, section: Section, index: usize, value: Value);
+    fn saw(&mut self, _section: Section) {}
+}
+
+/// The top-level object, visited key by key.
+struct Document<'a> {
+    pass: &'a mut dyn Pass,
+}
+
+impl<'de> DeserializeSeed<'de> for Document<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Document<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("the top level to be an object with \"users\", \"groups\", \"assignments\"")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen: Vec<Section> = vec![];
+        while let Some(key) = map.next_key::<String>()? {
+            let section = match key.as_str() {
+                "users" => Section::Users,
+                "groups" => Section::Groups,
+                "assignments" => Section::Assignments,
+                _ => {
+                    return Err(de::Error::custom(format!(
+                        "unknown top-level key \"{key}\" (expected \"users\", \"groups\", \"assignments\")"
+                    )))
+                }
+            };
+            if seen.contains(&section) {
+                return Err(de::Error::custom(format!("\"{key}\" appears twice")));
+            }
+            seen.push(section);
+            self.pass.saw(section);
+            if self.pass.wants(section) {
+                map.next_value_seed(Array {
+                    pass: &mut *self.pass,
+                    section,
+                    key,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One top-level array, element by element.
+struct Array<'a> {
+    pass: &'a mut dyn Pass,
+    section: Section,
+    key: String,
+}
+
+impl<'de> DeserializeSeed<'de> for Array<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Array<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "\"{}\" to be an array", self.key)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        while let Some(v) = seq.next_element::<Value>()? {
+            self.pass.element(self.section, i, v);
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Pass 1: groups and assignments whole, users by id only.
+#[derive(Default)]
+struct FirstPass {
+    groups: Vec<Value>,
+    assignments: Vec<Value>,
+    /// How many user records carry each id (a shared id fails them all).
+    user_ids: HashMap<String, u32>,
+    sections: Vec<Section>,
+}
+
+impl Pass for FirstPass {
+    fn wants(&self, _: Section) -> bool {
+        true
+    }
+    fn saw(&mut self, section: Section) {
+        self.sections.push(section);
+    }
+    fn element(&mut self, section: Section, _: usize, value: Value) {
+        match section {
+            Section::Groups => self.groups.push(value),
+            Section::Assignments => self.assignments.push(value),
+            Section::Users => {
+                if let Some(id) = value.get("id").and_then(|i| i.as_str()) {
+                    *self.user_ids.entry(id.to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+}
+
+impl FirstPass {
+    /// The sections the document must have (see `directory::check_top_level`).
+    fn check(&self, scope: Scope) -> Result<(), String> {
+        let has = |s: Section| self.sections.contains(&s);
+        directory::require_sections(has(Section::Users), has(Section::Assignments), scope)
+    }
+}
+
+/// Pass 2 (and 3): users one by one, kept whole when they changed (or are wanted),
+/// else as ids.
+struct UserPass<'a> {
+    assignments: &'a Assignments,
+    counts: &'a HashMap<String, u32>,
+    before: Option<&'a Digests>,
+    wanted: &'a HashSet<String>,
+    digests: &'a mut Digests,
+    snap: &'a mut Snapshot,
+    changed: &'a mut HashSet<String>,
+    /// A third pass takes only these, and records nothing else.
+    only: Option<&'a HashSet<String>>,
+}
+
+impl Pass for UserPass<'_> {
+    fn wants(&self, section: Section) -> bool {
+        section == Section::Users
+    }
+
+    fn element(&mut self, _: Section, i: usize, value: Value) {
+        if let Some(only) = self.only {
+            let id = value.get("id").and_then(|v| v.as_str());
+            if id.is_some_and(|id| only.contains(id)) {
+                let mut errors = vec![];
+                let mut records = Records::new(RecordKind::User, "users", &mut errors);
+                if let Some((id, upn, rec)) = records.user(i, value, self.counts) {
+                    self.changed.insert(id.clone());
+                    self.snap.users.push(self.assignments.user(id, upn, rec));
+                }
+            }
+            return;
+        }
+        let mut records = Records::new(RecordKind::User, "users", &mut self.snap.errors);
+        let Some((id, upn, rec)) = records.user(i, value, self.counts) else {
+            return;
+        };
+        let user = self.assignments.user(id, upn, rec);
+        let key = format!("u:{}", user.id);
+        let digest = directory::user_digest(&user);
+        let differs = self.before.is_none_or(|b| b.0.get(&key) != Some(&digest));
+        self.digests.0.insert(key, digest);
+        if differs || self.wanted.contains(&user.id) {
+            if self.before.is_some() {
+                self.changed.insert(user.id.clone());
+            }
+            self.snap.users.push(user);
+        } else {
+            self.snap.untouched.users.insert(user.id);
+        }
+    }
+}
+
+/// A digest per directory record (the record as read, with its assignment and,
+/// for groups, members), for telling which records a file edit touched.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Digests(HashMap<String, u64>);
+
+const DIGESTS_HEADER: &str = "scimsync file digests v1";
+
+impl Digests {
+    fn to_text(&self) -> String {
+        let mut out = String::with_capacity(self.0.len() * 32 + 32);
+        out.push_str(DIGESTS_HEADER);
+        out.push('\n');
+        for (k, v) in &self.0 {
+            out.push_str(&format!("{v:016x} {k}\n"));
+        }
+        out
+    }
+
+    /// `None` for anything else (a Graph cache, a damaged value): a full evaluation.
+    fn parse(text: &str) -> Option<Digests> {
+        let mut lines = text.lines();
+        if lines.next()? != DIGESTS_HEADER {
+            return None;
+        }
+        let mut map = HashMap::new();
+        for l in lines {
+            let (d, k) = l.split_once(' ')?;
+            map.insert(k.to_string(), u64::from_str_radix(d, 16).ok()?);
+        }
+        Some(Digests(map))
+    }
+}
+
+/// The path's file, for tests.
+#[cfg(test)]
+fn read_path(path: &std::path::Path, before: Option<&str>) -> Result<Snapshot, Error> {
+    let mut source = FileSource::new(path.to_path_buf(), Scope::All);
+    let cache = before.map(str::to_string);
+    let load = move || Ok(cache.clone());
+    source.read(&ReadRequest {
+        watermark: None,
+        need_all: before.is_none(),
+        need_records: true,
+        cache: &load,
+        keep: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::path::Path;
+
+    fn write(dir: &Path, doc: &Value) -> PathBuf {
+        let p = dir.join("directory.json");
+        std::fs::write(&p, doc.to_string()).unwrap_or_default();
+        p
+    }
+
+    fn directory(users: usize) -> Value {
+        let users: Vec<Value> = (0..users)
+            .map(|i| json!({"id": format!("u{i}"), "userPrincipalName": format!("u{i}@x.com"), "surname": "S"}))
+            .collect();
+        json!({"users": users, "groups": [
+            {"id": "g1", "displayName": "G1", "members": ["u1", "u2"]},
+            {"id": "g2", "displayName": "G2", "members": ["u5", "u6"]}
+        ], "assignments": []})
+    }
+
+    fn ids(snap: &Snapshot) -> Vec<String> {
+        let mut v: Vec<String> = snap.users.iter().map(|u| u.id.clone()).collect();
+        v.sort();
+        v
+    }
+
+    /// The streaming read gives what the whole-document parse gives.
+    #[test]
+    fn streaming_read_matches_the_document_parse() -> Result<(), Error> {
+        let dir = std::env::temp_dir().join(format!("scimsync-file-{}", crate::ids::random_hex(6)));
+        std::fs::create_dir_all(&dir).map_err(Error::file(&dir))?;
+        let mut doc = directory(10);
+        if let Some(u) = doc["users"].as_array_mut() {
+            u.push(json!({"id": "u3", "userPrincipalName": "dup@x.com"}));
+            u.push(json!({"userPrincipalName": "noid@x.com"}));
+        }
+        let p = write(&dir, &doc);
+        let streamed = read_path(&p, None)?;
+        let parsed =
+            directory::parse(&doc.to_string(), Scope::All).map_err(|m| Error::answer("test", m))?;
+        assert_eq!(ids(&streamed), ids(&parsed));
+        assert_eq!(streamed.errors.len(), parsed.errors.len());
+        assert_eq!(streamed.groups.len(), 2);
+        assert!(streamed.changed.is_none());
+        Ok(())
+    }
+
+    /// An incremental read keeps the changed user and, through its group, the
+    /// group's other members; everyone else is an id.
+    #[test]
+    fn an_incremental_read_keeps_what_changed_and_its_group() -> Result<(), Error> {
+        let dir = std::env::temp_dir().join(format!("scimsync-file-{}", crate::ids::random_hex(6)));
+        std::fs::create_dir_all(&dir).map_err(Error::file(&dir))?;
+        let mut doc = directory(10);
+        let p = write(&dir, &doc);
+        let first = read_path(&p, None)?;
+        let cache = first.cache.clone().unwrap_or_default();
+        doc["users"][1]["surname"] = json!("Changed");
+        doc["users"][8]["surname"] = json!("Changed");
+        write(&dir, &doc);
+        let second = read_path(&p, Some(&cache))?;
+        assert_eq!(ids(&second), ["u1", "u2", "u8"]);
+        let changed = second.changed.clone().unwrap_or_default();
+        assert!(changed.contains("g1") && changed.contains("u2") && !changed.contains("g2"));
+        assert_eq!(second.untouched.users.len(), 7);
+        assert!(second.untouched.groups.contains("g2"));
+        assert_eq!(second.present().map(|p| p.users.len()), Some(10));
+        Ok(())
+    }
+}
