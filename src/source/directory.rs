@@ -201,7 +201,8 @@ pub fn parse_value(doc: Value, scope: Scope) -> Result<Snapshot, String> {
     let raw_assignments = array("assignments")?;
     let mut snap = Snapshot::default();
     let groups = Records::new(RecordKind::Group, "groups", &mut snap.errors).groups(raw_groups);
-    let assignments = Assignments::new(scope, &raw_assignments, &groups, &mut snap.errors);
+    let roles = assigned_roles(&raw_assignments, &mut snap.errors);
+    let assignments = Assignments::new(scope, roles, &groups);
     let mut counts: HashMap<String, u32> = HashMap::new();
     for u in &raw_users {
         if let Some(id) = u.get("id").and_then(|i| i.as_str()) {
@@ -236,11 +237,9 @@ pub(super) struct Assignments {
 impl Assignments {
     pub(super) fn new(
         scope: Scope,
-        raw: &[Value],
+        roles: HashMap<String, BTreeSet<String>>,
         groups: &[RawGroup],
-        errors: &mut Vec<RecordError>,
     ) -> Assignments {
-        let roles = assigned_roles(raw, errors);
         let mut assigned = vec![];
         let mut via_group: HashMap<String, Vec<usize>> = HashMap::new();
         for (gid, gname, _, members) in groups {
@@ -259,10 +258,10 @@ impl Assignments {
         }
     }
 
-    /// A user with its assignment and app roles (direct or through its groups).
-    pub(super) fn user(&self, id: String, upn: String, mut rec: Map<String, Value>) -> SourceUser {
-        let direct = self.roles.get(&id);
-        let groups_of: Option<Vec<(&str, &BTreeSet<String>)>> = self.via_group.get(&id).map(|ix| {
+    /// A user's assignment and every role it holds (directly or through its groups).
+    pub(super) fn of_user(&self, id: &str) -> (Assignment, BTreeSet<String>) {
+        let direct = self.roles.get(id);
+        let groups_of: Option<Vec<(&str, &BTreeSet<String>)>> = self.via_group.get(id).map(|ix| {
             ix.iter()
                 .map(|&i| (self.assigned[i].0.as_str(), &self.assigned[i].1))
                 .collect()
@@ -272,6 +271,12 @@ impl Assignments {
             effective.extend(r.iter().cloned());
         }
         let assignment = user_assignment(self.scope, direct, groups_of.as_deref(), &effective);
+        (assignment, effective)
+    }
+
+    /// A user with its assignment and app roles.
+    pub(super) fn user(&self, id: String, upn: String, mut rec: Map<String, Value>) -> SourceUser {
+        let (assignment, effective) = self.of_user(&id);
         let app_roles: Vec<Value> = effective.into_iter().map(Value::String).collect();
         rec.insert("appRoles".into(), Value::Array(app_roles));
         let soft_deleted = rec.get("deletedDateTime").is_some_and(|v| !v.is_null());
@@ -302,19 +307,10 @@ impl Assignments {
     }
 }
 
-/// A digest of a user as read (record, assignment, soft-deletion): what tells an
+/// A digest of a group as read (record, assignment, members): what tells an
 /// incremental read that it changed. `DefaultHasher::new()` has fixed keys, so
 /// digests compare across processes of one build; a new Rust release may change
 /// them, which costs one full evaluation, nothing else.
-pub fn user_digest(u: &SourceUser) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    hash_map(&u.record, &mut h);
-    format!("{:?}{}", u.assignment, u.soft_deleted).hash(&mut h);
-    h.finish()
-}
-
-/// A digest of a group as read (record, assignment, members).
 pub fn group_digest(g: &SourceGroup) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
@@ -393,31 +389,41 @@ fn assigned_roles(
 ) -> HashMap<String, BTreeSet<String>> {
     let mut roles: HashMap<String, BTreeSet<String>> = HashMap::new();
     for (i, a) in raw.iter().enumerate() {
-        let fail = |message: &str| RecordError {
-            record: RecordKind::Assignment,
-            object: format!("assignments[{i}]"),
-            id: None,
-            message: message.into(),
-        };
-        let principal = a.get("principalId").and_then(|v| v.as_str());
-        let role = match a.get("appRole") {
-            None | Some(Value::Null) => Some(DEFAULT_ACCESS),
-            Some(Value::String(r)) => Some(r.as_str()),
-            Some(_) => None,
-        };
-        match (principal, role) {
-            (Some(p), Some(role)) if !p.is_empty() => {
-                roles
-                    .entry(p.to_string())
-                    .or_default()
-                    .insert(role.to_string());
-            }
-            (_, None) => errors.push(fail("\"appRole\" must be a role name")),
-            _ => errors.push(fail("assignment without principalId")),
-        }
+        add_assignment(&mut roles, i, a, errors);
     }
-
     roles
+}
+
+/// One assignment record into `roles` (principal id → role names); a bad one is a
+/// record error.
+pub(super) fn add_assignment(
+    roles: &mut HashMap<String, BTreeSet<String>>,
+    i: usize,
+    a: &Value,
+    errors: &mut Vec<RecordError>,
+) {
+    let fail = |message: &str| RecordError {
+        record: RecordKind::Assignment,
+        object: format!("assignments[{i}]"),
+        id: None,
+        message: message.into(),
+    };
+    let principal = a.get("principalId").and_then(|v| v.as_str());
+    let role = match a.get("appRole") {
+        None | Some(Value::Null) => Some(DEFAULT_ACCESS),
+        Some(Value::String(r)) => Some(r.as_str()),
+        Some(_) => None,
+    };
+    match (principal, role) {
+        (Some(p), Some(role)) if !p.is_empty() => {
+            roles
+                .entry(p.to_string())
+                .or_default()
+                .insert(role.to_string());
+        }
+        (_, None) => errors.push(fail("\"appRole\" must be a role name")),
+        _ => errors.push(fail("assignment without principalId")),
+    }
 }
 
 /// Whether roles give access: any role but Default Access (Entra's rule).

@@ -17,6 +17,7 @@ use crate::config::Scope;
 use crate::error::{Error, InputError};
 use crate::model::{RecordKind, Snapshot};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -98,11 +99,14 @@ impl FileSource {
         let mut first = FirstPass::default();
         self.pass(&mut first, watermark)?;
         first.check(self.scope).map_err(|m| self.bad(m))?;
-        let mut snap = Snapshot::default();
+        let mut snap = Snapshot {
+            errors: std::mem::take(&mut first.errors),
+            ..Snapshot::default()
+        };
         let mut records = Records::new(RecordKind::Group, "groups", &mut snap.errors);
-        let groups = records.groups(first.groups);
-        let assignments =
-            Assignments::new(self.scope, &first.assignments, &groups, &mut snap.errors);
+        let groups = records.groups(std::mem::take(&mut first.groups));
+        let roles = std::mem::take(&mut first.roles);
+        let assignments = Assignments::new(self.scope, roles, &groups);
         let mut digests = Digests::default();
         for g in groups {
             let g = assignments.group(g);
@@ -254,7 +258,7 @@ enum Section {
 /// What a pass does with the elements of the sections it wants.
 trait Pass {
     fn wants(&self, section: Section) -> bool;
-    fn element(&mut self, section: Section, index: usize, value: Value);
+    fn element(&mut self, section: Section, index: usize, raw: &RawValue);
     fn saw(&mut self, _section: Section) {}
 }
 
@@ -330,19 +334,22 @@ impl<'de> Visitor<'de> for Array<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut i = 0;
-        while let Some(v) = seq.next_element::<Value>()? {
-            self.pass.element(self.section, i, v);
+        // Raw text first: a pass parses only what it needs (a user that did not
+        // change costs a hash of its text, not a map).
+        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+            self.pass.element(self.section, i, &raw);
             i += 1;
         }
         Ok(())
     }
 }
 
-/// Pass 1: groups and assignments whole, users by id only.
+/// Pass 1: groups whole, assignments as roles, users by id only.
 #[derive(Default)]
 struct FirstPass {
     groups: Vec<Value>,
-    assignments: Vec<Value>,
+    roles: HashMap<String, std::collections::BTreeSet<String>>,
+    errors: Vec<crate::model::RecordError>,
     /// How many user records carry each id (a shared id fails them all).
     user_ids: HashMap<String, u32>,
     sections: Vec<Section>,
@@ -355,16 +362,39 @@ impl Pass for FirstPass {
     fn saw(&mut self, section: Section) {
         self.sections.push(section);
     }
-    fn element(&mut self, section: Section, _: usize, value: Value) {
+    fn element(&mut self, section: Section, i: usize, raw: &RawValue) {
         match section {
-            Section::Groups => self.groups.push(value),
-            Section::Assignments => self.assignments.push(value),
+            Section::Groups => self.groups.push(parse(raw)),
+            Section::Assignments => {
+                directory::add_assignment(&mut self.roles, i, &parse(raw), &mut self.errors)
+            }
             Section::Users => {
-                if let Some(id) = value.get("id").and_then(|i| i.as_str()) {
-                    *self.user_ids.entry(id.to_string()).or_insert(0) += 1;
+                if let Some(id) = id_of(raw) {
+                    *self.user_ids.entry(id).or_insert(0) += 1;
                 }
             }
         }
+    }
+}
+
+/// An element's value (it was read as JSON already: it parses).
+fn parse(raw: &RawValue) -> Value {
+    serde_json::from_str(raw.get()).unwrap_or(Value::Null)
+}
+
+/// A record's `id` when it is a string, read without building the record.
+fn id_of(raw: &RawValue) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: Option<Value>,
+    }
+    let text = raw.get();
+    if !text.starts_with('{') {
+        return None;
+    }
+    match serde_json::from_str::<IdOnly>(text).ok()?.id? {
+        Value::String(s) => Some(s),
+        _ => None,
     }
 }
 
@@ -395,36 +425,51 @@ impl Pass for UserPass<'_> {
         section == Section::Users
     }
 
-    fn element(&mut self, _: Section, i: usize, value: Value) {
+    fn element(&mut self, _: Section, i: usize, raw: &RawValue) {
+        let id = id_of(raw);
         if let Some(only) = self.only {
-            let id = value.get("id").and_then(|v| v.as_str());
-            if id.is_some_and(|id| only.contains(id)) {
+            if id.as_ref().is_some_and(|id| only.contains(id)) {
                 let mut errors = vec![];
                 let mut records = Records::new(RecordKind::User, "users", &mut errors);
-                if let Some((id, upn, rec)) = records.user(i, value, self.counts) {
+                if let Some((id, upn, rec)) = records.user(i, parse(raw), self.counts) {
                     self.changed.insert(id.clone());
                     self.snap.users.push(self.assignments.user(id, upn, rec));
                 }
             }
             return;
         }
+        // The digest: the record's text, its assignment and roles.
+        let digest = id.as_ref().map(|id| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            raw.get().hash(&mut h);
+            format!("{:?}", self.assignments.of_user(id)).hash(&mut h);
+            h.finish()
+        });
+        let key = id.as_ref().map(|id| format!("u:{id}"));
+        let unchanged = match (&key, digest, self.before) {
+            (Some(k), Some(d), Some(b)) => b.0.get(k) == Some(&d),
+            _ => false,
+        };
+        if let (true, Some(id), Some(k), Some(d)) = (unchanged, &id, &key, digest) {
+            if !self.wanted.contains(id) {
+                self.digests.0.insert(k.clone(), d);
+                self.snap.untouched.users.insert(id.clone());
+                return;
+            }
+        }
         let mut records = Records::new(RecordKind::User, "users", &mut self.snap.errors);
-        let Some((id, upn, rec)) = records.user(i, value, self.counts) else {
+        let Some((id, upn, rec)) = records.user(i, parse(raw), self.counts) else {
             return;
         };
-        let user = self.assignments.user(id, upn, rec);
-        let key = format!("u:{}", user.id);
-        let digest = directory::user_digest(&user);
-        let differs = self.before.is_none_or(|b| b.0.get(&key) != Some(&digest));
-        self.digests.0.insert(key, digest);
-        if differs || self.wanted.contains(&user.id) {
-            if self.before.is_some() {
-                self.changed.insert(user.id.clone());
-            }
-            self.snap.users.push(user);
-        } else {
-            self.snap.untouched.users.insert(user.id);
+        // Only a readable record's digest is kept: a broken one is read every time.
+        if let (Some(k), Some(d)) = (key, digest) {
+            self.digests.0.insert(k, d);
         }
+        if self.before.is_some() {
+            self.changed.insert(id.clone());
+        }
+        self.snap.users.push(self.assignments.user(id, upn, rec));
     }
 }
 
