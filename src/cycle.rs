@@ -212,6 +212,7 @@ pub fn read(
         cache: &load_cache,
         keep: Some(&keep),
     })?;
+    log::debug!("source read");
     widen_changed(&mut snapshot, state, now)?;
     snapshot.release_untouched();
     Ok(snapshot)

@@ -274,6 +274,18 @@ impl Assignments {
         (assignment, effective)
     }
 
+    /// Feeds what decides a user's assignment (its direct roles, the assigned
+    /// groups it is in) to a hasher, without building the assignment.
+    pub(super) fn hash_user(&self, id: &str, h: &mut impl std::hash::Hasher) {
+        use std::hash::Hash;
+        self.roles.get(id).hash(h);
+        if let Some(ix) = self.via_group.get(id) {
+            for &i in ix {
+                self.assigned[i].hash(h);
+            }
+        }
+    }
+
     /// A user with its assignment and app roles.
     pub(super) fn user(&self, id: String, upn: String, mut rec: Map<String, Value>) -> SourceUser {
         let (assignment, effective) = self.of_user(&id);

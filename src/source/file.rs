@@ -12,12 +12,11 @@
 //! reads it again).
 
 use super::directory::{self, Assignments, Records};
+use super::scan;
 use super::{ReadRequest, Source};
 use crate::config::Scope;
 use crate::error::{Error, InputError};
 use crate::model::{RecordKind, Snapshot};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -194,21 +193,21 @@ impl FileSource {
     /// One streaming pass over the document; the file must still be the one the
     /// watermark was taken of.
     fn pass(&self, pass: &mut dyn Pass, watermark: &str) -> Result<(), Error> {
+        let started = std::time::Instant::now();
         let file =
             std::fs::File::open(&self.path).map_err(|e| self.bad(format!("cannot read: {e}")))?;
-        let mut reader = Hashing {
-            inner: std::io::BufReader::with_capacity(1 << 16, file),
-            hash: Sha256::new(),
+        let mut visit = Sections {
+            pass,
+            section: None,
+            seen: vec![],
         };
-        let mut de = serde_json::Deserializer::from_reader(&mut reader);
-        Document { pass }
-            .deserialize(&mut de)
-            .map_err(|e| self.json_error(e))?;
-        de.end().map_err(|e| self.json_error(e))?;
-        // What trails the document (whitespace) is hashed too.
-        std::io::copy(&mut reader, &mut std::io::sink())
-            .map_err(|e| self.bad(format!("cannot read: {e}")))?;
-        if format!("sha256:{:x}", reader.hash.finalize()) != watermark {
+        let hash = scan::scan(file, &mut visit).map_err(|e| self.scan_error(e))?;
+        log::debug!(
+            "{}: a pass took {:?}",
+            self.path.display(),
+            started.elapsed()
+        );
+        if hash != watermark {
             return Err(Error::answer(
                 "the directory file",
                 format!(
@@ -220,30 +219,57 @@ impl FileSource {
         Ok(())
     }
 
-    fn json_error(&self, e: serde_json::Error) -> Error {
-        if e.is_data() {
-            // The document's shape (a section that is not an array, an unknown key).
-            return self.bad(e.to_string());
+    fn scan_error(&self, e: scan::ScanError) -> Error {
+        if !e.syntax {
+            return self.bad(e.message);
         }
         self.bad(format!(
-            "not valid JSON at line {}, column {}: {e}",
-            e.line(),
-            e.column()
+            "not valid JSON at line {}, column {}: {}",
+            e.line, e.column, e.message
         ))
     }
 }
 
-/// A reader that hashes what passes through it.
-struct Hashing<R> {
-    inner: R,
-    hash: Sha256,
+/// The document's sections, handed to a pass.
+struct Sections<'a> {
+    pass: &'a mut dyn Pass,
+    section: Option<Section>,
+    seen: Vec<Section>,
 }
 
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
+impl scan::Visit for Sections<'_> {
+    fn key(&mut self, key: &str) -> Result<bool, String> {
+        let section = match key {
+            "users" => Section::Users,
+            "groups" => Section::Groups,
+            "assignments" => Section::Assignments,
+            _ => return Err(format!(
+                "unknown top-level key \"{key}\" (expected \"users\", \"groups\", \"assignments\")"
+            )),
+        };
+        if self.seen.contains(&section) {
+            return Err(format!("\"{key}\" appears twice"));
+        }
+        self.seen.push(section);
+        self.section = Some(section);
+        self.pass.saw(section);
+        Ok(self.pass.wants(section))
+    }
+
+    fn element(
+        &mut self,
+        index: usize,
+        text: &str,
+        line: usize,
+        column: usize,
+    ) -> Result<(), scan::ScanError> {
+        if self.pass.validates() {
+            scan::validate(text, line, column)?;
+        }
+        if let Some(section) = self.section {
+            self.pass.element(section, index, text);
+        }
+        Ok(())
     }
 }
 
@@ -258,89 +284,12 @@ enum Section {
 /// What a pass does with the elements of the sections it wants.
 trait Pass {
     fn wants(&self, section: Section) -> bool;
-    fn element(&mut self, section: Section, index: usize, raw: &RawValue);
+    fn element(&mut self, section: Section, index: usize, text: &str);
     fn saw(&mut self, _section: Section) {}
-}
-
-/// The top-level object, visited key by key.
-struct Document<'a> {
-    pass: &'a mut dyn Pass,
-}
-
-impl<'de> DeserializeSeed<'de> for Document<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Document<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("the top level to be an object with \"users\", \"groups\", \"assignments\"")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen: Vec<Section> = vec![];
-        while let Some(key) = map.next_key::<String>()? {
-            let section = match key.as_str() {
-                "users" => Section::Users,
-                "groups" => Section::Groups,
-                "assignments" => Section::Assignments,
-                _ => {
-                    return Err(de::Error::custom(format!(
-                        "unknown top-level key \"{key}\" (expected \"users\", \"groups\", \"assignments\")"
-                    )))
-                }
-            };
-            if seen.contains(&section) {
-                return Err(de::Error::custom(format!("\"{key}\" appears twice")));
-            }
-            seen.push(section);
-            self.pass.saw(section);
-            if self.pass.wants(section) {
-                map.next_value_seed(Array {
-                    pass: &mut *self.pass,
-                    section,
-                    key,
-                })?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// One top-level array, element by element.
-struct Array<'a> {
-    pass: &'a mut dyn Pass,
-    section: Section,
-    key: String,
-}
-
-impl<'de> DeserializeSeed<'de> for Array<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Array<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "\"{}\" to be an array", self.key)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut i = 0;
-        // Raw text first: a pass parses only what it needs (a user that did not
-        // change costs a hash of its text, not a map).
-        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
-            self.pass.element(self.section, i, &raw);
-            i += 1;
-        }
-        Ok(())
+    /// Whether elements are checked to be JSON (the first pass: the others read
+    /// the same bytes, the hash says so).
+    fn validates(&self) -> bool {
+        false
     }
 }
 
@@ -362,7 +311,10 @@ impl Pass for FirstPass {
     fn saw(&mut self, section: Section) {
         self.sections.push(section);
     }
-    fn element(&mut self, section: Section, i: usize, raw: &RawValue) {
+    fn validates(&self) -> bool {
+        true
+    }
+    fn element(&mut self, section: Section, i: usize, raw: &str) {
         match section {
             Section::Groups => self.groups.push(parse(raw)),
             Section::Assignments => {
@@ -377,18 +329,28 @@ impl Pass for FirstPass {
     }
 }
 
-/// An element's value (it was read as JSON already: it parses).
-fn parse(raw: &RawValue) -> Value {
-    serde_json::from_str(raw.get()).unwrap_or(Value::Null)
+/// An element's value (the first pass checked it is JSON).
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
 /// A record's `id` when it is a string, read without building the record.
-fn id_of(raw: &RawValue) -> Option<String> {
+fn id_of(text: &str) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct IdOnly {
         id: Option<Value>,
     }
-    let text = raw.get();
+    // Most records start with their id: taken without parsing the rest, when it
+    // is a plain string (no escapes) and the only "id" key in the text. Anything
+    // else goes the long way.
+    let single = || text.matches("\"id\"").nth(1).is_none();
+    if let Some(rest) = text.strip_prefix("{\"id\":\"").filter(|_| single()) {
+        if let Some(end) = rest.find(['"', '\\']) {
+            if rest[end..].starts_with('"') && !rest[..end].is_empty() {
+                return Some(rest[..end].to_string());
+            }
+        }
+    }
     if !text.starts_with('{') {
         return None;
     }
@@ -425,7 +387,7 @@ impl Pass for UserPass<'_> {
         section == Section::Users
     }
 
-    fn element(&mut self, _: Section, i: usize, raw: &RawValue) {
+    fn element(&mut self, _: Section, i: usize, raw: &str) {
         let id = id_of(raw);
         if let Some(only) = self.only {
             if id.as_ref().is_some_and(|id| only.contains(id)) {
@@ -442,8 +404,8 @@ impl Pass for UserPass<'_> {
         let digest = id.as_ref().map(|id| {
             use std::hash::{Hash, Hasher};
             let mut h = std::hash::DefaultHasher::new();
-            raw.get().hash(&mut h);
-            format!("{:?}", self.assignments.of_user(id)).hash(&mut h);
+            raw.hash(&mut h);
+            self.assignments.hash_user(id, &mut h);
             h.finish()
         });
         let key = id.as_ref().map(|id| format!("u:{id}"));

@@ -6,6 +6,7 @@
 pub mod directory;
 pub mod file;
 pub mod graph;
+mod scan;
 
 pub use file::FileSource;
 
