@@ -243,9 +243,11 @@ impl scan::Visit for Sections<'_> {
             "users" => Section::Users,
             "groups" => Section::Groups,
             "assignments" => Section::Assignments,
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "unknown top-level key \"{key}\" (expected \"users\", \"groups\", \"assignments\")"
-            )),
+            ))
+            }
         };
         if self.seen.contains(&section) {
             return Err(format!("\"{key}\" appears twice"));

@@ -106,48 +106,80 @@ impl<R: Read> Bytes<R> {
         }
     }
 
+    /// Moves over `n` bytes of the current block (appending them to `out`),
+    /// keeping the line and column.
+    fn take(&mut self, n: usize, out: &mut Vec<u8>) {
+        let chunk = &self.buf[self.pos..self.pos + n];
+        out.extend_from_slice(chunk);
+        match chunk.iter().rposition(|&b| b == b'\n') {
+            Some(last) => {
+                self.line += chunk.iter().filter(|&&b| b == b'\n').count();
+                self.column = n - last - 1;
+            }
+            None => self.column += n,
+        }
+        self.pos += n;
+    }
+
     /// One JSON value, its bytes appended to `out`: strings and nesting are
-    /// followed; whether the value is valid JSON is for its parser to say.
+    /// followed; whether the value is valid JSON is for its parser to say. Scans
+    /// a block at a time (this is the hot loop of reading a large file).
     fn value(&mut self, out: &mut Vec<u8>) -> Result<(), ScanError> {
         let mut depth = 0usize;
         let mut in_string = false;
         let mut escaped = false;
         loop {
-            let Some(b) = self.peek()? else {
+            if self.peek()?.is_none() {
                 return Err(self.error("EOF while parsing a value"));
-            };
-            if in_string {
-                self.bump()?;
-                out.push(b);
-                if escaped {
-                    escaped = false;
-                } else if b == b'\\' {
-                    escaped = true;
-                } else if b == b'"' {
-                    in_string = false;
-                    if depth == 0 {
-                        return Ok(());
-                    }
-                }
-                continue;
             }
-            match b {
-                b'"' => in_string = true,
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' if depth == 0 => return Ok(()),
-                b'}' | b']' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        self.bump()?;
-                        out.push(b);
-                        return Ok(());
+            let block = &self.buf[self.pos..self.len];
+            let mut end = None;
+            for (j, &b) in block.iter().enumerate() {
+                if in_string {
+                    if escaped {
+                        escaped = false;
+                    } else if b == b'\\' {
+                        escaped = true;
+                    } else if b == b'"' {
+                        in_string = false;
+                        if depth == 0 {
+                            end = Some(j + 1);
+                            break;
+                        }
                     }
+                    continue;
                 }
-                b',' | b' ' | b'\t' | b'\n' | b'\r' if depth == 0 => return Ok(()),
-                _ => {}
+                match b {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' if depth == 0 => {
+                        end = Some(j);
+                        break;
+                    }
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = Some(j + 1);
+                            break;
+                        }
+                    }
+                    b',' | b' ' | b'\t' | b'\n' | b'\r' if depth == 0 => {
+                        end = Some(j);
+                        break;
+                    }
+                    _ => {}
+                }
             }
-            self.bump()?;
-            out.push(b);
+            match end {
+                Some(n) => {
+                    self.take(n, out);
+                    return Ok(());
+                }
+                None => {
+                    let n = self.len - self.pos;
+                    self.take(n, out);
+                }
+            }
         }
     }
 }
