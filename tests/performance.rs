@@ -145,3 +145,56 @@ fn the_worker_pool_stays_within_max_in_flight_and_records_in_plan_order() {
     assert_eq!(order.len(), 158);
     assert_eq!(order, created_order(&ws1));
 }
+
+/// The file source keeps only changed records in an incremental read; deletions
+/// spread through the whole file are still counted together by the gate: held as
+/// one, nothing deleted, the other changes sent; released once, all of them go.
+#[test]
+fn deletions_spread_through_a_large_file_are_held_together() {
+    let emu = Emulator::start();
+    let mut doc = small_directory(1000);
+    let ws = Workspace::new(&emu, &doc);
+    ws.write(
+        "scimsync.toml",
+        &std::fs::read_to_string(ws.dir.join("scimsync.toml"))
+            .unwrap()
+            .replace("deletion_threshold = 500", "deletion_threshold = 10"),
+    );
+    ws.sync().ok();
+    // Every 50th user leaves the directory (20, from the first record to the last
+    // stretch of the file); five others are renamed.
+    let gone: Vec<String> = (0..1000).step_by(50).map(|i| format!("u{i}")).collect();
+    for i in [7, 333, 501, 777, 998] {
+        doc["users"][i]["surname"] = json!("Renamed");
+    }
+    let keep = |v: &Value, key: &str| !gone.iter().any(|g| v[key] == json!(g));
+    doc["users"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|u| keep(u, "id"));
+    doc["assignments"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|a| keep(a, "principalId"));
+    ws.write_directory(&doc);
+    emu.reset_stats();
+    let r = ws.sync();
+    assert_eq!(r.code, 4, "held: {}{}", r.stdout, r.stderr);
+    let (req, writes) = emu.stats();
+    assert_eq!(count(&req, "DELETE /Users"), 0, "{req}");
+    assert_eq!(count(&req, "PATCH /Users"), 5, "{req}");
+    assert_eq!(writes, 5, "{req}");
+    let staged = ws.run(&["logs", "--status", "staged", "--json"]);
+    let staged: Value = serde_json::from_str(&staged.stdout).unwrap();
+    assert_eq!(staged.as_array().unwrap().len(), 20, "{staged}");
+
+    ws.run(&["allow-deletes"]).ok();
+    emu.reset_stats();
+    ws.sync().ok();
+    let (req, writes) = emu.stats();
+    assert_eq!(count(&req, "DELETE /Users"), 20, "{req}");
+    assert_eq!(writes, 20, "{req}");
+    assert!(emu.user("user0@contoso.com").is_none());
+    assert!(emu.user("user950@contoso.com").is_none());
+    assert!(emu.user("user951@contoso.com").is_some());
+}

@@ -8,7 +8,8 @@ pub const SAMPLE: &str = include_str!("../../examples/directory.json");
 use crate::config::Scope;
 use crate::model::{Assignment, RecordError, RecordKind, Snapshot, SourceGroup, SourceUser};
 use serde_json::{Map, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::rc::Rc;
 
 pub use crate::model::DEFAULT_ACCESS;
 
@@ -223,11 +224,43 @@ pub fn parse_value(doc: Value, scope: Scope) -> Result<Snapshot, String> {
     Ok(snap)
 }
 
+/// Principal id → the role names assigned to it. Equal sets are shared: a million
+/// users assigned "User" hold one set between them.
+#[derive(Default)]
+pub(super) struct Roles {
+    by_principal: HashMap<String, Rc<BTreeSet<String>>>,
+    sets: HashSet<Rc<BTreeSet<String>>>,
+}
+
+impl Roles {
+    fn add(&mut self, principal: &str, role: &str) {
+        let mut set = match self.by_principal.get(principal) {
+            Some(s) if s.contains(role) => return,
+            Some(s) => (**s).clone(),
+            None => BTreeSet::new(),
+        };
+        set.insert(role.to_string());
+        let shared = match self.sets.get(&set) {
+            Some(s) => Rc::clone(s),
+            None => {
+                let s = Rc::new(set);
+                self.sets.insert(Rc::clone(&s));
+                s
+            }
+        };
+        self.by_principal.insert(principal.to_string(), shared);
+    }
+
+    pub(super) fn get(&self, principal: &str) -> Option<&BTreeSet<String>> {
+        self.by_principal.get(principal).map(|s| &**s)
+    }
+}
+
 /// Who is assigned, and through what: the assignments by principal, and the
 /// assigned groups each user is a direct member of.
 pub(super) struct Assignments {
     scope: Scope,
-    roles: HashMap<String, BTreeSet<String>>,
+    roles: Roles,
     /// Assigned groups: (displayName, roles).
     assigned: Vec<(String, BTreeSet<String>)>,
     /// User id → indexes into `assigned`.
@@ -235,11 +268,7 @@ pub(super) struct Assignments {
 }
 
 impl Assignments {
-    pub(super) fn new(
-        scope: Scope,
-        roles: HashMap<String, BTreeSet<String>>,
-        groups: &[RawGroup],
-    ) -> Assignments {
+    pub(super) fn new(scope: Scope, roles: Roles, groups: &[RawGroup]) -> Assignments {
         let mut assigned = vec![];
         let mut via_group: HashMap<String, Vec<usize>> = HashMap::new();
         for (gid, gname, _, members) in groups {
@@ -395,11 +424,8 @@ pub(super) fn require_sections(users: bool, assignments: bool, scope: Scope) -> 
 }
 
 /// Assignments: principal id → role names. A bad assignment is a record error.
-fn assigned_roles(
-    raw: &[Value],
-    errors: &mut Vec<RecordError>,
-) -> HashMap<String, BTreeSet<String>> {
-    let mut roles: HashMap<String, BTreeSet<String>> = HashMap::new();
+fn assigned_roles(raw: &[Value], errors: &mut Vec<RecordError>) -> Roles {
+    let mut roles = Roles::default();
     for (i, a) in raw.iter().enumerate() {
         add_assignment(&mut roles, i, a, errors);
     }
@@ -409,7 +435,7 @@ fn assigned_roles(
 /// One assignment record into `roles` (principal id → role names); a bad one is a
 /// record error.
 pub(super) fn add_assignment(
-    roles: &mut HashMap<String, BTreeSet<String>>,
+    roles: &mut Roles,
     i: usize,
     a: &Value,
     errors: &mut Vec<RecordError>,
@@ -427,12 +453,7 @@ pub(super) fn add_assignment(
         Some(_) => None,
     };
     match (principal, role) {
-        (Some(p), Some(role)) if !p.is_empty() => {
-            roles
-                .entry(p.to_string())
-                .or_default()
-                .insert(role.to_string());
-        }
+        (Some(p), Some(role)) if !p.is_empty() => roles.add(p, role),
         (_, None) => errors.push(fail("\"appRole\" must be a role name")),
         _ => errors.push(fail("assignment without principalId")),
     }

@@ -299,7 +299,7 @@ trait Pass {
 #[derive(Default)]
 struct FirstPass {
     groups: Vec<Value>,
-    roles: HashMap<String, std::collections::BTreeSet<String>>,
+    roles: directory::Roles,
     errors: Vec<crate::model::RecordError>,
     /// How many user records carry each id (a shared id fails them all).
     user_ids: HashMap<String, u32>,
