@@ -299,6 +299,49 @@ pub struct Prepared {
     pub sample_group: Option<Map<String, Value>>,
 }
 
+/// The user links a cycle plans with. An incremental cycle needs the applied
+/// attributes only of what it evaluates and of what is gone (deleted);
+/// `select_unique_value` needs every one in use.
+fn user_links(
+    state: &State,
+    scripts: &Scripts,
+    snapshot: &Snapshot,
+    present: Option<&crate::model::Present>,
+) -> Result<HashMap<String, crate::state::Link>, Error> {
+    let attrs_for = |id: &str| match (&snapshot.changed, present) {
+        (Some(changed), Some(present)) => changed.contains(id) || !present.users.contains(id),
+        _ => true,
+    };
+    match scripts.uses_unique_values() {
+        true => state.links(ObjectKind::User),
+        false => state.links_with(ObjectKind::User, &attrs_for),
+    }
+}
+
+/// An object by kind and source id.
+type ObjectRef = (ObjectKind, String);
+
+/// Escrowed objects retried this cycle, and those still waiting out their
+/// back-off — unless what decides the desired state changed: a fixed script
+/// reaches the objects it failed on at once.
+fn escrows_due(
+    state: &State,
+    scripts: &Scripts,
+    settings: &Settings,
+) -> Result<(Vec<ObjectRef>, HashSet<ObjectRef>), Error> {
+    let scripts_changed = state.meta(Fact::ScriptsHash)?.as_deref()
+        != Some(evaluation_hash(scripts, settings).as_str());
+    let now = crate::clock::now();
+    let (due, waiting): (Vec<_>, Vec<_>) = state
+        .escrows()?
+        .into_iter()
+        .filter_map(|e| Some((ObjectKind::parse(&e.kind)?, e.source_id, e.next_at)))
+        .partition(|(_, _, at)| scripts_changed || *at <= now);
+    let due = due.into_iter().map(|(k, id, _)| (k, id)).collect();
+    let not_due = waiting.into_iter().map(|(k, id, _)| (k, id)).collect();
+    Ok((due, not_due))
+}
+
 /// Gather → plan → gate over a snapshot: reads only, never a write. The snapshot's
 /// records are released once evaluated (at 100,000 users they are a good part of a
 /// cycle's memory); ids, names and assignments stay.
@@ -324,17 +367,8 @@ pub fn prepare(
         .iter()
         .find_map(|g| sample(g.assignment.is_assigned(), &g.record));
     crate::alloc::log_memory("read");
-    // An incremental cycle needs the applied attributes of what it evaluates and
-    // of what is gone (deleted); `select_unique_value` needs every one in use.
     let present = snapshot.present();
-    let attrs_for = |id: &str| match (&snapshot.changed, &present) {
-        (Some(changed), Some(present)) => changed.contains(id) || !present.users.contains(id),
-        _ => true,
-    };
-    let users = match scripts.uses_unique_values() {
-        true => state.links(ObjectKind::User)?,
-        false => state.links_with(ObjectKind::User, &attrs_for)?,
-    };
+    let users = user_links(state, scripts, &snapshot, present.as_ref())?;
     let evaluated = evaluate(&snapshot, scripts, Some(&users));
     crate::alloc::log_memory("evaluated");
     for u in snapshot.users.iter_mut() {
@@ -351,19 +385,7 @@ pub fn prepare(
         .into_iter()
         .filter_map(|p| Some(((p.kind, p.source_id), p.attrs?)))
         .collect();
-    // Escrows wait out their back-off, unless what decides the desired state
-    // changed: a fixed script reaches the objects it failed on at once.
-    let scripts_changed = state.meta(Fact::ScriptsHash)?.as_deref()
-        != Some(evaluation_hash(scripts, settings).as_str());
-    let now = crate::clock::now();
-    let (due, waiting): (Vec<_>, Vec<_>) = state
-        .escrows()?
-        .into_iter()
-        .filter_map(|e| Some((ObjectKind::parse(&e.kind)?, e.source_id, e.next_at)))
-        .partition(|(_, _, at)| scripts_changed || *at <= now);
-    let not_due: HashSet<(ObjectKind, String)> =
-        waiting.into_iter().map(|(k, id, _)| (k, id)).collect();
-    let retried = due.into_iter().map(|(k, id, _)| (k, id)).collect();
+    let (retried, not_due) = escrows_due(state, scripts, settings)?;
     let blocked = crate::migrate::blocked(state)?;
     let matching = (scripts.user_matching(), scripts.group_matching());
     let wanted = crate::gather::wanted(&evaluated, (&users, &groups), &in_doubt, full, |k, id| {

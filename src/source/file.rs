@@ -147,19 +147,7 @@ impl FileSource {
         // A changed user takes its groups' members with it; those not kept yet are
         // read in a third pass.
         if before.is_some() {
-            let mut more: HashSet<String> = HashSet::new();
-            let mut groups_too: Vec<String> = vec![];
-            for g in &snap.groups {
-                if changed.contains(&g.id) || g.members.iter().any(|m| changed.contains(m)) {
-                    groups_too.push(g.id.clone());
-                    let untouched = g
-                        .members
-                        .iter()
-                        .filter(|m| snap.untouched.users.contains(*m));
-                    more.extend(untouched.cloned());
-                }
-            }
-            changed.extend(groups_too);
+            let more = widen(&snap, &mut changed);
             if !more.is_empty() {
                 let mut scratch = Digests::default();
                 let mut third = UserPass {
@@ -228,6 +216,26 @@ impl FileSource {
             e.line, e.column, e.message
         ))
     }
+}
+
+/// A group with a changed member is evaluated again with all its members
+/// (`cycle::widen_to_members`): adds such groups to `changed`, and returns the
+/// members whose records were let go.
+fn widen(snap: &Snapshot, changed: &mut HashSet<String>) -> HashSet<String> {
+    let mut more: HashSet<String> = HashSet::new();
+    let mut groups: Vec<String> = vec![];
+    for g in &snap.groups {
+        if changed.contains(&g.id) || g.members.iter().any(|m| changed.contains(m)) {
+            groups.push(g.id.clone());
+            let untouched = g
+                .members
+                .iter()
+                .filter(|m| snap.untouched.users.contains(*m));
+            more.extend(untouched.cloned());
+        }
+    }
+    changed.extend(groups);
+    more
 }
 
 /// The document's sections, handed to a pass.
