@@ -539,6 +539,18 @@ mod tests {
         assert_eq!(streamed.errors.len(), parsed.errors.len());
         assert_eq!(streamed.groups.len(), 2);
         assert!(streamed.changed.is_none());
+        // Sections in any order, an id with an escape: the same again.
+        let text = format!(
+            "{{\"assignments\": [], \"groups\": {}, \"users\": {}}}",
+            doc["groups"],
+            doc["users"]
+                .to_string()
+                .replace("\"u7\"", "\"\\u0075\\u0037\"")
+        );
+        std::fs::write(&p, &text).map_err(Error::file(&p))?;
+        let reordered = read_path(&p, None)?;
+        assert_eq!(ids(&reordered), ids(&parsed));
+        assert_eq!(reordered.errors.len(), parsed.errors.len());
         Ok(())
     }
 
