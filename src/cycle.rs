@@ -190,14 +190,7 @@ pub fn read(
         != Some(evaluation_hash(scripts, settings).as_str());
     let now = crate::clock::now();
     // Objects planned again whatever changed: their records must be read.
-    let mut keep: HashSet<String> = state.pending()?.into_iter().map(|p| p.source_id).collect();
-    keep.extend(
-        state
-            .escrows()?
-            .into_iter()
-            .filter(|e| e.next_at <= now)
-            .map(|e| e.source_id),
-    );
+    let keep = due_again(state, now)?;
     let load_cache = || state.meta(Fact::SourceCache);
     let mut snapshot = source.read(&ReadRequest {
         watermark: if kind == CycleKind::Incremental {
@@ -213,7 +206,7 @@ pub fn read(
         keep: Some(&keep),
     })?;
     log::debug!("source read");
-    widen_changed(&mut snapshot, state, now)?;
+    widen_changed(&mut snapshot, &keep);
     snapshot.release_untouched();
     Ok(snapshot)
 }
@@ -240,20 +233,21 @@ pub fn evaluation_hash(scripts: &Scripts, settings: &Settings) -> String {
 /// Level-triggered planning over an incremental read: besides what changed in the
 /// directory, every object whose last action did not complete (pending), every
 /// escrow that is due, and every group with a member among them is evaluated again.
-fn widen_changed(snapshot: &mut Snapshot, state: &State, now: i64) -> Result<(), Error> {
+fn widen_changed(snapshot: &mut Snapshot, keep: &HashSet<String>) {
     let Some(changed) = snapshot.changed.as_mut() else {
-        return Ok(());
+        return;
     };
-    changed.extend(state.pending()?.into_iter().map(|p| p.source_id));
-    changed.extend(
-        state
-            .escrows()?
-            .into_iter()
-            .filter(|e| e.next_at <= now)
-            .map(|e| e.source_id),
-    );
+    changed.extend(keep.iter().cloned());
     widen_to_members(snapshot);
-    Ok(())
+}
+
+/// Objects planned again whatever changed: those whose last action did not
+/// complete (pending) and escrows that are due.
+fn due_again(state: &State, now: i64) -> Result<HashSet<String>, Error> {
+    let mut ids: HashSet<String> = state.pending()?.into_iter().map(|p| p.source_id).collect();
+    let escrows = state.escrows()?.into_iter();
+    ids.extend(escrows.filter(|e| e.next_at <= now).map(|e| e.source_id));
+    Ok(ids)
 }
 
 /// A user who comes into scope (or leaves it, or is re-created) takes their
