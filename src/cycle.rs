@@ -205,7 +205,6 @@ pub fn read(
         cache: &load_cache,
         keep: Some(&keep),
     })?;
-    log::debug!("source read");
     widen_changed(&mut snapshot, &keep);
     snapshot.release_untouched();
     Ok(snapshot)

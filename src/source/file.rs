@@ -20,7 +20,6 @@ use crate::model::{RecordKind, Snapshot};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::path::PathBuf;
 
 /// The `file` source.
@@ -73,16 +72,7 @@ impl FileSource {
         let mut file =
             std::fs::File::open(&self.path).map_err(|e| self.bad(format!("cannot read: {e}")))?;
         let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = file
-                .read(&mut buf)
-                .map_err(|e| self.bad(format!("cannot read: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
+        std::io::copy(&mut file, &mut h).map_err(|e| self.bad(format!("cannot read: {e}")))?;
         Ok(format!("sha256:{:x}", h.finalize()))
     }
 
@@ -123,15 +113,11 @@ impl FileSource {
         // Users a changed group needs (its members are evaluated again), and those the
         // cycle asks for (pending, escrows due).
         let mut wanted: HashSet<String> = keep.cloned().unwrap_or_default();
+        let mut changed: HashSet<String> = HashSet::new();
         for g in snap.groups.iter().filter(|g| changed_group(&g.id)) {
             wanted.extend(g.members.iter().cloned());
+            changed.insert(g.id.clone());
         }
-        let mut changed: HashSet<String> = snap
-            .groups
-            .iter()
-            .filter(|g| changed_group(&g.id))
-            .map(|g| g.id.clone())
-            .collect();
         // Pass 2: the users.
         let mut second = UserPass {
             assignments: &assignments,
