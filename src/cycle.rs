@@ -10,7 +10,7 @@
 use crate::apply::{ApplyOptions, Outcome};
 use crate::config::Settings;
 use crate::error::{exit, Error};
-use crate::evaluate::evaluate;
+use crate::evaluate::evaluate_releasing;
 use crate::gate::Gate;
 use crate::model::{ObjectKind, RecordError, Snapshot, Unreadable};
 use crate::plan::{plan, Plan, PlanInput};
@@ -362,14 +362,8 @@ pub fn prepare(
     crate::alloc::log_memory("read");
     let present = snapshot.present();
     let users = user_links(state, scripts, &snapshot, present.as_ref())?;
-    let evaluated = evaluate(&snapshot, scripts, Some(&users));
+    let evaluated = evaluate_releasing(&mut snapshot, scripts, Some(&users));
     crate::alloc::log_memory("evaluated");
-    for u in snapshot.users.iter_mut() {
-        u.record = Map::new();
-    }
-    for g in snapshot.groups.iter_mut() {
-        g.record = Map::new();
-    }
     let groups = state.links(ObjectKind::Group)?;
     let memberships = state.memberships()?;
     let unreadable = Unreadable::of(&snapshot.errors);

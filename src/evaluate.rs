@@ -3,11 +3,11 @@
 //! attributes the target should have. The first stage after the read; `gather`
 //! and `plan` take its output. A script failure fails only its object.
 
-use crate::model::{ObjectKind, Snapshot};
+use crate::model::{ObjectKind, Snapshot, SourceGroup, SourceUser};
 use crate::scim::attribute::Attrs;
 use crate::script::{ScriptFailure, Scripts};
 use crate::state::Link;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 /// Why an object is or is not up for provisioning.
@@ -46,29 +46,89 @@ pub fn evaluate(
     scripts: &Scripts,
     user_links: Option<&HashMap<String, Link>>,
 ) -> Vec<Evaluated> {
-    let unique = scripts.uses_unique_values() && user_links.is_some();
-    let link_values = |l: &Link| -> Vec<String> {
-        l.attrs
-            .values()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect()
-    };
-    if unique {
-        if let Some(links) = user_links {
-            crate::script::helpers::seed_taken(links.values().flat_map(link_values));
+    let mut e = Evaluator::new(snapshot, scripts, user_links);
+    for u in &snapshot.users {
+        if e.wanted(&u.id) {
+            e.user(u);
         }
     }
-    let mut out = Vec::with_capacity(snapshot.users.len() + snapshot.groups.len());
-    let wanted = |id: &str| {
-        snapshot
-            .changed
-            .as_ref()
-            .map(|c| c.contains(id))
-            .unwrap_or(true)
-    };
-    for u in snapshot.users.iter().filter(|u| wanted(&u.id)) {
-        if unique {
-            let own = user_links
+    for g in &snapshot.groups {
+        if e.wanted(&g.id) {
+            e.group(g);
+        }
+    }
+    e.finish(snapshot)
+}
+
+/// `evaluate` for a cycle: each record is released as soon as it is evaluated, so
+/// the records and what they map to are not held at once (at 100,000 users each
+/// is a good part of a cycle's memory). Ids, names and assignments stay.
+pub fn evaluate_releasing(
+    snapshot: &mut Snapshot,
+    scripts: &Scripts,
+    user_links: Option<&HashMap<String, Link>>,
+) -> Vec<Evaluated> {
+    let mut users = std::mem::take(&mut snapshot.users);
+    let mut groups = std::mem::take(&mut snapshot.groups);
+    let mut e = Evaluator::new(snapshot, scripts, user_links);
+    for u in users.iter_mut() {
+        if e.wanted(&u.id) {
+            e.user(u);
+        }
+        u.record = Map::new();
+    }
+    for g in groups.iter_mut() {
+        if e.wanted(&g.id) {
+            e.group(g);
+        }
+        g.record = Map::new();
+    }
+    let out = e.finish(snapshot);
+    snapshot.users = users;
+    snapshot.groups = groups;
+    out
+}
+
+/// One evaluation pass: the scripts, the links seeding unique values, and what
+/// came out so far.
+struct Evaluator<'a> {
+    scripts: &'a Scripts,
+    user_links: Option<&'a HashMap<String, Link>>,
+    unique: bool,
+    changed: Option<&'a std::collections::HashSet<String>>,
+    out: Vec<Evaluated>,
+}
+
+impl<'a> Evaluator<'a> {
+    fn new(
+        snapshot: &'a Snapshot,
+        scripts: &'a Scripts,
+        user_links: Option<&'a HashMap<String, Link>>,
+    ) -> Self {
+        let unique = scripts.uses_unique_values() && user_links.is_some();
+        if let (true, Some(links)) = (unique, user_links) {
+            crate::script::helpers::seed_taken(links.values().flat_map(link_values));
+        }
+        Evaluator {
+            scripts,
+            user_links,
+            unique,
+            changed: snapshot.changed.as_ref(),
+            out: Vec::with_capacity(snapshot.users.len() + snapshot.groups.len()),
+        }
+    }
+
+    /// Whether a record is evaluated: all of them, or in an incremental read only
+    /// those whose record changed.
+    fn wanted(&self, id: &str) -> bool {
+        self.changed.is_none_or(|c| c.contains(id))
+    }
+
+    fn user(&mut self, u: &SourceUser) {
+        let scripts = self.scripts;
+        if self.unique {
+            let own = self
+                .user_links
                 .and_then(|l| l.get(&u.id))
                 .map(link_values)
                 .unwrap_or_default();
@@ -82,7 +142,7 @@ pub fn evaluate(
             || scripts.map_user(&u.record),
             "user_in_scope",
         );
-        out.push(Evaluated {
+        self.out.push(Evaluated {
             kind: ObjectKind::User,
             source_id: u.id.clone(),
             display: u.user_principal_name.clone(),
@@ -91,7 +151,9 @@ pub fn evaluate(
             members: vec![],
         });
     }
-    for g in snapshot.groups.iter().filter(|g| wanted(&g.id)) {
+
+    fn group(&mut self, g: &SourceGroup) {
+        let scripts = self.scripts;
         let (decision, attrs) = decide(
             g.assignment.is_assigned(),
             g.assignment.reason(),
@@ -100,7 +162,7 @@ pub fn evaluate(
             || scripts.map_group(&g.record),
             "group_in_scope",
         );
-        out.push(Evaluated {
+        self.out.push(Evaluated {
             kind: ObjectKind::Group,
             source_id: g.id.clone(),
             display: g.display_name.clone(),
@@ -109,22 +171,33 @@ pub fn evaluate(
             members: g.members.clone(),
         });
     }
-    // Records that failed import are evaluated as failures, whatever changed: an
-    // object must never look absent because its record could not be read.
-    for e in &snapshot.errors {
-        let (Some(id), Ok(kind)) = (&e.id, ObjectKind::try_from(e.record)) else {
-            continue;
-        };
-        out.push(Evaluated {
-            kind,
-            source_id: id.clone(),
-            display: id.clone(),
-            decision: Decision::Unreadable(e.message.clone()),
-            attrs: None,
-            members: vec![],
-        });
+
+    /// Records that failed import are evaluated as failures, whatever changed: an
+    /// object must never look absent because its record could not be read.
+    fn finish(mut self, snapshot: &Snapshot) -> Vec<Evaluated> {
+        for e in &snapshot.errors {
+            let (Some(id), Ok(kind)) = (&e.id, ObjectKind::try_from(e.record)) else {
+                continue;
+            };
+            self.out.push(Evaluated {
+                kind,
+                source_id: id.clone(),
+                display: id.clone(),
+                decision: Decision::Unreadable(e.message.clone()),
+                attrs: None,
+                members: vec![],
+            });
+        }
+        self.out
     }
-    out
+}
+
+/// The values a link holds, for `select_unique_value`.
+fn link_values(l: &Link) -> Vec<String> {
+    l.attrs
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
 }
 
 type ScopeResult = Result<(bool, Vec<(String, bool)>), ScriptFailure>;

@@ -518,26 +518,25 @@ fn action(
 }
 
 /// Plans a cycle.
-pub fn plan(evaluated: Vec<Evaluated>, input: &PlanInput<'_>) -> Plan {
-    // Mapped attributes move into the actions instead of being copied: at 100,000
-    // users a copy is ~100 MB.
-    let (evaluated, mut mapped): (Vec<Evaluated>, Vec<Option<Attrs>>) = evaluated
-        .into_iter()
-        .map(|mut e| {
-            let a = e.attrs.take();
-            (e, a)
-        })
-        .unzip();
+pub fn plan(mut evaluated: Vec<Evaluated>, input: &PlanInput<'_>) -> Plan {
+    // Users first: a group's members are judged on what happens to its users. Each
+    // evaluation is consumed as it is planned, its mapped attributes moving into
+    // the action (at 100,000 users a copy is ~100 MB).
+    evaluated.sort_by_key(|e| e.kind);
     let mut p = Planner::new(input);
-    // Users first: a group's members are judged on what happens to its users.
-    for kind in [ObjectKind::User, ObjectKind::Group] {
-        for (i, e) in evaluated.iter().enumerate() {
-            if e.kind == kind {
-                p.object(e, mapped[i].take());
-            }
+    let mut users_done = false;
+    for mut e in evaluated {
+        if e.kind == ObjectKind::Group && !users_done {
+            p.gone_objects(ObjectKind::User);
+            users_done = true;
         }
-        p.gone_objects(kind);
+        let attrs = e.attrs.take();
+        p.object(&e, attrs);
     }
+    if !users_done {
+        p.gone_objects(ObjectKind::User);
+    }
+    p.gone_objects(ObjectKind::Group);
     p.finish()
 }
 

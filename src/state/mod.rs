@@ -337,6 +337,23 @@ impl State {
         Ok(out)
     }
 
+    /// One link's applied attributes, if it is linked.
+    pub fn link_attrs(&self, kind: ObjectKind, source_id: &str) -> Result<Option<Attrs>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT attrs FROM links WHERE kind = ?1 AND source_id = ?2")?;
+        let text: Option<String> = stmt
+            .query_row([kind.as_str(), source_id], |r| r.get(0))
+            .optional()?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| Error::State {
+                path: self.path.clone(),
+                message: format!("link {source_id}: stored attributes are not JSON: {e}"),
+            })
+        })
+        .transpose()
+    }
+
     /// Group → member user source ids, as applied.
     pub fn memberships(&self) -> Result<HashMap<String, BTreeSet<String>>, Error> {
         let mut stmt = self
