@@ -49,6 +49,26 @@ pub fn rfc3339(unix: i64) -> String {
     )
 }
 
+/// A span for a person: its two largest units ("3d 2h", "40m", "35s").
+pub fn human_duration(secs: u64) -> String {
+    let units = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
+    let mut parts = vec![];
+    let mut left = secs;
+    for (size, name) in units {
+        if left >= size && parts.len() < 2 {
+            parts.push(format!("{}{name}", left / size));
+            left %= size;
+        } else if !parts.is_empty() {
+            break;
+        }
+    }
+    if parts.is_empty() {
+        "0s".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,7 @@ struct RawConfig {
     state: Option<String>,
     scripts: Option<String>,
     interval: Option<String>,
+    log_retention: Option<String>,
     source: Option<RawSource>,
     target: Option<RawTarget>,
     legacy: Option<RawLegacy>,
@@ -297,6 +298,9 @@ pub struct Settings {
     pub state_path: PathBuf,
     pub scripts_dir: PathBuf,
     pub interval: Duration,
+    /// How long provisioning-log entries and cycle rows are kept (`log_retention`,
+    /// default 30 days as Entra keeps them); `None` keeps them forever ("0s").
+    pub log_retention: Option<Duration>,
     pub source: SourceSettings,
     pub target: TargetSettings,
     pub legacy: Option<LegacySettings>,
@@ -320,18 +324,33 @@ impl Settings {
         out
     }
 
-    /// Reads and validates a config file.
+    /// Reads and validates a config file, secrets included (each must resolve).
     pub fn load(path: &Path) -> Result<Settings, InputError> {
+        Self::load_with(path, Secrets::Resolve)
+    }
+
+    /// Reads and validates a config file for a command that only reads the state
+    /// (`logs`, `status`, `report`…): secrets are named but never resolved, so
+    /// these work without the credentials in the environment.
+    pub fn load_for_reading(path: &Path) -> Result<Settings, InputError> {
+        Self::load_with(path, Secrets::Skip)
+    }
+
+    fn load_with(path: &Path, secrets: Secrets) -> Result<Settings, InputError> {
         let text = std::fs::read_to_string(path).map_err(|e| InputError::Config {
             file: path.to_path_buf(),
             message: format!("cannot read config file: {e}"),
         })?;
-        Self::parse(&text, path)
+        Self::parse_with(&text, path, secrets)
     }
 
     /// Validates config text as if it had been read from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Settings, InputError> {
-        let ctx = Parsing::new(path);
+        Self::parse_with(text, path, Secrets::Resolve)
+    }
+
+    fn parse_with(text: &str, path: &Path, secrets: Secrets) -> Result<Settings, InputError> {
+        let ctx = Parsing::new(path, secrets);
         let raw: RawConfig = toml::from_str(text).map_err(|e| ctx.err(toml_message(&e, text)))?;
         let state_path = ctx.resolve(raw.state.as_deref().unwrap_or("scimsync.db"));
         let scripts_dir = ctx.resolve(raw.scripts.as_deref().unwrap_or("scripts"));
@@ -342,6 +361,11 @@ impl Settings {
         if interval.is_zero() {
             return Err(ctx.err("interval: must be more than zero".into()));
         }
+        let log_retention = match raw.log_retention.as_deref() {
+            None => Some(Duration::from_secs(30 * 86_400)),
+            Some(s) => Some(parse_duration(s).map_err(|m| ctx.err(format!("log_retention: {m}")))?)
+                .filter(|d| !d.is_zero()),
+        };
 
         let raw_source = raw
             .source
@@ -370,6 +394,7 @@ impl Settings {
             state_path,
             scripts_dir,
             interval,
+            log_retention,
             source,
             target,
             legacy,
@@ -387,16 +412,27 @@ impl Settings {
     }
 }
 
+/// Whether a config's secrets are resolved while it is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secrets {
+    /// Each must resolve now (a command that will use them).
+    Resolve,
+    /// Named only (a command that reads the state and nothing else).
+    Skip,
+}
+
 /// What parsing one config file needs at every key: where the file is (for errors
-/// and relative paths) and which secrets were written into it literally.
+/// and relative paths), whether secrets are resolved, and which were written into
+/// it literally.
 struct Parsing<'a> {
     path: &'a Path,
     base: PathBuf,
+    secrets: Secrets,
     literal: std::cell::RefCell<Vec<String>>,
 }
 
 impl<'a> Parsing<'a> {
-    fn new(path: &'a Path) -> Self {
+    fn new(path: &'a Path, secrets: Secrets) -> Self {
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -405,6 +441,7 @@ impl<'a> Parsing<'a> {
         Parsing {
             path,
             base,
+            secrets,
             literal: Default::default(),
         }
     }
@@ -430,6 +467,9 @@ impl<'a> Parsing<'a> {
     fn secret(&self, key: &str, value: &str) -> Result<Secret, InputError> {
         if !value.starts_with("env:") && !value.starts_with("file:") {
             self.literal.borrow_mut().push(key.to_string());
+        }
+        if self.secrets == Secrets::Skip {
+            return Ok(Secret::new(String::new()));
         }
         resolve_secret(value, &self.base).map_err(|m| self.err(format!("{key}: {m}")))
     }
@@ -818,8 +858,10 @@ fn graph_credential(raw: &RawSource, ctx: &Parsing<'_>) -> Result<GraphCredentia
                 SecretRef::File(p) => p,
                 _ => return Err("source.client_certificate: must be \"file:PATH\" (a PEM with the private key and the certificate)".into()),
             };
-            crate::http::credential::Certificate::load(&path)
-                .map_err(|m| format!("source.client_certificate: {m}"))?;
+            if ctx.secrets == Secrets::Resolve {
+                crate::http::credential::Certificate::load(&path)
+                    .map_err(|m| format!("source.client_certificate: {m}"))?;
+            }
             GraphCredential::Certificate(path)
         } else {
             let v = raw.client_assertion.as_deref().unwrap_or_default();

@@ -575,8 +575,34 @@ fn record(
 }
 
 /// Runs one cycle; with a reviewed plan (`sync --plan FILE`), only if the plan made
-/// now is that plan and nothing it was made from has moved.
+/// now is that plan and nothing it was made from has moved. The provisioning log
+/// and cycle history older than `log_retention` are pruned after it.
 pub fn sync_reviewed(
+    rt: &mut Runtime,
+    full: bool,
+    reviewed: Option<&crate::review::SavedPlan>,
+) -> Result<CycleReport, Error> {
+    let report = run_cycle(rt, full, reviewed)?;
+    prune_history(rt);
+    Ok(report)
+}
+
+/// Log retention: a failure to prune is logged and never fails the cycle.
+fn prune_history(rt: &mut Runtime) {
+    let Some(keep) = rt.settings.log_retention else {
+        return;
+    };
+    let before = crate::clock::now() - keep.as_secs() as i64;
+    match rt.state.prune(before) {
+        Ok((0, 0)) => {}
+        Ok((log, cycles)) => log::info!(
+            "pruned {log} provisioning-log entries and {cycles} cycle(s) older than log_retention"
+        ),
+        Err(e) => log::warn!("could not prune the provisioning log: {e}"),
+    }
+}
+
+fn run_cycle(
     rt: &mut Runtime,
     full: bool,
     reviewed: Option<&crate::review::SavedPlan>,

@@ -30,6 +30,7 @@ pub mod error;
 pub mod evaluate;
 pub mod gate;
 pub mod gather;
+pub mod health;
 pub mod http;
 pub mod ids;
 pub mod migrate;

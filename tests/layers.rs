@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["gate"],
     &["apply", "review", "migrate"],
     &["cycle"],
+    &["health"],
     &["daemon", "report", "authorize"],
     &["demo"],
     &["cli"],

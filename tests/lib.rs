@@ -16,6 +16,7 @@ mod interop;
 mod layers;
 mod migration;
 mod operations;
+mod operator;
 mod performance;
 mod planning;
 mod reliability;

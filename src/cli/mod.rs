@@ -41,13 +41,17 @@ use std::path::{Path, PathBuf};
 #[derive(Parser, Debug)]
 #[command(
     name = "scimsync",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SCIMSYNC_REVISION"), ")"),
     about = "Keep Dropbox (and any SCIM 2.0 app) in step with Entra ID or a directory file"
 )]
 pub struct Cli {
     /// Config file (default: scimsync.toml in the working directory)
     #[arg(short = 'c', long = "config", global = true)]
     pub config: Option<PathBuf>,
+    /// How log lines are written to stderr: text, or one JSON object per line
+    /// (for journald forwarders and log shippers)
+    #[arg(long, value_enum, global = true, default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -60,7 +64,10 @@ pub enum Command {
     #[cfg(feature = "emulators")]
     Demo,
     /// Write a starter scimsync.toml, scripts/ and a sample directory
-    Init { dir: Option<PathBuf> },
+    Init {
+        /// The folder to write into (default: the working directory)
+        dir: Option<PathBuf>,
+    },
     /// Dropbox OAuth 2 (authorization code + PKCE, offline access): prints the
     /// address to open, reads the code, writes the refresh token file (0600)
     Authorize {
@@ -76,6 +83,7 @@ pub enum Command {
     /// Dry run of the next cycle: every action with its reason and whether the gate
     /// holds it; reads the target, writes nothing
     Plan {
+        /// The plan as JSON (values redacted as in the log)
         #[arg(long)]
         json: bool,
         /// Plan a full cycle (compare with everything the target holds)
@@ -110,12 +118,19 @@ pub enum Command {
     /// Daemon: a cycle every `interval`
     Run,
     /// What the scripts make of one source object; writes nothing
-    Preview { id: String },
+    Preview {
+        /// The directory object: its id, userPrincipalName or group displayName
+        id: String,
+    },
     /// Provision one user or group now (by id or userPrincipalName), showing each step
-    Provision { id: String },
+    Provision {
+        /// The directory object: its id, userPrincipalName or group displayName
+        id: String,
+    },
     /// A self-contained HTML page: cycle history charts, holds and escrows
     Report {
-        #[arg(long)]
+        /// Where to write the page
+        #[arg(long, value_name = "FILE")]
         html: PathBuf,
         /// How many recent cycles to chart
         #[arg(long, default_value_t = 50)]
@@ -129,25 +144,36 @@ pub enum Command {
         /// Only entries of this action
         #[arg(long, value_enum, ignore_case = true)]
         action: Option<LogAction>,
+        /// Only entries of this object (source id, target id or name)
         #[arg(long)]
         object: Option<String>,
+        /// Only entries of this cycle number
         #[arg(long)]
         cycle: Option<i64>,
         /// Only entries newer than this (e.g. 2h, 7d)
         #[arg(long)]
         since: Option<String>,
+        /// One JSON object per entry
         #[arg(long, conflicts_with = "csv")]
         json: bool,
+        /// CSV with a header row (as Entra's download)
         #[arg(long)]
         csv: bool,
     },
     /// Sync details: last cycle, counts, escrows, holds
     Status {
-        #[arg(long)]
+        /// The same as JSON
+        #[arg(long, conflicts_with = "check")]
         json: bool,
+        /// One line for monitoring, with the Nagios plugin exit codes: 0 ok,
+        /// 1 warning (failing objects, held deletions), 2 critical (quarantine, or
+        /// no cycle finished in 3 intervals), 3 unknown (the state is unreadable)
+        #[arg(long)]
+        check: bool,
     },
     /// Entra's "restart provisioning"
     Restart {
+        /// What to forget
         #[arg(long, value_enum, default_value = "watermark")]
         scope: RestartScope,
     },
@@ -163,12 +189,28 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Shell completions on stdout (e.g. `scimsync completions bash >
+    /// /etc/bash_completion.d/scimsync`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff) on stdout (e.g. `scimsync man > scimsync.1`)
+    Man,
+}
+
+/// How log lines are written.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum MigrateStep {
     /// Per member and group: adopt, conflict or unmanaged; writes nothing
     Plan {
+        /// The migration plan as JSON
         #[arg(long)]
         json: bool,
     },
@@ -178,11 +220,16 @@ pub enum MigrateStep {
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum RestartScope {
+    /// The next cycle reads the whole directory (an initial cycle)
     Watermark,
+    /// Failing objects are retried at once
     Escrows,
+    /// Leave quarantine now
     Quarantine,
     /// Undo `migrate apply` (the legacy integration may run again)
     Migration,
+    /// Start over: forget the watermark, escrows, quarantine, holds and every
+    /// link (the next cycle matches and adopts again)
     Full,
 }
 
@@ -194,6 +241,11 @@ fn config_path(cli: &Cli) -> PathBuf {
 
 fn load(cli: &Cli) -> Result<Settings, Error> {
     Ok(Settings::load(&config_path(cli))?)
+}
+
+/// For commands that only read or mark the state: no secret is resolved.
+fn load_for_reading(cli: &Cli) -> Result<Settings, Error> {
+    Ok(Settings::load_for_reading(&config_path(cli))?)
 }
 
 /// Runs the parsed command; returns the exit code.
@@ -221,7 +273,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Run => crate::daemon::run(load(&cli)?),
         Command::Preview { id } => preview(&load(&cli)?, id),
         Command::Provision { id } => provision(load(&cli)?, id),
-        Command::Report { html, cycles } => report(&load(&cli)?, html, *cycles),
+        Command::Report { html, cycles } => report(&load_for_reading(&cli)?, html, *cycles),
         Command::Logs {
             status,
             action,
@@ -231,7 +283,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             json,
             csv,
         } => logs(
-            &load(&cli)?,
+            &load_for_reading(&cli)?,
             LogQuery {
                 status: *status,
                 action: *action,
@@ -243,11 +295,28 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             since.as_deref(),
             (*json, *csv),
         ),
-        Command::Status { json } => status(&load(&cli)?, *json),
+        Command::Status { json, check } => match check {
+            true => Ok(status::check(&load_for_reading(&cli)?)),
+            false => status(&load_for_reading(&cli)?, *json),
+        },
         Command::Snapshot { out } => snapshot(&load(&cli)?, out),
-        Command::Restart { scope } => restart(&load(&cli)?, *scope),
-        Command::AllowDeletes => allow_deletes(&load(&cli)?),
+        Command::Restart { scope } => restart(&load_for_reading(&cli)?, *scope),
+        Command::AllowDeletes => allow_deletes(&load_for_reading(&cli)?),
         #[cfg(feature = "emulators")]
         Command::Emulate(cmd) => emulate::run(cmd),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = vec![];
+            clap_complete::generate(*shell, &mut cmd, "scimsync", &mut script);
+            print!("{}", String::from_utf8_lossy(&script));
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(Error::file(Path::new("<stdout>")))?;
+            Ok(exit::OK)
+        }
     }
 }

@@ -3,6 +3,23 @@
 use super::*;
 use crate::state::Fact;
 
+/// `status --check`: one line and the Nagios plugin code; a state that cannot be
+/// read is UNKNOWN (3), not an error of scimsync's own.
+pub(super) fn check(settings: &Settings) -> i32 {
+    let verdict = State::open_read_only(&settings.state_path)
+        .and_then(|state| crate::health::check(settings, &state, crate::clock::now()));
+    match verdict {
+        Ok(h) => {
+            println!("{}", h.line());
+            h.level.code()
+        }
+        Err(e) => {
+            println!("SCIMSYNC UNKNOWN - {e}");
+            crate::health::UNKNOWN
+        }
+    }
+}
+
 pub(super) fn status(settings: &Settings, json: bool) -> Result<i32, Error> {
     let state = State::open_read_only(&settings.state_path)?;
     let cycles = state.cycles(50)?;

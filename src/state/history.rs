@@ -5,8 +5,8 @@
 
 use super::{State, Writer};
 use crate::error::Error;
-use rusqlite::params;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 /// Implements the text form of a closed set of values: `as_str`, `parse`, every
@@ -233,6 +233,55 @@ impl State {
             "UPDATE cycles SET finished_at = ?2, status = ?3, summary = ?4 WHERE id = ?1",
             params![id, crate::clock::now(), status, summary.to_string()],
         )?;
+        Ok(())
+    }
+
+    /// Forgets provisioning-log entries and cycle rows older than `before`
+    /// (seconds since the epoch), the newest cycle always kept, in small
+    /// transactions so a daemon's reader is never kept waiting long; then gives
+    /// the freed pages back to the file system. Returns the rows removed.
+    pub fn prune(&mut self, before: i64) -> Result<(usize, usize), Error> {
+        const CHUNK: i64 = 5_000;
+        // Entries are written in time order: the oldest tells whether there is
+        // anything to do, without a scan of the whole log.
+        let oldest = || -> Result<Option<i64>, Error> {
+            Ok(self
+                .conn
+                .query_row("SELECT at FROM log ORDER BY id LIMIT 1", [], |r| r.get(0))
+                .optional()?)
+        };
+        let mut log = 0;
+        while oldest()?.is_some_and(|at| at < before) {
+            log += self.conn.execute(
+                "DELETE FROM log WHERE id IN (SELECT id FROM log ORDER BY id LIMIT ?2) AND at < ?1",
+                params![before, CHUNK],
+            )?;
+        }
+        let cycles = self.conn.execute(
+            "DELETE FROM cycles WHERE started_at < ?1 AND id < (SELECT max(id) FROM cycles)",
+            [before],
+        )?;
+        if log + cycles > 0 {
+            self.give_back_free_pages()?;
+        }
+        Ok((log, cycles))
+    }
+
+    /// Returns free pages to the file system. A state created before retention
+    /// existed is switched to incremental vacuum once (a full `VACUUM`).
+    fn give_back_free_pages(&mut self) -> Result<(), Error> {
+        let mode: i64 = self
+            .conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+        if mode != 2 {
+            log::info!("state: switching to incremental vacuum (once, may take a while)");
+            self.conn.pragma_update(None, "auto_vacuum", 2)?;
+            self.conn.execute_batch("VACUUM")?;
+        }
+        // Each step of the pragma frees pages: it is stepped to its end.
+        let mut stmt = self.conn.prepare("PRAGMA incremental_vacuum")?;
+        let mut rows = stmt.query([])?;
+        while rows.next()?.is_some() {}
         Ok(())
     }
 

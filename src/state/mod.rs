@@ -251,6 +251,11 @@ impl State {
     fn init(mut conn: Connection, path: &Path) -> Result<State, Error> {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| state_err(path, e))?;
+        // A new file gives pages freed by log retention back (set before any table).
+        if schema::check_version(&conn).is_ok_and(|v| v == 0) {
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+                .map_err(|e| state_err(path, e))?;
+        }
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| state_err(path, e))?;
         conn.pragma_update(None, "synchronous", "NORMAL")

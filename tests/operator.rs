@@ -1,0 +1,268 @@
+//! What an operator reaches for (issue 18): read-only commands without secrets,
+//! a CLI that ends quietly in a pipe, completions and a manual page, monitoring
+//! codes (`status --check`), log retention.
+
+use crate::util::*;
+use serde_json::Value;
+use std::process::Command;
+
+/// Runs the binary with the workspace's config but without the target's token
+/// in the environment.
+fn run_without_secret(ws: &Workspace, args: &[&str]) -> Run {
+    let out = Command::new(BIN)
+        .args(["-c", ws.dir.join("scimsync.toml").to_str().unwrap()])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("SCIMSYNC_TEST_TOKEN")
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn state(ws: &Workspace) -> rusqlite::Connection {
+    rusqlite::Connection::open(ws.dir.join("state.db")).unwrap()
+}
+
+fn count(ws: &Workspace, table: &str) -> i64 {
+    state(ws)
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+fn add_top_level(ws: &Workspace, line: &str) {
+    let cfg = ws.dir.join("scimsync.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{line}\n{text}")).unwrap();
+}
+
+#[test]
+fn commands_that_only_read_the_state_need_no_secret() {
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu, &small_directory(3));
+    ws.sync().ok();
+    let logs = run_without_secret(&ws, &["logs", "--json"]);
+    assert_eq!(logs.code, 0, "{}", logs.stderr);
+    assert!(logs.stdout.contains("user1@contoso.com"), "{}", logs.stdout);
+    let status = run_without_secret(&ws, &["status"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(
+        status.stdout.contains("provisioned: 3 user(s)"),
+        "{}",
+        status.stdout
+    );
+    let page = ws.dir.join("report.html");
+    let report = run_without_secret(&ws, &["report", "--html", page.to_str().unwrap()]);
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    assert!(std::fs::read_to_string(&page).unwrap().contains("<html"));
+    // A command that talks to the target still needs it, and says which.
+    let sync = run_without_secret(&ws, &["sync"]);
+    assert_eq!(sync.code, 2, "{}", sync.stderr);
+    assert!(
+        sync.stderr.contains("SCIMSYNC_TEST_TOKEN"),
+        "{}",
+        sync.stderr
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu, &small_directory(1200));
+    ws.sync().ok();
+    // 1,200 log lines are far more than a pipe buffers: `head` goes away while
+    // scimsync is still printing.
+    let script = format!(
+        "'{BIN}' -c '{}' logs | head -1; echo \"exit=${{PIPESTATUS[0]}}\" >&2",
+        ws.dir.join("scimsync.toml").display()
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .env("SCIMSYNC_TEST_TOKEN", "unused")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("exit=141"),
+        "the shell's SIGPIPE code: {stderr}"
+    );
+}
+
+#[test]
+fn a_value_the_log_never_holds_is_refused_with_the_list() {
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu, &small_directory(1));
+    let r = ws.run(&["logs", "--status", "broken"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("success"), "{}", r.stderr);
+    assert!(r.stderr.contains("failure"), "{}", r.stderr);
+    // Entra's word for it is accepted.
+    ws.run(&["logs", "--status", "failed"]).ok();
+}
+
+#[test]
+fn completions_and_the_manual_page_are_generated() {
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu, &small_directory(1));
+    let bash = ws.run(&["completions", "bash"]);
+    bash.ok();
+    assert!(
+        bash.stdout.contains("complete -F _scimsync"),
+        "{}",
+        bash.stdout
+    );
+    assert!(
+        bash.stdout.contains("provision"),
+        "subcommands are completed"
+    );
+    let zsh = ws.run(&["completions", "zsh"]);
+    zsh.ok();
+    assert!(
+        zsh.stdout.starts_with("#compdef scimsync"),
+        "{}",
+        zsh.stdout
+    );
+    let man = ws.run(&["man"]);
+    man.ok();
+    assert!(man.stdout.contains(".TH scimsync 1"), "{}", man.stdout);
+    assert!(
+        man.stdout.contains("allow\\-deletes"),
+        "subcommands are listed"
+    );
+    let version = ws.run(&["--version"]);
+    version.ok();
+    // "scimsync 0.1.0 (<revision>)": the build is named.
+    assert!(
+        version.stdout.trim().ends_with(')') && version.stdout.contains(" ("),
+        "{}",
+        version.stdout
+    );
+}
+
+#[test]
+fn status_check_speaks_the_nagios_convention() {
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu, &small_directory(3));
+    let before = ws.run(&["status", "--check"]);
+    assert_eq!(
+        before.code, 2,
+        "no cycle yet is critical: {}",
+        before.stdout
+    );
+    assert!(before
+        .stdout
+        .starts_with("SCIMSYNC CRITICAL - no cycle has finished yet"));
+    ws.sync().ok();
+    let ok = ws.run(&["status", "--check"]);
+    assert_eq!(ok.code, 0, "{}", ok.stdout);
+    assert!(
+        ok.stdout.starts_with("SCIMSYNC OK - last cycle #1"),
+        "{}",
+        ok.stdout
+    );
+    assert_eq!(ok.stdout.lines().count(), 1);
+
+    // A failing object: warning.
+    let mut doc = small_directory(3);
+    doc["users"][0]["givenName"] = Value::from("Renamed");
+    ws.write_directory(&doc);
+    emu.fail_requests("Renamed", 400, 1);
+    assert_eq!(ws.sync().code, 3);
+    let warn = ws.run(&["status", "--check"]);
+    assert_eq!(warn.code, 1, "{}", warn.stdout);
+    assert!(
+        warn.stdout.contains("1 object(s) failing"),
+        "{}",
+        warn.stdout
+    );
+
+    // No cycle finished in three intervals (40 minutes by default): critical.
+    state(&ws)
+        .execute(
+            "UPDATE cycles SET started_at = started_at - 10000, finished_at = finished_at - 10000",
+            [],
+        )
+        .unwrap();
+    let stale = ws.run(&["status", "--check"]);
+    assert_eq!(stale.code, 2, "{}", stale.stdout);
+    assert!(
+        stale.stdout.contains("no cycle has finished for 2h 46m"),
+        "{}",
+        stale.stdout
+    );
+    assert!(
+        stale.stdout.contains("1 object(s) failing"),
+        "every reason is named"
+    );
+}
+
+#[test]
+fn the_log_and_cycle_history_are_pruned_after_log_retention() {
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu, &small_directory(300));
+    add_top_level(&ws, "log_retention = \"30d\"");
+    ws.sync().ok();
+    let entries = count(&ws, "log");
+    assert!(entries >= 300, "{entries}");
+    let mode: i64 = state(&ws)
+        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, 2, "a new state gives pages back incrementally");
+    // The first cycle and its entries are 31 days old now.
+    let month = 31 * 86_400;
+    let db = state(&ws);
+    db.execute("UPDATE log SET at = at - ?1", [month]).unwrap();
+    db.execute(
+        "UPDATE cycles SET started_at = started_at - ?1, finished_at = finished_at - ?1",
+        [month],
+    )
+    .unwrap();
+    drop(db);
+    let pages_before: i64 = state(&ws)
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    let mut doc = small_directory(300);
+    doc["users"][0]["givenName"] = Value::from("Renamed");
+    ws.write_directory(&doc);
+    ws.sync().ok();
+    assert_eq!(count(&ws, "log"), 1, "only the new cycle's entry is left");
+    let cycles: Vec<i64> = {
+        let db = state(&ws);
+        let mut q = db.prepare("SELECT id FROM cycles ORDER BY id").unwrap();
+        q.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    assert_eq!(cycles, vec![2]);
+    let db = state(&ws);
+    let free: i64 = db
+        .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+        .unwrap();
+    let pages: i64 = db.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+    assert_eq!(free, 0, "freed pages are given back");
+    assert!(pages < pages_before, "{pages} < {pages_before}");
+}
+
+#[test]
+fn log_retention_zero_keeps_everything() {
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu, &small_directory(3));
+    add_top_level(&ws, "log_retention = \"0s\"");
+    ws.sync().ok();
+    state(&ws)
+        .execute("UPDATE log SET at = at - 400 * 86400", [])
+        .unwrap();
+    let entries = count(&ws, "log");
+    let mut doc = small_directory(3);
+    doc["users"][0]["givenName"] = Value::from("Renamed");
+    ws.write_directory(&doc);
+    ws.sync().ok();
+    assert_eq!(count(&ws, "log"), entries + 1);
+}
