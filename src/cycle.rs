@@ -34,9 +34,11 @@ pub struct Runtime {
     pub source: Box<dyn Source>,
     pub target: Box<dyn Target>,
     pub state: State,
-    /// Held while the runtime lives: one scimsync per state file.
-    _lock: crate::state::StateLock,
-    /// Held from the first cycle on: one scimsync per Dropbox team.
+    /// The cycle lock: one scimsync at a time works on a state file. A one-shot
+    /// command holds it while it lives; the daemon only while a cycle runs, so
+    /// `provision` and `sync` can run beside it.
+    lock: Option<crate::state::StateLock>,
+    /// Held from the first cycle on: one integration per Dropbox team.
     team_lock: Option<crate::state::StateLock>,
     /// Set by SIGTERM/SIGINT: the cycle stops after the object in flight.
     pub stop: Option<Arc<AtomicBool>>,
@@ -55,12 +57,26 @@ impl Runtime {
         self.source.reload_credentials();
     }
 
-    /// Opens state, compiles scripts and connects source and target as configured.
-    pub fn open(settings: Settings) -> Result<Runtime, Error> {
+    /// Opens state, compiles scripts and connects source and target as configured;
+    /// takes the cycle lock, waiting up to `wait` for a cycle running beside it.
+    pub fn open(settings: Settings, wait: Duration) -> Result<Runtime, Error> {
         let scripts = Scripts::load(&settings.scripts_dir)?;
+        let lock = lock_waiting(&settings.state_path, wait, None)?;
+        let mut rt = Self::open_unlocked(settings, scripts)?;
+        rt.lock = Some(lock);
+        Ok(rt)
+    }
+
+    /// `open` without the cycle lock, for the daemon: it takes the lock for each
+    /// cycle (`lock`) and lets go of it between cycles (`unlock`).
+    pub fn open_for_daemon(settings: Settings) -> Result<Runtime, Error> {
+        let scripts = Scripts::load(&settings.scripts_dir)?;
+        Self::open_unlocked(settings, scripts)
+    }
+
+    fn open_unlocked(settings: Settings, scripts: Scripts) -> Result<Runtime, Error> {
         let source = crate::source::open(&settings.source)?;
         let target = crate::targets::open(&settings.target)?;
-        let lock = crate::state::StateLock::acquire(&settings.state_path)?;
         let state = State::open(&settings.state_path)?;
         Ok(Runtime {
             settings,
@@ -68,7 +84,7 @@ impl Runtime {
             source,
             target,
             state,
-            _lock: lock,
+            lock: None,
             team_lock: None,
             stop: None,
             force_legacy: false,
@@ -76,6 +92,55 @@ impl Runtime {
             sample_group: None,
         })
     }
+
+    /// Takes the cycle lock again (a daemon between cycles holds none), waiting
+    /// up to `wait` for a `sync` or `provision` running beside it.
+    pub fn lock(&mut self, wait: Duration) -> Result<(), Error> {
+        if self.lock.is_none() {
+            let stop = self.stop.clone();
+            self.lock = Some(lock_waiting(&self.settings.state_path, wait, stop)?);
+        }
+        Ok(())
+    }
+
+    /// Lets go of the cycle lock until the next `lock`. The team lock stays: it
+    /// says which integration runs against the team, and a daemon is that
+    /// integration for its whole life.
+    pub fn unlock(&mut self) {
+        self.lock = None;
+    }
+}
+
+/// The cycle lock for a command that works on the state without a runtime
+/// (`restart`, `allow-deletes`, `migrate apply`), waiting up to `wait`.
+pub fn lock_state(
+    state_path: &std::path::Path,
+    wait: Duration,
+) -> Result<crate::state::StateLock, Error> {
+    lock_waiting(state_path, wait, None)
+}
+
+/// The cycle lock, saying once (at warn, so a terminal shows it) whom it waits for.
+fn lock_waiting(
+    state_path: &std::path::Path,
+    wait: Duration,
+    stop: Option<Arc<AtomicBool>>,
+) -> Result<crate::state::StateLock, Error> {
+    let stopped = move || {
+        stop.as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+    };
+    crate::state::StateLock::acquire_waiting(
+        state_path,
+        wait,
+        &mut |who| {
+            log::warn!(
+                "{who} (up to {})",
+                crate::clock::human_duration(wait.as_secs())
+            )
+        },
+        &stopped,
+    )
 }
 
 /// What a cycle did.
@@ -477,7 +542,9 @@ fn team_lock(rt: &mut Runtime) -> Result<(), Error> {
         _ => return Ok(()),
     };
     match client.team_id() {
-        Ok(id) => rt.team_lock = Some(crate::state::StateLock::acquire_team(&id)?),
+        Ok(id) => {
+            rt.team_lock = crate::state::StateLock::acquire_team(&id, &rt.settings.state_path)?
+        }
         Err(e) => log::warn!("could not name the Dropbox team to lock it: {}", e.message),
     }
     Ok(())

@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 /// Quiet time after the last file event before reloading.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 const TICK: Duration = Duration::from_millis(100);
+/// How long a daemon's cycle waits for a command beside it to let go of the state
+/// (a `sync` of a large directory can take minutes); a stop ends the wait.
+const CYCLE_WAIT: Duration = Duration::from_secs(24 * 3600);
 
 /// What changed on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +48,10 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
     // Dropped at the end of `run`: the folders are watched while it loops.
     let (_watcher, rx) = watch(&settings)?;
     let interval = settings.interval;
-    let mut rt = Runtime::open(settings)?;
+    // One daemon per state for its whole life; the cycle lock only while a cycle
+    // runs, so `provision`, `sync`, `restart` and `allow-deletes` work beside it.
+    let _daemon = crate::state::StateLock::acquire_daemon(&settings.state_path)?;
+    let mut rt = Runtime::open_for_daemon(settings)?;
     rt.stop = Some(Arc::clone(&stop));
     log::info!(
         "scimsync run: a cycle every {:?}; watching {} for script changes",
@@ -57,7 +63,7 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
             break;
         }
         let outcome = if rt.settings.sync.enabled {
-            Some(cycle::sync(&mut rt, false))
+            Some(locked_cycle(&mut rt))
         } else {
             log::info!("provisioning is off ([sync] enabled = false): no cycle");
             None
@@ -96,6 +102,15 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
     let _ = rt.state.set_meta(Fact::NextCycleAt, None);
     log::info!("scimsync run: stopped; state recorded");
     Ok(exit::OK)
+}
+
+/// A cycle under the cycle lock, waiting for whatever runs beside the daemon (a
+/// `sync`, a `provision`) to finish first; the lock is let go of afterwards.
+fn locked_cycle(rt: &mut Runtime) -> Result<cycle::CycleReport, Error> {
+    rt.lock(CYCLE_WAIT)?;
+    let outcome = cycle::sync(rt, false);
+    rt.unlock();
+    outcome
 }
 
 /// SIGTERM and SIGINT stop the daemon between batches; SIGHUP reloads.

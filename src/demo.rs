@@ -135,7 +135,7 @@ pub fn run() -> Result<i32, Error> {
     println!("  working folder {}", demo.dir.display());
 
     authorize(&demo.settings)?;
-    let mut rt = Runtime::open(demo.settings.clone())?;
+    let mut rt = Runtime::open(demo.settings.clone(), std::time::Duration::ZERO)?;
     let first = cycle::sync(&mut rt, false)?;
     let mut graph_seen = graph_total(&rt);
     print_cycle("initial cycle", &first, graph_seen);

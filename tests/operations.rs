@@ -421,35 +421,45 @@ fn html_report_renders_its_charts_in_a_headless_browser() {
 }
 
 #[test]
-fn two_processes_cannot_run_cycles_on_one_state_file() {
+fn one_daemon_per_state_file_and_commands_run_beside_it() {
     let emu = Emulator::start();
     let ws = Workspace::new(&emu, &small_directory(3));
     let cfg = ws.dir.join("scimsync.toml");
-    let mut daemon = std::process::Command::new(BIN)
-        .args(["-c", cfg.to_str().unwrap(), "run"])
-        .env("SCIMSYNC_TEST_TOKEN", &emu.token)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let daemon = |stderr: std::process::Stdio| {
+        std::process::Command::new(BIN)
+            .args(["-c", cfg.to_str().unwrap(), "run"])
+            .env("SCIMSYNC_TEST_TOKEN", &emu.token)
+            .stderr(stderr)
+            .spawn()
+            .unwrap()
+    };
+    let mut first = daemon(std::process::Stdio::null());
     wait_for("the daemon's first cycle", 20, || emu.users().len() == 3);
-    let r = ws.sync();
-    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    // A second daemon on the same state is refused.
+    let second = daemon(std::process::Stdio::piped())
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(
-        r.stderr
-            .contains(&format!("another scimsync (pid {})", daemon.id())),
-        "{}",
-        r.stderr
+        stderr.contains(&format!("another scimsync (pid {})", first.id()))
+            && stderr.contains("is running as the daemon"),
+        "{stderr}"
     );
-    // Read-only commands still work beside it.
+    // Between its cycles the daemon holds no lock: provision and sync run.
+    ws.write_directory(&small_directory(5));
+    let p = ws.run(&["provision", "u3"]);
+    assert_eq!(p.code, 0, "{}{}", p.stdout, p.stderr);
+    assert!(emu.user("user3@contoso.com").is_some());
+    ws.sync().ok();
+    assert_eq!(emu.users().len(), 5);
     ws.run(&["status"]).ok();
     ws.run(&["plan"]).ok();
     std::process::Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
+        .args(["-TERM", &first.id().to_string()])
         .status()
         .unwrap();
-    assert_eq!(daemon.wait().unwrap().code(), Some(0));
-    // Released with the process: the next sync runs.
-    ws.sync().ok();
+    assert_eq!(first.wait().unwrap().code(), Some(0));
 }
 
 #[test]

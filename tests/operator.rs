@@ -266,3 +266,63 @@ fn log_retention_zero_keeps_everything() {
     ws.sync().ok();
     assert_eq!(count(&ws, "log"), entries + 1);
 }
+
+#[test]
+fn a_command_waits_for_the_cycle_running_beside_it() {
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu, &small_directory(3));
+    // This test plays the cycle running beside: it holds the cycle lock.
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(ws.dir.join("state.db.lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    std::fs::write(ws.dir.join("state.db.lock"), std::process::id().to_string()).unwrap();
+    let refused = ws.run(&["sync", "--wait", "1s"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&format!(
+            "another scimsync (pid {}) is working on",
+            std::process::id()
+        )) && refused.stderr.contains("waiting for it (up to 1s)"),
+        "{}",
+        refused.stderr
+    );
+    assert!(emu.users().is_empty(), "nothing was done");
+    let waiting = Command::new(BIN)
+        .args(["-c", ws.dir.join("scimsync.toml").to_str().unwrap(), "sync"])
+        .env("SCIMSYNC_TEST_TOKEN", &emu.token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(emu.users().is_empty(), "it waits while the lock is held");
+    drop(lock);
+    let out = waiting.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("waiting for it (up to 10m)"), "{stderr}");
+    assert_eq!(emu.users().len(), 3);
+}
+
+#[test]
+fn provision_of_an_object_out_of_scope_says_why_and_does_nothing() {
+    let emu = Emulator::start();
+    let mut doc = small_directory(2);
+    doc["assignments"].as_array_mut().unwrap().remove(1);
+    let ws = Workspace::new(&emu, &doc);
+    let p = ws.run(&["provision", "user1@contoso.com"]);
+    assert_eq!(p.code, 0, "{}{}", p.stdout, p.stderr);
+    assert!(p.stdout.contains("2. scope: out of scope"), "{}", p.stdout);
+    assert!(
+        p.stdout.contains("4. action: none — out of scope (")
+            && p.stdout.contains("Assign it to the app"),
+        "{}",
+        p.stdout
+    );
+    assert!(!p.stdout.contains("already matches"), "{}", p.stdout);
+    assert!(emu.users().is_empty());
+}

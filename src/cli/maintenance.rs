@@ -20,7 +20,12 @@ pub(super) fn snapshot(settings: &Settings, out: &Path) -> Result<i32, Error> {
     Ok(exit::OK)
 }
 
-pub(super) fn restart(settings: &Settings, scope: RestartScope) -> Result<i32, Error> {
+pub(super) fn restart(
+    settings: &Settings,
+    scope: RestartScope,
+    wait: std::time::Duration,
+) -> Result<i32, Error> {
+    let _lock = cycle::lock_state(&settings.state_path, wait)?;
     let mut state = State::open(&settings.state_path)?;
     let s = match scope {
         RestartScope::Watermark => Restart::Watermark,
@@ -38,7 +43,8 @@ pub(super) fn restart(settings: &Settings, scope: RestartScope) -> Result<i32, E
     Ok(exit::OK)
 }
 
-pub(super) fn allow_deletes(settings: &Settings) -> Result<i32, Error> {
+pub(super) fn allow_deletes(settings: &Settings, wait: std::time::Duration) -> Result<i32, Error> {
+    let _lock = cycle::lock_state(&settings.state_path, wait)?;
     let state = State::open(&settings.state_path)?;
     match state.meta(Fact::Held)? {
         Some(n) => {

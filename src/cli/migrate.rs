@@ -2,10 +2,14 @@
 
 use super::*;
 
-pub(super) fn migrate(settings: &Settings, step: &MigrateStep) -> Result<i32, Error> {
+pub(super) fn migrate(
+    settings: &Settings,
+    step: &MigrateStep,
+    wait: std::time::Duration,
+) -> Result<i32, Error> {
     let _lock = match step {
         MigrateStep::Plan { .. } => None,
-        MigrateStep::Apply => Some(crate::state::StateLock::acquire(&settings.state_path)?),
+        MigrateStep::Apply => Some(cycle::lock_state(&settings.state_path, wait)?),
     };
     let mut state = match step {
         MigrateStep::Plan { .. } => State::open_read_only(&settings.state_path)?,

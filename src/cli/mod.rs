@@ -52,6 +52,11 @@ pub struct Cli {
     /// (for journald forwarders and log shippers)
     #[arg(long, value_enum, global = true, default_value = "text")]
     pub log_format: LogFormat,
+    /// How long `sync`, `provision`, `restart`, `allow-deletes` and `migrate apply`
+    /// wait for a cycle running beside them (a daemon's, another `sync`) before
+    /// giving up; 0s refuses at once
+    #[arg(long, global = true, default_value = "10m", value_parser = wait_duration)]
+    pub wait: std::time::Duration,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -233,6 +238,10 @@ pub enum RestartScope {
     Full,
 }
 
+fn wait_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(s)
+}
+
 fn config_path(cli: &Cli) -> PathBuf {
     cli.config
         .clone()
@@ -250,6 +259,7 @@ fn load_for_reading(cli: &Cli) -> Result<Settings, Error> {
 
 /// Runs the parsed command; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32, Error> {
+    let wait = cli.wait;
     match &cli.command {
         #[cfg(feature = "emulators")]
         Command::Demo => crate::demo::run(),
@@ -264,15 +274,15 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             out,
             force_legacy,
         } => plan(&load(&cli)?, *json, *full, out.as_deref(), *force_legacy),
-        Command::Migrate { step } => migrate(&load(&cli)?, step),
+        Command::Migrate { step } => migrate(&load(&cli)?, step, wait),
         Command::Sync {
             full,
             force_legacy,
             plan,
-        } => sync(load(&cli)?, *full, *force_legacy, plan.as_deref()),
+        } => sync(load(&cli)?, *full, *force_legacy, plan.as_deref(), wait),
         Command::Run => crate::daemon::run(load(&cli)?),
         Command::Preview { id } => preview(&load(&cli)?, id),
-        Command::Provision { id } => provision(load(&cli)?, id),
+        Command::Provision { id } => provision(load(&cli)?, id, wait),
         Command::Report { html, cycles } => report(&load_for_reading(&cli)?, html, *cycles),
         Command::Logs {
             status,
@@ -300,8 +310,8 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             false => status(&load_for_reading(&cli)?, *json),
         },
         Command::Snapshot { out } => snapshot(&load(&cli)?, out),
-        Command::Restart { scope } => restart(&load_for_reading(&cli)?, *scope),
-        Command::AllowDeletes => allow_deletes(&load_for_reading(&cli)?),
+        Command::Restart { scope } => restart(&load_for_reading(&cli)?, *scope, wait),
+        Command::AllowDeletes => allow_deletes(&load_for_reading(&cli)?, wait),
         #[cfg(feature = "emulators")]
         Command::Emulate(cmd) => emulate::run(cmd),
         Command::Completions { shell } => {

@@ -88,8 +88,12 @@ pub(super) fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
 }
 
 /// On-demand provisioning of one object, with Entra's steps.
-pub(super) fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
-    let mut rt = Runtime::open(settings)?;
+pub(super) fn provision(
+    settings: Settings,
+    id: &str,
+    wait: std::time::Duration,
+) -> Result<i32, Error> {
+    let mut rt = Runtime::open(settings, wait)?;
     let snapshot = rt.source.read(&crate::source::ReadRequest::full())?;
     let Some(Found {
         kind,
@@ -141,7 +145,17 @@ pub(super) fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
     let (plan, links) = plan_one(parts, snapshot, &source_id)?;
     print_match(&plan, &links, kind, &source_id, &rt.scripts);
     if plan.actions.is_empty() && plan.refresh.is_empty() {
-        println!("4. action: none — the target already matches");
+        match in_scope {
+            true => println!("4. action: none — the target already matches"),
+            false => println!(
+                "4. action: none — out of scope ({}), and not provisioned: nothing to do. {}",
+                out_of_scope_why(&assignment, &scope),
+                match assignment.is_assigned() {
+                    false => "Assign it to the app in the directory to provision it.",
+                    true => "Change the directory record or the scoping script to provision it.",
+                }
+            ),
+        }
         return Ok(exit::OK);
     }
     let cycle_id = rt.state.start_cycle(crate::state::CycleKind::OnDemand)?;
@@ -175,6 +189,23 @@ pub(super) fn provision(settings: Settings, id: &str) -> Result<i32, Error> {
     } else {
         exit::OK
     })
+}
+
+/// Why an object is out of scope, in the words `preview` uses.
+fn out_of_scope_why(
+    assignment: &crate::model::Assignment,
+    scope: &Result<(bool, Vec<(String, bool)>), crate::script::ScriptFailure>,
+) -> String {
+    if !assignment.is_assigned() {
+        return assignment.reason().to_string();
+    }
+    match scope {
+        Err(f) => format!("the scoping script failed: {f}"),
+        Ok((_, rules)) => match rules.iter().rev().find(|(_, ok)| !ok) {
+            Some((name, _)) => format!("scoping rule \"{name}\" is false"),
+            None => "the scoping script returned false".to_string(),
+        },
+    }
 }
 
 /// The object `preview` or `provision` is about, found by id, userPrincipalName or

@@ -7,6 +7,7 @@ pub(super) fn sync(
     full: bool,
     force_legacy: bool,
     plan: Option<&Path>,
+    wait: std::time::Duration,
 ) -> Result<i32, Error> {
     let reviewed = match plan {
         Some(p) => Some(crate::review::SavedPlan::read(p)?),
@@ -19,7 +20,7 @@ pub(super) fn sync(
         );
         return Ok(exit::OK);
     }
-    let mut rt = Runtime::open(settings)?;
+    let mut rt = Runtime::open(settings, wait)?;
     rt.force_legacy = force_legacy;
     let full = reviewed.as_ref().map(|r| r.full).unwrap_or(full);
     let report = cycle::sync_reviewed(&mut rt, full, reviewed.as_ref())?;

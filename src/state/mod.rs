@@ -130,15 +130,61 @@ pub struct StateLock {
 }
 
 impl StateLock {
+    /// The cycle lock: held while a cycle (or `provision`, `restart`…) works on
+    /// the state, refused at once if another holds it.
     pub fn acquire(state_path: &Path) -> Result<StateLock, Error> {
         let path = PathBuf::from(format!("{}.lock", state_path.display()));
         Self::acquire_at(&path, &format!("is working on {}", state_path.display()))
     }
 
+    /// The cycle lock, waiting up to `wait` for the holder (a daemon's cycle, a
+    /// `sync`) to finish; `waiting` is told once who it waits for. A stop asked
+    /// for meanwhile (`stop` returns true) ends the wait as a refusal.
+    pub fn acquire_waiting(
+        state_path: &Path,
+        wait: std::time::Duration,
+        waiting: &mut dyn FnMut(&str),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<StateLock, Error> {
+        // A wait too long to add to the clock has no deadline.
+        let deadline = std::time::Instant::now().checked_add(wait);
+        let mut told = false;
+        loop {
+            match Self::acquire(state_path) {
+                Err(Error::Busy { pid, doing })
+                    if deadline.is_none_or(|d| std::time::Instant::now() < d) && !stop() =>
+                {
+                    if !told {
+                        waiting(&format!(
+                            "another scimsync (pid {pid}) {doing}; waiting for it"
+                        ));
+                        told = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The daemon lock: one `scimsync run` per state file for its whole life
+    /// (the cycle lock is only held while a cycle runs).
+    pub fn acquire_daemon(state_path: &Path) -> Result<StateLock, Error> {
+        let path = PathBuf::from(format!("{}.daemon.lock", state_path.display()));
+        Self::acquire_at(
+            &path,
+            &format!("is running as the daemon for {}", state_path.display()),
+        )
+    }
+
     /// One scimsync per Dropbox team, whichever integration (legacy Business API or
     /// SCIM) and whichever state file: a lock named after the team id in
     /// `$SCIMSYNC_LOCK_DIR` (default: the system's temporary directory).
-    pub fn acquire_team(team_id: &str) -> Result<StateLock, Error> {
+    ///
+    /// The lock names the state file of the integration holding it: a command on
+    /// that same state (a `provision` beside the daemon) is the same integration
+    /// and goes ahead (`Ok(None)`); the cycle lock keeps the two apart.
+    pub fn acquire_team(team_id: &str, state_path: &Path) -> Result<Option<StateLock>, Error> {
         let dir = std::env::var_os("SCIMSYNC_LOCK_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
@@ -147,13 +193,30 @@ impl StateLock {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
         let path = dir.join(format!("scimsync-dropbox-team-{safe}.lock"));
-        Self::acquire_at(
+        let ours = std::fs::canonicalize(state_path).unwrap_or_else(|_| state_path.to_path_buf());
+        let result = Self::acquire_noting(
             &path,
             &format!("is running against Dropbox team {team_id}: the legacy and SCIM integrations cannot run against one team at once"),
-        )
+            &ours.to_string_lossy(),
+        );
+        match result {
+            Err(Error::Busy { .. })
+                if std::fs::read_to_string(&path)
+                    .is_ok_and(|t| t.lines().nth(1) == Some(&*ours.to_string_lossy())) =>
+            {
+                Ok(None)
+            }
+            other => other.map(Some),
+        }
     }
 
     fn acquire_at(path: &Path, holder_does: &str) -> Result<StateLock, Error> {
+        Self::acquire_noting(path, holder_does, "")
+    }
+
+    /// Locks `path`, writing our pid and `note` (one line each) for whoever finds
+    /// it locked.
+    fn acquire_noting(path: &Path, holder_does: &str, note: &str) -> Result<StateLock, Error> {
         use std::io::{Read, Seek, Write};
         let mut file = crate::private::options()
             .read(true)
@@ -166,14 +229,14 @@ impl StateLock {
             Ok(()) => {
                 let _ = file.set_len(0);
                 let _ = file.seek(std::io::SeekFrom::Start(0));
-                let _ = write!(file, "{}", std::process::id());
+                let _ = write!(file, "{}\n{note}", std::process::id());
                 Ok(StateLock { _file: file })
             }
             Err(std::fs::TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
                 Err(Error::Busy {
-                    pid: pid.trim().to_string(),
+                    pid: holder.lines().next().unwrap_or_default().trim().to_string(),
                     doing: holder_does.to_string(),
                 })
             }
