@@ -200,13 +200,11 @@ fn link_values(l: &Link) -> Vec<String> {
         .collect()
 }
 
-type ScopeResult = Result<(bool, Vec<(String, bool)>), ScriptFailure>;
-
 fn decide(
     assigned: bool,
     reason: &str,
     soft_deleted: bool,
-    in_scope: impl FnOnce() -> ScopeResult,
+    in_scope: impl FnOnce() -> crate::script::Scoped,
     map: impl FnOnce() -> Result<Attrs, ScriptFailure>,
     scope_fn: &str,
 ) -> (Decision, Option<Attrs>) {

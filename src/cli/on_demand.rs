@@ -194,7 +194,7 @@ pub(super) fn provision(
 /// Why an object is out of scope, in the words `preview` uses.
 fn out_of_scope_why(
     assignment: &crate::model::Assignment,
-    scope: &Result<(bool, Vec<(String, bool)>), crate::script::ScriptFailure>,
+    scope: &crate::script::Scoped,
 ) -> String {
     if !assignment.is_assigned() {
         return assignment.reason().to_string();

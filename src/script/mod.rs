@@ -68,6 +68,10 @@ impl Script {
     }
 }
 
+/// A scoping script's answer: in scope or not, and each named `rule()` with its
+/// outcome (what `preview` shows), or the failure.
+pub type Scoped = Result<(bool, Vec<(String, bool)>), ScriptFailure>;
+
 /// The compiled scripts of one scripts folder.
 pub struct Scripts {
     engine: Engine,
@@ -379,16 +383,10 @@ impl Scripts {
     }
 
     /// The scope decision and the `rule(name, …)` clauses evaluated on the way.
-    pub fn user_scope(
-        &self,
-        record: &Map<String, Value>,
-    ) -> Result<(bool, Vec<(String, bool)>), ScriptFailure> {
+    pub fn user_scope(&self, record: &Map<String, Value>) -> Scoped {
         self.scope("user_in_scope", record)
     }
-    pub fn group_scope(
-        &self,
-        record: &Map<String, Value>,
-    ) -> Result<(bool, Vec<(String, bool)>), ScriptFailure> {
+    pub fn group_scope(&self, record: &Map<String, Value>) -> Scoped {
         self.scope("group_in_scope", record)
     }
 
