@@ -447,7 +447,10 @@ fn one_run(run: usize, dir: &Path) -> Res<Figures> {
 
     dropbox.admin("POST", "record", json!({"on": true}))?;
     reset_peak_rss();
-    let mut rt = Runtime::open(Settings::load(&dir.join("scimsync.toml"))?)?;
+    let mut rt = Runtime::open(
+        Settings::load(&dir.join("scimsync.toml"))?,
+        std::time::Duration::ZERO,
+    )?;
     let initial = cycle::sync(&mut rt, false)?;
     let initial_requests = print_cycle("initial", &initial, objects);
     let graph_initial = graph_requests(&rt);
@@ -537,7 +540,10 @@ fn core_cost(dir: &Path, objects: usize) -> Res<f64> {
         1,
     )?;
     let _ = std::fs::remove_file(dir.join("state.db"));
-    let mut rt = Runtime::open(Settings::load(&dir.join("scimsync.toml"))?)?;
+    let mut rt = Runtime::open(
+        Settings::load(&dir.join("scimsync.toml"))?,
+        std::time::Duration::ZERO,
+    )?;
     rt.target = Box::new(Instant0::default());
     let core = cycle::sync(&mut rt, false)?;
     let core_us = core.duration.as_secs_f64() * 1e6 / objects.max(1) as f64;
