@@ -32,6 +32,8 @@ struct RawConfig {
     #[serde(default)]
     notify: RawNotify,
     #[serde(default)]
+    serve: RawServe,
+    #[serde(default)]
     sync: RawSync,
 }
 
@@ -127,6 +129,18 @@ struct RawSync {
 struct RawNotify {
     command: Option<String>,
     webhook: Option<String>,
+    email: Option<Vec<String>>,
+    smtp: Option<String>,
+    smtp_user: Option<String>,
+    smtp_password: Option<String>,
+    from: Option<String>,
+    repeat: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServe {
+    listen: Option<String>,
 }
 
 /// Which directory objects are candidates for provisioning.
@@ -284,10 +298,59 @@ pub struct Actions {
     pub delete: bool,
 }
 
-#[derive(Debug, Clone, Default)]
+/// `[notify]`: where events go, and how often an unchanged one is repeated.
+#[derive(Debug, Clone)]
 pub struct Notify {
     pub command: Option<String>,
     pub webhook: Option<String>,
+    pub email: Option<Email>,
+    /// An unchanged failure or hold is sent again after this long (default 24h).
+    pub repeat: Duration,
+}
+
+impl Default for Notify {
+    fn default() -> Self {
+        Notify {
+            command: None,
+            webhook: None,
+            email: None,
+            repeat: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// `[notify] email`: built-in SMTP delivery.
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub to: Vec<String>,
+    pub from: String,
+    pub server: SmtpServer,
+    /// `smtp_user` and `smtp_password` (resolved when a message is sent).
+    pub login: Option<(String, SecretRef)>,
+}
+
+/// How the SMTP server is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpServer {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// `smtp://`: no TLS, loopback only (a local relay).
+    Plain,
+    /// `smtp+starttls://`: upgraded to TLS before anything is sent (port 587).
+    StartTls,
+    /// `smtps://`: TLS from the start (port 465).
+    Tls,
+}
+
+/// `[serve]`: the daemon's HTTP endpoint for monitoring.
+#[derive(Debug, Clone, Default)]
+pub struct Serve {
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// A validated configuration. Paths are absolute or relative to the working
@@ -306,6 +369,7 @@ pub struct Settings {
     pub legacy: Option<LegacySettings>,
     pub safety: Safety,
     pub notify: Notify,
+    pub serve: Serve,
     pub sync: SyncSwitches,
 }
 
@@ -381,6 +445,8 @@ impl Settings {
         if let Some(w) = &raw.notify.webhook {
             check_url("notify.webhook", w, insecure).map_err(|m| ctx.err(m))?;
         }
+        let notify = parse_notify(&ctx, raw.notify)?;
+        let serve = parse_serve(&ctx, raw.serve)?;
         let literal = ctx.literal.into_inner();
         if !literal.is_empty() && crate::private::readable_by_others(path) {
             log::warn!(
@@ -399,10 +465,8 @@ impl Settings {
             target,
             legacy,
             safety,
-            notify: Notify {
-                command: raw.notify.command,
-                webhook: raw.notify.webhook,
-            },
+            notify,
+            serve,
             sync: SyncSwitches {
                 users: raw.sync.users.unwrap_or(true),
                 groups: raw.sync.groups.unwrap_or(true),
@@ -926,6 +990,126 @@ fn trim_slash(mut s: String) -> String {
 }
 
 /// Plain HTTP is only for loopback (emulators) unless explicitly allowed.
+/// `[notify]`: the email keys come together (`email`, `smtp`, `from`), plain SMTP
+/// only to a loopback relay, `smtp_password` only with `smtp_user`.
+fn parse_notify(ctx: &Parsing<'_>, raw: RawNotify) -> Result<Notify, InputError> {
+    let repeat = match raw.repeat.as_deref() {
+        None => Duration::from_secs(24 * 3600),
+        Some(s) => parse_duration(s).map_err(|m| ctx.err(format!("notify.repeat: {m}")))?,
+    };
+    let email = match (raw.email, raw.smtp, raw.from) {
+        (None, None, None) if raw.smtp_user.is_none() && raw.smtp_password.is_none() => None,
+        (Some(to), Some(smtp), Some(from)) => {
+            if to.is_empty() {
+                return Err(ctx.err("notify.email: name at least one address".into()));
+            }
+            for a in to.iter().chain(std::iter::once(&from)) {
+                if a.parse::<lettre::Address>().is_err() {
+                    return Err(ctx.err(format!("notify: {a:?} is not an email address")));
+                }
+            }
+            let server = parse_smtp(&smtp).map_err(|m| ctx.err(format!("notify.smtp: {m}")))?;
+            let login = match (raw.smtp_user, raw.smtp_password) {
+                (Some(user), Some(password)) => {
+                    ctx.secret("notify.smtp_password", &password)?;
+                    Some((user, SecretRef::parse(&password, &ctx.base)))
+                }
+                (None, None) => None,
+                _ => {
+                    return Err(
+                        ctx.err("notify.smtp_user and notify.smtp_password go together".into())
+                    )
+                }
+            };
+            if login.is_some() && server.security == SmtpSecurity::Plain {
+                return Err(ctx.err("notify.smtp: a password is never sent without TLS; use smtp+starttls:// or smtps://".into()));
+            }
+            Some(Email {
+                to,
+                from,
+                server,
+                login,
+            })
+        }
+        (email, smtp, from) => {
+            let missing: Vec<&str> = [
+                ("email", email.is_none()),
+                ("smtp", smtp.is_none()),
+                ("from", from.is_none()),
+            ]
+            .into_iter()
+            .filter(|(_, m)| *m)
+            .map(|(k, _)| k)
+            .collect();
+            return Err(ctx.err(format!(
+                "notify: email needs email, smtp and from together; missing {}",
+                missing.join(", ")
+            )));
+        }
+    };
+    Ok(Notify {
+        command: raw.command,
+        webhook: raw.webhook,
+        email,
+        repeat,
+    })
+}
+
+/// `smtp://host:port` (loopback only), `smtp+starttls://host[:587]`,
+/// `smtps://host[:465]`.
+pub fn parse_smtp(url: &str) -> Result<SmtpServer, String> {
+    let (security, rest, default_port) = if let Some(r) = url.strip_prefix("smtp+starttls://") {
+        (SmtpSecurity::StartTls, r, 587)
+    } else if let Some(r) = url.strip_prefix("smtps://") {
+        (SmtpSecurity::Tls, r, 465)
+    } else if let Some(r) = url.strip_prefix("smtp://") {
+        (SmtpSecurity::Plain, r, 25)
+    } else {
+        return Err(format!(
+            "{url:?}: use smtp+starttls://host:587, smtps://host:465, or smtp://127.0.0.1:25 for a local relay"
+        ));
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("{url:?}: the port is not a number"))?,
+        ),
+        _ => (rest, default_port),
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if host.is_empty() {
+        return Err(format!("{url:?}: no host"));
+    }
+    if security == SmtpSecurity::Plain && !crate::endpoint::is_loopback_host(&host) {
+        return Err(format!(
+            "{url:?}: plain SMTP is only for a relay on this machine (127.0.0.1, ::1, localhost); use smtp+starttls:// or smtps://"
+        ));
+    }
+    Ok(SmtpServer {
+        host,
+        port,
+        security,
+    })
+}
+
+/// `[serve] listen = "127.0.0.1:9464"`.
+fn parse_serve(ctx: &Parsing<'_>, raw: RawServe) -> Result<Serve, InputError> {
+    let listen = match raw.listen {
+        None => None,
+        Some(l) => Some(l.parse::<std::net::SocketAddr>().map_err(|_| {
+            ctx.err(format!(
+                "serve.listen: {l:?} is not an address and port, e.g. \"127.0.0.1:9464\""
+            ))
+        })?),
+    };
+    Ok(Serve { listen })
+}
+
 fn check_url(key: &str, url: &str, allow_insecure: bool) -> Result<(), String> {
     crate::endpoint::check(key, url, allow_insecure)
 }

@@ -569,11 +569,13 @@ fn probe_quarantine(
                 rt.state.set_meta(Fact::Quarantine, None)?;
                 rt.state.escrows_due_now()?;
                 log::info!("left quarantine: the target answers again");
+                // Sent now, so it is never lost; it names the cycle starting now.
+                let cycle = rt.state.cycles(1)?.first().map(|c| c.id + 1).unwrap_or(1);
                 crate::notify::send(
                     &rt.settings.notify,
                     &crate::notify::event(
                         crate::notify::Kind::QuarantineLeft,
-                        0,
+                        cycle,
                         "The target answers again; quarantine is over.",
                         json!({"since": q.since}),
                     ),
@@ -955,37 +957,137 @@ fn enter_quarantine(
     Ok(())
 }
 
-fn notify_cycle(rt: &Runtime, r: &CycleReport) {
-    let failures = r.outcome.failures + r.source_errors;
-    if failures > 0 && r.quarantine.is_none() {
-        let summary = format!(
-            "{failures} object(s) failed in cycle {}; they are retried with back-off",
-            r.id
-        );
-        let details = json!({"first_error": r.outcome.first_error});
-        crate::notify::send(
+/// The cycle's notifications, each only when it is news (see `notify::Sent`): a
+/// failure set with a new object, a hold that starts or ends. Never fails the
+/// cycle.
+fn notify_cycle(rt: &mut Runtime, r: &CycleReport) {
+    if let Err(e) = notify_news(rt, r) {
+        log::warn!("notifications not sent: {e}");
+    }
+}
+
+fn notify_news(rt: &mut Runtime, r: &CycleReport) -> Result<(), Error> {
+    if !notifying(&rt.settings.notify) {
+        return Ok(());
+    }
+    let now = crate::clock::now();
+    let repeat = rt.settings.notify.repeat;
+    let mut sent = sent_notices(&rt.state)?;
+    let before = sent.clone();
+    if r.quarantine.is_none() {
+        let escrows = rt.state.escrows()?;
+        let failing = escrows
+            .iter()
+            .map(|e| format!("{}:{}", e.kind, e.source_id))
+            .collect();
+        if sent.failure_due(failing, now, repeat) {
+            let summary = format!(
+                "{} object(s) are failing after cycle {}; each is retried with back-off.",
+                escrows.len(),
+                r.id
+            );
+            let objects = failing_objects(&rt.state, &escrows)?;
+            let details = json!({"count": escrows.len(), "objects": objects, "first_error": r.outcome.first_error});
+            crate::notify::send(
+                &rt.settings.notify,
+                &crate::notify::event(crate::notify::Kind::Failure, r.id, &summary, details),
+            );
+        }
+    }
+    match sent.hold_due(r.outcome.held > 0, now, repeat) {
+        Some(kind @ crate::notify::Kind::Hold) => {
+            let summary = format!(
+                "{} deletes/disables held: {}; held until `scimsync allow-deletes`.",
+                r.outcome.held,
+                r.outcome
+                    .held_reason
+                    .as_deref()
+                    .unwrap_or("deletion safeguards")
+            );
+            crate::notify::send(
+                &rt.settings.notify,
+                &crate::notify::event(kind, r.id, &summary, json!({"held": r.outcome.held})),
+            );
+        }
+        Some(kind) => crate::notify::send(
             &rt.settings.notify,
-            &crate::notify::event(crate::notify::Kind::Failure, r.id, &summary, details),
+            &crate::notify::event(
+                kind,
+                r.id,
+                "No destructive action is held any more.",
+                json!({}),
+            ),
+        ),
+        None => {}
+    }
+    if sent != before {
+        rt.state.set_meta(
+            Fact::Notified,
+            Some(&serde_json::to_string(&sent).unwrap_or_default()),
+        )?;
+    }
+    Ok(())
+}
+
+fn notifying(cfg: &crate::config::Notify) -> bool {
+    cfg.command.is_some() || cfg.webhook.is_some() || cfg.email.is_some()
+}
+
+fn sent_notices(state: &State) -> Result<crate::notify::Sent, Error> {
+    Ok(state
+        .meta(Fact::Notified)?
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default())
+}
+
+/// The first 20 failing objects with their names and errors, for the message.
+fn failing_objects(state: &State, escrows: &[crate::state::Escrow]) -> Result<Vec<Value>, Error> {
+    let mut out = vec![];
+    for e in escrows.iter().take(20) {
+        let display = state
+            .logs(&crate::state::LogQuery {
+                object: Some(e.source_id.clone()),
+                limit: Some(1),
+                ..Default::default()
+            })?
+            .into_iter()
+            .next()
+            .map(|l| l.display)
+            .unwrap_or_else(|| e.source_id.clone());
+        out.push(
+            json!({"kind": e.kind, "id": e.source_id, "display": display, "error": e.last_error}),
         );
     }
-    if r.outcome.held > 0 {
-        let summary = format!(
-            "{} deletes/disables held: {}; held until `scimsync allow-deletes`",
-            r.outcome.held,
-            r.outcome
-                .held_reason
-                .as_deref()
-                .unwrap_or("deletion safeguards")
-        );
+    Ok(out)
+}
+
+/// A script edit the daemon could not load: sent once per distinct error.
+pub fn notify_reload_failed(rt: &mut Runtime, message: &str) {
+    if !notifying(&rt.settings.notify) {
+        return;
+    }
+    let result = (|| -> Result<(), Error> {
+        let mut sent = sent_notices(&rt.state)?;
+        if !sent.reload_due(message, crate::clock::now(), rt.settings.notify.repeat) {
+            return Ok(());
+        }
+        let cycle = rt.state.cycles(1)?.first().map(|c| c.id).unwrap_or(0);
         crate::notify::send(
             &rt.settings.notify,
             &crate::notify::event(
-                crate::notify::Kind::Hold,
-                r.id,
-                &summary,
-                json!({"held": r.outcome.held}),
+                crate::notify::Kind::ScriptReload,
+                cycle,
+                &format!("The edited scripts were not loaded: {message}"),
+                json!({"scripts": rt.settings.scripts_dir}),
             ),
         );
+        rt.state.set_meta(
+            Fact::Notified,
+            Some(&serde_json::to_string(&sent).unwrap_or_default()),
+        )
+    })();
+    if let Err(e) = result {
+        log::warn!("notification not sent: {e}");
     }
 }
 

@@ -249,6 +249,7 @@ pub fn reload(rt: &mut Runtime) -> bool {
         Ok(s) => s,
         Err(e) => {
             log::error!("scripts not reloaded, the running version stays: {e}");
+            cycle::notify_reload_failed(rt, &e.to_string());
             return false;
         }
     };
@@ -257,6 +258,7 @@ pub fn reload(rt: &mut Runtime) -> bool {
     }
     if let Err(f) = smoke(&new, rt.sample_user.as_ref(), rt.sample_group.as_ref()) {
         log::error!("scripts not reloaded, the running version stays: smoke test failed: {f}");
+        cycle::notify_reload_failed(rt, &format!("smoke test failed: {f}"));
         return false;
     }
     rt.scripts = new;

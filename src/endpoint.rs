@@ -34,6 +34,14 @@ pub fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// A loopback host name or address, as text (`127.0.0.1`, `::1`, `localhost`).
+pub fn is_loopback_host(host: &str) -> bool {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 /// Checks a configured service URL: https, or plain http to loopback (or when
 /// `allow_insecure` says so); the message names the config key.
 pub fn check(key: &str, text: &str, allow_insecure: bool) -> Result<(), String> {

@@ -326,3 +326,136 @@ fn provision_of_an_object_out_of_scope_says_why_and_does_nothing() {
     assert!(!p.stdout.contains("already matches"), "{}", p.stdout);
     assert!(emu.users().is_empty());
 }
+
+fn add_section(ws: &Workspace, section: &str, lines: &str) {
+    let cfg = ws.dir.join("scimsync.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let header = format!("[{section}]\n");
+    let text = match text.contains(&header) {
+        true => text.replace(&header, &format!("{header}{lines}\n")),
+        false => format!("{text}\n{header}{lines}\n"),
+    };
+    std::fs::write(&cfg, text).unwrap();
+}
+
+fn header<'a>(mail: &'a Mail, name: &str) -> &'a str {
+    mail.data
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_failure_is_mailed_once_until_an_object_fails_that_was_not_named() {
+    let emu = Emulator::start();
+    let smtp = SmtpServer::start();
+    let ws = Workspace::new(&emu, &small_directory(4));
+    add_section(
+        &ws,
+        "notify",
+        &format!(
+            "email = [\"ops@contoso.com\", \"it@contoso.com\"]\nsmtp = \"{}\"\nfrom = \"scimsync@contoso.com\"",
+            smtp.url()
+        ),
+    );
+    emu.fail_requests("user1@contoso.com", 400, 100);
+    assert_eq!(ws.sync().code, 3);
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1);
+    let m = &mails[0];
+    assert_eq!(m.from, "scimsync@contoso.com");
+    assert_eq!(m.to, vec!["ops@contoso.com", "it@contoso.com"]);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(
+        header(m, "Subject"),
+        format!("[scimsync] objects failing on {} (cycle 1)", host.trim())
+    );
+    assert!(
+        m.data.contains("1 object(s) are failing after cycle 1"),
+        "{}",
+        m.data
+    );
+    assert!(
+        m.data.contains("user user1@contoso.com (u1): "),
+        "{}",
+        m.data
+    );
+    assert!(m.data.contains("400"), "the error is named: {}", m.data);
+    assert!(m.data.contains("What to do: Fix the record"), "{}", m.data);
+
+    // The same object failing again, cycle after cycle: not mailed again.
+    for _ in 0..3 {
+        ws.run(&["restart", "--scope", "escrows"]).ok();
+        assert_eq!(ws.sync().code, 3);
+    }
+    assert_eq!(smtp.mails().len(), 1, "an unchanged failure is not re-sent");
+
+    // Another object fails: news.
+    emu.fail_requests("user2@contoso.com", 400, 100);
+    let mut doc = small_directory(4);
+    doc["users"][2]["givenName"] = Value::from("Renamed");
+    ws.write_directory(&doc);
+    ws.run(&["restart", "--scope", "full"]).ok();
+    ws.sync();
+    let mails = smtp.mails();
+    assert_eq!(
+        mails.len(),
+        2,
+        "{:?}",
+        mails
+            .iter()
+            .map(|m| header(m, "Subject"))
+            .collect::<Vec<_>>()
+    );
+    assert!(mails[1].data.contains("(u2): "), "{}", mails[1].data);
+    assert!(
+        mails[1].data.contains("2 object(s) are failing"),
+        "{}",
+        mails[1].data
+    );
+}
+
+#[test]
+fn an_unchanged_failure_is_mailed_again_after_repeat() {
+    let emu = Emulator::start();
+    let smtp = SmtpServer::start();
+    let ws = Workspace::new(&emu, &small_directory(2));
+    add_section(
+        &ws,
+        "notify",
+        &format!(
+            "email = [\"ops@contoso.com\"]\nsmtp = \"{}\"\nfrom = \"scimsync@contoso.com\"\nrepeat = \"0s\"",
+            smtp.url()
+        ),
+    );
+    emu.fail_requests("user1@contoso.com", 400, 100);
+    ws.sync();
+    ws.run(&["restart", "--scope", "escrows"]).ok();
+    ws.sync();
+    assert_eq!(smtp.mails().len(), 2);
+}
+
+#[test]
+fn email_settings_are_checked_with_the_config() {
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu, &small_directory(1));
+    add_section(
+        &ws,
+        "notify",
+        "email = [\"ops@contoso.com\"]\nsmtp = \"smtp://mail.contoso.com:25\"\nfrom = \"scimsync@contoso.com\"",
+    );
+    let r = ws.run(&["check"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("plain SMTP is only for a relay on this machine"),
+        "{}",
+        r.stderr
+    );
+    assert!(emu.users().is_empty());
+    let ws = Workspace::new(&emu, &small_directory(1));
+    add_section(&ws, "notify", "email = [\"ops@contoso.com\"]");
+    let r = ws.run(&["sync"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("missing smtp, from"), "{}", r.stderr);
+}

@@ -46,6 +46,8 @@ pub enum Fact {
     MigrationBlocked,
     /// Moved by every transaction: a reviewed plan made before it is stale.
     Version,
+    /// What the last notifications said (JSON, `notify::Sent`): de-duplication.
+    Notified,
 }
 
 impl Fact {
@@ -61,6 +63,7 @@ impl Fact {
             Fact::LegacyRetired => "legacy_retired",
             Fact::MigrationBlocked => "migration_blocked",
             Fact::Version => "state_version",
+            Fact::Notified => "notified",
         }
     }
 }
