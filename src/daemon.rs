@@ -53,6 +53,11 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
     let _daemon = crate::state::StateLock::acquire_daemon(&settings.state_path)?;
     let mut rt = Runtime::open_for_daemon(settings)?;
     rt.stop = Some(Arc::clone(&stop));
+    let counters = crate::monitoring::Shared::default();
+    if let Some(addr) = crate::monitoring::serve(&rt.settings, Arc::clone(&counters))? {
+        log::info!("serving /healthz and /metrics on http://{addr}");
+    }
+    crate::monitoring::sd_notify("READY=1");
     log::info!(
         "scimsync run: a cycle every {:?}; watching {} for script changes",
         interval,
@@ -63,7 +68,9 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
             break;
         }
         let outcome = if rt.settings.sync.enabled {
-            Some(locked_cycle(&mut rt))
+            let outcome = locked_cycle(&mut rt);
+            count(&rt, &counters, outcome.as_ref().ok());
+            Some(outcome)
         } else {
             log::info!("provisioning is off ([sync] enabled = false): no cycle");
             None
@@ -99,6 +106,7 @@ pub fn run(settings: Settings) -> Result<i32, Error> {
             Wake::Interval | Wake::Reloaded => continue,
         }
     }
+    crate::monitoring::sd_notify("STOPPING=1");
     let _ = rt.state.set_meta(Fact::NextCycleAt, None);
     log::info!("scimsync run: stopped; state recorded");
     Ok(exit::OK)
@@ -111,6 +119,29 @@ fn locked_cycle(rt: &mut Runtime) -> Result<cycle::CycleReport, Error> {
     let outcome = cycle::sync(rt, false);
     rt.unlock();
     outcome
+}
+
+/// The metrics' counters after a cycle: its kind and status as recorded, its
+/// actions, and the target client's cumulative request and token counts.
+fn count(rt: &Runtime, counters: &crate::monitoring::Shared, report: Option<&cycle::CycleReport>) {
+    let Ok(mut c) = counters.lock() else {
+        return;
+    };
+    if let Some(last) = rt.state.cycles(1).ok().and_then(|cs| cs.into_iter().next()) {
+        *c.cycles
+            .entry((last.kind.to_string(), last.status.to_string()))
+            .or_insert(0) += 1;
+    }
+    if let Some(r) = report {
+        for ((action, status), n) in &r.outcome.counts {
+            *c.actions
+                .entry((action.as_str().to_string(), status.as_str().to_string()))
+                .or_insert(0) += *n as u64;
+        }
+        c.last_duration = Some(r.duration.as_secs_f64());
+    }
+    c.requests = rt.target.answer_counts();
+    c.token_refreshes = rt.target.token_refreshes();
 }
 
 /// SIGTERM and SIGINT stop the daemon between batches; SIGHUP reloads.
@@ -206,7 +237,14 @@ fn wait(
     let deadline = Instant::now() + interval;
     let mut scripts: Option<Instant> = None;
     let mut secrets: Option<Instant> = None;
+    let watchdog = crate::monitoring::watchdog_every();
+    let mut petted = Instant::now();
+    crate::monitoring::sd_notify("WATCHDOG=1");
     loop {
+        if watchdog.is_some_and(|every| petted.elapsed() >= every) {
+            crate::monitoring::sd_notify("WATCHDOG=1");
+            petted = Instant::now();
+        }
         if stop.load(Ordering::Relaxed) {
             return Wake::Stop;
         }

@@ -35,6 +35,7 @@ pub mod http;
 pub mod ids;
 pub mod migrate;
 pub mod model;
+pub mod monitoring;
 pub mod notify;
 pub mod plan;
 pub mod private;

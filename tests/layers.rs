@@ -23,6 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["apply", "review", "migrate"],
     &["cycle"],
     &["health"],
+    &["monitoring"],
     &["daemon", "report", "authorize"],
     &["demo"],
     &["cli"],

@@ -459,3 +459,123 @@ fn email_settings_are_checked_with_the_config() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("missing smtp, from"), "{}", r.stderr);
 }
+
+fn get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1.to_string();
+    (status, body)
+}
+
+/// A daemon that is killed if the test fails before it is stopped.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn a_running_daemon_answers_healthz_and_metrics_and_speaks_to_systemd() {
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu, &small_directory(3));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    add_section(&ws, "serve", &format!("listen = \"127.0.0.1:{port}\""));
+    let socket_path = ws.dir.join("notify.sock");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    systemd
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut daemon = Daemon(
+        Command::new(BIN)
+            .args(["-c", ws.dir.join("scimsync.toml").to_str().unwrap(), "run"])
+            .env("SCIMSYNC_TEST_TOKEN", &emu.token)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut buf = [0u8; 64];
+    let n = systemd.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    wait_until("the first cycle", || emu.users().len() == 3);
+    wait_until("the cycle's record", || {
+        get(port, "/metrics").1.contains("scimsync_cycles_total{")
+    });
+    let (status, body) = get(port, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("SCIMSYNC OK - last cycle #1"), "{body}");
+    let (status, metrics) = get(port, "/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        "# TYPE scimsync_cycles_total counter",
+        "scimsync_cycles_total{kind=\"initial\",status=\"success\"} 1",
+        "scimsync_actions_total{action=\"create\",status=\"success\"} 3",
+        "scimsync_target_requests_total{method=\"POST\",status=\"201\"} 3",
+        "scimsync_escrows 0",
+        "scimsync_held_deletions 0",
+        "scimsync_quarantine 0",
+        "scimsync_token_refreshes_total 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+    assert!(metrics.contains("scimsync_last_success_timestamp_seconds "));
+    assert_eq!(get(port, "/nothing").0, 404);
+
+    // Quarantine is critical: 503 with the reason.
+    state(&ws)
+        .execute(
+            "INSERT INTO meta(key, value) VALUES ('quarantine', '{\"since\": 1, \"reason\": \"the target refused the credentials\", \"level\": 0}')",
+            [],
+        )
+        .unwrap();
+    let (status, body) = get(port, "/healthz");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("in quarantine: the target refused the credentials"),
+        "{body}"
+    );
+    assert!(get(port, "/metrics")
+        .1
+        .lines()
+        .any(|l| l == "scimsync_quarantine 1"));
+
+    Command::new("kill")
+        .args(["-TERM", &daemon.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(daemon.0.wait().unwrap().code(), Some(0));
+    let mut said = vec![];
+    while let Ok(n) = systemd.recv(&mut buf) {
+        said.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        if said.last().is_some_and(|s| s == "STOPPING=1") {
+            break;
+        }
+    }
+    assert_eq!(
+        said.last().map(String::as_str),
+        Some("STOPPING=1"),
+        "{said:?}"
+    );
+}

@@ -137,6 +137,8 @@ pub struct Http {
     pub policy: RetryPolicy,
     content_type: &'static str,
     counts: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Answers by method and status ("error" when none came), for metrics.
+    answers: Arc<Mutex<BTreeMap<(String, String), u64>>>,
     /// Set by a 429/503: no request leaves before this instant.
     pause_until: Arc<Mutex<Option<Instant>>>,
 }
@@ -155,12 +157,25 @@ impl Http {
             policy: RetryPolicy::default(),
             content_type,
             counts: Arc::default(),
+            answers: Arc::default(),
             pause_until: Arc::default(),
         }
     }
 
     pub fn counts(&self) -> BTreeMap<String, u64> {
         self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Requests by method and answer status, since the client was made.
+    pub fn answers(&self) -> BTreeMap<(String, String), u64> {
+        self.answers.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn count_answer(&self, method: &str, status: &str) {
+        if let Ok(mut c) = self.answers.lock() {
+            *c.entry((method.to_string(), status.to_string()))
+                .or_insert(0) += 1;
+        }
     }
 
     fn count(&self, method: &str) {
@@ -348,6 +363,7 @@ impl Http {
                         .map(|c| format!(": {c}"))
                         .unwrap_or_default();
                     let msg = format!("{method} {}: {}{cause}", strip_query(url), t.kind());
+                    self.count_answer(method, "error");
                     if idempotent && attempt < self.policy.retries {
                         attempt += 1;
                         log::warn!("{msg}; retrying in {backoff:?}");
@@ -359,6 +375,7 @@ impl Http {
                 }
             };
             log::debug!("{method} {} -> {status}", strip_query(url));
+            self.count_answer(method, &status.to_string());
             if status == 401 && !renewed && self.bearer.rejected(&token) {
                 // An expired or rotated token: once more with a fresh one.
                 renewed = true;

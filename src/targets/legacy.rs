@@ -742,6 +742,10 @@ impl Target for LegacyTarget {
         self.http.bearer().refreshes()
     }
 
+    fn answer_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.http.answers()
+    }
+
     fn invited(&mut self, ids: &[String]) -> Result<HashSet<String>, TargetError> {
         let sels: Vec<Value> = ids.iter().map(|i| member_sel(i)).collect();
         let mut out = HashSet::new();

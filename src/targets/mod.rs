@@ -110,6 +110,10 @@ pub trait Target {
     fn token_refreshes(&self) -> u64 {
         0
     }
+    /// Requests by method and answer status so far (for metrics).
+    fn answer_counts(&self) -> std::collections::BTreeMap<(String, String), u64> {
+        Default::default()
+    }
     /// Which of these users are invited (not yet joined), where the target can tell.
     fn invited(
         &mut self,

@@ -673,6 +673,10 @@ impl Target for ScimTarget {
         self.http.bearer().refreshes()
     }
 
+    fn answer_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.http.answers()
+    }
+
     fn create_batch_size(&mut self) -> usize {
         match self.caps().bulk_max_operations {
             0 | 1 if self.max_in_flight > 1 => self.max_in_flight * pool::PER_WORKER,
