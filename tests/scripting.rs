@@ -326,9 +326,15 @@ fn run_reloads_changed_scripts_and_keeps_the_old_ones_when_broken() {
     let mut doc = small_directory(2);
     let ws = Workspace::new(&emu, &doc);
     let cfg = ws.dir.join("scimsync.toml");
+    let events = ws.dir.join("events.log");
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("state = ", "interval = \"1h\"\nstate = ");
+    let text = format!(
+        "{text}\n[notify]\ncommand = \"cat >> '{}'; echo >> '{}'\"\n",
+        events.display(),
+        events.display()
+    );
     std::fs::write(&cfg, text).unwrap();
     let log = std::fs::File::create(ws.dir.join("run.log")).unwrap();
     let mut child = std::process::Command::new(BIN)
@@ -381,6 +387,22 @@ fn run_reloads_changed_scripts_and_keeps_the_old_ones_when_broken() {
             >= 2
     });
     assert_eq!(emu.users().len(), 2);
+    // The failed reload was news once: the same error again is not.
+    let reloads: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["event"] == "script_reload_failed")
+        .collect();
+    assert_eq!(reloads.len(), 1, "{reloads:?}");
+    assert!(
+        reloads[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("mapping.rhai:3"),
+        "{reloads:?}"
+    );
     // Fix the mapping: reload succeeds and the cycle applies the directory change
     // with the new mapping.
     ws.write(
