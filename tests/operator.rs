@@ -579,3 +579,60 @@ fn a_running_daemon_answers_healthz_and_metrics_and_speaks_to_systemd() {
         "{said:?}"
     );
 }
+
+#[test]
+fn init_writes_a_config_for_the_service_layout() {
+    let dir = std::env::temp_dir().join(format!("scimsync-init-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("var").join("scimsync.db");
+    let out = Command::new(BIN)
+        .args([
+            "init",
+            dir.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = std::fs::read_to_string(dir.join("scimsync.toml")).unwrap();
+    assert!(
+        config.contains(&format!("state    = \"{}\"", state.display())),
+        "{config}"
+    );
+    for key in [
+        "# [notify]",
+        "# email = ",
+        "# smtp = ",
+        "# [serve]",
+        "log_retention = \"30d\"",
+    ] {
+        assert!(config.contains(key), "{key} in {config}");
+    }
+    // It parses, and a read-only command needs none of its secrets.
+    let status = Command::new(BIN)
+        .args([
+            "-c",
+            dir.join("scimsync.toml").to_str().unwrap(),
+            "status",
+            "--json",
+        ])
+        .env_remove("DROPBOX_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["state"], state.to_str().unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}

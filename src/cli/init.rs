@@ -3,9 +3,10 @@
 use super::*;
 
 /// `scimsync init`: a starter config, the default scripts and the sample directory.
-pub(super) fn init(dir: &Path) -> Result<i32, Error> {
+pub(super) fn init(dir: &Path, state: &str) -> Result<i32, Error> {
+    let config = starter_config(state)?;
     let files = [
-        (dir.join("scimsync.toml"), STARTER_CONFIG),
+        (dir.join("scimsync.toml"), config.as_str()),
         (dir.join("scripts").join("mapping.rhai"), defaults::MAPPING),
         (dir.join("scripts").join("scoping.rhai"), defaults::SCOPING),
         (
@@ -34,10 +35,23 @@ pub(super) fn init(dir: &Path) -> Result<i32, Error> {
     Ok(exit::OK)
 }
 
+/// The starter config with its `state` line; a path that TOML cannot quote
+/// plainly is refused rather than written broken.
+fn starter_config(state: &str) -> Result<String, Error> {
+    if state.contains(['"', '\\', '\n']) {
+        return Err(InputError::Usage(format!(
+            "--state {state:?}: quotes, backslashes and newlines are not supported"
+        ))
+        .into());
+    }
+    Ok(STARTER_CONFIG.replace("{STATE}", state))
+}
+
 pub(super) const STARTER_CONFIG: &str = r#"# scimsync configuration. Relative paths are relative to this file.
-state    = "scimsync.db"      # SQLite state file
+state    = "{STATE}"      # SQLite state file (under systemd: in StateDirectory=, writable)
 scripts  = "scripts"          # mapping.rhai, scoping.rhai (migration.rhai)
 interval = "40m"              # cycle interval for `scimsync run`
+log_retention = "30d"         # provisioning log and cycle history kept this long ("0s": forever)
 
 [source]
 type  = "file"                # "graph" | "file"
@@ -60,4 +74,18 @@ token = "env:DROPBOX_TOKEN"   # env:NAME | file:PATH
 [safety]
 deletion_threshold = 500      # deletes + disables per cycle before the cycle is held
 skip_out_of_scope_deletions = false
+
+# [notify]                    # Entra's notification email, and/or a command or webhook
+# email = ["ops@contoso.com"] # sent when a failure is new, a hold or quarantine starts
+#                             # or ends, or a script reload fails
+# smtp = "smtp+starttls://mail.contoso.com:587"   # | "smtps://host:465" | "smtp://127.0.0.1:25"
+# smtp_user = "scimsync"
+# smtp_password = "env:SMTP_PASSWORD"
+# from = "scimsync@contoso.com"
+# repeat = "24h"              # an unchanged failure is sent again after this long
+# command = "logger -t scimsync"   # gets the event JSON on stdin
+# webhook = "https://hooks.contoso.com/scimsync"
+
+# [serve]                     # the daemon's monitoring endpoint
+# listen = "127.0.0.1:9464"   # GET /healthz (200/503) and /metrics (Prometheus)
 "#;

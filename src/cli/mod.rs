@@ -72,6 +72,10 @@ pub enum Command {
     Init {
         /// The folder to write into (default: the working directory)
         dir: Option<PathBuf>,
+        /// The state file the config names; for the systemd unit,
+        /// /var/lib/scimsync/scimsync.db (the config's folder is read-only there)
+        #[arg(long, default_value = "scimsync.db")]
+        state: String,
     },
     /// Dropbox OAuth 2 (authorization code + PKCE, offline access): prints the
     /// address to open, reads the code, writes the refresh token file (0600)
@@ -263,7 +267,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
     match &cli.command {
         #[cfg(feature = "emulators")]
         Command::Demo => crate::demo::run(),
-        Command::Init { dir } => init(dir.as_deref().unwrap_or(Path::new("."))),
+        Command::Init { dir, state } => init(dir.as_deref().unwrap_or(Path::new(".")), state),
         Command::Check => check(&load(&cli)?),
         Command::Authorize { legacy, code } => {
             crate::authorize::run(&load(&cli)?, *legacy, code.as_deref())
