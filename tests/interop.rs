@@ -206,9 +206,7 @@ fn a_2500_member_group_is_split_to_the_profile_limit_and_users_go_by_bulk() {
 #[test]
 fn scim2_tester_conformance_of_the_dropbox_emulator() {
     let Some(cli) = python_tool("scim2") else {
-        println!(
-            "SKIPPED: scim2-cli (scim2-tester) is not installed (.ci/run installs it in .ci/venv)"
-        );
+        peer_missing("scim2-cli with scim2-tester (in .ci/venv)");
         return;
     };
     let emu = Emulator::start();

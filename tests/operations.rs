@@ -368,9 +368,7 @@ fn html_report_renders_its_charts_in_a_headless_browser() {
                 .unwrap_or(false)
         });
     let Some(chromium) = chromium else {
-        println!(
-            "SKIPPED the browser half: no Chromium installed (.ci/run installs Debian's chromium)"
-        );
+        peer_missing("Chromium, for the browser half of the report test");
         return;
     };
     let profile = ws.dir.join("chromium-profile");

@@ -422,7 +422,7 @@ impl ScimServer {
     /// server is not installed.
     pub fn start(service_provider_config: Option<&Path>) -> Option<ScimServer> {
         let Some(bin) = python_tool("scim2-server") else {
-            println!("SKIPPED: scim2-server is not installed (.ci/run installs it in .ci/venv)");
+            super::peer_missing("scim2-server (in .ci/venv)");
             return None;
         };
         let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -16,3 +16,15 @@ pub use smtp::*;
 pub use workspace::*;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_scimsync");
+
+/// A test's third-party peer (scim2-server, scim2-tester, Chromium) is missing: on
+/// a developer's machine the test skips, saying so; with `CI` set (as `.ci/run`
+/// runs in CI) it fails, so a green CI run proves the peers ran.
+#[track_caller]
+pub fn peer_missing(what: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    if ci {
+        panic!("{what} is missing and CI is set: .ci/run installs it; see its log");
+    }
+    println!("SKIPPED: {what} is missing (.ci/run installs it when CI is set)");
+}
