@@ -294,7 +294,10 @@ fn random_string(
         .copied()
         .collect();
     all.dedup();
-    let rnd = || u64::from_str_radix(&crate::ids::random_hex(12), 16).unwrap_or(7);
+    // Passwords: the operating system's cryptographic source (ring's SystemRandom,
+    // getrandom underneath), each pick unbiased.
+    let random = ring::rand::SystemRandom::new();
+    let rnd = |n: usize| -> Fallible<usize> { uniform(&random, n) };
     let mut out: Vec<char> = vec![];
     for (set, n) in [
         (&digits, nums),
@@ -306,18 +309,34 @@ fn random_string(
             return err("random_string: every character of a required kind is avoided");
         }
         for _ in 0..n {
-            out.push(set[(rnd() % set.len() as u64) as usize]);
+            out.push(set[rnd(set.len())?]);
         }
     }
     while out.len() < len {
-        out.push(all[(rnd() % all.len() as u64) as usize]);
+        out.push(all[rnd(all.len())?]);
     }
     // Shuffle so the required kinds are not grouped.
     for i in (1..out.len()).rev() {
-        let j = (rnd() % (i as u64 + 1)) as usize;
-        out.swap(i, j);
+        out.swap(i, rnd(i + 1)?);
     }
     Ok(out.into_iter().collect())
+}
+
+/// A uniform index below `n` (> 0) from a cryptographic source: draws that would
+/// favour the low indexes are drawn again.
+fn uniform(random: &dyn ring::rand::SecureRandom, n: usize) -> Fallible<usize> {
+    let n = n as u64;
+    let limit = u64::MAX - u64::MAX % n;
+    loop {
+        let mut bytes = [0u8; 8];
+        if random.fill(&mut bytes).is_err() {
+            return err("random_string: the system's random source failed");
+        }
+        let v = u64::from_le_bytes(bytes);
+        if v < limit {
+            return Ok((v % n) as usize);
+        }
+    }
 }
 
 /// Entra's Replace(source, oldValue, regexPattern, regexGroupName, replacementValue,
