@@ -162,22 +162,20 @@ impl Emulator {
         Ok(Emulator {
             child,
             base,
-            agent: ureq::AgentBuilder::new().build(),
+            agent: scimsync::http::agent(Duration::from_secs(60)),
         })
     }
 
     fn admin(&self, method: &str, path: &str, body: Value) -> Res<Value> {
-        let r = self
-            .agent
-            .request(method, &format!("{}/_emulator/{path}", self.base))
-            .set("Authorization", &format!("Bearer {TOKEN}"));
-        let r = if method == "GET" {
-            r.call()?
-        } else {
-            r.send_json(body)?
-        };
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut r.into_reader(), &mut text)?;
+        let url = format!("{}/_emulator/{path}", self.base);
+        let body = (method != "GET").then(|| body.to_string());
+        let text = send(
+            &self.agent,
+            method,
+            &url,
+            body.as_deref(),
+            "application/json",
+        )?;
         Ok(if text.is_empty() {
             Value::Null
         } else {
@@ -212,13 +210,31 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// One request with the bench's token; the answer's body whatever its status.
+fn send(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    content_type: &str,
+) -> Res<String> {
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("Authorization", format!("Bearer {TOKEN}"));
+    let mut resp = match body {
+        Some(b) => agent.run(request.header("Content-Type", content_type).body(b)?)?,
+        None => agent.run(request.body(())?)?,
+    };
+    Ok(resp.body_mut().read_to_string()?)
+}
+
 /// Replays recorded requests with a bare keep-alive client: consecutive requests of
 /// one kind go out `in_flight` at a time; ids the first run got are mapped to the ids
 /// the replay gets. Returns the wall time.
 fn replay(base: &str, log: &[Value], in_flight: usize) -> Res<Duration> {
-    let agent = ureq::AgentBuilder::new()
-        .max_idle_connections_per_host(in_flight.max(8))
-        .build();
+    // The product's own client settings: the ceiling is what this client can do.
+    let agent = scimsync::http::agent(Duration::from_secs(60));
     let id_pattern = regex::Regex::new(r"(dbmid:|g:)[0-9a-f]{10}[0-9]{6}")?;
     let mut ids: HashMap<String, String> = HashMap::new();
     let kind = |e: &Value| {
@@ -261,20 +277,10 @@ fn replay(base: &str, log: &[Value], in_flight: usize) -> Res<Duration> {
                     let Some((method, path, body, orig)) = segment.get(n) else {
                         break;
                     };
-                    let req = agent
-                        .request(method, &format!("{base}{path}"))
-                        .set("Authorization", &format!("Bearer {TOKEN}"));
-                    let resp = if body.is_empty() {
-                        req.call()
-                    } else {
-                        req.set("Content-Type", "application/scim+json")
-                            .send_string(body)
-                    };
-                    let text = match resp {
-                        Ok(r) => r.into_string().unwrap_or_default(),
-                        Err(ureq::Error::Status(_, r)) => r.into_string().unwrap_or_default(),
-                        Err(_) => String::new(),
-                    };
+                    let body = (!body.is_empty()).then_some(body.as_str());
+                    let url = format!("{base}{path}");
+                    let text = send(&agent, method, &url, body, "application/scim+json")
+                        .unwrap_or_default();
                     if let Some(orig) = orig {
                         let new = serde_json::from_str::<Value>(&text)
                             .ok()

@@ -106,11 +106,15 @@ fn authorize(settings: &Settings) -> Result<(), Error> {
     let flow = crate::authorize::Flow::begin(settings, false)?;
     println!("\n== authorize: scimsync asks Dropbox for offline access (OAuth 2, PKCE S256)");
     println!("   {}", flow.url.split('&').next().unwrap_or(&flow.url));
-    let page = ureq::get(&flow.url)
+    let page_error =
+        |e: ureq::Error| Error::answer("the Dropbox emulator", format!("its authorize page: {e}"));
+    let page = crate::http::agent(std::time::Duration::from_secs(10))
+        .get(&flow.url)
         .call()
-        .map_err(|e| Error::answer("the Dropbox emulator", format!("its authorize page: {e}")))?
-        .into_string()
-        .map_err(|e| Error::answer("the Dropbox emulator", format!("its authorize page: {e}")))?;
+        .map_err(page_error)?
+        .body_mut()
+        .read_to_string()
+        .map_err(page_error)?;
     let code = page.rsplit(": ").next().unwrap_or("").trim().to_string();
     let path = flow.complete(settings, &code)?;
     println!(

@@ -177,15 +177,17 @@ pub fn send(cfg: &Notify, ev: &Value) {
         }
     }
     if let Some(url) = &cfg.webhook {
-        let r = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(10))
-            .build()
+        let r = crate::http::agent(Duration::from_secs(10))
             .post(url)
-            .set("Content-Type", "application/json")
-            .send_string(&text);
+            .header("Content-Type", "application/json")
+            .send(&text);
         match r {
-            Ok(_) => log::info!("notification {} posted to the webhook", ev["event"]),
-            Err(e) => log::warn!("notify.webhook failed: {}", e.kind()),
+            Ok(resp) if resp.status().is_success() => {
+                log::info!("notification {} posted to the webhook", ev["event"])
+            }
+            Ok(resp) => log::warn!("notify.webhook failed: HTTP {}", resp.status().as_u16()),
+            // Without the URL: a webhook's address often carries its secret.
+            Err(e) => log::warn!("notify.webhook failed: {}", crate::http::failure(&e)),
         }
     }
     if let Some(email) = &cfg.email {

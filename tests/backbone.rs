@@ -401,14 +401,16 @@ fn full_sync_repairs_drift_made_in_the_target() {
         .as_str()
         .unwrap()
         .to_string();
-    let r = ureq::request("PATCH", &format!("{}/Users/{}", emu.scim, id))
-        .set("Authorization", &format!("Bearer {}", emu.token))
-        .send_json(
-            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+    let (status, _) = call(
+        "PATCH",
+        &format!("{}/Users/{}", emu.scim, id),
+        Some(&emu.token),
+        Some(
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
             "Operations": [{"op": "replace", "path": "name.familyName", "value": "Edited"}]}),
-        )
-        .unwrap();
-    assert_eq!(r.status(), 200);
+        ),
+    );
+    assert_eq!(status, 200);
     ws.sync().ok();
     assert_eq!(
         emu.user("user0@contoso.com").unwrap()["name"]["familyName"],

@@ -61,7 +61,7 @@ fn authorize(ws: &Workspace, env: &[(&str, &str)]) -> Run {
         url.contains("code_challenge_method=S256") && url.contains("token_access_type=offline"),
         "{url}"
     );
-    let page = ureq::get(&url).call().unwrap().into_string().unwrap();
+    let page = call("GET", &url, None, None).1;
     let code = page.rsplit(": ").next().unwrap().trim().to_string();
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "{code}").unwrap();
@@ -160,29 +160,26 @@ fn authorize_writes_a_private_refresh_token_that_sync_lives_on() {
         "{}",
         again.stderr
     );
-    let page = ureq::get(&format!(
+    let page = call("GET", &format!(
         "{}/oauth2/authorize?client_id=scimsync-app&response_type=code&token_access_type=offline&code_challenge={}&code_challenge_method=S256",
         emu.base,
         "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-    ))
-    .call()
-    .unwrap()
-    .into_string()
-    .unwrap();
+    ), None, None)
+    .1;
     let fresh = page.rsplit(": ").next().unwrap().trim();
-    let wrong = ureq::post(&format!("{}/oauth2/token", emu.base)).send_form(&[
-        ("grant_type", "authorization_code"),
-        ("code", fresh),
-        (
-            "code_verifier",
-            "not-the-verifier-not-the-verifier-not-the-verifier",
-        ),
-        ("client_id", "scimsync-app"),
-    ]);
-    assert!(
-        matches!(wrong, Err(ureq::Error::Status(400, _))),
-        "{wrong:?}"
+    let wrong = post_form(
+        &format!("{}/oauth2/token", emu.base),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", fresh),
+            (
+                "code_verifier",
+                "not-the-verifier-not-the-verifier-not-the-verifier",
+            ),
+            ("client_id", "scimsync-app"),
+        ],
     );
+    assert_eq!(wrong.0, 400, "{wrong:?}");
 
     emu.reset_stats();
     ws.sync().ok();

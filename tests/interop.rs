@@ -43,11 +43,15 @@ fn scim_target_provisions_a_strict_third_party_server() {
         return;
     };
     // An account that exists before scimsync: matched, not duplicated.
-    let pre = ureq::post(&format!("{}/Users", server.url))
-        .set("Authorization", &format!("Bearer {}", server.token))
-        .send_json(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "user1@contoso.com"}))
-        .unwrap();
-    assert_eq!(pre.status(), 201);
+    let (pre, _) = call(
+        "POST",
+        &format!("{}/Users", server.url),
+        Some(&server.token),
+        Some(
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "user1@contoso.com"}),
+        ),
+    );
+    assert_eq!(pre, 201);
     let mut doc = directory(5);
     let mut ws = Workspace::with_target(&doc, "scim", &server.url, &server.token, "");
     ws.env.push(("RUST_LOG".into(), "warn".into()));

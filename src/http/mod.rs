@@ -13,7 +13,6 @@ use credential::Bearer;
 use credential::Secret;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -145,12 +144,7 @@ pub struct Http {
 
 impl Http {
     pub fn new(bearer: Bearer, timeout: Duration, content_type: &'static str) -> Http {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(10).min(timeout))
-            .timeout(timeout)
-            .max_idle_connections_per_host(8)
-            .user_agent(concat!("scimsync/", env!("CARGO_PKG_VERSION")))
-            .build();
+        let agent = agent(timeout);
         Http {
             agent,
             bearer,
@@ -266,44 +260,37 @@ impl Http {
             let mut req = self
                 .agent
                 .post(url)
-                .set("Content-Type", "application/x-www-form-urlencoded");
+                .header("Content-Type", "application/x-www-form-urlencoded");
             if let Some(a) = &authorization {
-                req = req.set("Authorization", a);
+                req = req.header("Authorization", a);
             }
-            let r = req.send_string(&body);
-            match r {
-                Ok(resp) => {
-                    let status = resp.status();
-                    match read_body(resp) {
-                        Ok(body) => return Ok(Reply { status, body }),
-                        Err(e) if again(&mut attempt, &e.message) => continue,
-                        Err(e) => return Err(e),
-                    }
-                }
-                Err(ureq::Error::Status(status, resp)) => {
-                    let ra = resp.header("Retry-After").and_then(parse_retry_after);
-                    let text = read_body(resp).unwrap_or_default();
-                    if (status == 429 || status == 503) && attempt < self.policy.retries {
-                        attempt += 1;
-                        self.pause(ra.unwrap_or(self.policy.backoff).min(self.policy.max_wait));
-                        continue;
-                    }
-                    if status >= 500 && again(&mut attempt, &format!("HTTP {status}")) {
-                        continue;
-                    }
-                    return Ok(Reply { status, body: text });
-                }
-                Err(ureq::Error::Transport(t)) => {
-                    let cause = std::error::Error::source(&t)
-                        .map(|c| format!(": {c}"))
-                        .unwrap_or_default();
-                    let message = format!("POST {}: {}{cause}", strip_query(url), t.kind());
+            let mut resp = match req.send(&body) {
+                Ok(resp) => resp,
+                Err(e) => {
+                    let message = format!("POST {}: {}", strip_query(url), failure(&e));
                     if again(&mut attempt, &message) {
                         continue;
                     }
                     return Err(TargetError::new(ErrorClass::Transport, None, message));
                 }
+            };
+            let status = resp.status().as_u16();
+            let ra = retry_after(&resp);
+            let text = match read_body(&mut resp) {
+                Ok(text) => text,
+                Err(e) if status < 400 && again(&mut attempt, &e.message) => continue,
+                Err(e) if status < 400 => return Err(e),
+                Err(_) => String::new(),
+            };
+            if (status == 429 || status == 503) && attempt < self.policy.retries {
+                attempt += 1;
+                self.pause(ra.unwrap_or(self.policy.backoff).min(self.policy.max_wait));
+                continue;
             }
+            if status >= 500 && again(&mut attempt, &format!("HTTP {status}")) {
+                continue;
+            }
+            return Ok(Reply { status, body: text });
         }
     }
 
@@ -324,22 +311,36 @@ impl Http {
             let token = self.bearer.token()?;
             self.wait_for_pause();
             self.count(method);
-            let req = self
-                .agent
-                .request(method, url)
-                .set("Authorization", &format!("Bearer {}", token.expose()))
-                .set("Accept", "application/scim+json, application/json");
+            let request = ureq::http::Request::builder()
+                .method(method)
+                .uri(url)
+                .header("Authorization", format!("Bearer {}", token.expose()))
+                .header("Accept", "application/scim+json, application/json");
             let result = match &payload {
-                Some(p) => req.set("Content-Type", self.content_type).send_string(p),
-                None => req.call(),
+                Some(p) => request
+                    .header("Content-Type", self.content_type)
+                    .body(p.as_str())
+                    .map(|r| self.agent.run(r)),
+                None => request.body(()).map(|r| self.agent.run(r)),
+            };
+            let result = match result {
+                Ok(sent) => sent,
+                Err(e) => {
+                    return Err(TargetError::new(
+                        ErrorClass::Invalid,
+                        None,
+                        format!("{method} {}: {e}", strip_query(url)),
+                    ))
+                }
             };
             let (status, retry_after, text) = match result {
-                Ok(resp) => {
-                    let status = resp.status();
-                    match read_body(resp) {
-                        Ok(text) => (status, None, text),
+                Ok(mut resp) => {
+                    let status = resp.status().as_u16();
+                    let ra = retry_after(&resp);
+                    match read_body(&mut resp) {
+                        Ok(text) => (status, ra, text),
                         // An answer cut short: like a dropped connection.
-                        Err(e) if idempotent && attempt < self.policy.retries => {
+                        Err(e) if status < 400 && idempotent && attempt < self.policy.retries => {
                             attempt += 1;
                             log::warn!(
                                 "{method} {}: {}; retrying in {backoff:?}",
@@ -350,19 +351,12 @@ impl Http {
                             backoff = (backoff * 2).min(Duration::from_secs(30));
                             continue;
                         }
-                        Err(e) => return Err(e),
+                        Err(e) if status < 400 => return Err(e),
+                        Err(_) => (status, ra, String::new()),
                     }
                 }
-                Err(ureq::Error::Status(status, resp)) => {
-                    let ra = resp.header("Retry-After").and_then(parse_retry_after);
-                    (status, ra, read_body(resp).unwrap_or_default())
-                }
-                Err(ureq::Error::Transport(t)) => {
-                    // ureq's Display repeats the full URL (with filter values); keep it short.
-                    let cause = std::error::Error::source(&t)
-                        .map(|c| format!(": {c}"))
-                        .unwrap_or_default();
-                    let msg = format!("{method} {}: {}{cause}", strip_query(url), t.kind());
+                Err(e) => {
+                    let msg = format!("{method} {}: {}", strip_query(url), failure(&e));
                     self.count_answer(method, "error");
                     if idempotent && attempt < self.policy.retries {
                         attempt += 1;
@@ -411,19 +405,50 @@ impl Http {
     }
 }
 
-fn read_body(resp: ureq::Response) -> Result<String, TargetError> {
-    let mut s = String::new();
-    resp.into_reader()
-        .take(64 << 20)
-        .read_to_string(&mut s)
+/// The agent every client shares the settings of: explicit timeouts, keep-alive,
+/// status codes as data (SCIM error bodies are read), and no proxy from the
+/// environment (a loopback emulator must never be sent through one).
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(10).min(timeout)))
+        .timeout_global(Some(timeout))
+        .max_idle_connections_per_host(8)
+        .user_agent(concat!("scimsync/", env!("CARGO_PKG_VERSION")))
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .into()
+}
+
+/// Why a request got no answer, without the URL (filter values hold personal data).
+pub fn failure(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::BadUri(_) => "not a valid URL".into(),
+        ureq::Error::Io(io) => format!("connection failed: {io}"),
+        other => other.to_string(),
+    }
+}
+
+fn retry_after(resp: &ureq::http::Response<ureq::Body>) -> Option<Duration> {
+    resp.headers()
+        .get("Retry-After")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
+/// The answer's body, at most 64 MiB.
+fn read_body(resp: &mut ureq::http::Response<ureq::Body>) -> Result<String, TargetError> {
+    resp.body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()
         .map_err(|e| {
             TargetError::new(
                 ErrorClass::Transport,
                 None,
                 format!("reading the answer: {e}"),
             )
-        })?;
-    Ok(s)
+        })
 }
 
 /// `Retry-After` as seconds (the HTTP-date form is treated as one second).

@@ -151,15 +151,32 @@ fn start(bin: &[String], args: &[&str]) -> Result<Service, String> {
 }
 
 fn http(method: &str, url: &str, token: &str, body: Option<Value>) -> Result<Value, String> {
-    let req = ureq::request(method, url).set("Authorization", &format!("Bearer {token}"));
-    let r = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
+    // Its own few lines of ureq: `examples/simulate.rs` shares this file, not
+    // `tests/util`.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .into();
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("Authorization", format!("Bearer {token}"));
+    let fail = |e: &dyn std::fmt::Display| format!("{method} {url}: {e}");
+    let sent = match body {
+        Some(b) => request
+            .header("Content-Type", "application/json")
+            .body(b.to_string())
+            .map(|r| agent.run(r)),
+        None => request.body(()).map(|r| agent.run(r)),
     };
-    match r {
-        Ok(resp) => Ok(resp.into_json().unwrap_or(Value::Null)),
-        Err(ureq::Error::Status(404, _)) if method == "DELETE" => Ok(Value::Null),
-        Err(e) => Err(format!("{method} {url}: {e}")),
+    let mut resp = sent.map_err(|e| fail(&e))?.map_err(|e| fail(&e))?;
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().map_err(|e| fail(&e))?;
+    match status {
+        s if s < 300 => Ok(serde_json::from_str(&text).unwrap_or(Value::Null)),
+        404 if method == "DELETE" => Ok(Value::Null),
+        s => Err(format!("{method} {url}: {s} {text}")),
     }
 }
 

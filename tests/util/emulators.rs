@@ -1,7 +1,7 @@
 //! The loopback peers as child processes, killed on drop: the Dropbox and Graph
 //! emulators (`scimsync emulate`), and the third-party scim2-server.
 
-use super::{Workspace, BIN};
+use super::{call_json, try_call, Workspace, BIN};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -58,38 +58,29 @@ impl Emulator {
         }
     }
 
-    fn agent(&self, method: &str, path: &str) -> ureq::Request {
-        ureq::request(method, &format!("{}{path}", self.base))
-            .set("Authorization", &format!("Bearer {}", self.token))
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        call_json(
+            method,
+            &format!("{}{path}", self.base),
+            Some(&self.token),
+            body,
+        )
     }
 
+    #[track_caller]
     pub fn get(&self, path: &str) -> Value {
-        self.agent("GET", path)
-            .call()
-            .expect("GET")
-            .into_json()
-            .expect("json")
+        let (status, v) = self.call("GET", path, None);
+        assert_eq!(status, 200, "GET {path}: {v}");
+        v
     }
 
     pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        match self.agent("POST", path).send_json(body) {
-            Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
-            Err(ureq::Error::Status(s, r)) => (s, r.into_json().unwrap_or(Value::Null)),
-            Err(e) => panic!("POST {path}: {e}"),
-        }
+        self.call("POST", path, Some(&body))
     }
 
     /// Any request to the emulator (a hand-made change in the team): the status.
     pub fn send(&self, method: &str, path: &str, body: Option<Value>) -> u16 {
-        let r = match body {
-            Some(b) => self.agent(method, path).send_json(b),
-            None => self.agent(method, path).call(),
-        };
-        match r {
-            Ok(r) => r.status(),
-            Err(ureq::Error::Status(s, _)) => s,
-            Err(e) => panic!("{method} {path}: {e}"),
-        }
+        self.call(method, path, body.as_ref()).0
     }
 
     /// The team's userNames, lower-cased and sorted.
@@ -188,11 +179,8 @@ impl Emulator {
 
     #[track_caller]
     pub fn reset_stats(&self) {
-        let r = self
-            .agent("POST", "/_emulator/reset-stats")
-            .call()
-            .expect("reset");
-        assert_eq!(r.status(), 204);
+        let (status, _) = self.call("POST", "/_emulator/reset-stats", None);
+        assert_eq!(status, 204);
     }
 
     /// Faults injected so far by kind, and the most requests answered at once.
@@ -218,8 +206,8 @@ impl Emulator {
     /// Deletes an object behind scimsync's back, as an admin in the console would.
     #[track_caller]
     pub fn delete(&self, path: &str) {
-        let r = self.agent("DELETE", path).call().expect("DELETE");
-        assert!(r.status() < 300, "DELETE {path}: {}", r.status());
+        let (status, _) = self.call("DELETE", path, None);
+        assert!(status < 300, "DELETE {path}: {status}");
     }
 
     /// Stops injecting faults (so the test's own reads are not hit).
@@ -312,24 +300,26 @@ impl GraphEmulator {
         std::fs::rename(&tmp, &self.data).unwrap();
     }
 
-    fn admin(&self, method: &str, what: &str) -> ureq::Request {
-        ureq::request(method, &format!("{}/_emulator/{what}", self.base))
-            .set("Authorization", &format!("Bearer {}", self.secret))
+    /// A call to the emulator's admin routes; a refusal fails the test.
+    #[track_caller]
+    fn admin(&self, method: &str, what: &str, body: Option<&Value>) -> Value {
+        let url = format!("{}/_emulator/{what}", self.base);
+        let (status, v) = call_json(method, &url, Some(&self.secret), body);
+        assert!(status < 300, "{method} {what}: {status} {v}");
+        v
     }
 
     pub fn configure(&self, body: Value) {
-        self.admin("POST", "config")
-            .send_json(body)
-            .expect("config");
+        self.admin("POST", "config", Some(&body));
     }
 
     /// Injects random faults (`{}` answer of `/_emulator/chaos`: faults so far).
     pub fn chaos(&self, faults: &str, seed: u64) -> Value {
-        self.admin("POST", "chaos")
-            .send_json(json!({"faults": faults, "seed": seed}))
-            .expect("chaos")
-            .into_json()
-            .unwrap()
+        self.admin(
+            "POST",
+            "chaos",
+            Some(&json!({"faults": faults, "seed": seed})),
+        )
     }
 
     /// Injects faults into the requests whose path ends with `only` (e.g.
@@ -340,34 +330,24 @@ impl GraphEmulator {
         } else {
             json!({"faults": faults, "seed": 1, "only": only})
         };
-        self.admin("POST", "chaos").send_json(body).expect("chaos");
+        self.admin("POST", "chaos", Some(&body));
     }
 
     pub fn injected(&self) -> Value {
-        self.admin("GET", "chaos")
-            .call()
-            .expect("chaos")
-            .into_json::<Value>()
-            .unwrap()["injected"]
-            .clone()
+        self.admin("GET", "chaos", None)["injected"].clone()
     }
 
     pub fn expire_deltas(&self) {
-        self.admin("POST", "expire-deltas").call().expect("expire");
+        self.admin("POST", "expire-deltas", None);
     }
 
     pub fn reset_stats(&self) {
-        self.admin("POST", "reset-stats").call().expect("reset");
+        self.admin("POST", "reset-stats", None);
     }
 
     /// Requests served by route, e.g. "GET users/delta".
     pub fn stats(&self) -> Value {
-        self.admin("GET", "stats")
-            .call()
-            .expect("stats")
-            .into_json::<Value>()
-            .expect("json")["requests"]
-            .clone()
+        self.admin("GET", "stats", None)["requests"].clone()
     }
 
     /// Points a workspace's config at this emulator as a `graph` source.
@@ -461,12 +441,11 @@ impl ScimServer {
     }
 
     pub fn get(&self, path: &str) -> Option<Value> {
-        ureq::get(&format!("{}{path}", self.url))
-            .set("Authorization", &format!("Bearer {}", self.token))
-            .call()
-            .ok()?
-            .into_json()
-            .ok()
+        let url = format!("{}{path}", self.url);
+        match try_call("GET", &url, Some(&self.token), None) {
+            Ok((200, text)) => serde_json::from_str(&text).ok(),
+            _ => None,
+        }
     }
 
     pub fn all(&self, what: &str) -> Vec<Value> {

@@ -1,17 +1,19 @@
 //! Helpers for the integration tests, by kind: `emulators` (the loopback peers as
 //! child processes), `workspace` (a config folder and runs of the binary),
 //! `directories` (documents to start from and what they must provision), `checks`
-//! (assertions about the team), `smtp` (a loopback mail server).
+//! (assertions about the team), `smtp` (a loopback mail server), `http` (the tests' own requests).
 
 mod checks;
 mod directories;
 mod emulators;
+mod http;
 mod smtp;
 mod workspace;
 
 pub use checks::*;
 pub use directories::*;
 pub use emulators::*;
+pub use http::*;
 pub use smtp::*;
 pub use workspace::*;
 
