@@ -5,18 +5,6 @@ use crate::util::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn add_config(ws: &Workspace, section: &str, lines: &str) {
-    let cfg = ws.dir.join("scimsync.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let header = format!("[{section}]\n");
-    let text = if text.contains(&header) {
-        text.replace(&header, &format!("{header}{lines}\n"))
-    } else {
-        format!("{text}\n{header}{lines}\n")
-    };
-    std::fs::write(&cfg, text).unwrap();
-}
-
 fn status(ws: &Workspace) -> Value {
     let s = ws.run(&["status", "--json"]);
     s.ok();
@@ -34,8 +22,7 @@ fn notifications(ws: &Workspace) -> Vec<Value> {
 
 fn notify_to_file(ws: &Workspace) {
     let log = ws.dir.join("notify.log");
-    add_config(
-        ws,
+    ws.add_config(
         "notify",
         &format!(
             "command = \"cat >> '{}'; echo >> '{}'\"",
@@ -49,7 +36,7 @@ fn notify_to_file(ws: &Workspace) {
 fn a_failing_object_is_escrowed_and_retried_later_without_blocking_the_rest() {
     let emu = Emulator::start();
     let ws = Workspace::new(&emu, &small_directory(4));
-    add_config(&ws, "safety", "escrow_backoff = \"1h\"");
+    ws.add_config("safety", "escrow_backoff = \"1h\"");
     notify_to_file(&ws);
     let (s, _) = emu.post(
         "/_emulator/faults",
@@ -108,7 +95,7 @@ fn a_failing_object_is_escrowed_and_retried_later_without_blocking_the_rest() {
 fn a_retry_after_backoff_succeeds_by_itself() {
     let emu = Emulator::start();
     let ws = Workspace::new(&emu, &small_directory(3));
-    add_config(&ws, "safety", "escrow_backoff = \"0s\"");
+    ws.add_config("safety", "escrow_backoff = \"0s\"");
     emu.post(
         "/_emulator/faults",
         json!({"match": "user2@contoso.com", "status": 409, "count": 1}),
@@ -224,7 +211,7 @@ fn skip_out_of_scope_deletions_and_switched_off_actions() {
     let emu = Emulator::start();
     let mut doc = small_directory(3);
     let ws = Workspace::new(&emu, &doc);
-    add_config(&ws, "safety", "skip_out_of_scope_deletions = true");
+    ws.add_config("safety", "skip_out_of_scope_deletions = true");
     ws.sync().ok();
     emu.accept_all();
     doc["assignments"]

@@ -327,17 +327,6 @@ fn provision_of_an_object_out_of_scope_says_why_and_does_nothing() {
     assert!(emu.users().is_empty());
 }
 
-fn add_section(ws: &Workspace, section: &str, lines: &str) {
-    let cfg = ws.dir.join("scimsync.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let header = format!("[{section}]\n");
-    let text = match text.contains(&header) {
-        true => text.replace(&header, &format!("{header}{lines}\n")),
-        false => format!("{text}\n{header}{lines}\n"),
-    };
-    std::fs::write(&cfg, text).unwrap();
-}
-
 fn header<'a>(mail: &'a Mail, name: &str) -> &'a str {
     mail.data
         .lines()
@@ -350,9 +339,7 @@ fn a_failure_is_mailed_once_until_an_object_fails_that_was_not_named() {
     let emu = Emulator::start();
     let smtp = SmtpServer::start();
     let ws = Workspace::new(&emu, &small_directory(4));
-    add_section(
-        &ws,
-        "notify",
+    ws.add_config("notify",
         &format!(
             "email = [\"ops@contoso.com\", \"it@contoso.com\"]\nsmtp = \"{}\"\nfrom = \"scimsync@contoso.com\"",
             smtp.url()
@@ -420,9 +407,7 @@ fn an_unchanged_failure_is_mailed_again_after_repeat() {
     let emu = Emulator::start();
     let smtp = SmtpServer::start();
     let ws = Workspace::new(&emu, &small_directory(2));
-    add_section(
-        &ws,
-        "notify",
+    ws.add_config("notify",
         &format!(
             "email = [\"ops@contoso.com\"]\nsmtp = \"{}\"\nfrom = \"scimsync@contoso.com\"\nrepeat = \"0s\"",
             smtp.url()
@@ -439,9 +424,7 @@ fn an_unchanged_failure_is_mailed_again_after_repeat() {
 fn email_settings_are_checked_with_the_config() {
     let emu = Emulator::start();
     let ws = Workspace::new(&emu, &small_directory(1));
-    add_section(
-        &ws,
-        "notify",
+    ws.add_config("notify",
         "email = [\"ops@contoso.com\"]\nsmtp = \"smtp://mail.contoso.com:25\"\nfrom = \"scimsync@contoso.com\"",
     );
     let r = ws.run(&["check"]);
@@ -454,7 +437,7 @@ fn email_settings_are_checked_with_the_config() {
     );
     assert!(emu.users().is_empty());
     let ws = Workspace::new(&emu, &small_directory(1));
-    add_section(&ws, "notify", "email = [\"ops@contoso.com\"]");
+    ws.add_config("notify", "email = [\"ops@contoso.com\"]");
     let r = ws.run(&["sync"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("missing smtp, from"), "{}", r.stderr);
@@ -500,7 +483,7 @@ fn a_running_daemon_answers_healthz_and_metrics_and_speaks_to_systemd() {
         .local_addr()
         .unwrap()
         .port();
-    add_section(&ws, "serve", &format!("listen = \"127.0.0.1:{port}\""));
+    ws.add_config("serve", &format!("listen = \"127.0.0.1:{port}\""));
     let socket_path = ws.dir.join("notify.sock");
     let systemd = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
     systemd

@@ -71,6 +71,19 @@ impl Workspace {
         ws
     }
 
+    /// Adds `lines` to a `[section]` of the config (appended as a new table when
+    /// there is none yet).
+    pub fn add_config(&self, section: &str, lines: &str) {
+        let cfg = self.dir.join("scimsync.toml");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let header = format!("[{section}]\n");
+        let text = match text.contains(&header) {
+            true => text.replace(&header, &format!("{header}{lines}\n")),
+            false => format!("{text}\n{header}{lines}\n"),
+        };
+        std::fs::write(&cfg, text).unwrap();
+    }
+
     pub fn write(&self, name: &str, text: &str) {
         std::fs::write(self.dir.join(name), text).unwrap();
     }
