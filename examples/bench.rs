@@ -226,7 +226,12 @@ fn send(
         Some(b) => agent.run(request.header("Content-Type", content_type).body(b)?)?,
         None => agent.run(request.body(())?)?,
     };
-    Ok(resp.body_mut().read_to_string()?)
+    // The emulator's request log is large: no cap on what the bench reads.
+    Ok(resp
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_string()?)
 }
 
 /// Replays recorded requests with a bare keep-alive client: consecutive requests of

@@ -376,6 +376,30 @@ fn user_links(
     }
 }
 
+/// The memberships a plan looks at: all of them after a read of the whole
+/// directory; after an incremental read those of the groups evaluated and of the
+/// users gone from the directory (the planner reads no others, and at a million
+/// users the whole table is seconds and a hundred MB).
+fn memberships_needed(
+    state: &State,
+    evaluated: &[crate::evaluate::Evaluated],
+    user_links: &HashMap<String, crate::state::Link>,
+    present: Option<&crate::model::Present>,
+) -> Result<HashMap<String, std::collections::BTreeSet<String>>, Error> {
+    let Some(present) = present else {
+        return state.memberships();
+    };
+    let mut groups: std::collections::BTreeSet<String> = evaluated
+        .iter()
+        .filter(|e| e.kind == ObjectKind::Group)
+        .map(|e| e.source_id.clone())
+        .collect();
+    for id in user_links.keys().filter(|id| !present.users.contains(*id)) {
+        groups.extend(state.groups_of(id)?);
+    }
+    state.memberships_of(&groups)
+}
+
 /// An object by kind and source id.
 type ObjectRef = (ObjectKind, String);
 
@@ -430,7 +454,7 @@ pub fn prepare(
     let evaluated = evaluate_releasing(&mut snapshot, scripts, Some(&users));
     crate::alloc::log_memory("evaluated");
     let groups = state.links(ObjectKind::Group)?;
-    let memberships = state.memberships()?;
+    let memberships = memberships_needed(state, &evaluated, &users, present.as_ref())?;
     let unreadable = Unreadable::of(&snapshot.errors);
     let in_doubt: HashMap<(ObjectKind, String), Attrs> = state
         .pending()?

@@ -506,6 +506,27 @@ impl State {
     }
 
     /// Groups the state records this user as a member of.
+    /// The members the state records for these groups only (an incremental cycle
+    /// at a million users needs a few groups' members, not the whole table).
+    pub fn memberships_of<'a>(
+        &self,
+        groups: impl IntoIterator<Item = &'a String>,
+    ) -> Result<HashMap<String, BTreeSet<String>>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT user_id FROM memberships WHERE group_id = ?1")?;
+        let mut out = HashMap::new();
+        for g in groups {
+            let members = stmt
+                .query_map([g], |r| r.get::<_, String>(0))?
+                .collect::<Result<BTreeSet<_>, _>>()?;
+            if !members.is_empty() {
+                out.insert(g.clone(), members);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn groups_of(&self, user: &str) -> Result<Vec<String>, Error> {
         let mut stmt = self
             .conn

@@ -36,6 +36,8 @@ pub fn try_call(
     let status = resp.status().as_u16();
     let text = resp
         .body_mut()
+        .with_config()
+        .limit(1 << 30)
         .read_to_string()
         .map_err(|e| format!("{method} {url}: {e}"))?;
     Ok((status, text))
