@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct EmulateCmd {
+    /// Which service to emulate
     #[arg(value_enum)]
     pub service: EmulatedService,
+    /// Address to listen on (port 0: any free port, printed)
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: String,
     /// Bearer token the emulator requires (default: a random one, printed)
@@ -71,7 +73,9 @@ pub struct EmulateCmd {
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum EmulatedService {
+    /// Dropbox: SCIM 2.0, the Business API and OAuth, over one team
     Dropbox,
+    /// Microsoft Graph and its token endpoint, serving a directory file
     Graph,
 }
 
