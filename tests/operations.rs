@@ -275,17 +275,6 @@ fn provision_on_demand_shows_the_steps_and_touches_one_object() {
     assert_eq!(missing.code, 2);
 }
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(secs) {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 fn assert_team_matches(emu: &Emulator, n: usize) {
     assert_converged(emu, &small_directory(n));
 }

@@ -327,6 +327,17 @@ fn provision_of_an_object_out_of_scope_says_why_and_does_nothing() {
     assert!(emu.users().is_empty());
 }
 
+/// `[notify]` mailing `to` through the loopback SMTP server, with `extra` lines.
+fn mail_to(ws: &Workspace, smtp: &SmtpServer, to: &str, extra: &str) {
+    ws.add_config(
+        "notify",
+        &format!(
+            "email = {to}\nsmtp = \"{}\"\nfrom = \"scimsync@contoso.com\"\n{extra}",
+            smtp.url()
+        ),
+    );
+}
+
 fn header<'a>(mail: &'a Mail, name: &str) -> &'a str {
     mail.data
         .lines()
@@ -339,12 +350,7 @@ fn a_failure_is_mailed_once_until_an_object_fails_that_was_not_named() {
     let emu = Emulator::start();
     let smtp = SmtpServer::start();
     let ws = Workspace::new(&emu, &small_directory(4));
-    ws.add_config("notify",
-        &format!(
-            "email = [\"ops@contoso.com\", \"it@contoso.com\"]\nsmtp = \"{}\"\nfrom = \"scimsync@contoso.com\"",
-            smtp.url()
-        ),
-    );
+    mail_to(&ws, &smtp, "[\"ops@contoso.com\", \"it@contoso.com\"]", "");
     emu.fail_requests("user1@contoso.com", 400, 100);
     assert_eq!(ws.sync().code, 3);
     let mails = smtp.mails();
@@ -407,12 +413,7 @@ fn an_unchanged_failure_is_mailed_again_after_repeat() {
     let emu = Emulator::start();
     let smtp = SmtpServer::start();
     let ws = Workspace::new(&emu, &small_directory(2));
-    ws.add_config("notify",
-        &format!(
-            "email = [\"ops@contoso.com\"]\nsmtp = \"{}\"\nfrom = \"scimsync@contoso.com\"\nrepeat = \"0s\"",
-            smtp.url()
-        ),
-    );
+    mail_to(&ws, &smtp, "[\"ops@contoso.com\"]", "repeat = \"0s\"");
     emu.fail_requests("user1@contoso.com", 400, 100);
     ws.sync();
     ws.run(&["restart", "--scope", "escrows"]).ok();
@@ -464,16 +465,6 @@ impl Drop for Daemon {
     }
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if f() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[test]
 fn a_running_daemon_answers_healthz_and_metrics_and_speaks_to_systemd() {
     let emu = Emulator::start();
@@ -502,8 +493,8 @@ fn a_running_daemon_answers_healthz_and_metrics_and_speaks_to_systemd() {
     let mut buf = [0u8; 64];
     let n = systemd.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"READY=1");
-    wait_until("the first cycle", || emu.users().len() == 3);
-    wait_until("the cycle's record", || {
+    wait_for("the first cycle", 20, || emu.users().len() == 3);
+    wait_for("the cycle's record", 20, || {
         get(port, "/metrics").1.contains("scimsync_cycles_total{")
     });
     let (status, body) = get(port, "/healthz");

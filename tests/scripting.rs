@@ -3,7 +3,6 @@
 
 use crate::util::*;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
@@ -309,17 +308,6 @@ fn a_scoping_change_reevaluates_everyone_and_disables_the_excluded() {
     );
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(20) {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[test]
 fn run_reloads_changed_scripts_and_keeps_the_old_ones_when_broken() {
     let emu = Emulator::start();
@@ -344,7 +332,7 @@ fn run_reloads_changed_scripts_and_keeps_the_old_ones_when_broken() {
         .stderr(log)
         .spawn()
         .unwrap();
-    wait_for("initial cycle", || emu.users().len() == 2);
+    wait_for("initial cycle", 20, || emu.users().len() == 2);
 
     // An editor-style save: write a new file, rename it over the old one.
     let tmp = ws.dir.join("scripts/.mapping.rhai.swp");
@@ -354,7 +342,7 @@ fn run_reloads_changed_scripts_and_keeps_the_old_ones_when_broken() {
     )
     .unwrap();
     std::fs::rename(&tmp, ws.dir.join("scripts/mapping.rhai")).unwrap();
-    wait_for("new mapping applied", || {
+    wait_for("new mapping applied", 20, || {
         emu.user("user0@contoso.com")
             .map(|u| u["name"]["givenName"] == "GIVEN0")
             .unwrap_or(false)
@@ -366,7 +354,7 @@ fn run_reloads_changed_scripts_and_keeps_the_old_ones_when_broken() {
         "fn map_user(user) {\n  #{ userName: \n}\n",
     );
     let logfile = ws.dir.join("run.log");
-    wait_for("reload error logged", || {
+    wait_for("reload error logged", 20, || {
         std::fs::read_to_string(&logfile)
             .unwrap_or_default()
             .contains("mapping.rhai:3")
@@ -379,7 +367,7 @@ fn run_reloads_changed_scripts_and_keeps_the_old_ones_when_broken() {
         .args(["-HUP", &pid])
         .status()
         .unwrap();
-    wait_for("SIGHUP reload attempt logged", || {
+    wait_for("SIGHUP reload attempt logged", 20, || {
         std::fs::read_to_string(&logfile)
             .unwrap_or_default()
             .matches("mapping.rhai:3")
@@ -409,7 +397,7 @@ fn run_reloads_changed_scripts_and_keeps_the_old_ones_when_broken() {
         "scripts/mapping.rhai",
         &mapping("r[\"name.givenName\"] = to_lower(user.givenName);"),
     );
-    wait_for("fixed mapping applied", || {
+    wait_for("fixed mapping applied", 20, || {
         emu.user("user1@contoso.com")
             .map(|u| u["name"]["familyName"] == "Changed" && u["name"]["givenName"] == "given1")
             .unwrap_or(false)

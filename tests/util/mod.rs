@@ -30,3 +30,17 @@ pub fn peer_missing(what: &str) {
     }
     println!("SKIPPED: {what} is missing (.ci/run installs it when CI is set)");
 }
+
+/// Waits up to `secs` seconds for `f` to hold, looking every 50 ms (a daemon's
+/// cycle, a reload); a timeout fails the test naming what it waited for.
+#[track_caller]
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while t.elapsed() < std::time::Duration::from_secs(secs) {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
