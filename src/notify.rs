@@ -30,6 +30,15 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Failure,
+        Kind::Hold,
+        Kind::HoldEnded,
+        Kind::Quarantine,
+        Kind::QuarantineLeft,
+        Kind::ScriptReload,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Failure => "failure",
@@ -206,18 +215,11 @@ pub fn send(cfg: &Notify, ev: &Value) {
 /// which objects with their errors, what to do, where and when.
 pub fn message(ev: &Value, repeat: Duration) -> (String, String) {
     let kind = ev["event"].as_str().unwrap_or_default();
-    let (words, todo) = [
-        Kind::Failure,
-        Kind::Hold,
-        Kind::HoldEnded,
-        Kind::Quarantine,
-        Kind::QuarantineLeft,
-        Kind::ScriptReload,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == kind)
-    .map(Kind::words)
-    .unwrap_or((kind, ""));
+    let (words, todo) = Kind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == kind)
+        .map(Kind::words)
+        .unwrap_or((kind, ""));
     let host = ev["host"].as_str().unwrap_or_default();
     let cycle = ev["cycle"].as_i64().unwrap_or_default();
     let subject = format!("[scimsync] {words} on {host} (cycle {cycle})");
