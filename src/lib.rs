@@ -46,4 +46,5 @@ pub mod script;
 pub mod snapshot;
 pub mod source;
 pub mod state;
+pub mod takeover;
 pub mod targets;

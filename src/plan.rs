@@ -785,7 +785,7 @@ impl<'a> Planner<'a> {
 
     /// A new object: adopted when the target already has it (the look-up `gather`
     /// made), else created; a look-up that failed, or that found several, fails it.
-    fn create_or_adopt(&mut self, e: &Evaluated, attrs: Attrs, reason: String) -> Planned<'a> {
+    fn create_or_adopt(&mut self, e: &Evaluated, mut attrs: Attrs, reason: String) -> Planned<'a> {
         let facts: &'a Facts = self.input.facts;
         let mut a = action(e.kind, Op::Create, &e.source_id, &e.display, reason);
         let planned = match facts.matches.get(&(e.kind, e.source_id.clone())) {
@@ -809,6 +809,8 @@ impl<'a> Planner<'a> {
                         Planned::New
                     }
                     None => {
+                        // An adopted object is updated, not created: no defaults.
+                        attrs = crate::scim::attribute::without_defaults(attrs, None);
                         adoption(&mut a, &attrs, path, remote, self.input.create_only);
                         Planned::Adopted(remote)
                     }
@@ -863,8 +865,12 @@ impl<'a> Planner<'a> {
         if kind == ObjectKind::User {
             self.member_ok.insert(e.source_id.clone());
         }
+        // Judged with its defaults (the object has at least those), then planned
+        // without them: a default is sent on create only.
+        let unfit = self.unfit(kind, &attrs, true);
+        let attrs = crate::scim::attribute::without_defaults(attrs, Some(&l.attrs));
         let should = desired_active(&attrs);
-        if let Some(why) = self.unfit(kind, &attrs, true) {
+        if let Some(why) = unfit {
             let mut a = action(kind, Op::Skip, &e.source_id, &e.display, why);
             a.target_id = Some(l.target_id.clone());
             self.other.push(a);

@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["error", "emulator"],
     &["config"],
     // The pipeline's ends: where records come from and go to, scripts, state.
-    &["source", "targets", "script", "state", "notify"],
+    &["source", "targets", "script", "state", "notify", "takeover"],
     &["evaluate", "snapshot"],
     &["gather"],
     &["plan"],

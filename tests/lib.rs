@@ -24,3 +24,4 @@ mod safety;
 mod scripting;
 mod security;
 mod simulation;
+mod takeover;

@@ -6,6 +6,7 @@
 mod check;
 #[cfg(feature = "emulators")]
 mod emulate;
+mod import;
 mod init;
 mod logs;
 mod maintenance;
@@ -206,6 +207,21 @@ pub enum Command {
     },
     /// The manual page (roff) on stdout (e.g. `scimsync man > scimsync.1`)
     Man,
+    /// Translate an Entra synchronization schema (portal: Provisioning → Mappings →
+    /// "Review your schema here") into mapping.rhai and scoping.rhai in the scripts
+    /// folder; an untranslatable part is exit 2 with nothing written
+    ImportEntra {
+        /// The schema JSON file
+        #[arg(required_unless_present = "job", conflicts_with = "job")]
+        file: Option<PathBuf>,
+        /// Read the schema of this provisioning job through Graph with the
+        /// [source] credentials (GET …/servicePrincipals/{app}/synchronization/jobs/{id}/schema)
+        #[arg(long, value_name = "JOB_ID")]
+        job: Option<String>,
+        /// Replace an existing mapping.rhai / scoping.rhai
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// How log lines are written.
@@ -324,6 +340,14 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             clap_complete::generate(*shell, &mut cmd, "scimsync", &mut script);
             print!("{}", String::from_utf8_lossy(&script));
             Ok(exit::OK)
+        }
+        Command::ImportEntra { file, job, force } => {
+            let from = match (file, job) {
+                (Some(f), _) => import::SchemaFrom::File(f),
+                (None, Some(j)) => import::SchemaFrom::Job(j),
+                (None, None) => unreachable!("clap requires FILE or --job"),
+            };
+            import::import_entra(&cli, from, *force)
         }
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();

@@ -80,6 +80,9 @@ pub struct Graph {
     /// nextLink), and deltaLinks on another base than the emulator's own.
     endless: Option<String>,
     delta_base: Option<String>,
+    /// Synchronization schemas of the provisioning jobs, by job id (set with
+    /// `PUT /_emulator/schema/{job}`).
+    schemas: BTreeMap<String, Value>,
 }
 
 /// A stable GUID for an app role name.
@@ -136,6 +139,7 @@ fn route_key(route: &[&str]) -> String {
                 && *s != "members"
                 && *s != "appRoleAssignedTo"
                 && *s != "deletedItems"
+                && !matches!(*s, "synchronization" | "jobs" | "schema")
             {
                 "{id}"
             } else {
@@ -172,6 +176,7 @@ impl Graph {
             base: String::new(),
             endless: None,
             delta_base: None,
+            schemas: BTreeMap::new(),
         };
         g.refresh()?;
         Ok(g)
@@ -692,8 +697,17 @@ impl Graph {
         Ok(())
     }
 
-    fn admin(&mut self, req: &Request, what: &str) -> Response {
+    fn admin(&mut self, req: &Request, what: &[&str]) -> Response {
+        let job = what.get(1).copied().unwrap_or_default();
+        let what = what.first().copied().unwrap_or_default();
         match (req.method.as_str(), what) {
+            ("PUT", "schema") if !job.is_empty() => match serde_json::from_str(&req.body) {
+                Ok(v @ Value::Object(_)) => {
+                    self.schemas.insert(job.to_string(), v);
+                    Response::empty(204)
+                }
+                _ => graph_error(400, "BadRequest", "the schema must be a JSON object"),
+            },
             ("GET", "stats") => Response::json(
                 200,
                 json!({"requests": self.requests, "version": self.version}),
@@ -773,7 +787,7 @@ impl Service for Graph {
                     "Access token is empty or invalid.",
                 );
             }
-            return self.admin(req, seg.get(1).copied().unwrap_or(""));
+            return self.admin(req, &seg[1..]);
         }
         if !token_ok {
             return graph_error(
@@ -811,6 +825,16 @@ impl Graph {
         let select = Self::select_param(req);
         match route {
             ["users", "delta"] => self.users_delta(req),
+            ["servicePrincipals", _, "synchronization", "jobs", job, "schema"] => {
+                match self.schemas.get(*job) {
+                    Some(schema) => Response::json(200, schema.clone()),
+                    None => graph_error(
+                        404,
+                        "Request_ResourceNotFound",
+                        &format!("Resource '{job}' does not exist or one of its queried reference-property objects are not present."),
+                    ),
+                }
+            }
             ["groups", "delta"] => self.groups_delta(req),
             ["users"] => {
                 let items = self

@@ -393,37 +393,62 @@ fn marker<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     }
 }
 
+/// Key in `Attrs` listing the paths whose values are defaults for a null source:
+/// sent when the object is created, never on an update (Entra's "default value if
+/// null").
+pub const DEFAULTS: &str = "$default";
+
 /// Resolves the markers the helpers return: `ignore_flow_if_null_or_empty` drops the
 /// attribute (left alone), `redact(v)` sends `v` but records the path under
-/// `REDACTED` so logs and plans show `[Redact]`.
+/// `REDACTED` so logs and plans show `[Redact]`, `default_on_create(v, d)` records
+/// the path under `DEFAULTS`.
 pub fn apply_markers(flat: Attrs) -> Attrs {
     let mut out = Attrs::new();
     let mut redacted = vec![];
+    let mut defaults = vec![];
     for (k, v) in flat {
         // A marker nested one level down arrives as `path.$ignore` / `path.$redact`.
-        if let Some(base) = k.strip_suffix(".$ignore") {
-            let _ = base;
+        if k.ends_with(".$ignore") || marker(&v, "$ignore").is_some() {
             continue;
         }
-        if let Some(base) = k.strip_suffix(".$redact") {
-            redacted.push(Value::String(base.to_string()));
-            out.insert(base.to_string(), v);
-            continue;
+        let (path, value, list) = if let Some(base) = k.strip_suffix(".$redact") {
+            (base.to_string(), v, Some(&mut redacted))
+        } else if let Some(base) = k.strip_suffix(".$default") {
+            (base.to_string(), v, Some(&mut defaults))
+        } else if let Some(inner) = marker(&v, "$redact") {
+            (k, inner.clone(), Some(&mut redacted))
+        } else if let Some(inner) = marker(&v, "$default") {
+            (k, inner.clone(), Some(&mut defaults))
+        } else {
+            (k, v, None)
+        };
+        if let Some(list) = list {
+            list.push(Value::String(path.clone()));
         }
-        if marker(&v, "$ignore").is_some() {
-            continue;
-        }
-        if let Some(inner) = marker(&v, "$redact") {
-            redacted.push(Value::String(k.clone()));
-            out.insert(k, inner.clone());
-            continue;
-        }
-        out.insert(k, v);
+        out.insert(path, value);
     }
     if !redacted.is_empty() {
         out.insert(REDACTED.into(), Value::Array(redacted));
     }
+    if !defaults.is_empty() {
+        out.insert(DEFAULTS.into(), Value::Array(defaults));
+    }
     out
+}
+
+/// The attributes an existing object should have: defaults for a null source are
+/// for a create only, so they are left out — or, where `applied` (what was sent
+/// before) has a value, that value stays (the target keeps it).
+pub fn without_defaults(mut attrs: Attrs, applied: Option<&Attrs>) -> Attrs {
+    if let Some(Value::Array(paths)) = attrs.remove(DEFAULTS) {
+        for p in paths.iter().filter_map(Value::as_str) {
+            match applied.and_then(|a| a.get(p)) {
+                Some(kept) => attrs.insert(p.to_string(), kept.clone()),
+                None => attrs.remove(p),
+            };
+        }
+    }
+    attrs
 }
 
 /// Paths whose values must not be shown.

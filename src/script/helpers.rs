@@ -26,6 +26,9 @@ pub fn random_token(n: usize) -> String {
 pub const IGNORE_KEY: &str = "$ignore";
 /// Marker: "send this value, but show `[Redact]` in logs" (Entra's Redact).
 pub const REDACT_KEY: &str = "$redact";
+/// Marker: "a default for a null source: sent when the object is created, left
+/// alone afterwards" (an Entra attribute mapping's default value).
+pub const DEFAULT_KEY: &str = "$default";
 
 fn s(d: &Dynamic) -> Option<String> {
     if d.is_unit() {
@@ -466,6 +469,13 @@ fn register_text(e: &mut Engine) {
     e.register_fn("to_upper", |v: Dynamic, _culture: ImmutableString| {
         opt(s(&v).map(|x| x.to_uppercase()))
     });
+    // Entra's Len: characters, not bytes; null stays null.
+    e.register_fn("len", |v: Dynamic| -> Dynamic {
+        match s(&v) {
+            Some(x) => Dynamic::from(x.chars().count() as i64),
+            None => Dynamic::UNIT,
+        }
+    });
     e.register_fn("strip_spaces", |v: Dynamic| {
         opt(s(&v).map(|x| x.replace(' ', "")))
     });
@@ -782,6 +792,17 @@ fn register_flow(e: &mut Engine) {
             v
         }
     });
+    e.register_fn(
+        "default_on_create",
+        |v: Dynamic, default: Dynamic| -> Dynamic {
+            if !v.is_unit() || default.is_unit() {
+                return v;
+            }
+            let mut m = RMap::new();
+            m.insert(DEFAULT_KEY.into(), default);
+            Dynamic::from(m)
+        },
+    );
     e.register_fn("redact", |v: Dynamic| -> Dynamic {
         if v.is_unit() {
             return v;
@@ -1089,6 +1110,13 @@ mod tests {
             id.starts_with("1000") && id[4..].chars().all(|c| c.is_ascii_digit()),
             "{id}"
         );
+    }
+
+    #[test]
+    fn len_counts_characters_and_keeps_null() {
+        assert_eq!(eval(r#"len("Zoë")"#).as_int().unwrap(), 3);
+        assert!(eval("len(())").is_unit());
+        assert_eq!(eval("len(12345)").as_int().unwrap(), 5);
     }
 
     #[test]

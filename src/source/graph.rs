@@ -273,6 +273,25 @@ impl GraphSource {
         })
     }
 
+    /// The synchronization schema of one of the app's provisioning jobs (Entra's
+    /// own job, for `import-entra --job`).
+    pub fn synchronization_schema(&mut self, job: &str) -> Result<String, Error> {
+        let url = format!(
+            "{}/v1.0/servicePrincipals/{}/synchronization/jobs/{}/schema",
+            self.graph_url,
+            encode(&self.app),
+            encode(job)
+        );
+        match self.get(&url) {
+            Ok(v) => Ok(v.to_string()),
+            Err(Failure::Other(e)) => Err(e),
+            Err(Failure::DeltaExpired) => Err(Error::answer(
+                "Microsoft Graph",
+                "the synchronization schema answer was refused as an expired delta",
+            )),
+        }
+    }
+
     /// Forgets the access token: the next request asks for one with the secrets as
     /// they are now.
     pub fn reload_credentials(&mut self) {

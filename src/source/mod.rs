@@ -68,31 +68,43 @@ pub trait Source {
 pub fn open(settings: &SourceSettings) -> Result<Box<dyn Source>, Error> {
     match settings {
         SourceSettings::File { path, scope } => Ok(Box::new(FileSource::new(path.clone(), *scope))),
-        SourceSettings::Graph {
+        SourceSettings::Graph { .. } => match graph_source(settings) {
+            Some(g) => Ok(Box::new(g)),
+            None => unreachable!("a Graph source"),
+        },
+    }
+}
+
+/// The Graph source of the config, if the config reads Graph.
+pub fn graph_source(settings: &SourceSettings) -> Option<graph::GraphSource> {
+    let SourceSettings::Graph {
+        tenant,
+        client_id,
+        credential,
+        app,
+        scope,
+        graph_url,
+        login_url,
+        flatten_nested_groups,
+        attributes,
+        limits,
+    } = settings
+    else {
+        return None;
+    };
+    Some(
+        graph::GraphSource::new(
             tenant,
             client_id,
-            credential,
+            credential.clone(),
             app,
-            scope,
+            *scope,
             graph_url,
             login_url,
-            flatten_nested_groups,
+            *flatten_nested_groups,
             attributes,
-            limits,
-        } => Ok(Box::new(
-            graph::GraphSource::new(
-                tenant,
-                client_id,
-                credential.clone(),
-                app,
-                *scope,
-                graph_url,
-                login_url,
-                *flatten_nested_groups,
-                attributes,
-                std::time::Duration::from_secs(60),
-            )
-            .with_limits(*limits),
-        )),
-    }
+            std::time::Duration::from_secs(60),
+        )
+        .with_limits(*limits),
+    )
 }

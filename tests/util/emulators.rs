@@ -350,6 +350,12 @@ impl GraphEmulator {
         self.admin("GET", "stats", None)["requests"].clone()
     }
 
+    /// Gives a provisioning job of the app a synchronization schema (what Entra's
+    /// own job holds).
+    pub fn put_schema(&self, job: &str, schema: &Value) {
+        self.admin("PUT", &format!("schema/{job}"), Some(schema));
+    }
+
     /// Points a workspace's config at this emulator as a `graph` source.
     pub fn configure_workspace(&self, ws: &Workspace, secret_ref: &str) {
         let cfg = ws.dir.join("scimsync.toml");
