@@ -73,6 +73,10 @@ enum Write {
     Log(LogEntry),
     Escrow(ObjectKind, String, String),
     ClearEscrow(ObjectKind, String),
+    /// A user's grace period before removal starts: since, why.
+    Leaver(String, i64, String),
+    /// A user is back: no longer a leaver.
+    Stayed(String),
 }
 
 struct Applier<'a> {
@@ -714,6 +718,8 @@ impl Applier<'_> {
                         w.escrow(*k, id, err, &|n| escrow_backoff(n, base, max))?
                     }
                     Write::ClearEscrow(k, id) => w.clear_escrow(*k, id)?,
+                    Write::Leaver(id, since, why) => w.leaver(id, *since, why)?,
+                    Write::Stayed(id) => w.stayed(id)?,
                 }
             }
             Ok(())
@@ -903,6 +909,7 @@ impl Applier<'_> {
                 self.push(Write::Unlink(a.kind, a.source_id.clone()))
             }
             Op::Skip => {
+                self.grace(a, false)?;
                 self.log(
                     a,
                     LogAction::Skip,
@@ -1097,6 +1104,7 @@ impl Applier<'_> {
         let mut stored = attrs;
         stored.insert("active".into(), Value::Bool(active));
         self.record_link(a, &id, &stored, active, a.disabled_reason.clone())?;
+        self.grace(a, active)?;
         let m = vec![Modified {
             name: "active".into(),
             old: Value::Bool(!active),
@@ -1104,6 +1112,24 @@ impl Applier<'_> {
         }];
         self.log(a, action, LogStatus::Success, &a.reason, m, None);
         Ok(())
+    }
+
+    /// A leaver's grace period starts with their suspension and ends when they
+    /// are enabled again (removal ends it with the link).
+    fn grace(&mut self, a: &Action, active: bool) -> Result<(), Error> {
+        if a.kind != ObjectKind::User {
+            return Ok(());
+        }
+        use crate::plan::grace::GraceStep;
+        match a.grace {
+            Some(GraceStep::Starts { .. }) if a.op != Op::Enable => {
+                let why = a.disabled_reason.clone().unwrap_or_default();
+                self.push(Write::Leaver(a.source_id.clone(), crate::clock::now(), why))
+            }
+            Some(GraceStep::Ends) => self.push(Write::Stayed(a.source_id.clone())),
+            _ if active => self.push(Write::Stayed(a.source_id.clone())),
+            _ => Ok(()),
+        }
     }
 
     fn delete(&mut self, a: &Action) -> Result<(), Error> {

@@ -35,6 +35,18 @@ struct RawConfig {
     serve: RawServe,
     #[serde(default)]
     sync: RawSync,
+    #[serde(default)]
+    deprovision: RawDeprovision,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDeprovision {
+    remove_after: Option<String>,
+    files: Option<String>,
+    transfer_to: Option<String>,
+    wipe_devices: Option<bool>,
+    retain_team_shares: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -256,6 +268,9 @@ pub struct TargetSettings {
     pub profile: Option<String>,
     /// Requests carried at once by the pool of blocking workers (1 = one at a time).
     pub max_in_flight: usize,
+    /// `[deprovision]`: when a leaver is removed and what becomes of their files
+    /// (the Business API's `members/remove` arguments).
+    pub deprovision: Deprovision,
 }
 
 /// Default `[target] max_in_flight`.
@@ -353,6 +368,70 @@ pub struct Serve {
     pub listen: Option<std::net::SocketAddr>,
 }
 
+/// What becomes of a leaver's files when the Business API removes the member
+/// (`[deprovision] files`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaverFiles {
+    /// Moved to `transfer_to` (also the transfer admin); the account is removed.
+    Transfer,
+    /// The account is kept as a Basic account with its files.
+    KeepAccount,
+    /// Left on the removed account (recoverable for 7 days, then
+    /// `members/move_former_member_files`).
+    Leave,
+}
+
+/// `[deprovision]`: what happens to a leaver, and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deprovision {
+    /// A leaver is suspended first and removed only if still gone after this;
+    /// `None` ("0s") removes at once.
+    pub remove_after: Option<Duration>,
+    pub files: LeaverFiles,
+    /// The team admin who receives the files (with `Transfer`).
+    pub transfer_to: Option<String>,
+    pub wipe_devices: bool,
+    pub retain_team_shares: bool,
+}
+
+impl Default for Deprovision {
+    fn default() -> Self {
+        Deprovision {
+            remove_after: Some(Duration::from_secs(30 * 86_400)),
+            files: LeaverFiles::Transfer,
+            transfer_to: None,
+            wipe_devices: false,
+            retain_team_shares: false,
+        }
+    }
+}
+
+impl Deprovision {
+    /// What a removal does to the member's files and devices, in the words a plan
+    /// and the log show.
+    pub fn consequence(&self) -> String {
+        let files = match (self.files, &self.transfer_to) {
+            (LeaverFiles::Transfer, Some(to)) => format!("files transferred to {to}"),
+            (LeaverFiles::Transfer, None) => "files transferred (no transfer_to set)".into(),
+            (LeaverFiles::KeepAccount, _) if self.retain_team_shares => {
+                "account kept as a Basic account with its files and team shares".into()
+            }
+            (LeaverFiles::KeepAccount, _) => {
+                "account kept as a Basic account with its files".into()
+            }
+            (LeaverFiles::Leave, _) => {
+                "files left on the removed account (recoverable for 7 days)".into()
+            }
+        };
+        let devices = if self.wipe_devices {
+            "devices wiped"
+        } else {
+            "devices kept"
+        };
+        format!("{files}, {devices}")
+    }
+}
+
 /// A validated configuration. Paths are absolute or relative to the working
 /// directory, already resolved against the config file's folder.
 #[derive(Debug, Clone)]
@@ -439,7 +518,7 @@ impl Settings {
             .target
             .ok_or_else(|| ctx.err("missing [target] table".into()))?;
         let insecure = raw_target.allow_insecure_http.unwrap_or(false);
-        let target = parse_target(&ctx, raw_target)?;
+        let mut target = parse_target(&ctx, raw_target)?;
         let legacy = parse_legacy(&ctx, raw.legacy, insecure)?;
         let safety = parse_safety(&ctx, &raw.safety)?;
         if let Some(w) = &raw.notify.webhook {
@@ -447,6 +526,7 @@ impl Settings {
         }
         let notify = parse_notify(&ctx, raw.notify)?;
         let serve = parse_serve(&ctx, raw.serve)?;
+        target.deprovision = parse_deprovision(&ctx, raw.deprovision, target.kind)?;
         let literal = ctx.literal.into_inner();
         if !literal.is_empty() && crate::private::readable_by_others(path) {
             log::warn!(
@@ -731,6 +811,7 @@ fn parse_target(ctx: &Parsing<'_>, raw_target: RawTarget) -> Result<TargetSettin
         actions,
         profile: raw_target.profile.clone(),
         max_in_flight,
+        deprovision: Deprovision::default(),
     };
     Ok(target)
 }
@@ -1098,6 +1179,56 @@ pub fn parse_smtp(url: &str) -> Result<SmtpServer, String> {
 }
 
 /// `[serve] listen = "127.0.0.1:9464"`.
+/// `[deprovision]`: combinations the Business API always refuses are refused
+/// here, with the key to change.
+fn parse_deprovision(
+    ctx: &Parsing<'_>,
+    raw: RawDeprovision,
+    target: TargetKind,
+) -> Result<Deprovision, InputError> {
+    let err = |m: String| ctx.err(format!("deprovision.{m}"));
+    let mut d = Deprovision::default();
+    if let Some(s) = raw.remove_after.as_deref() {
+        let after = parse_duration(s).map_err(|m| err(format!("remove_after: {m}")))?;
+        d.remove_after = Some(after).filter(|a| !a.is_zero());
+    }
+    d.files = match raw.files.as_deref() {
+        None | Some("transfer") => LeaverFiles::Transfer,
+        Some("keep-account") => LeaverFiles::KeepAccount,
+        Some("leave") => LeaverFiles::Leave,
+        Some(other) => {
+            return Err(err(format!(
+                "files: {other:?} is not one of \"transfer\", \"keep-account\", \"leave\""
+            )))
+        }
+    };
+    d.wipe_devices = raw.wipe_devices.unwrap_or(false);
+    d.retain_team_shares = raw.retain_team_shares.unwrap_or(false);
+    if let Some(to) = raw.transfer_to {
+        if !to.contains('@') || to.starts_with('@') || to.ends_with('@') {
+            return Err(err(format!("transfer_to: {to:?} is not an email address")));
+        }
+        d.transfer_to = Some(to);
+    }
+    let legacy = target == TargetKind::DropboxLegacy;
+    if legacy && d.files == LeaverFiles::Transfer && d.transfer_to.is_none() {
+        return Err(err(
+            "transfer_to: required with files = \"transfer\" (the default): the team admin who receives a leaver's files; or choose files = \"keep-account\" or \"leave\"".into(),
+        ));
+    }
+    if d.files == LeaverFiles::KeepAccount && d.wipe_devices {
+        return Err(err(
+            "wipe_devices: Dropbox cannot keep an account and wipe its devices (cannot_keep_account_and_delete_data); set wipe_devices = false or choose another files".into(),
+        ));
+    }
+    if d.retain_team_shares && d.files != LeaverFiles::KeepAccount {
+        return Err(err(
+            "retain_team_shares: team shares are retained only with files = \"keep-account\" (cannot_retain_shares_when_no_account_kept)".into(),
+        ));
+    }
+    Ok(d)
+}
+
 fn parse_serve(ctx: &Parsing<'_>, raw: RawServe) -> Result<Serve, InputError> {
     let listen = match raw.listen {
         None => None,

@@ -255,7 +255,7 @@ pub fn read(
         != Some(evaluation_hash(scripts, settings).as_str());
     let now = crate::clock::now();
     // Objects planned again whatever changed: their records must be read.
-    let keep = due_again(state, now)?;
+    let keep = due_again(state, now, settings)?;
     let load_cache = || state.meta(Fact::SourceCache);
     let mut snapshot = source.read(&ReadRequest {
         watermark: if kind == CycleKind::Incremental {
@@ -306,12 +306,55 @@ fn widen_changed(snapshot: &mut Snapshot, keep: &HashSet<String>) {
 }
 
 /// Objects planned again whatever changed: those whose last action did not
-/// complete (pending) and escrows that are due.
-fn due_again(state: &State, now: i64) -> Result<HashSet<String>, Error> {
+/// complete (pending), escrows that are due, and leavers whose grace period is
+/// over (removed in the first cycle after it, directory changes or not).
+fn due_again(state: &State, now: i64, settings: &Settings) -> Result<HashSet<String>, Error> {
     let mut ids: HashSet<String> = state.pending()?.into_iter().map(|p| p.source_id).collect();
     let escrows = state.escrows()?.into_iter();
     ids.extend(escrows.filter(|e| e.next_at <= now).map(|e| e.source_id));
+    let after = grace_period(settings).unwrap_or(0);
+    let leavers = state.leavers()?.into_iter();
+    ids.extend(
+        leavers
+            .filter(|(_, since)| since + after <= now)
+            .map(|(id, _)| id),
+    );
     Ok(ids)
+}
+
+/// A leaver waiting out the grace period, with when they are removed if still
+/// gone (`status`, `plan`, the report).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PendingRemoval {
+    #[serde(flatten)]
+    pub leaver: crate::state::Leaver,
+    pub due: i64,
+    pub due_at: String,
+}
+
+pub fn pending_removals(state: &State, settings: &Settings) -> Result<Vec<PendingRemoval>, Error> {
+    let after = grace_period(settings).unwrap_or(0);
+    Ok(state
+        .leaver_list()?
+        .into_iter()
+        .map(|l| {
+            let due = l.since + after;
+            PendingRemoval {
+                leaver: l,
+                due,
+                due_at: crate::clock::rfc3339(due),
+            }
+        })
+        .collect())
+}
+
+/// `[deprovision] remove_after` in seconds (`None`: removal at once).
+pub fn grace_period(settings: &Settings) -> Option<i64> {
+    settings
+        .target
+        .deprovision
+        .remove_after
+        .map(|d| d.as_secs() as i64)
 }
 
 /// A user who comes into scope (or leaves it, or is re-created) takes their
@@ -464,6 +507,9 @@ pub fn prepare(
     let (retried, not_due) = escrows_due(state, scripts, settings)?;
     let blocked = crate::migrate::blocked(state)?;
     let matching = (scripts.user_matching(), scripts.group_matching());
+    let leavers = state.leavers()?;
+    let consequence = (settings.target.kind == crate::config::TargetKind::DropboxLegacy)
+        .then(|| settings.target.deprovision.consequence());
     let wanted = crate::gather::wanted(&evaluated, (&users, &groups), &in_doubt, full, |k, id| {
         not_due.contains(&(k, id.to_string())) || blocked.contains(id)
     });
@@ -492,6 +538,12 @@ pub fn prepare(
             sync_groups: settings.sync.groups,
             blocked: &blocked,
             not_due: &not_due,
+            grace: crate::plan::Grace {
+                since: Some(&leavers),
+                after: grace_period(settings),
+                now: crate::clock::now(),
+                consequence: consequence.as_deref(),
+            },
         },
     );
     crate::alloc::log_memory("planned");

@@ -7,6 +7,7 @@
 //! the state, so `scimsync plan` is exactly what `sync` does: a create that will be
 //! adopted is planned as `adopt`, with the changes it sends.
 
+pub mod grace;
 use crate::evaluate::{desired_active, Decision, Evaluated};
 use crate::gather::{Facts, Match};
 use crate::model::{ObjectKind, Present, Unreadable};
@@ -14,6 +15,7 @@ use crate::scim::attribute::{match_key, AttrPath, Attrs};
 use crate::scim::profile::Profile;
 use crate::state::{Link, LogAction};
 use crate::targets::{remote_value, Change, ErrorClass, Remote, TargetError};
+pub use grace::Grace;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -142,6 +144,9 @@ pub struct Action {
     /// unreadable record).
     #[serde(skip)]
     pub step: LogAction,
+    /// Where this action moves a leaver's grace period (see `grace`).
+    #[serde(skip)]
+    pub grace: Option<grace::GraceStep>,
 }
 
 impl Action {
@@ -202,6 +207,9 @@ impl Action {
         }
         if a.op == Op::Fail {
             d["fails"] = Value::Bool(true);
+        }
+        if let Some(grace::GraceStep::Starts { due }) = a.grace {
+            d["removal_due"] = Value::String(grace::day(due));
         }
         d
     }
@@ -330,6 +338,8 @@ pub struct PlanInput<'a> {
     pub blocked: &'a HashSet<String>,
     /// Objects waiting for their escrow retry: they sit the cycle out.
     pub not_due: &'a HashSet<(ObjectKind, String)>,
+    /// Leavers' grace period before removal.
+    pub grace: Grace<'a>,
 }
 
 /// A stable hash of mapped attributes.
@@ -514,6 +524,7 @@ fn action(
         after: None,
         active: None,
         step: LogAction::Evaluate,
+        grace: None,
     }
 }
 
@@ -565,6 +576,8 @@ struct Planner<'a> {
     refreshes: Vec<Refresh>,
     /// (group, user, member): memberships recorded as the target has them.
     member_refresh: Vec<(String, String, bool)>,
+    /// Users whose grace period starts in this plan (kept in their groups).
+    grace_now: HashSet<String>,
 }
 
 impl<'a> Planner<'a> {
@@ -586,6 +599,7 @@ impl<'a> Planner<'a> {
             adopting_users: Default::default(),
             refreshes: vec![],
             member_refresh: vec![],
+            grace_now: HashSet::new(),
         }
     }
 
@@ -645,13 +659,15 @@ impl<'a> Planner<'a> {
         if kind == ObjectKind::User {
             self.evaluated.insert(e.source_id.clone());
         }
+        // A leaver in the grace period is judged again although suspended.
+        let leaving = kind == ObjectKind::User && self.input.grace.holds(&e.source_id);
         match (&e.decision, link) {
             (Decision::InScope(reason), None) => {
                 self.new_object(e, attrs.unwrap_or_default(), reason)
             }
             (Decision::InScope(_), Some(l)) => self.linked(e, attrs.unwrap_or_default(), l),
             (Decision::NotAssigned(_), Some(l))
-                if self.input.unreadable.assignments && l.active =>
+                if self.input.unreadable.assignments && (l.active || leaving) =>
             {
                 self.keep(
                     kind,
@@ -660,7 +676,7 @@ impl<'a> Planner<'a> {
                         .into(),
                 );
             }
-            (Decision::NotAssigned(r) | Decision::ScopedOut(r), Some(l)) if l.active => {
+            (Decision::NotAssigned(r) | Decision::ScopedOut(r), Some(l)) if l.active || leaving => {
                 self.leave_scope(e, l, r)
             }
             (Decision::SoftDeleted, Some(l)) if l.active && kind == ObjectKind::User => {
@@ -688,30 +704,35 @@ impl<'a> Planner<'a> {
             Decision::NotAssigned(_) => format!("no longer assigned: {r}"),
             _ => format!("out of scope: {r}"),
         };
+        let user = e.kind == ObjectKind::User;
+        if self.input.skip_out_of_scope_deletions {
+            let mut a = action(e.kind, Op::Skip, &e.source_id, &e.display, why);
+            a.reason = format!("{}; kept (skip_out_of_scope_deletions)", a.reason);
+            a.target_id = Some(l.target_id.clone());
+            self.other.push(a);
+            if user {
+                self.member_ok.insert(e.source_id.clone());
+            }
+            return;
+        }
+        if user && self.input.profile.unassigned_removes {
+            let why = format!("{why}; the legacy integration removes unassigned members");
+            return self.leaver(l, &e.display, why, "out_of_scope");
+        }
+        if !l.active {
+            // A leaver back in the directory but out of scope: suspended as out of
+            // scope users are (SCIM never removes those), no longer leaving.
+            let why = format!("back in the directory, {why}: stays suspended, no longer leaving");
+            return self.back(l, &e.display, false, &why);
+        }
         let mut a = action(e.kind, Op::Delete, &e.source_id, &e.display, why);
         a.target_id = Some(l.target_id.clone());
         a.attrs = l.attrs.clone();
-        if e.kind == ObjectKind::User {
+        if user {
             a.disabled_reason = Some("out_of_scope".into());
-            if self.input.profile.unassigned_removes {
-                a.reason = format!(
-                    "{}; the legacy integration removes unassigned members",
-                    a.reason
-                );
-            } else {
-                a.op = Op::Disable;
-            }
+            a.op = Op::Disable;
         }
-        if self.input.skip_out_of_scope_deletions {
-            a.op = Op::Skip;
-            a.reason = format!("{}; kept (skip_out_of_scope_deletions)", a.reason);
-            self.other.push(a);
-            if e.kind == ObjectKind::User {
-                self.member_ok.insert(e.source_id.clone());
-            }
-        } else {
-            self.destructive.push(a);
-        }
+        self.destructive.push(a);
     }
 
     /// Why an object in scope is not sent as mapped, if it is not: a user the
@@ -908,6 +929,11 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// A user waiting out the grace period before removal: kept in their groups.
+    fn in_grace(&self, user: &str) -> bool {
+        self.grace_now.contains(user) || self.input.grace.holds(user)
+    }
+
     /// The members the state records for a group.
     fn recorded_members(&self, group: &str) -> BTreeSet<String> {
         self.input
@@ -941,12 +967,22 @@ impl<'a> Planner<'a> {
     /// Enables or disables a linked user whose active state `is` is not what it
     /// `should` be.
     fn active_change(&mut self, e: &Evaluated, attrs: &Attrs, l: &Link, should: bool, is: bool) {
+        self.back(
+            l,
+            &e.display,
+            should && !is,
+            "back in the directory and in scope: no longer leaving (disabled there, so it stays suspended)",
+        );
         if should && !is {
             let why = match l.disabled_reason.as_deref() {
                 _ if self.input.full && l.active => {
                     "full cycle: suspended in the target; enabled again"
                 }
+                _ if self.input.grace.holds(&l.source_id) => {
+                    "back within the grace period: enabled again, nothing lost"
+                }
                 Some("out_of_scope") => "back in scope",
+                Some("deleted") => "back in the directory",
                 _ => "accountEnabled is true",
             };
             let mut a = action(e.kind, Op::Enable, &e.source_id, &e.display, why);
@@ -1070,8 +1106,18 @@ impl<'a> Planner<'a> {
     fn gone_objects(&mut self, kind: ObjectKind) {
         let input = self.input;
         for l in self.gone(kind) {
+            let user = kind == ObjectKind::User;
+            if user && input.grace.holds(&l.source_id) {
+                self.leaver(
+                    l,
+                    &l.display,
+                    "deleted from the directory".into(),
+                    "deleted",
+                );
+                continue;
+            }
             let left_scope = !l.active && l.disabled_reason.as_deref() == Some("out_of_scope");
-            if kind == ObjectKind::User && left_scope {
+            if user && left_scope {
                 if input.memberships.values().any(|m| m.contains(&l.source_id)) {
                     self.leaving.push(l.source_id.clone());
                     self.keep(
@@ -1093,8 +1139,14 @@ impl<'a> Planner<'a> {
                 self.other.push(a);
                 continue;
             }
-            if kind == ObjectKind::User {
-                self.deleted_users.insert(l.source_id.clone());
+            if user {
+                self.leaver(
+                    l,
+                    &l.display,
+                    "deleted from the directory".into(),
+                    "deleted",
+                );
+                continue;
             }
             let mut a = action(
                 kind,
@@ -1203,7 +1255,11 @@ impl<'a> Planner<'a> {
             .collect();
         let remove: Vec<String> = current
             .iter()
-            .filter(|m| !desired.contains(m.as_str()) && !self.deleted_users.contains(m.as_str()))
+            .filter(|m| {
+                !desired.contains(m.as_str())
+                    && !self.deleted_users.contains(m.as_str())
+                    && !self.in_grace(m)
+            })
             .cloned()
             .collect();
         // Members the target has that the state does not know of (or the other
@@ -1646,6 +1702,7 @@ mod tests {
                 sync_groups: true,
                 blocked: &HashSet::new(),
                 not_due: &HashSet::new(),
+                grace: Default::default(),
             },
         )
     }
@@ -1831,6 +1888,7 @@ mod tests {
                 sync_groups: true,
                 blocked: &HashSet::new(),
                 not_due: &HashSet::new(),
+                grace: Default::default(),
             },
         );
         assert_eq!(p.destructive_count(), 0, "{:?}", ops(&p));
@@ -1901,6 +1959,7 @@ mod tests {
                 sync_groups: true,
                 blocked: &HashSet::new(),
                 not_due: &HashSet::new(),
+                grace: Default::default(),
             },
         );
         let order: Vec<(String, Op)> = ops(&p)

@@ -138,11 +138,34 @@ table {{ border-collapse: collapse; margin: .5em 0 1.5em; }} td, th {{ border: 1
         }
         out.push_str("</table>\n");
     }
+    out.push_str(&pending_removals(state, settings)?);
     out.push_str("<script id=\"data\" type=\"application/json\">");
     out.push_str(&data_json);
     out.push_str("</script>\n<script>\n");
     out.push_str(SCRIPT);
     out.push_str("</script>\n</body></html>\n");
+    Ok(out)
+}
+
+/// Leavers waiting out the grace period, with their removal date.
+fn pending_removals(state: &State, settings: &Settings) -> Result<String, Error> {
+    let pending = crate::cycle::pending_removals(state, settings)?;
+    let mut out = format!("<h2>Pending removals ({})</h2>\n", pending.len());
+    if pending.is_empty() {
+        out.push_str("<p>None.</p>\n");
+        return Ok(out);
+    }
+    out.push_str("<table><tr><th>user</th><th>why</th><th>suspended since</th><th>removed on, if still gone</th></tr>\n");
+    for p in &pending {
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            esc(&p.leaver.display),
+            esc(&p.leaver.reason),
+            crate::clock::rfc3339(p.leaver.since),
+            esc(&p.due_at)
+        ));
+    }
+    out.push_str("</table><p>Back in the directory and in scope within the grace period, a user is enabled again with nothing lost.</p>\n");
     Ok(out)
 }
 

@@ -175,9 +175,10 @@ fn disable_unassign_and_delete() {
         Some("suspended"),
         "unassigned → suspended, not deleted"
     );
-    assert!(
-        emu.user("user3@contoso.com").is_none(),
-        "deleted from directory → deleted"
+    assert_eq!(
+        emu.status("user3@contoso.com").as_deref(),
+        Some("suspended"),
+        "deleted from directory → suspended for the grace period, not deleted"
     );
     assert_eq!(emu.status("user0@contoso.com").as_deref(), Some("active"));
     assert!(
@@ -329,6 +330,8 @@ fn plan_writes_nothing_anywhere() {
     assert!(emu.users().is_empty());
 
     ws.sync().ok();
+    // Accepted: Dropbox suspends members, it deletes invitations.
+    emu.accept_all();
     let before = std::fs::read(ws.dir.join("state.db")).unwrap();
     doc["users"].as_array_mut().unwrap().remove(0);
     ws.write_directory(&doc);
@@ -342,8 +345,12 @@ fn plan_writes_nothing_anywhere() {
         .iter()
         .map(|a| a["op"].as_str().unwrap())
         .collect();
-    assert_eq!(ops, vec!["delete"]);
-    assert_eq!(v["actions"][0]["reason"], "deleted from the directory");
+    assert_eq!(ops, vec!["disable"]);
+    let reason = v["actions"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("deleted from the directory; suspended, removed on "),
+        "{reason}"
+    );
     assert_eq!(emu.stats().1, 0);
     assert_eq!(
         std::fs::read(ws.dir.join("state.db")).unwrap(),

@@ -23,6 +23,7 @@ fn a_user_deleted_and_recreated_under_the_same_name_gets_a_fresh_account() {
     assign(&mut doc, "g0", "Group");
     let emu = Emulator::start();
     let ws = Workspace::new(&emu, &doc);
+    ws.remove_at_once();
     ws.sync().ok();
     emu.accept_all();
     let old_id = emu.user("user1@contoso.com").unwrap()["id"].clone();
@@ -58,6 +59,7 @@ fn a_held_name_freeing_delete_makes_the_new_account_wait_not_fail() {
     let mut doc = small_directory(3);
     let emu = Emulator::start();
     let ws = Workspace::new(&emu, &doc);
+    ws.remove_at_once();
     ws.write(
         "scimsync.toml",
         &std::fs::read_to_string(ws.dir.join("scimsync.toml"))
@@ -97,6 +99,7 @@ fn a_leaver_goes_although_another_object_fails_every_cycle() {
     assign(&mut doc, "g-b", "Group");
     let emu = Emulator::start();
     let ws = Workspace::new(&emu, &doc);
+    ws.remove_at_once();
     assert_eq!(ws.sync().code, 3);
     emu.accept_all();
     // u5 leaves the directory while g-b keeps failing.
@@ -120,6 +123,7 @@ fn destructive_actions_withheld_by_target_errors_run_in_the_next_cycle() {
     assign(&mut doc, "g0", "Group");
     let emu = Emulator::start();
     let ws = Workspace::new(&emu, &doc);
+    ws.remove_at_once();
     ws.sync().ok();
     emu.accept_all();
     // A rename of the group fails with server errors (the target is unwell), so

@@ -106,6 +106,7 @@ fn scim_target(base: &str) -> ScimTarget {
         },
         profile: None,
         max_in_flight: 2,
+        deprovision: Default::default(),
     })
     .unwrap();
     t.set_retry_policy(fast());

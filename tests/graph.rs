@@ -50,6 +50,7 @@ fn initial_cycle_reads_every_page() {
 fn delta_sends_exactly_the_changes() {
     let mut doc = small_directory(10);
     let (emu, ws, graph) = setup(&doc, 4);
+    ws.remove_at_once();
     ws.sync().ok();
     emu.accept_all();
     emu.reset_stats();

@@ -54,6 +54,7 @@ fn scim_target_provisions_a_strict_third_party_server() {
     assert_eq!(pre, 201);
     let mut doc = directory(5);
     let mut ws = Workspace::with_target(&doc, "scim", &server.url, &server.token, "");
+    ws.remove_at_once();
     ws.env.push(("RUST_LOG".into(), "warn".into()));
     ws.write("scripts/mapping.rhai", MAPPING_WITH_TITLE);
     let r = ws.sync();

@@ -14,6 +14,7 @@ mod fuzz;
 mod graph;
 mod interop;
 mod layers;
+mod leavers;
 mod migration;
 mod operations;
 mod operator;

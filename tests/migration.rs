@@ -49,7 +49,9 @@ fn set_target(ws: &Workspace, emu: &Emulator, legacy: bool) {
     let start = text.find("[target]").unwrap();
     let end = text.find("[safety]").unwrap();
     let target = if legacy {
-        format!("[target]\ntype = \"dropbox-legacy\"\napi_url = \"{}\"\ntoken = \"env:SCIMSYNC_TEST_TOKEN\"\n\n", emu.base)
+        // The legacy integration as it was: members removed at once, devices
+        // wiped, files left on the removed account.
+        format!("[target]\ntype = \"dropbox-legacy\"\napi_url = \"{}\"\ntoken = \"env:SCIMSYNC_TEST_TOKEN\"\n\n[deprovision]\nremove_after = \"0s\"\nfiles = \"leave\"\nwipe_devices = true\n\n", emu.base)
     } else {
         format!(
             "[target]\ntype = \"dropbox\"\nurl = \"{}\"\ntoken = \"env:SCIMSYNC_TEST_TOKEN\"\n\n[legacy]\napi_url = \"{}\"\ntoken = \"env:SCIMSYNC_TEST_TOKEN\"\n\n",

@@ -450,7 +450,7 @@ fn the_legacy_and_scim_integrations_cannot_run_against_one_team_at_once() {
     std::fs::write(
         &cfg,
         format!(
-            "{}[target]\ntype = \"dropbox-legacy\"\napi_url = \"{}\"\ntoken = \"env:SCIMSYNC_TEST_TOKEN\"\n\n{}",
+            "{}[target]\ntype = \"dropbox-legacy\"\napi_url = \"{}\"\ntoken = \"env:SCIMSYNC_TEST_TOKEN\"\n\n[deprovision]\nfiles = \"leave\"\n\n{}",
             &text[..start],
             emu.base,
             &text[end..]

@@ -270,6 +270,10 @@ fn run_scenario(dir: &Path) -> Tally {
         );
         ws.write("scimsync.toml", &config);
     }
+    // `[deprovision]` lines, e.g. `remove_after = "0s"`.
+    if let Some(lines) = spec["deprovision"].as_str() {
+        ws.add_config("deprovision", lines);
+    }
     // Refusals the planner cannot foresee: `{"match": TEXT, "status": N, "count": N}`.
     for fault in spec["faults"].as_array().cloned().unwrap_or_default() {
         assert_eq!(

@@ -195,7 +195,7 @@ fn kill_9_anywhere_in_initial_incremental_and_migration_runs_loses_nothing() {
         let start = scim_cfg.find("[target]").unwrap();
         let end = scim_cfg.find("[safety]").unwrap();
         let legacy = format!(
-            "{}[target]\ntype = \"dropbox-legacy\"\napi_url = \"{}\"\ntoken = \"env:SCIMSYNC_TEST_TOKEN\"\n\n{}",
+            "{}[target]\ntype = \"dropbox-legacy\"\napi_url = \"{}\"\ntoken = \"env:SCIMSYNC_TEST_TOKEN\"\n\n[deprovision]\nfiles = \"leave\"\n\n{}",
             &scim_cfg[..start],
             emu.base,
             &scim_cfg[end..]

@@ -57,9 +57,44 @@ pub(super) fn check(settings: &Settings) -> Result<i32, Error> {
             });
         }
     }
+    problems += check_deprovision(settings);
     if problems > 0 {
         println!("{problems} problem(s) found");
         return Ok(exit::USAGE);
     }
     Ok(exit::OK)
+}
+
+/// `[deprovision]` against the team: what a removal will do, and for a transfer,
+/// that `transfer_to` is on the team and an admin (the Business API refuses
+/// otherwise, and a refused removal is a leaver kept past their time).
+fn check_deprovision(settings: &Settings) -> usize {
+    let d = &settings.target.deprovision;
+    let after = match d.remove_after {
+        Some(a) => format!(
+            "suspended, removed after {}",
+            crate::clock::human_duration(a.as_secs())
+        ),
+        None => "removed at once (remove_after = \"0s\")".to_string(),
+    };
+    if settings.target.kind != crate::config::TargetKind::DropboxLegacy {
+        println!(
+            "deprovision: a leaver is {after} (DELETE; the app decides what becomes of files)"
+        );
+        return 0;
+    }
+    println!("deprovision: a leaver is {after}: {}", d.consequence());
+    if d.files != crate::config::LeaverFiles::Transfer {
+        return 0;
+    }
+    match crate::targets::legacy::LegacyTarget::new(&settings.target).transfer_member() {
+        Ok(_) => {
+            println!("deprovision: transfer_to is a team admin: ok");
+            0
+        }
+        Err(e) => {
+            println!("deprovision: {}", e.message);
+            1
+        }
+    }
 }

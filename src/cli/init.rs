@@ -75,6 +75,13 @@ token = "env:DROPBOX_TOKEN"   # env:NAME | file:PATH
 deletion_threshold = 500      # deletes + disables per cycle before the cycle is held
 skip_out_of_scope_deletions = false
 
+# [deprovision]               # what happens to a leaver (README: "Leavers")
+# remove_after = "30d"        # suspended first; removed only if still gone after this ("0s": at once)
+# files = "transfer"          # dropbox-legacy members/remove: "transfer" | "keep-account" | "leave"
+# transfer_to = "admin@contoso.com"   # the team admin who receives a leaver's files
+# wipe_devices = false        # wipe the leaver's linked devices
+# retain_team_shares = false  # with "keep-account": keep their access to team shares
+
 # [notify]                    # Entra's notification email, and/or a command or webhook
 # email = ["ops@contoso.com"] # sent when a failure is new, a hold or quarantine starts
 #                             # or ends, or a script reload fails

@@ -29,13 +29,16 @@ pub(super) fn plan(
         if let Some(path) = out {
             saved.write(path)?;
         }
+        let pending = cycle::pending_removals(&state, settings)?;
         if json {
             println!(
                 "{}",
-                serde_json::json!({"cycle": kind, "unchanged": true, "actions": [], "held": null})
+                serde_json::json!({"cycle": kind, "unchanged": true, "actions": [], "held": null,
+                                   "pending_removals": pending})
             );
         } else {
             println!("plan for the next cycle ({kind}): no change in the directory or the scripts; nothing to do");
+            print_pending_removals(&pending);
         }
         return Ok(exit::OK);
     }
@@ -60,8 +63,10 @@ pub(super) fn plan(
         saved.write(path)?;
     }
     let unnamed = || prepared.snapshot.errors.iter().filter(|e| e.id.is_none());
+    let pending = cycle::pending_removals(&state, settings)?;
     if json {
         let v = serde_json::json!({"cycle": kind, "actions": saved.actions,
+            "pending_removals": pending,
             "destructive": plan.destructive_count(), "deletion_threshold": settings.safety.deletion_threshold,
             "held": plan.held,
             "target_requests": reads,
@@ -69,6 +74,7 @@ pub(super) fn plan(
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         print_plan(plan, kind);
+        print_pending_removals(&pending);
         for e in unnamed() {
             println!(
                 "  {:<14} {:<5} {:<40} {}",
@@ -91,6 +97,29 @@ pub(super) fn plan(
         }
     }
     Ok(exit::OK)
+}
+
+/// Leavers waiting out the grace period: who, since when, when removed.
+pub(super) fn print_pending_removals(pending: &[cycle::PendingRemoval]) {
+    if pending.is_empty() {
+        return;
+    }
+    println!(
+        "  pending removals ([deprovision] remove_after): {} user(s) suspended, removed if still gone on",
+        pending.len()
+    );
+    for p in pending.iter().take(20) {
+        println!(
+            "    {:<40} {} ({})",
+            p.leaver.display, p.due_at, p.leaver.reason
+        );
+    }
+    if pending.len() > 20 {
+        println!(
+            "    … and {} more (`scimsync status --json`)",
+            pending.len() - 20
+        );
+    }
 }
 
 /// Requests sent between two readings of a target's counters.

@@ -27,6 +27,7 @@ pub(super) fn status(settings: &Settings, json: bool) -> Result<i32, Error> {
     let escrows = state.escrows()?;
     let pending = state.pending()?;
     let held = state.meta(Fact::Held)?;
+    let removals = cycle::pending_removals(&state, settings)?;
     let next = cycle::next_kind(&state, false)?;
     let last = cycles.first();
     let quarantine = cycle::quarantine_state(&state)?;
@@ -45,6 +46,7 @@ pub(super) fn status(settings: &Settings, json: bool) -> Result<i32, Error> {
             "escrows": escrows,
             "pending": pending,
             "held": held.as_deref().and_then(|h| h.parse::<u64>().ok()),
+            "pending_removals": removals,
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(exit::OK);
@@ -132,6 +134,21 @@ pub(super) fn status(settings: &Settings, json: bool) -> Result<i32, Error> {
     }
     if let Some(h) = held {
         println!("held: {h} destructive action(s) over the deletion threshold or shrink guard; `scimsync allow-deletes` releases them");
+    }
+    if !removals.is_empty() {
+        println!(
+            "leavers: {} user(s) suspended, removed if still gone ([deprovision] remove_after); back in the directory and in scope, they are enabled again",
+            removals.len()
+        );
+        for p in removals.iter().take(20) {
+            println!(
+                "  {} since {}: removed on {} ({})",
+                p.leaver.display,
+                crate::clock::rfc3339(p.leaver.since),
+                p.due_at,
+                p.leaver.reason
+            );
+        }
     }
     Ok(exit::OK)
 }

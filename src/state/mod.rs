@@ -72,6 +72,15 @@ impl Fact {
 /// per cycle — at 100,000 users reading them is a good part of a small cycle.
 pub type Links = (HashMap<String, Link>, HashMap<String, Link>);
 
+/// A user in the grace period before removal.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Leaver {
+    pub source_id: String,
+    pub display: String,
+    pub since: i64,
+    pub reason: String,
+}
+
 /// A provisioned object: what scimsync created or adopted in the target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Link {
@@ -474,6 +483,33 @@ impl State {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Users in their grace period before removal: source id → since when.
+    pub fn leavers(&self) -> Result<HashMap<String, i64>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT source_id, since FROM leavers")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The leavers with what the status shows: display name, since, why.
+    pub fn leaver_list(&self) -> Result<Vec<Leaver>, Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT l.source_id, coalesce(k.display, l.source_id), l.since, l.reason
+             FROM leavers l LEFT JOIN links k ON k.kind = 'user' AND k.source_id = l.source_id
+             ORDER BY l.since, l.source_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Leaver {
+                source_id: r.get(0)?,
+                display: r.get(1)?,
+                since: r.get(2)?,
+                reason: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Objects to evaluate again whatever changed: their last planned action did not
     /// complete.
     pub fn pending(&self) -> Result<Vec<Pending>, Error> {
@@ -661,6 +697,27 @@ impl Writer<'_> {
         };
         self.tx
             .prepare_cached(&format!("DELETE FROM memberships WHERE {col} = ?1"))?
+            .execute([source_id])?;
+        if kind == ObjectKind::User {
+            self.stayed(source_id)?;
+        }
+        Ok(())
+    }
+
+    /// A user's grace period before removal starts (an earlier start is kept).
+    pub fn leaver(&self, source_id: &str, since: i64, reason: &str) -> Result<(), Error> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO leavers(source_id, since, reason) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![source_id, since, reason])?;
+        Ok(())
+    }
+
+    /// A user is no longer a leaver: back, or removed.
+    pub fn stayed(&self, source_id: &str) -> Result<(), Error> {
+        self.tx
+            .prepare_cached("DELETE FROM leavers WHERE source_id = ?1")?
             .execute([source_id])?;
         Ok(())
     }

@@ -53,6 +53,10 @@ const MIGRATIONS: &[&str] = &[
      DROP TABLE memberships;
      ALTER TABLE memberships_v3 RENAME TO memberships;
      CREATE INDEX memberships_user ON memberships(user_id);",
+    // 4: leavers in their grace period before removal (issue 20): since when,
+    // and why (deleted from the directory, out of scope).
+    "CREATE TABLE leavers (source_id TEXT PRIMARY KEY, since INTEGER NOT NULL,
+        reason TEXT NOT NULL) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -9,7 +9,7 @@
 //! matching, drift checks and the migration read them like any SCIM resource.
 
 use super::{Change, ErrorClass, Remote, Target, TargetError};
-use crate::config::TargetSettings;
+use crate::config::{Deprovision, LeaverFiles, TargetSettings};
 use crate::http::Http;
 use crate::model::ObjectKind;
 use crate::scim::attribute::{AttrPath, Attrs};
@@ -24,6 +24,10 @@ pub struct LegacyTarget {
     base: String,
     http: Http,
     profile: Profile,
+    /// What `members/remove` sends (`[deprovision]`).
+    policy: Deprovision,
+    /// `transfer_to` as a team member id, looked up at the first removal.
+    transfer_member: Option<String>,
 }
 
 fn member_sel(id: &str) -> Value {
@@ -53,6 +57,46 @@ fn explain(tag: &str) -> &'static str {
         "remove_last_admin" | "suspend_last_admin" => {
             "the last team admin cannot be removed or suspended"
         }
+        // members/remove and [deprovision]: the fix is named with each.
+        "transfer_dest_user_not_in_team" | "transfer_dest_user_not_found" => {
+            "[deprovision] transfer_to is not on the team; name a team admin who is"
+        }
+        "transfer_admin_user_not_in_team" | "transfer_admin_user_not_found" => {
+            "[deprovision] transfer_to is not on the team; name a team admin who is"
+        }
+        "transfer_admin_is_not_admin" => {
+            "[deprovision] transfer_to is not a team admin; make them one or name another"
+        }
+        "unspecified_transfer_admin_id" => "a file transfer needs a transfer admin ([deprovision] transfer_to)",
+        "removed_and_transfer_dest_should_differ" | "removed_and_transfer_admin_should_differ" => {
+            "the leaver is [deprovision] transfer_to; name another admin before removing them"
+        }
+        "recipient_not_verified" => "[deprovision] transfer_to has not verified their email",
+        "cannot_keep_account_and_transfer" => {
+            "an account cannot be kept and its files transferred; choose one [deprovision] files"
+        }
+        "cannot_keep_account_and_delete_data" => {
+            "an account cannot be kept with its devices wiped; set [deprovision] wipe_devices = false"
+        }
+        "cannot_keep_invited_user_account" => {
+            "an invited member has no account to keep; accept or cancel the invitation, or choose files = \"leave\""
+        }
+        "cannot_retain_shares_when_data_wiped" => {
+            "team shares cannot be retained when devices are wiped; set [deprovision] wipe_devices = false"
+        }
+        "cannot_retain_shares_when_no_account_kept" => {
+            "team shares are retained only with files = \"keep-account\""
+        }
+        "cannot_retain_shares_when_team_external_sharing_off" => {
+            "team shares need external sharing on in the team's settings, or retain_team_shares = false"
+        }
+        "cannot_keep_account_under_legal_hold" => {
+            "the member is under legal hold; release the hold or choose files = \"transfer\""
+        }
+        "cannot_keep_account_required_to_sign_tos" => {
+            "the member must accept Dropbox's terms before their account can be kept"
+        }
+        "cannot_keep_account" => "Dropbox cannot keep this account; choose files = \"transfer\"",
         _ => "",
     }
 }
@@ -112,12 +156,14 @@ fn group_to_scim(g: &Value) -> Value {
 
 impl LegacyTarget {
     pub fn new(settings: &TargetSettings) -> LegacyTarget {
-        Self::with(
+        let mut t = Self::with(
             &settings.url,
             &settings.credential,
             "scimsync authorize",
             settings.timeout,
-        )
+        );
+        t.policy = settings.deprovision.clone();
+        t
     }
 
     /// The `[legacy]` integration being retired (`migrate`, the team lock).
@@ -144,7 +190,71 @@ impl LegacyTarget {
             base: base.trim_end_matches('/').to_string(),
             http: Http::new(bearer, timeout, "application/json"),
             profile: DROPBOX_LEGACY,
+            policy: Deprovision::default(),
+            transfer_member: None,
         }
+    }
+
+    /// The `members/remove` arguments the policy gives: never a wipe or a lost
+    /// file unless `[deprovision]` says so.
+    fn remove_arg(&mut self, id: &str) -> Result<Value, TargetError> {
+        let mut arg = json!({"user": member_sel(id), "wipe_data": self.policy.wipe_devices,
+                             "keep_account": false});
+        match self.policy.files {
+            LeaverFiles::Transfer => {
+                let to = self.transfer_member()?;
+                arg["transfer_dest_id"] = json!(to);
+                arg["transfer_admin_id"] = json!(to);
+            }
+            LeaverFiles::KeepAccount => {
+                arg["keep_account"] = json!(true);
+                arg["retain_team_shares"] = json!(self.policy.retain_team_shares);
+            }
+            LeaverFiles::Leave => {}
+        }
+        Ok(arg)
+    }
+
+    /// `[deprovision] transfer_to` as a team member: on the team, and an admin
+    /// (the Business API names the transfer admin, who must be one).
+    pub fn transfer_member(&mut self) -> Result<String, TargetError> {
+        if let Some(id) = &self.transfer_member {
+            return Ok(id.clone());
+        }
+        let Some(email) = self.policy.transfer_to.clone() else {
+            return Err(TargetError::new(
+                ErrorClass::Invalid,
+                None,
+                "files = \"transfer\" needs [deprovision] transfer_to (the team admin who receives the files)",
+            ));
+        };
+        let v = self.call(
+            "members/get_info_v2",
+            &json!({"members": [{".tag": "email", "email": email}]}),
+        )?;
+        let info = v.pointer("/members_info/0").cloned().unwrap_or(Value::Null);
+        let refused = |why: &str| {
+            TargetError::new(
+                ErrorClass::Invalid,
+                None,
+                format!("[deprovision] transfer_to {email}: {why}; set it to a team admin"),
+            )
+        };
+        let Some(id) = info
+            .pointer("/profile/team_member_id")
+            .and_then(Value::as_str)
+        else {
+            return Err(refused("not a member of the team"));
+        };
+        let admin = info
+            .get("roles")
+            .and_then(Value::as_array)
+            .is_some_and(|r| !r.is_empty());
+        if !admin {
+            return Err(refused("not a team admin"));
+        }
+        self.transfer_member = Some(id.to_string());
+        Ok(id.to_string())
     }
 
     /// The bearer this client sends.
@@ -702,10 +812,10 @@ impl Target for LegacyTarget {
 
     fn delete(&mut self, kind: ObjectKind, id: &str) -> Result<(), TargetError> {
         let r = match kind {
-            ObjectKind::User => self.call(
-                "members/remove",
-                &json!({"user": member_sel(id), "wipe_data": true, "keep_account": false}),
-            ),
+            ObjectKind::User => {
+                let arg = self.remove_arg(id)?;
+                self.call("members/remove", &arg)
+            }
             ObjectKind::Group => self.call("groups/delete", &group_sel(id)),
         };
         match r {

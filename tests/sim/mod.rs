@@ -356,7 +356,7 @@ impl Sim {
             None => "type = \"file\"\npath = \"directory.json\"\n".into(),
         };
         let config = format!(
-            "state = \"state.db\"\nscripts = \"scripts\"\n\n[source]\n{source}scope = \"assigned\"\n\n[target]\ntype = \"dropbox\"\nurl = \"{}/scim/v2\"\ntoken = \"{TOKEN}\"\ntimeout = \"10s\"\nmax_in_flight = 1\n\n[safety]\nescrow_backoff = \"0s\"\n",
+            "state = \"state.db\"\nscripts = \"scripts\"\n\n[source]\n{source}scope = \"assigned\"\n\n[target]\ntype = \"dropbox\"\nurl = \"{}/scim/v2\"\ntoken = \"{TOKEN}\"\ntimeout = \"10s\"\nmax_in_flight = 1\n\n[safety]\nescrow_backoff = \"0s\"\n\n[deprovision]\nremove_after = \"0s\"\n",
             self.dropbox.base
         );
         let write = |name: &str, text: &str| {

@@ -84,6 +84,12 @@ impl Workspace {
         std::fs::write(&cfg, text).unwrap();
     }
 
+    /// Leavers are removed at once (`[deprovision] remove_after = "0s"`), as before
+    /// the grace period: for tests about what a removal sets off.
+    pub fn remove_at_once(&self) {
+        self.add_config("deprovision", "remove_after = \"0s\"");
+    }
+
     pub fn write(&self, name: &str, text: &str) {
         std::fs::write(self.dir.join(name), text).unwrap();
     }

@@ -154,6 +154,8 @@ impl Team {
 
     fn member_info(&self, id: &str) -> Value {
         match self.users.get(id) {
+            Some(m) if m.admin => json!({"profile": self.profile(id, m),
+                "roles": [{"role_id": "pid_dbtmr:team_admin", "name": "Team", "description": "Team admin"}]}),
             Some(m) => json!({"profile": self.profile(id, m), "roles": []}),
             None => Value::Null,
         }
@@ -218,13 +220,7 @@ impl Team {
         }
         self.writes += 1;
         let id = self.next_id("dbmid:");
-        self.put_user(
-            &id,
-            Member {
-                resource: r,
-                status: Status::Invited,
-            },
-        );
+        self.put_user(&id, Member::new(r, Status::Invited));
         let profile = self
             .users
             .get(&id)
@@ -495,16 +491,118 @@ impl Team {
         }
     }
 
+    /// `members/remove` as the Business API documents it: `wipe_data` (default
+    /// true), `transfer_dest_id` with `transfer_admin_id`, `keep_account`,
+    /// `retain_team_shares`, and the error tags of combinations it refuses.
     fn members_remove(&mut self, arg: &Value) -> Response {
         let Some(id) = arg.get("user").and_then(|u| self.select_user(u)) else {
             return route_error("user_not_found", None);
         };
-        if let Some(m) = self.users.get(&id).cloned() {
-            self.remove_user(&id);
-            self.removed.insert(id, (m, crate::clock::now()));
-            self.writes += 1;
+        let Some(m) = self.users.get(&id).cloned() else {
+            return route_error("user_not_in_team", None);
+        };
+        let flag = |k: &str, default: bool| arg.get(k).and_then(Value::as_bool).unwrap_or(default);
+        let (wipe, keep, retain) = (
+            flag("wipe_data", true),
+            flag("keep_account", false),
+            flag("retain_team_shares", false),
+        );
+        let member_id = |k: &str| arg.get(k).and_then(Value::as_str).map(str::to_string);
+        let (dest, admin) = (
+            member_id("transfer_dest_id"),
+            member_id("transfer_admin_id"),
+        );
+        if let Err(tag) = self.remove_refusal(
+            &id,
+            &m,
+            (wipe, keep, retain),
+            dest.as_deref(),
+            admin.as_deref(),
+        ) {
+            return route_error(tag, None);
         }
+        let name = |t: &Team, id: &str| {
+            t.users
+                .get(id)
+                .and_then(|m| get_ci(&m.resource, "userName").cloned())
+        };
+        let mut removed = m.clone();
+        let moved_to = dest.as_deref().and_then(|d| name(self, d));
+        if let Some(d) = dest.as_deref() {
+            let leaver = get_ci(&m.resource, "userName")
+                .and_then(|u| u.as_str())
+                .unwrap_or("member");
+            let files: Vec<String> = m
+                .files
+                .iter()
+                .map(|f| format!("{leaver} (removed)/{f}"))
+                .collect();
+            if let Some(to) = self.users.get_mut(d) {
+                to.files.extend(files);
+            }
+            removed.files.clear();
+        }
+        self.removals.push(json!({
+            "userName": get_ci(&m.resource, "userName"), "wipe_data": wipe, "keep_account": keep,
+            "retain_team_shares": retain, "transfer_dest": moved_to,
+            "transfer_admin": admin.as_deref().and_then(|a| name(self, a)),
+        }));
+        self.remove_user(&id);
+        if !keep {
+            // A kept account leaves the team as a Basic account: not recoverable.
+            self.removed.insert(id, (removed, crate::clock::now()));
+        }
+        self.writes += 1;
         Response::json(200, json!({".tag": "complete"}))
+    }
+
+    /// Why Dropbox refuses a removal, as its error tag.
+    fn remove_refusal(
+        &self,
+        id: &str,
+        m: &Member,
+        (wipe, keep, retain): (bool, bool, bool),
+        dest: Option<&str>,
+        admin: Option<&str>,
+    ) -> Result<(), &'static str> {
+        if m.admin && self.users.values().filter(|u| u.admin).count() == 1 {
+            return Err("remove_last_admin");
+        }
+        if let Some(d) = dest {
+            let Some(a) = admin else {
+                return Err("unspecified_transfer_admin_id");
+            };
+            if d == id {
+                return Err("removed_and_transfer_dest_should_differ");
+            }
+            if a == id {
+                return Err("removed_and_transfer_admin_should_differ");
+            }
+            if !self.users.contains_key(d) {
+                return Err("transfer_dest_user_not_in_team");
+            }
+            match self.users.get(a) {
+                None => return Err("transfer_admin_user_not_in_team"),
+                Some(x) if !x.admin => return Err("transfer_admin_is_not_admin"),
+                Some(_) => {}
+            }
+            if keep {
+                return Err("cannot_keep_account_and_transfer");
+            }
+        }
+        if keep && wipe {
+            return Err("cannot_keep_account_and_delete_data");
+        }
+        if keep && m.status == Status::Invited {
+            return Err("cannot_keep_invited_user_account");
+        }
+        if retain && !keep {
+            return Err("cannot_retain_shares_when_no_account_kept");
+        }
+        if retain && wipe {
+            return Err("cannot_retain_shares_when_data_wiped");
+        }
+        Ok(())
     }
 
     fn members_recover(&mut self, arg: &Value) -> Response {

@@ -51,6 +51,21 @@ impl Status {
 struct Member {
     resource: Value,
     status: Status,
+    /// A team admin (`/_emulator/admin`): may receive a leaver's files.
+    admin: bool,
+    /// The member's files, by path: what `members/remove` moves, keeps or leaves.
+    files: Vec<String>,
+}
+
+impl Member {
+    fn new(resource: Value, status: Status) -> Member {
+        Member {
+            resource,
+            status,
+            admin: false,
+            files: vec!["Documents/notes.txt".to_string()],
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +96,9 @@ pub struct Team {
     index: HashMap<(&'static str, String), String>,
     /// Members removed through the Business API: recoverable for 7 days.
     removed: BTreeMap<String, (Member, i64)>,
+    /// What each `members/remove` did, in order (`/_emulator/removals`): where the
+    /// files went, whether devices were wiped, whether the account was kept.
+    removals: Vec<Value>,
     /// Async `members/add_v2` jobs: results and polls left before completion.
     jobs: HashMap<String, (Vec<Value>, u32)>,
     /// SCIM requests as they arrived, while recording (benchmarks replay them);
@@ -160,6 +178,7 @@ impl Team {
             writes: 0,
             index: HashMap::new(),
             removed: BTreeMap::new(),
+            removals: vec![],
             jobs: HashMap::new(),
             faults: vec![],
             recorded: None,
@@ -452,10 +471,7 @@ impl Team {
             o.remove("active");
             o.remove("meta");
         }
-        let m = Member {
-            resource: r,
-            status: Status::Invited,
-        };
+        let m = Member::new(r, Status::Invited);
         let view = self.user_view(&id, &m);
         self.put_user(&id, m);
         Response::json(201, view)
@@ -592,13 +608,7 @@ impl Team {
                     o.remove(k);
                 }
             }
-            self.put_user(
-                &id,
-                Member {
-                    resource: r,
-                    status,
-                },
-            );
+            self.put_user(&id, Member::new(r, status));
         }
         for g in &groups {
             let id = id_of(g, "group")?;
@@ -689,10 +699,7 @@ impl Team {
                         o.remove(k);
                     }
                 }
-                let m = Member {
-                    resource: r,
-                    status,
-                };
+                let m = Member::new(r, status);
                 let view = self.user_view(id, &m);
                 self.put_user(id, m);
                 Response::json(200, view)
@@ -912,6 +919,38 @@ impl Team {
                     })
                     .collect();
                 Response::json(200, Value::Array(list))
+            }
+            ("GET", Some("removals")) => Response::json(200, Value::Array(self.removals.clone())),
+            ("GET", Some("files")) => {
+                let files: serde_json::Map<String, Value> = self
+                    .users
+                    .values()
+                    .chain(self.removed.values().map(|(m, _)| m))
+                    .filter_map(|m| {
+                        let name = get_ci(&m.resource, "userName")?.as_str()?.to_lowercase();
+                        Some((name, json!(m.files)))
+                    })
+                    .collect();
+                Response::json(200, Value::Object(files))
+            }
+            ("POST", Some("admin")) => {
+                // Body: {"userName": "…"}: that member becomes a team admin.
+                let want = serde_json::from_str::<Value>(&req.body)
+                    .ok()
+                    .and_then(|b| b.get("userName")?.as_str().map(str::to_lowercase));
+                let found = self.users.values_mut().find(|m| {
+                    get_ci(&m.resource, "userName")
+                        .and_then(|u| u.as_str())
+                        .map(str::to_lowercase)
+                        == want
+                });
+                match found {
+                    Some(m) => {
+                        m.admin = true;
+                        Response::empty(204)
+                    }
+                    None => scim_error(404, None, "no such member"),
+                }
             }
             ("POST", Some("accept")) => {
                 // Body: {"userName": "…"} accepts one invitation; {} accepts all.
