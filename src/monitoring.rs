@@ -183,6 +183,7 @@ pub fn metrics(settings: &Settings, c: &Counters) -> String {
 /// What the state says now: escrows, held deletions, quarantine, last success.
 fn gauges(state: &State) -> Vec<(&'static str, &'static str, String)> {
     let escrows = state.escrows().map(|e| e.len()).unwrap_or_default();
+    let leavers = state.leavers().map(|l| l.len()).unwrap_or_default();
     let held = state
         .meta(Fact::Held)
         .ok()
@@ -208,6 +209,11 @@ fn gauges(state: &State) -> Vec<(&'static str, &'static str, String)> {
             "held_deletions",
             "Destructive actions held by the deletion safeguards.",
             held.to_string(),
+        ),
+        (
+            "pending_removals",
+            "Leavers suspended, waiting out the grace period before removal.",
+            leavers.to_string(),
         ),
         (
             "quarantine",

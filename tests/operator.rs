@@ -509,6 +509,7 @@ fn a_running_daemon_answers_healthz_and_metrics_and_speaks_to_systemd() {
         "scimsync_target_requests_total{method=\"POST\",status=\"201\"} 3",
         "scimsync_escrows 0",
         "scimsync_held_deletions 0",
+        "scimsync_pending_removals 0",
         "scimsync_quarantine 0",
         "scimsync_token_refreshes_total 0",
     ] {

@@ -363,3 +363,47 @@ fn the_schema_is_read_from_the_entra_job_through_graph() {
     assert!(run.stderr.contains("no-such-job"), "{}", run.stderr);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn default_schema_maps_as_entra_does() {
+    let doc = json!({
+        "users": [
+            {"id": "u1", "userPrincipalName": "ann@contoso.com", "mail": "ann@contoso.com", "givenName": "Ann",
+             "surname": "Lee", "accountEnabled": true},
+            {"id": "u2", "userPrincipalName": "bo@contoso.com", "surname": "Berg", "accountEnabled": true},
+            {"id": "u3", "userPrincipalName": "cy@contoso.com", "surname": "Cole", "accountEnabled": false}
+        ],
+        "groups": [{"id": "g1", "displayName": "Sales", "securityEnabled": true, "members": ["u1"]}],
+        "assignments": [
+            {"principalId": "u1", "principalType": "User", "appRole": "User"},
+            {"principalId": "u2", "principalType": "User", "appRole": "User"},
+            {"principalId": "u3", "principalType": "User", "appRole": "User"},
+            {"principalId": "g1", "principalType": "Group", "appRole": "User"}
+        ]
+    });
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu, &doc);
+    ws.run(&["import-entra", "--force", &example("dropbox-default.json")])
+        .ok();
+    let actions = plan(&ws);
+    // Worked out from the default mapping: IsSoftDeleted is false for an enabled
+    // user in scope, so Switch gives "True"; null mail and givenName flow nothing.
+    let want = |v: Value| -> BTreeMap<String, Value> { serde_json::from_value(v).unwrap() };
+    assert_eq!(
+        created(&actions, "ann@contoso.com"),
+        Some(want(json!({"userName": "ann@contoso.com", "active": true,
+            "emails[type eq \"work\"].value": "ann@contoso.com", "name.givenName": "Ann",
+            "name.familyName": "Lee", "externalId": "u1"})))
+    );
+    assert_eq!(
+        created(&actions, "bo@contoso.com"),
+        Some(want(json!({"userName": "bo@contoso.com", "active": true,
+            "name.familyName": "Berg", "externalId": "u2"})))
+    );
+    // A disabled user is not created (Entra: provisioning a disabled user is not supported).
+    assert_eq!(created(&actions, "cy@contoso.com"), None);
+    assert_eq!(
+        created(&actions, "Sales"),
+        Some(want(json!({"displayName": "Sales", "externalId": "g1"})))
+    );
+}
