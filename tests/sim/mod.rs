@@ -13,6 +13,10 @@
 //! * once the directory stops changing, the team equals the ideal provisioning
 //!   within three cycles, or every difference left is a named, escrowed failure.
 //!
+//! Even seeds run with the grace period before removal (`remove_after = "30d"`, the
+//! default: leavers stay suspended, in their groups, through the run), odd seeds
+//! remove at once (`"0s"`).
+//!
 //! The same seed draws the same operations, faults and kill points (a kill lands
 //! while the Nth target request is held by the emulator; requests go one at a
 //! time), so a failure names its seed and replays (`cargo run --example simulate --
@@ -278,6 +282,12 @@ pub fn run(cfg: Config) -> Result<Report, String> {
 }
 
 impl Sim {
+    /// Even seeds run with the grace period (`remove_after = "30d"`: leavers stay
+    /// suspended through the run), odd ones remove at once.
+    fn grace(&self) -> bool {
+        self.cfg.seed % 2 == 0
+    }
+
     fn new(cfg: Config) -> Result<Sim, String> {
         let dir = std::env::temp_dir().join(format!(
             "scimsync-sim-{}-{}-{}",
@@ -355,8 +365,9 @@ impl Sim {
             ),
             None => "type = \"file\"\npath = \"directory.json\"\n".into(),
         };
+        let after = if self.grace() { "30d" } else { "0s" };
         let config = format!(
-            "state = \"state.db\"\nscripts = \"scripts\"\n\n[source]\n{source}scope = \"assigned\"\n\n[target]\ntype = \"dropbox\"\nurl = \"{}/scim/v2\"\ntoken = \"{TOKEN}\"\ntimeout = \"10s\"\nmax_in_flight = 1\n\n[safety]\nescrow_backoff = \"0s\"\n\n[deprovision]\nremove_after = \"0s\"\n",
+            "state = \"state.db\"\nscripts = \"scripts\"\n\n[source]\n{source}scope = \"assigned\"\n\n[target]\ntype = \"dropbox\"\nurl = \"{}/scim/v2\"\ntoken = \"{TOKEN}\"\ntimeout = \"10s\"\nmax_in_flight = 1\n\n[safety]\nescrow_backoff = \"0s\"\n\n[deprovision]\nremove_after = \"{after}\"\n",
             self.dropbox.base
         );
         let write = |name: &str, text: &str| {
@@ -1290,7 +1301,7 @@ impl Sim {
             }
             counted += 1;
             let team = self.team()?;
-            let diff = differences(&team, &self.ideal(&team));
+            let diff = differences(&team, &self.ideal(&team), self.grace());
             if diff.is_empty() {
                 self.report.worst_settle = self.report.worst_settle.max(counted);
                 return Ok(());
@@ -1411,17 +1422,54 @@ fn removals_are_deserved(
     Ok(())
 }
 
-/// How the team differs from the ideal, by directory id.
-fn differences(team: &Team, ideal: &Ideal) -> Vec<(String, String)> {
+/// A group's members and the ideal's, without what the grace period explains:
+/// leavers still in the group, and new users waiting for a leaver's name.
+fn grace_members(
+    have: &BTreeSet<String>,
+    want: &BTreeSet<String>,
+    by_ext: &HashMap<&str, &Account>,
+    waiting: &dyn Fn(&Account) -> bool,
+    blocked: &BTreeSet<String>,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let have = have
+        .iter()
+        .filter(|m| want.contains(*m) || !by_ext.get(m.as_str()).is_some_and(|a| waiting(a)))
+        .cloned()
+        .collect();
+    let want = want
+        .iter()
+        .filter(|m| !blocked.contains(*m))
+        .cloned()
+        .collect();
+    (have, want)
+}
+
+/// How the team differs from the ideal, by directory id. With the grace period,
+/// a leaver stays suspended in their groups, and a new user who takes a waiting
+/// leaver's userName waits for the removal (neither is a difference).
+fn differences(team: &Team, ideal: &Ideal, grace: bool) -> Vec<(String, String)> {
     let mut out = vec![];
     let by_ext: HashMap<&str, &Account> = team
         .accounts
         .iter()
         .map(|a| (a.external_id.as_str(), a))
         .collect();
+    // Suspended accounts whose directory user is gone or inactive: leavers.
+    let waiting = |a: &Account| {
+        grace && !a.live() && !ideal.users.get(&a.external_id).is_some_and(|d| d.active)
+    };
+    let name_waits = |name: &str| {
+        team.accounts
+            .iter()
+            .any(|a| waiting(a) && a.user_name.eq_ignore_ascii_case(name))
+    };
+    let mut blocked = BTreeSet::new();
     for (id, d) in &ideal.users {
         let a = by_ext.get(id.as_str());
         match (d.active, a) {
+            (true, None) if name_waits(&d.user_name) => {
+                blocked.insert(id.clone());
+            }
             (true, None) => out.push((id.clone(), "missing".into())),
             (true, Some(a)) if !a.live() => out.push((id.clone(), "suspended".into())),
             (true, Some(a)) if a.user_name != d.user_name => out.push((
@@ -1452,10 +1500,17 @@ fn differences(team: &Team, ideal: &Ideal) -> Vec<(String, String)> {
             Some((n, _)) if *n != name => {
                 out.push((id.clone(), format!("group named {n}, not {name}")))
             }
-            Some((_, m)) if *m != members => out.push((
-                id.clone(),
-                format!("group {name} has {m:?}, not {members:?}"),
-            )),
+            Some((_, m))
+                if {
+                    let (have, want) = grace_members(m, members, &by_ext, &waiting, &blocked);
+                    have != want
+                } =>
+            {
+                out.push((
+                    id.clone(),
+                    format!("group {name} has {m:?}, not {members:?}"),
+                ))
+            }
             _ => {}
         }
     }
