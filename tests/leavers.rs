@@ -332,3 +332,29 @@ fn a_deprovision_policy_dropbox_always_refuses_is_a_config_error() {
     }
     assert!(emu.users().is_empty());
 }
+
+#[test]
+fn removing_100_leavers_over_scim_is_one_suspension_then_one_delete_each() {
+    let emu = Emulator::start();
+    let mut doc = small_directory(600);
+    let ws = Workspace::new(&emu, &doc);
+    ws.add_config("deprovision", "remove_after = \"1s\"");
+    ws.sync().ok();
+    emu.accept_all();
+    doc["users"].as_array_mut().unwrap().drain(100..200);
+    ws.write_directory(&doc);
+    emu.reset_stats();
+    ws.sync().ok();
+    let (req, writes) = emu.stats();
+    assert_eq!(count(&req, "PATCH /Users"), 100, "{req}");
+    assert_eq!(writes, 100, "suspensions only: {req}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    emu.reset_stats();
+    ws.sync().ok();
+    let (req, writes) = emu.stats();
+    assert_eq!(count(&req, "DELETE /Users"), 100, "{req}");
+    assert_eq!(writes, 100, "{req}");
+    // and the SCIM discovery every run starts with.
+    assert_eq!(total(&req), 101, "{req}");
+    assert_eq!(emu.users().len(), 500);
+}
