@@ -125,22 +125,12 @@ fn print_summary(origin: &str, dir: &Path, s: &Summary, settings: &Settings) {
     );
     let mut advice = s.advice.clone();
     if let crate::config::SourceSettings::Graph { attributes, .. } = &settings.source {
-        let extra: Vec<&String> = s
+        let extra: std::collections::BTreeSet<&str> = s
             .reads
             .iter()
-            .filter(|a| !crate::source::graph::USER_ATTRIBUTES.contains(&a.as_str()))
-            .filter(|a| !attributes.contains(a))
-            .filter(|a| {
-                !matches!(
-                    a.as_str(),
-                    "objectId"
-                        | "IsSoftDeleted"
-                        | "appRoleAssignments"
-                        | "telephoneNumber"
-                        | "mobile"
-                        | "physicalDeliveryOfficeName"
-                )
-            })
+            .filter_map(|a| crate::takeover::translate::graph_property(a))
+            .filter(|p| !crate::source::graph::USER_ATTRIBUTES.contains(p))
+            .filter(|p| !attributes.iter().any(|a| a == p))
             .collect();
         if !extra.is_empty() {
             advice.push(format!("[source] attributes = {extra:?}   # read by the scripts, not in Graph's default $select"));

@@ -147,6 +147,22 @@ fn record_field(name: &str, record: Record) -> Option<String> {
     Some(field)
 }
 
+/// The Graph user property an Entra attribute name reads (for the advice on
+/// `[source] attributes`); `None` for what scimsync computes (`appRoles`).
+pub fn graph_property(name: &str) -> Option<&str> {
+    Some(match name {
+        "objectId" => "id",
+        "appRoleAssignments" => return None,
+        "physicalDeliveryOfficeName" => "officeLocation",
+        "mobile" => "mobilePhone",
+        "facsimileTelephoneNumber" => "faxNumber",
+        "telephoneNumber" => "businessPhones",
+        "IsSoftDeleted" => "accountEnabled",
+        n if n.starts_with("extensionAttribute") => "onPremisesExtensionAttributes",
+        n => n,
+    })
+}
+
 /// The directory attributes a translation reads (for the summary's advice on
 /// `[source] attributes`).
 #[derive(Default)]

@@ -285,7 +285,7 @@ impl Sim {
     /// Even seeds run with the grace period (`remove_after = "30d"`: leavers stay
     /// suspended through the run), odd ones remove at once.
     fn grace(&self) -> bool {
-        self.cfg.seed % 2 == 0
+        self.cfg.seed.is_multiple_of(2)
     }
 
     fn new(cfg: Config) -> Result<Sim, String> {
