@@ -18,6 +18,12 @@ fn example(name: &str) -> String {
         .to_string()
 }
 
+/// The customised example schema, to edit into a broken one.
+fn customised_schema() -> Value {
+    let text = std::fs::read_to_string(example("dropbox-customised.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 fn plan(ws: &Workspace) -> Vec<Value> {
     let run = ws.run(&["plan", "--json"]);
     run.ok();
@@ -269,9 +275,7 @@ fn an_untranslatable_schema_writes_nothing() {
     let emu = Emulator::start();
     let ws = Workspace::new(&emu, &small_directory(2));
     let before = std::fs::read_to_string(ws.dir.join("scripts/mapping.rhai")).unwrap();
-    let mut schema: Value =
-        serde_json::from_str(&std::fs::read_to_string(example("dropbox-customised.json")).unwrap())
-            .unwrap();
+    let mut schema: Value = customised_schema();
     let users = &mut schema["synchronizationRules"][0]["objectMappings"][0];
     users["attributeMappings"][5]["source"]["expression"] =
         json!("Join(\" \", Frobnicate([givenName]), [surname])");
@@ -292,9 +296,7 @@ fn an_untranslatable_schema_writes_nothing() {
     ] {
         assert!(run.stderr.contains(part), "{part} in {}", run.stderr);
     }
-    let mut schema: Value =
-        serde_json::from_str(&std::fs::read_to_string(example("dropbox-customised.json")).unwrap())
-            .unwrap();
+    let mut schema: Value = customised_schema();
     schema["synchronizationRules"][0]["objectMappings"][0]["scope"]["groups"][1]["clauses"][0]
         ["operatorName"] = json!("Less_Than");
     ws.write("bad-operator.json", &schema.to_string());
@@ -333,9 +335,7 @@ fn the_schema_is_read_from_the_entra_job_through_graph() {
     let graph = GraphEmulator::start(&dir, &small_directory(2), 100);
     let emu = Emulator::start();
     let ws = Workspace::new(&emu, &small_directory(2));
-    let schema: Value =
-        serde_json::from_str(&std::fs::read_to_string(example("dropbox-customised.json")).unwrap())
-            .unwrap();
+    let schema: Value = customised_schema();
     graph.put_schema("DropboxSCIMOutDelta.contoso.1234", &schema);
     graph.configure_workspace(&ws, &graph.secret);
     let run = ws.run(&[
