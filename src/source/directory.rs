@@ -315,6 +315,14 @@ impl Assignments {
         }
     }
 
+    /// A digest of what decides a user's assignment.
+    pub(super) fn digest(&self, id: &str) -> u64 {
+        use std::hash::Hasher;
+        let mut h = std::hash::DefaultHasher::new();
+        self.hash_user(id, &mut h);
+        h.finish()
+    }
+
     /// A user with its assignment and app roles.
     pub(super) fn user(&self, id: String, upn: String, mut rec: Map<String, Value>) -> SourceUser {
         let (assignment, effective) = self.of_user(&id);

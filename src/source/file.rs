@@ -1,15 +1,17 @@
 //! The `file` source: a Graph-shaped JSON document on disk, read streaming.
 //!
-//! The document is never held whole. A first pass takes the groups and the
-//! assignments (a user's assignment can come through a group, and `assignments`
-//! may come last) and counts the user ids; a second pass takes the users one by
-//! one. Each record gets a digest; in an incremental read a user whose digest did
-//! not change is kept as an id only, so editing one user in a 1,000,000-user file
-//! costs a hash per record and one evaluation — and memory for what changed, not
-//! for the directory. When a changed user makes its groups' members needed (see
-//! `cycle::widen_to_members`), a third pass takes those. The file's hash is the
-//! watermark; a file that changes between passes fails the read (the next cycle
-//! reads it again).
+//! The document is never held whole. A full read takes the groups and the
+//! assignments in a first pass (a user's assignment can come through a group, and
+//! `assignments` may come last) and counts the user ids; a second pass takes the
+//! users one by one. Each user gets two digests, of its record's text and of what
+//! decides its assignment. An incremental read judges the texts in the first pass
+//! itself: a user whose text and assignment did not change is kept as an id only,
+//! so editing one user in a 1,000,000-user file costs one pass, a hash per record
+//! and one evaluation — and memory for what changed, not for the directory. Users
+//! needed after all (an assignment changed, a changed user's groups' members: see
+//! `cycle::widen_to_members`, the cycle asks) are taken in a second pass. The
+//! file's hash is the watermark; a file that changes between passes fails the read
+//! (the next cycle reads it again).
 
 use super::directory::{self, Assignments, Records};
 use super::scan;
@@ -84,8 +86,12 @@ impl FileSource {
         keep: Option<&HashSet<String>>,
         watermark: &str,
     ) -> Result<Snapshot, Error> {
-        // Pass 1: groups, assignments, user ids.
-        let mut first = FirstPass::default();
+        // Pass 1: groups, assignments, user ids (and in an incremental read, the
+        // users' digests).
+        let mut first = FirstPass {
+            before,
+            ..FirstPass::default()
+        };
         self.pass(&mut first, watermark)?;
         first.check(self.scope).map_err(|m| self.bad(m))?;
         let mut snap = Snapshot {
@@ -118,8 +124,7 @@ impl FileSource {
             wanted.extend(g.members.iter().cloned());
             changed.insert(g.id.clone());
         }
-        // Pass 2: the users.
-        let mut second = UserPass {
+        let mut users = UserPass {
             assignments: &assignments,
             counts: &first.user_ids,
             before,
@@ -129,37 +134,40 @@ impl FileSource {
             changed: &mut changed,
             only: None,
         };
-        self.pass(&mut second, watermark)?;
-        // A changed user takes its groups' members with it; those not kept yet are
-        // read in a third pass.
-        if before.is_some() {
-            let more = widen(&snap, &mut changed);
-            if !more.is_empty() {
-                let mut scratch = Digests::default();
-                let mut third = UserPass {
-                    assignments: &assignments,
-                    counts: &first.user_ids,
-                    before,
-                    wanted: &more,
-                    digests: &mut scratch,
-                    snap: &mut snap,
-                    changed: &mut changed,
-                    only: Some(&more),
-                };
-                self.pass(&mut third, watermark)?;
-                for id in &more {
-                    snap.untouched.users.remove(id);
-                }
+        let Some(before) = before else {
+            // Pass 2 of a full read: every user.
+            self.pass(&mut users, watermark)?;
+            snap.cache = Some(digests.to_text());
+            return Ok(snap);
+        };
+        // An incremental read: what pass 1 saw decides; the users it let go that
+        // are needed after all (an assignment changed, a group they are in is
+        // planned, the cycle asks) are read in a second pass.
+        let mut again = users.seen(std::mem::take(&mut first.users), before);
+        again.extend(widen(&snap, &mut changed));
+        if !again.is_empty() {
+            for id in &again {
+                snap.untouched.users.remove(id);
+            }
+            let mut scratch = Digests::default();
+            let mut second = UserPass {
+                assignments: &assignments,
+                counts: &first.user_ids,
+                before: Some(before),
+                wanted: &again,
+                digests: &mut scratch,
+                snap: &mut snap,
+                changed: &mut changed,
+                only: Some(&again),
+            };
+            self.pass(&mut second, watermark)?;
+        }
+        for g in &snap.groups {
+            if !changed.contains(&g.id) {
+                snap.untouched.groups.insert(g.id.clone());
             }
         }
-        if before.is_some() {
-            for g in &snap.groups {
-                if !changed.contains(&g.id) {
-                    snap.untouched.groups.insert(g.id.clone());
-                }
-            }
-            snap.changed = Some(changed);
-        }
+        snap.changed = Some(changed);
         snap.cache = Some(digests.to_text());
         Ok(snap)
     }
@@ -289,18 +297,40 @@ trait Pass {
     }
 }
 
-/// Pass 1: groups whole, assignments as roles, users by id only.
+/// Pass 1: groups whole, assignments as roles, users by id only — and, in an
+/// incremental read, each user's text digest, keeping the text of those whose
+/// digest changed (an edit costs one pass, not two).
 #[derive(Default)]
-struct FirstPass {
+struct FirstPass<'a> {
     groups: Vec<Value>,
     roles: directory::Roles,
     errors: Vec<crate::model::RecordError>,
     /// How many user records carry each id (a shared id fails them all).
     user_ids: HashMap<String, u32>,
     sections: Vec<Section>,
+    /// The digests of the last read: users are digested in this pass.
+    before: Option<&'a Digests>,
+    users: Vec<Seen>,
 }
 
-impl Pass for FirstPass {
+/// A user record as the first pass of an incremental read saw it.
+struct Seen {
+    index: usize,
+    id: Option<String>,
+    text: u64,
+    /// The record's text when it is not the one digested last time.
+    raw: Option<String>,
+}
+
+/// A record text's digest.
+fn text_digest(raw: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    raw.hash(&mut h);
+    h.finish()
+}
+
+impl Pass for FirstPass<'_> {
     fn wants(&self, _: Section) -> bool {
         true
     }
@@ -317,8 +347,17 @@ impl Pass for FirstPass {
                 directory::add_assignment(&mut self.roles, i, &parse(raw), &mut self.errors)
             }
             Section::Users => {
-                if let Some(id) = id_of(raw) {
-                    *self.user_ids.entry(id).or_insert(0) += 1;
+                let id = id_of(raw);
+                if let Some(id) = &id {
+                    *self.user_ids.entry(id.clone()).or_insert(0) += 1;
+                }
+                if let Some(before) = self.before {
+                    let text = text_digest(raw);
+                    let same = id
+                        .as_ref()
+                        .is_some_and(|id| before.0.get(&format!("u:{id}")) == Some(&text));
+                    let raw = (!same).then(|| raw.to_string());
+                    self.users.push(Seen { index: i, id, text, raw });
                 }
             }
         }
@@ -356,7 +395,7 @@ fn id_of(text: &str) -> Option<String> {
     }
 }
 
-impl FirstPass {
+impl FirstPass<'_> {
     /// The sections the document must have (see `directory::check_top_level`).
     fn check(&self, scope: Scope) -> Result<(), String> {
         let has = |s: Section| self.sections.contains(&s);
@@ -384,50 +423,58 @@ impl Pass for UserPass<'_> {
     }
 
     fn element(&mut self, _: Section, i: usize, raw: &str) {
-        let id = id_of(raw);
         if let Some(only) = self.only {
-            if id.as_ref().is_some_and(|id| only.contains(id)) {
-                let mut errors = vec![];
-                let mut records = Records::new(RecordKind::User, "users", &mut errors);
-                if let Some((id, upn, rec)) = records.user(i, parse(raw), self.counts) {
-                    self.changed.insert(id.clone());
-                    self.snap.users.push(self.assignments.user(id, upn, rec));
-                }
+            if id_of(raw).is_some_and(|id| only.contains(&id)) {
+                self.take(i, raw, None);
             }
             return;
         }
-        // The digest: the record's text, its assignment and roles.
-        let digest = id.as_ref().map(|id| {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::hash::DefaultHasher::new();
-            raw.hash(&mut h);
-            self.assignments.hash_user(id, &mut h);
-            h.finish()
-        });
-        let key = id.as_ref().map(|id| format!("u:{id}"));
-        let unchanged = match (&key, digest, self.before) {
-            (Some(k), Some(d), Some(b)) => b.0.get(k) == Some(&d),
-            _ => false,
-        };
-        if let (true, Some(id), Some(k), Some(d)) = (unchanged, &id, &key, digest) {
-            if !self.wanted.contains(id) {
-                self.digests.0.insert(k.clone(), d);
-                self.snap.untouched.users.insert(id.clone());
-                return;
-            }
-        }
+        self.take(i, raw, Some(text_digest(raw)));
+    }
+}
+
+impl UserPass<'_> {
+    /// A user record read whole; `text`: its digest, kept when it is readable (a
+    /// broken one is read every time).
+    fn take(&mut self, i: usize, raw: &str, text: Option<u64>) {
         let mut records = Records::new(RecordKind::User, "users", &mut self.snap.errors);
         let Some((id, upn, rec)) = records.user(i, parse(raw), self.counts) else {
             return;
         };
-        // Only a readable record's digest is kept: a broken one is read every time.
-        if let (Some(k), Some(d)) = (key, digest) {
-            self.digests.0.insert(k, d);
+        if let Some(text) = text {
+            self.digests.user(&id, text, self.assignments);
         }
         if self.before.is_some() {
             self.changed.insert(id.clone());
         }
         self.snap.users.push(self.assignments.user(id, upn, rec));
+    }
+
+    /// The users the first pass of an incremental read saw: a changed text is
+    /// parsed now; a text as last time stays an id if its assignment is too and
+    /// nothing wants it, else its id is returned, to be read again.
+    fn seen(&mut self, seen: Vec<Seen>, before: &Digests) -> HashSet<String> {
+        let mut again = HashSet::new();
+        for s in seen {
+            let Seen { index, id, text, raw } = s;
+            let (Some(id), None) = (id, &raw) else {
+                self.take(index, raw.as_deref().unwrap_or_default(), Some(text));
+                continue;
+            };
+            let assignment = self.assignments.digest(&id);
+            let shared = self.counts.get(&id).is_some_and(|n| *n > 1);
+            if !shared {
+                self.digests.0.insert(format!("u:{id}"), text);
+                self.digests.0.insert(format!("a:{id}"), assignment);
+            }
+            let same = before.0.get(&format!("a:{id}")) == Some(&assignment);
+            if same && !shared && !self.wanted.contains(&id) {
+                self.snap.untouched.users.insert(id);
+            } else {
+                again.insert(id);
+            }
+        }
+        again
     }
 }
 
@@ -436,9 +483,17 @@ impl Pass for UserPass<'_> {
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Digests(HashMap<String, u64>);
 
-const DIGESTS_HEADER: &str = "scimsync file digests v1";
+/// v2: a user's text (`u:`) and assignment (`a:`) apart, so a text can be
+/// judged while the file is read and the assignment once it has been.
+const DIGESTS_HEADER: &str = "scimsync file digests v2";
 
 impl Digests {
+    /// A readable user's digests.
+    fn user(&mut self, id: &str, text: u64, assignments: &Assignments) {
+        self.0.insert(format!("u:{id}"), text);
+        self.0.insert(format!("a:{id}"), assignments.digest(id));
+    }
+
     fn to_text(&self) -> String {
         let mut out = String::with_capacity(self.0.len() * 32 + 32);
         out.push_str(DIGESTS_HEADER);
