@@ -106,15 +106,14 @@ impl FileSource {
         for g in groups {
             let g = assignments.group(g);
             digests
-                .0
-                .insert(format!("g:{}", g.id), directory::group_digest(&g));
+                .groups
+                .insert(g.id.clone(), directory::group_digest(&g));
             snap.groups.push(g);
         }
         // A group is read again when it changed, or when the cycle asks for it.
         let asked = |id: &str| keep.is_some_and(|k| k.contains(id));
         let changed_group = |id: &str| {
-            let key = format!("g:{id}");
-            asked(id) || before.is_none_or(|b| b.0.get(&key) != digests.0.get(&key))
+            asked(id) || before.is_none_or(|b| b.groups.get(id) != digests.groups.get(id))
         };
         // Users a changed group needs (its members are evaluated again), and those the
         // cycle asks for (pending, escrows due).
@@ -355,9 +354,14 @@ impl Pass for FirstPass<'_> {
                     let text = text_digest(raw);
                     let same = id
                         .as_ref()
-                        .is_some_and(|id| before.0.get(&format!("u:{id}")) == Some(&text));
+                        .is_some_and(|id| before.users.get(id).map(|d| d.0) == Some(text));
                     let raw = (!same).then(|| raw.to_string());
-                    self.users.push(Seen { index: i, id, text, raw });
+                    self.users.push(Seen {
+                        index: i,
+                        id,
+                        text,
+                        raw,
+                    });
                 }
             }
         }
@@ -456,7 +460,12 @@ impl UserPass<'_> {
     fn seen(&mut self, seen: Vec<Seen>, before: &Digests) -> HashSet<String> {
         let mut again = HashSet::new();
         for s in seen {
-            let Seen { index, id, text, raw } = s;
+            let Seen {
+                index,
+                id,
+                text,
+                raw,
+            } = s;
             let (Some(id), None) = (id, &raw) else {
                 self.take(index, raw.as_deref().unwrap_or_default(), Some(text));
                 continue;
@@ -464,10 +473,9 @@ impl UserPass<'_> {
             let assignment = self.assignments.digest(&id);
             let shared = self.counts.get(&id).is_some_and(|n| *n > 1);
             if !shared {
-                self.digests.0.insert(format!("u:{id}"), text);
-                self.digests.0.insert(format!("a:{id}"), assignment);
+                self.digests.users.insert(id.clone(), (text, assignment));
             }
-            let same = before.0.get(&format!("a:{id}")) == Some(&assignment);
+            let same = before.users.get(&id).map(|d| d.1) == Some(assignment);
             if same && !shared && !self.wanted.contains(&id) {
                 self.snap.untouched.users.insert(id);
             } else {
@@ -478,44 +486,62 @@ impl UserPass<'_> {
     }
 }
 
-/// A digest per directory record (the record as read, with its assignment and,
-/// for groups, members), for telling which records a file edit touched.
+/// A digest per directory record, for telling which records a file edit touched:
+/// a group's (the record as read, with its members), and a user's text and
+/// assignment apart, so a text can be judged while the file is read and the
+/// assignment once it has been.
 #[derive(Debug, Default, PartialEq)]
-pub(super) struct Digests(HashMap<String, u64>);
+pub(super) struct Digests {
+    groups: HashMap<String, u64>,
+    /// User id → (text, assignment).
+    users: HashMap<String, (u64, u64)>,
+}
 
-/// v2: a user's text (`u:`) and assignment (`a:`) apart, so a text can be
-/// judged while the file is read and the assignment once it has been.
 const DIGESTS_HEADER: &str = "scimsync file digests v2";
 
 impl Digests {
     /// A readable user's digests.
     fn user(&mut self, id: &str, text: u64, assignments: &Assignments) {
-        self.0.insert(format!("u:{id}"), text);
-        self.0.insert(format!("a:{id}"), assignments.digest(id));
+        self.users
+            .insert(id.to_string(), (text, assignments.digest(id)));
     }
 
     fn to_text(&self) -> String {
-        let mut out = String::with_capacity(self.0.len() * 32 + 32);
+        use std::fmt::Write;
+        let mut out = String::with_capacity(self.users.len() * 56 + self.groups.len() * 40 + 32);
         out.push_str(DIGESTS_HEADER);
         out.push('\n');
-        for (k, v) in &self.0 {
-            out.push_str(&format!("{v:016x} {k}\n"));
+        for (k, v) in &self.groups {
+            let _ = writeln!(out, "g {v:016x} {k}");
+        }
+        for (k, (t, a)) in &self.users {
+            let _ = writeln!(out, "u {t:016x}{a:016x} {k}");
         }
         out
     }
 
-    /// `None` for anything else (a Graph cache, a damaged value): a full evaluation.
+    /// `None` for anything else (a Graph cache, an older or damaged value): a
+    /// full evaluation.
     fn parse(text: &str) -> Option<Digests> {
         let mut lines = text.lines();
         if lines.next()? != DIGESTS_HEADER {
             return None;
         }
-        let mut map = HashMap::new();
+        let mut d = Digests::default();
+        let hex = |h: &str| u64::from_str_radix(h, 16).ok();
         for l in lines {
-            let (d, k) = l.split_once(' ')?;
-            map.insert(k.to_string(), u64::from_str_radix(d, 16).ok()?);
+            let (kind, rest) = l.split_once(' ')?;
+            let (v, id) = rest.split_once(' ')?;
+            match (kind, v.len()) {
+                ("g", 16) => d.groups.insert(id.to_string(), hex(v)?).map(|_| ()),
+                ("u", 32) => d
+                    .users
+                    .insert(id.to_string(), (hex(&v[..16])?, hex(&v[16..])?))
+                    .map(|_| ()),
+                _ => return None,
+            };
         }
-        Some(Digests(map))
+        Some(d)
     }
 }
 
