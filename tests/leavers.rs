@@ -358,3 +358,28 @@ fn removing_100_leavers_over_scim_is_one_suspension_then_one_delete_each() {
     assert_eq!(total(&req), 101, "{req}");
     assert_eq!(emu.users().len(), 500);
 }
+
+#[test]
+fn restart_full_forgets_the_leavers_with_the_links() {
+    let emu = Emulator::start();
+    let mut doc = small_directory(3);
+    let ws = Workspace::new(&emu, &doc);
+    ws.sync().ok();
+    emu.accept_all();
+    doc["users"].as_array_mut().unwrap().remove(1);
+    ws.write_directory(&doc);
+    ws.sync().ok();
+    let pending = |ws: &Workspace| -> Value {
+        let s: Value = serde_json::from_str(&ws.run(&["status", "--json"]).stdout).unwrap();
+        s["pending_removals"].clone()
+    };
+    assert_eq!(pending(&ws).as_array().unwrap().len(), 1);
+    ws.run(&["restart", "--scope", "full"]).ok();
+    assert_eq!(pending(&ws), json!([]));
+    // The suspended account stays as it is: no longer scimsync's.
+    ws.sync().ok();
+    assert_eq!(
+        emu.status("user1@contoso.com").as_deref(),
+        Some("suspended")
+    );
+}

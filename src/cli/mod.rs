@@ -253,8 +253,9 @@ pub enum RestartScope {
     Quarantine,
     /// Undo `migrate apply` (the legacy integration may run again)
     Migration,
-    /// Start over: forget the watermark, escrows, quarantine, holds and every
-    /// link (the next cycle matches and adopts again)
+    /// Start over: forget the watermark, escrows, quarantine, holds, every link
+    /// and the leavers waiting out the grace period (the next cycle matches and
+    /// adopts again)
     Full,
 }
 

@@ -622,6 +622,8 @@ impl State {
                 tx.execute("DELETE FROM memberships", [])?;
                 tx.execute("DELETE FROM links", [])?;
                 tx.execute("DELETE FROM pending", [])?;
+                // A leaver's link is gone with the rest: nothing is left to remove.
+                tx.execute("DELETE FROM leavers", [])?;
             }
         }
         tx.commit()?;
