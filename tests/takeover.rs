@@ -24,6 +24,11 @@ fn customised_schema() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// `import-entra --force FILE` in the workspace.
+fn import(ws: &Workspace, schema: &str) -> Run {
+    ws.run(&["import-entra", "--force", schema])
+}
+
 fn plan(ws: &Workspace) -> Vec<Value> {
     let run = ws.run(&["plan", "--json"]);
     run.ok();
@@ -146,11 +151,7 @@ fn customised_expected() -> Vec<(&'static str, Option<Value>)> {
 fn customised_schema_provisions_what_entra_would() {
     let emu = Emulator::start();
     let ws = Workspace::new(&emu, &customised_directory());
-    let run = ws.run(&[
-        "import-entra",
-        "--force",
-        &example("dropbox-customised.json"),
-    ]);
+    let run = import(&ws, &example("dropbox-customised.json"));
     run.ok();
     assert!(
         run.stdout
@@ -238,7 +239,7 @@ fn default_schema_adopts_every_account_entra_provisioned_without_changes() {
 
     // scimsync takes over: its own state, the scripts imported from the schema.
     let ws = Workspace::new(&emu, &doc);
-    let run = ws.run(&["import-entra", "--force", &example("dropbox-default.json")]);
+    let run = import(&ws, &example("dropbox-default.json"));
     run.ok();
     assert!(
         run.stdout.contains("Config: nothing to change."),
@@ -280,11 +281,7 @@ fn an_untranslatable_schema_writes_nothing() {
     users["attributeMappings"][5]["source"]["expression"] =
         json!("Join(\" \", Frobnicate([givenName]), [surname])");
     ws.write("bad-function.json", &schema.to_string());
-    let run = ws.run(&[
-        "import-entra",
-        "--force",
-        ws.dir.join("bad-function.json").to_str().unwrap(),
-    ]);
+    let run = import(&ws, ws.dir.join("bad-function.json").to_str().unwrap());
     assert_eq!(run.code, 2, "{}", run.stderr);
     for part in [
         "synchronizationRules[0].objectMappings[0]",
@@ -300,11 +297,7 @@ fn an_untranslatable_schema_writes_nothing() {
     schema["synchronizationRules"][0]["objectMappings"][0]["scope"]["groups"][1]["clauses"][0]
         ["operatorName"] = json!("Less_Than");
     ws.write("bad-operator.json", &schema.to_string());
-    let run = ws.run(&[
-        "import-entra",
-        "--force",
-        ws.dir.join("bad-operator.json").to_str().unwrap(),
-    ]);
+    let run = import(&ws, ws.dir.join("bad-operator.json").to_str().unwrap());
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
         run.stderr
@@ -383,8 +376,7 @@ fn default_schema_maps_as_entra_does() {
     });
     let emu = Emulator::start();
     let ws = Workspace::new(&emu, &doc);
-    ws.run(&["import-entra", "--force", &example("dropbox-default.json")])
-        .ok();
+    import(&ws, &example("dropbox-default.json")).ok();
     let actions = plan(&ws);
     // Worked out from the default mapping: IsSoftDeleted is false for an enabled
     // user in scope, so Switch gives "True"; null mail and givenName flow nothing.
