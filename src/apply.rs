@@ -318,6 +318,48 @@ fn all_as_new(attrs: &Attrs) -> Vec<Modified> {
         .collect()
 }
 
+/// Creates on the pool's wire and the actions they are for, oldest first.
+struct Creates<'p> {
+    wire: pool::Wire,
+    flying: std::collections::VecDeque<&'p Action>,
+    /// Creates sent ahead of the answer the core records: enough that a worker
+    /// finishing a call finds the next one waiting.
+    window: usize,
+}
+
+impl<'p> Creates<'p> {
+    fn new(wire: pool::Wire, in_flight: usize) -> Creates<'p> {
+        Creates {
+            wire,
+            flying: Default::default(),
+            window: in_flight * pool::PER_WORKER,
+        }
+    }
+
+    fn send(&mut self, a: &'p Action) {
+        self.wire.send(Call::Create {
+            kind: a.kind,
+            attrs: a.attrs.clone(),
+        });
+        self.flying.push_back(a);
+    }
+
+    /// The oldest create's action and its answer.
+    fn next(&mut self) -> Option<(&'p Action, Result<String, TargetError>)> {
+        let a = self.flying.pop_front()?;
+        let result = match self.wire.answer() {
+            Some(Ok(pool::Answer::Created(id))) => Ok(id),
+            Some(Err(e)) => Err(e),
+            _ => Err(TargetError::new(
+                crate::http::ErrorClass::Transport,
+                None,
+                "a create came back without an id",
+            )),
+        };
+        Some((a, result))
+    }
+}
+
 impl Applier<'_> {
     /// Creates are written ahead, committed before any is sent: should this process
     /// die before their answers are recorded, the next cycle still knows the target
@@ -345,7 +387,7 @@ impl Applier<'_> {
     }
 
     /// Updates, enables, adoptions, creates and memberships, in plan order; creates
-    /// batched where the target takes batches.
+    /// batched where the target takes batches, or on the worker pool's wire.
     fn run_constructive(
         &mut self,
         constructive: &[&Action],
@@ -353,11 +395,25 @@ impl Applier<'_> {
     ) -> Result<(), Error> {
         // Users the target does not know yet are created in batches where it takes them
         // (the Business API adds up to 20 per call, SCIM servers offering Bulk more).
-        // With a worker pool, creates are batched too and carried several at once.
+        // With a worker pool, creates go on the wire one by one, several at once.
         let batch_size = self.target.create_batch_size().max(1);
+        let mut wire = match constructive.iter().any(|a| a.op == Op::Create) {
+            true => self
+                .target
+                .wire()
+                .map(|w| Creates::new(w, self.target.max_in_flight())),
+            false => None,
+        };
         let mut pending: Vec<&Action> = vec![];
         self.prefetched_to = 0;
         for (i, action) in constructive.iter().enumerate() {
+            let batched_kind = action.kind == ObjectKind::User || self.target.max_in_flight() > 1;
+            let batched = batch_size > 1 && action.op == Op::Create && batched_kind;
+            // Anything else may need what the creates on the wire answer (a new
+            // member's id), and is not sent beside them.
+            if !batched {
+                self.land(&mut wire, 0)?;
+            }
             // A stop waits for the answers already run ahead: they are recorded first.
             if (self.prefetched.is_empty() || i >= self.prefetched_to) && self.stopping() {
                 break;
@@ -367,13 +423,20 @@ impl Applier<'_> {
                 progress.step();
                 continue;
             }
-            let batched_kind = action.kind == ObjectKind::User || self.target.max_in_flight() > 1;
-            if batch_size > 1 && action.op == Op::Create && batched_kind {
+            if batched {
+                self.unlink_gone(action)?;
+                if let Some(w) = wire.as_mut() {
+                    self.write_ahead_unplanned(&[action])?;
+                    w.send(action);
+                    let window = w.window;
+                    self.land(&mut wire, window)?;
+                    progress.step();
+                    continue;
+                }
                 if pending.first().is_some_and(|p| p.kind != action.kind) {
                     self.create_new(&pending)?;
                     pending.clear();
                 }
-                self.unlink_gone(action)?;
                 pending.push(action);
                 if pending.len() >= batch_size {
                     self.create_new(&pending)?;
@@ -389,7 +452,21 @@ impl Applier<'_> {
             self.run(action)?;
             progress.step();
         }
+        self.land(&mut wire, 0)?;
         self.create_new(&pending)
+    }
+
+    /// Records the answers of creates on the wire, oldest first, until no more
+    /// than `keep` are unanswered.
+    fn land(&mut self, wire: &mut Option<Creates>, keep: usize) -> Result<(), Error> {
+        let Some(w) = wire.as_mut() else {
+            return Ok(());
+        };
+        while w.flying.len() > keep {
+            let Some((a, result)) = w.next() else { break };
+            self.record_creates(&[a], vec![result])?;
+        }
+        Ok(())
     }
 
     /// Links brought up to date without a request, before any action runs (an
@@ -1002,18 +1079,32 @@ impl Applier<'_> {
         let Some(first) = batch.first() else {
             return Ok(());
         };
-        // A create the cycle did not plan (a re-creation after a 404) is written
-        // ahead here; planned ones were, all at once, before the first was sent.
+        self.write_ahead_unplanned(batch)?;
+        let attrs: Vec<&Attrs> = batch.iter().map(|a| &a.attrs).collect();
+        let results = self.target.create_batch(first.kind, &attrs);
+        self.record_creates(batch, results)
+    }
+
+    /// A create the cycle did not plan (a re-creation after a 404) is written
+    /// ahead here; planned ones were, all at once, before the first was sent.
+    fn write_ahead_unplanned(&mut self, batch: &[&Action]) -> Result<(), Error> {
         let unplanned: Vec<&Action> = batch
             .iter()
             .copied()
             .filter(|a| !self.intended.contains(&(a.kind, a.source_id.clone())))
             .collect();
-        if !unplanned.is_empty() {
-            self.write_ahead(&unplanned)?;
+        match unplanned.is_empty() {
+            true => Ok(()),
+            false => self.write_ahead(&unplanned),
         }
-        let attrs: Vec<&Attrs> = batch.iter().map(|a| &a.attrs).collect();
-        let results = self.target.create_batch(first.kind, &attrs);
+    }
+
+    /// Links the created objects, logs each create, fails those refused.
+    fn record_creates(
+        &mut self,
+        batch: &[&Action],
+        results: Vec<Result<String, TargetError>>,
+    ) -> Result<(), Error> {
         for (a, r) in batch.iter().zip(results) {
             match r {
                 Ok(id) => {

@@ -94,6 +94,12 @@ pub trait Target {
     ) -> Vec<Result<String, TargetError>> {
         items.iter().map(|a| self.create(kind, a)).collect()
     }
+    /// A wire for creates one by one on the worker pool, where the target carries
+    /// requests several at once and takes no batch in one request; `None` where it
+    /// does not (the caller then uses `create_batch`).
+    fn wire(&mut self) -> Option<pool::Wire> {
+        None
+    }
     /// Requests this target may carry at once (`[target] max_in_flight`).
     fn max_in_flight(&self) -> usize {
         1

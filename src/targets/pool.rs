@@ -6,13 +6,16 @@
 //! over at most `max_in_flight` blocking workers (each a fork of the target sharing
 //! its connection pool, counters and throttle pause) and returns the answers in the
 //! order of the calls, so what the core records does not depend on who finished
-//! first.
+//! first. Creates, the bulk of a first cycle, go on a `Wire` instead: workers that
+//! live for the cycle take each call as the core hands it over, and the core
+//! records one answer while the next calls are under way (no batch to wait out).
 
 use super::{Change, Remote, Target, TargetError};
 use crate::model::ObjectKind;
 use crate::scim::attribute::Attrs;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{mpsc, Arc, Mutex};
 
 /// Calls handed to the pool at once, per worker: enough to keep every worker busy
 /// while the core records the previous batch's answers.
@@ -119,16 +122,116 @@ pub fn run<T: Target + Send>(workers: Vec<T>, calls: &[Call]) -> Vec<Reply> {
         .into_inner()
         .unwrap_or_default()
         .into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| {
-                Err(TargetError::new(
-                    super::ErrorClass::Transport,
-                    None,
-                    "a pool worker stopped before answering",
-                ))
-            })
-        })
+        .map(|r| r.unwrap_or_else(|| Err(stopped())))
         .collect()
+}
+
+/// Calls on the wire while the core goes on: workers (forks of the target) take
+/// each call as the core hands it over, and the core takes the answers back in the
+/// order it sent them, when it needs them. Unlike `run` there is no batch to wait
+/// out: a worker that finishes takes the next call at once, and the core records
+/// one answer while the next calls are under way.
+pub struct Wire {
+    calls: Option<mpsc::Sender<(usize, Call)>>,
+    answers: mpsc::Receiver<(usize, Reply)>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    sent: usize,
+    taken: usize,
+    /// Answers that came back before their turn.
+    early: HashMap<usize, Reply>,
+}
+
+impl Wire {
+    /// Starts one thread per worker; a worker answers one call at a time.
+    pub fn open<W>(workers: Vec<W>) -> Wire
+    where
+        W: FnMut(&Call) -> Reply + Send + 'static,
+    {
+        let (calls, queue) = mpsc::channel::<(usize, Call)>();
+        let (done, answers) = mpsc::channel();
+        let queue = Arc::new(Mutex::new(queue));
+        let workers = workers
+            .into_iter()
+            .map(|mut w| {
+                let (queue, done) = (Arc::clone(&queue), done.clone());
+                std::thread::spawn(move || loop {
+                    let next = match queue.lock() {
+                        Ok(q) => q.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((i, call)) = next else { return };
+                    // A call that panics answers an error: the core never waits
+                    // for an answer that cannot come.
+                    let answer =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w(&call)))
+                            .unwrap_or_else(|_| Err(stopped()));
+                    if done.send((i, answer)).is_err() {
+                        return;
+                    }
+                })
+            })
+            .collect();
+        Wire {
+            calls: Some(calls),
+            answers,
+            workers,
+            sent: 0,
+            taken: 0,
+            early: HashMap::new(),
+        }
+    }
+
+    /// Hands a call to the workers; returns at once.
+    pub fn send(&mut self, call: Call) {
+        let i = self.sent;
+        self.sent += 1;
+        let handed = self.calls.as_ref().map(|c| c.send((i, call)));
+        if !matches!(handed, Some(Ok(()))) {
+            self.early.insert(i, Err(stopped()));
+        }
+    }
+
+    /// Calls sent whose answer the core has not taken yet.
+    pub fn unanswered(&self) -> usize {
+        self.sent - self.taken
+    }
+
+    /// The answer to the oldest call not taken yet, waiting for it if need be.
+    pub fn answer(&mut self) -> Option<Reply> {
+        if self.taken == self.sent {
+            return None;
+        }
+        let i = self.taken;
+        self.taken += 1;
+        while !self.early.contains_key(&i) {
+            match self.answers.recv() {
+                Ok((j, r)) => {
+                    self.early.insert(j, r);
+                }
+                // Every worker is gone: no answer will come.
+                Err(_) => return Some(Err(stopped())),
+            }
+        }
+        self.early.remove(&i)
+    }
+}
+
+impl Drop for Wire {
+    fn drop(&mut self) {
+        // Closing the queue lets each worker finish its call and stop.
+        self.calls = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+fn stopped() -> TargetError {
+    TargetError::new(
+        super::ErrorClass::Transport,
+        None,
+        "a pool worker stopped before answering",
+    )
 }
 
 /// Answers computed ahead of the core asking: taken once, by an equal call.
@@ -155,5 +258,70 @@ impl Prefetched {
     /// Calls run ahead that nobody asked for (a bug if any is a write).
     pub fn drain_unused(&mut self) -> Vec<Call> {
         self.answers.drain(..).map(|(c, _)| c).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn get(i: usize) -> Call {
+        Call::Get {
+            kind: ObjectKind::User,
+            id: i.to_string(),
+        }
+    }
+
+    fn asked(c: &Call) -> usize {
+        match c {
+            Call::Get { id, .. } => id.parse().unwrap_or(usize::MAX),
+            _ => usize::MAX,
+        }
+    }
+
+    /// Calls that finish out of order still come back in the order they were sent.
+    #[test]
+    fn the_wire_answers_in_the_order_calls_were_sent() {
+        let worker = |c: &Call| -> Reply {
+            let i = asked(c);
+            // Early calls take longest: later ones overtake them.
+            std::thread::sleep(Duration::from_millis((12 - i as u64 % 12) * 2));
+            Ok(Answer::Created(format!("t{i}")))
+        };
+        let mut wire = Wire::open(vec![worker; 4]);
+        for i in 0..24 {
+            wire.send(get(i));
+        }
+        assert_eq!(wire.unanswered(), 24);
+        let got: Vec<String> = std::iter::from_fn(|| wire.answer())
+            .map(|r| match r {
+                Ok(Answer::Created(id)) => id,
+                other => format!("{other:?}"),
+            })
+            .collect();
+        let want: Vec<String> = (0..24).map(|i| format!("t{i}")).collect();
+        assert_eq!(got, want);
+        assert_eq!(wire.unanswered(), 0);
+        assert!(wire.answer().is_none());
+    }
+
+    /// A call that panics answers an error, and its worker goes on: the core
+    /// never waits without end.
+    #[test]
+    fn a_call_that_panics_answers_an_error_not_a_hang() {
+        let worker = |c: &Call| -> Reply {
+            if asked(c) == 1 {
+                panic!("this call panics");
+            }
+            Ok(Answer::Done)
+        };
+        let mut wire = Wire::open(vec![worker; 2]);
+        for i in 0..3 {
+            wire.send(get(i));
+        }
+        assert!(matches!(wire.answer(), Some(Ok(Answer::Done))));
+        assert!(matches!(wire.answer(), Some(Err(_))));
+        assert!(matches!(wire.answer(), Some(Ok(Answer::Done))));
     }
 }

@@ -725,6 +725,20 @@ impl Target for ScimTarget {
         self.create_each(kind, items)
     }
 
+    fn wire(&mut self) -> Option<pool::Wire> {
+        // Discovered here, so the forks do not each ask.
+        if self.max_in_flight <= 1 || self.caps().bulk_max_operations > 1 {
+            return None;
+        }
+        let workers = (0..self.max_in_flight)
+            .map(|_| {
+                let mut fork = self.clone();
+                move |c: &pool::Call| pool::execute(&mut fork, c)
+            })
+            .collect();
+        Some(pool::Wire::open(workers))
+    }
+
     fn list(&mut self, kind: ObjectKind) -> Result<Vec<Remote>, TargetError> {
         let mut out = vec![];
         let mut seen = std::collections::HashSet::new();
