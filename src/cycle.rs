@@ -256,7 +256,7 @@ pub fn read(
     let now = crate::clock::now();
     // Objects planned again whatever changed: their records must be read.
     let keep = due_again(state, now, settings)?;
-    let load_cache = || state.meta(Fact::SourceCache);
+    let load_cache = || state.meta_bytes(Fact::SourceCache);
     let mut snapshot = source.read(&ReadRequest {
         watermark: if kind == CycleKind::Incremental {
             watermark.as_deref()
@@ -692,7 +692,7 @@ fn record(
                 w.set_meta(Fact::Watermark, Some(wm))?;
             }
             if let Some(cache) = &snapshot.cache {
-                w.set_meta(Fact::SourceCache, Some(cache))?;
+                w.set_meta_bytes(Fact::SourceCache, cache)?;
             }
             w.set_meta(Fact::ScriptsHash, Some(scripts_hash))?;
         }

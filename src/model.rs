@@ -145,7 +145,7 @@ pub struct Snapshot {
     /// The lists still hold every object, so objects absent from them are gone.
     pub changed: Option<std::collections::HashSet<String>>,
     /// A new directory cache to store with the watermark (Graph), if any.
-    pub cache: Option<String>,
+    pub cache: Option<Vec<u8>>,
     /// Objects present in the directory that an incremental read found unchanged:
     /// their records are let go once the read is widened (`release_untouched`),
     /// their ids stay, so that they are not taken for gone.

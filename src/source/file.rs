@@ -105,15 +105,13 @@ impl FileSource {
         let mut digests = Digests::default();
         for g in groups {
             let g = assignments.group(g);
-            digests
-                .groups
-                .insert(g.id.clone(), directory::group_digest(&g));
+            digests.groups.insert(key(&g.id), directory::group_digest(&g));
             snap.groups.push(g);
         }
         // A group is read again when it changed, or when the cycle asks for it.
         let asked = |id: &str| keep.is_some_and(|k| k.contains(id));
         let changed_group = |id: &str| {
-            asked(id) || before.is_none_or(|b| b.groups.get(id) != digests.groups.get(id))
+            asked(id) || before.is_none_or(|b| b.group(id) != digests.group(id))
         };
         // Users a changed group needs (its members are evaluated again), and those the
         // cycle asks for (pending, escrows due).
@@ -136,7 +134,7 @@ impl FileSource {
         let Some(before) = before else {
             // Pass 2 of a full read: every user.
             self.pass(&mut users, watermark)?;
-            snap.cache = Some(digests.to_text());
+            snap.cache = Some(digests.to_bytes());
             return Ok(snap);
         };
         // An incremental read: what pass 1 saw decides; the users it let go that
@@ -167,7 +165,7 @@ impl FileSource {
             }
         }
         snap.changed = Some(changed);
-        snap.cache = Some(digests.to_text());
+        snap.cache = Some(digests.to_bytes());
         Ok(snap)
     }
 
@@ -354,7 +352,7 @@ impl Pass for FirstPass<'_> {
                     let text = text_digest(raw);
                     let same = id
                         .as_ref()
-                        .is_some_and(|id| before.users.get(id).map(|d| d.0) == Some(text));
+                        .is_some_and(|id| before.user_digests(id).map(|d| d.0) == Some(text));
                     let raw = (!same).then(|| raw.to_string());
                     self.users.push(Seen {
                         index: i,
@@ -473,9 +471,9 @@ impl UserPass<'_> {
             let assignment = self.assignments.digest(&id);
             let shared = self.counts.get(&id).is_some_and(|n| *n > 1);
             if !shared {
-                self.digests.users.insert(id.clone(), (text, assignment));
+                self.digests.users.insert(key(&id), (text, assignment));
             }
-            let same = before.users.get(&id).map(|d| d.1) == Some(assignment);
+            let same = before.user_digests(&id).map(|d| d.1) == Some(assignment);
             if same && !shared && !self.wanted.contains(&id) {
                 self.snap.untouched.users.insert(id);
             } else {
@@ -489,57 +487,89 @@ impl UserPass<'_> {
 /// A digest per directory record, for telling which records a file edit touched:
 /// a group's (the record as read, with its members), and a user's text and
 /// assignment apart, so a text can be judged while the file is read and the
-/// assignment once it has been.
+/// assignment once it has been. Kept by a 128-bit hash of the id, and stored as
+/// bytes: at a million users the cache is 33 MB read and written per cycle, no
+/// text to format or parse, no id string to allocate.
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Digests {
-    groups: HashMap<String, u64>,
+    groups: HashMap<u128, u64>,
     /// User id → (text, assignment).
-    users: HashMap<String, (u64, u64)>,
+    users: HashMap<u128, (u64, u64)>,
 }
 
-const DIGESTS_HEADER: &str = "scimsync file digests v2";
+const DIGESTS_HEADER: &[u8] = b"scimsync file digests v3\n";
+
+/// A record id as the cache keys it.
+fn key(id: &str) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut h = std::hash::DefaultHasher::new();
+        salt.hash(&mut h);
+        id.hash(&mut h);
+        h.finish() as u128
+    };
+    half(0) << 64 | half(1)
+}
 
 impl Digests {
     /// A readable user's digests.
     fn user(&mut self, id: &str, text: u64, assignments: &Assignments) {
-        self.users
-            .insert(id.to_string(), (text, assignments.digest(id)));
+        self.users.insert(key(id), (text, assignments.digest(id)));
     }
 
-    fn to_text(&self) -> String {
-        use std::fmt::Write;
-        let mut out = String::with_capacity(self.users.len() * 56 + self.groups.len() * 40 + 32);
-        out.push_str(DIGESTS_HEADER);
-        out.push('\n');
+    fn user_digests(&self, id: &str) -> Option<(u64, u64)> {
+        self.users.get(&key(id)).copied()
+    }
+
+    fn group(&self, id: &str) -> Option<u64> {
+        self.groups.get(&key(id)).copied()
+    }
+
+    /// The header, then per group `g`, its key and digest; per user `u`, its key,
+    /// text and assignment digests; integers little-endian.
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(DIGESTS_HEADER.len() + self.groups.len() * 25 + self.users.len() * 33);
+        out.extend_from_slice(DIGESTS_HEADER);
         for (k, v) in &self.groups {
-            let _ = writeln!(out, "g {v:016x} {k}");
+            out.push(b'g');
+            out.extend_from_slice(&k.to_le_bytes());
+            out.extend_from_slice(&v.to_le_bytes());
         }
         for (k, (t, a)) in &self.users {
-            let _ = writeln!(out, "u {t:016x}{a:016x} {k}");
+            out.push(b'u');
+            out.extend_from_slice(&k.to_le_bytes());
+            out.extend_from_slice(&t.to_le_bytes());
+            out.extend_from_slice(&a.to_le_bytes());
         }
         out
     }
 
     /// `None` for anything else (a Graph cache, an older or damaged value): a
     /// full evaluation.
-    fn parse(text: &str) -> Option<Digests> {
-        let mut lines = text.lines();
-        if lines.next()? != DIGESTS_HEADER {
-            return None;
-        }
+    fn parse(bytes: &[u8]) -> Option<Digests> {
+        let mut rest = bytes.strip_prefix(DIGESTS_HEADER)?;
         let mut d = Digests::default();
-        let hex = |h: &str| u64::from_str_radix(h, 16).ok();
-        for l in lines {
-            let (kind, rest) = l.split_once(' ')?;
-            let (v, id) = rest.split_once(' ')?;
-            match (kind, v.len()) {
-                ("g", 16) => d.groups.insert(id.to_string(), hex(v)?).map(|_| ()),
-                ("u", 32) => d
-                    .users
-                    .insert(id.to_string(), (hex(&v[..16])?, hex(&v[16..])?))
-                    .map(|_| ()),
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let (head, tail) = (rest.get(..n)?, rest.get(n..)?);
+            rest = tail;
+            Some(head)
+        };
+        let u128_of = |b: &[u8]| Some(u128::from_le_bytes(b.try_into().ok()?));
+        let u64_of = |b: &[u8]| Some(u64::from_le_bytes(b.try_into().ok()?));
+        while let Some(tag) = take(1) {
+            match tag {
+                b"g" => {
+                    let k = u128_of(take(16)?)?;
+                    d.groups.insert(k, u64_of(take(8)?)?);
+                }
+                b"u" => {
+                    let k = u128_of(take(16)?)?;
+                    let text = u64_of(take(8)?)?;
+                    d.users.insert(k, (text, u64_of(take(8)?)?));
+                }
                 _ => return None,
-            };
+            }
         }
         Some(d)
     }
@@ -547,9 +577,9 @@ impl Digests {
 
 /// The path's file, for tests.
 #[cfg(test)]
-fn read_path(path: &std::path::Path, before: Option<&str>) -> Result<Snapshot, Error> {
+fn read_path(path: &std::path::Path, before: Option<&[u8]>) -> Result<Snapshot, Error> {
     let mut source = FileSource::new(path.to_path_buf(), Scope::All);
-    let cache = before.map(str::to_string);
+    let cache = before.map(<[u8]>::to_vec);
     let load = move || Ok(cache.clone());
     source.read(&ReadRequest {
         watermark: None,
@@ -642,5 +672,22 @@ mod tests {
         assert!(second.untouched.groups.contains("g2"));
         assert_eq!(second.present().map(|p| p.users.len()), Some(10));
         Ok(())
+    }
+
+    /// The cache comes back as it was stored; anything else in its place (the
+    /// text of an older scimsync, a cut-off value, a Graph cache) is no cache,
+    /// and the read is a full one.
+    #[test]
+    fn digests_come_back_from_their_bytes_and_nothing_else_passes_for_them() {
+        let mut d = Digests::default();
+        d.groups.insert(key("g1"), 7);
+        d.users.insert(key("u1"), (1, 2));
+        d.users.insert(key("u2"), (u64::MAX, 0));
+        let bytes = d.to_bytes();
+        assert_eq!(Digests::parse(&bytes), Some(d));
+        assert_eq!(Digests::parse(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(Digests::parse(b"scimsync file digests v2\nu 00 u1\n"), None);
+        assert_eq!(Digests::parse(b"{\"users\": []}"), None);
+        assert_ne!(key("u1"), key("u2"));
     }
 }

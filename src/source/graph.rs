@@ -600,7 +600,7 @@ impl GraphSource {
         let mut snap = directory::parse_value(doc, self.scope)
             .map_err(|m| broken(format!("Graph data: {m}")))?;
         snap.watermark = Some(serde_json::to_string(&w).unwrap_or_default());
-        snap.cache = Some(cache);
+        snap.cache = Some(cache.into_bytes());
         snap.changed = changed;
         Ok(snap)
     }
@@ -630,7 +630,7 @@ impl GraphSource {
                 ..Snapshot::default()
             });
         }
-        let cached = (req.cache)()?.and_then(|c| serde_json::from_str::<Value>(&c).ok());
+        let cached = (req.cache)()?.and_then(|c| serde_json::from_slice::<Value>(&c).ok());
         let Some(mut doc) = cached.filter(is_document) else {
             log::info!("no usable directory cache in the state: reading Graph in full");
             return self.full();

@@ -27,7 +27,7 @@ pub struct ReadRequest<'a> {
     /// complete): the source must not answer `unchanged`, but may name what changed.
     pub need_records: bool,
     /// The directory cache stored with the watermark, loaded on demand.
-    pub cache: &'a dyn Fn() -> Result<Option<String>, Error>,
+    pub cache: &'a dyn Fn() -> Result<Option<Vec<u8>>, Error>,
     /// Objects the cycle evaluates again whatever changed (pending, escrows due):
     /// a source that lets go of unchanged records keeps these.
     pub keep: Option<&'a HashSet<String>>,

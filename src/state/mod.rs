@@ -360,6 +360,22 @@ impl State {
             .optional()?)
     }
 
+    /// A fact kept as bytes (the source's cache); one kept as text reads as its
+    /// bytes, so a state written by an older scimsync still reads.
+    pub fn meta_bytes(&self, fact: Fact) -> Result<Option<Vec<u8>>, Error> {
+        use rusqlite::types::ValueRef;
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [fact.key()], |r| {
+                Ok(match r.get_ref(0)? {
+                    ValueRef::Text(b) | ValueRef::Blob(b) => Some(b.to_vec()),
+                    _ => None,
+                })
+            })
+            .optional()?
+            .flatten())
+    }
+
     pub fn set_meta(&self, fact: Fact, value: Option<&str>) -> Result<(), Error> {
         let key = fact.key();
         match value {
@@ -804,6 +820,15 @@ impl Writer<'_> {
             )?,
             None => self.tx.execute("DELETE FROM meta WHERE key = ?1", [key])?,
         };
+        Ok(())
+    }
+
+    /// A fact kept as bytes (a blob: no text encoding to pay for).
+    pub fn set_meta_bytes(&self, fact: Fact, value: &[u8]) -> Result<(), Error> {
+        self.tx.execute(
+            "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![fact.key(), value],
+        )?;
         Ok(())
     }
 }
