@@ -318,6 +318,18 @@ fn all_as_new(attrs: &Attrs) -> Vec<Modified> {
         .collect()
 }
 
+/// An action's matching attributes: what finds its object again.
+fn matching_attrs(opts: &ApplyOptions, a: &Action) -> Attrs {
+    let matching = match a.kind {
+        ObjectKind::User => &opts.user_matching,
+        ObjectKind::Group => &opts.group_matching,
+    };
+    matching
+        .iter()
+        .filter_map(|p| Some((p.clone(), a.attrs.get(p)?.clone())))
+        .collect()
+}
+
 /// Creates on the pool's wire and the actions they are for, oldest first.
 struct Creates<'p> {
     wire: pool::Wire,
@@ -365,24 +377,35 @@ impl Applier<'_> {
     /// die before their answers are recorded, the next cycle still knows the target
     /// may hold these objects, and finds them (one transaction for all of them).
     fn write_ahead(&mut self, creates: &[&Action]) -> Result<(), Error> {
-        // Only what finds the object again: its matching attributes.
-        let intents: Vec<Incomplete> = creates
+        let creates: Vec<&Action> = creates
             .iter()
+            .copied()
             .filter(|a| a.op == Op::Create && !a.adopt_only)
-            .map(|a| Incomplete {
-                kind: a.kind,
-                source_id: a.source_id.clone(),
-                reason: "create sent; its answer was not recorded".into(),
-                attrs: Some(self.matching_attrs(a)),
-            })
             .collect();
-        if intents.is_empty() {
+        if creates.is_empty() {
             return Ok(());
         }
         self.flush()?;
-        self.state.write(|w| w.set_pending(&intents, true))?;
+        // Built a chunk at a time: 100,000 intents at once are tens of MB.
+        let opts = self.opts;
+        self.state.write(|w| {
+            for chunk in creates.chunks(BATCH) {
+                // Only what finds the object again: its matching attributes.
+                let intents: Vec<Incomplete> = chunk
+                    .iter()
+                    .map(|a| Incomplete {
+                        kind: a.kind,
+                        source_id: a.source_id.clone(),
+                        reason: "create sent; its answer was not recorded".into(),
+                        attrs: Some(matching_attrs(opts, a)),
+                    })
+                    .collect();
+                w.set_pending(&intents, true)?;
+            }
+            Ok(())
+        })?;
         self.intended
-            .extend(intents.into_iter().map(|i| (i.kind, i.source_id)));
+            .extend(creates.iter().map(|a| (a.kind, a.source_id.clone())));
         Ok(())
     }
 
@@ -563,17 +586,6 @@ impl Applier<'_> {
     }
 
     /// The matching attributes of a create.
-    fn matching_attrs(&self, a: &Action) -> Attrs {
-        let matching = match a.kind {
-            ObjectKind::User => &self.opts.user_matching,
-            ObjectKind::Group => &self.opts.group_matching,
-        };
-        matching
-            .iter()
-            .filter_map(|p| Some((p.clone(), a.attrs.get(p)?.clone())))
-            .collect()
-    }
-
     /// The matching names an object holds, as (kind, path, key).
     fn names(&self, kind: ObjectKind, attrs: &Attrs) -> Vec<(ObjectKind, String, String)> {
         let matching = match kind {
