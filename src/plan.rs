@@ -1065,22 +1065,17 @@ impl<'a> Planner<'a> {
     fn gone(&mut self, kind: ObjectKind) -> Vec<&'a Link> {
         let input = self.input;
         let (links, seen) = match kind {
-            ObjectKind::User => (input.user_links, &mut self.seen_users),
-            ObjectKind::Group => (input.group_links, &mut self.seen_groups),
+            ObjectKind::User => (input.user_links, &self.seen_users),
+            ObjectKind::Group => (input.group_links, &self.seen_groups),
         };
-        if let Some(p) = input.present {
-            let present = match kind {
-                ObjectKind::User => &p.users,
-                ObjectKind::Group => &p.groups,
-            };
-            for l in links.values() {
-                if present.contains(&l.source_id) {
-                    seen.insert(l.source_id.clone());
-                }
-            }
-        }
+        let present = input.present.map(|p| match kind {
+            ObjectKind::User => &p.users,
+            ObjectKind::Group => &p.groups,
+        });
+        // One look-up per link where that settles it: a million links, no copy.
         let mut gone: Vec<&Link> = links
             .values()
+            .filter(|l| !present.is_some_and(|p| p.contains(&l.source_id)))
             .filter(|l| !seen.contains(&l.source_id))
             .collect();
         gone.sort_by(|a, b| a.source_id.cmp(&b.source_id));

@@ -105,14 +105,15 @@ impl FileSource {
         let mut digests = Digests::default();
         for g in groups {
             let g = assignments.group(g);
-            digests.groups.insert(key(&g.id), directory::group_digest(&g));
+            digests
+                .groups
+                .insert(key(&g.id), directory::group_digest(&g));
             snap.groups.push(g);
         }
         // A group is read again when it changed, or when the cycle asks for it.
         let asked = |id: &str| keep.is_some_and(|k| k.contains(id));
-        let changed_group = |id: &str| {
-            asked(id) || before.is_none_or(|b| b.group(id) != digests.group(id))
-        };
+        let changed_group =
+            |id: &str| asked(id) || before.is_none_or(|b| b.group(id) != digests.group(id));
         // Users a changed group needs (its members are evaluated again), and those the
         // cycle asks for (pending, escrows due).
         let mut wanted: HashSet<String> = keep.cloned().unwrap_or_default();
@@ -140,7 +141,7 @@ impl FileSource {
         // An incremental read: what pass 1 saw decides; the users it let go that
         // are needed after all (an assignment changed, a group they are in is
         // planned, the cycle asks) are read in a second pass.
-        let mut again = users.seen(std::mem::take(&mut first.users), before);
+        let mut again = users.seen(std::mem::take(&mut first.users));
         again.extend(widen(&snap, &mut changed));
         if !again.is_empty() {
             for id in &again {
@@ -314,6 +315,9 @@ struct FirstPass<'a> {
 struct Seen {
     index: usize,
     id: Option<String>,
+    /// The id's cache key and the digests the last read kept under it.
+    key: u128,
+    before: Option<(u64, u64)>,
     text: u64,
     /// The record's text when it is not the one digested last time.
     raw: Option<String>,
@@ -348,15 +352,17 @@ impl Pass for FirstPass<'_> {
                 if let Some(id) = &id {
                     *self.user_ids.entry(id.clone()).or_insert(0) += 1;
                 }
-                if let Some(before) = self.before {
+                if let Some(digests) = self.before {
                     let text = text_digest(raw);
-                    let same = id
-                        .as_ref()
-                        .is_some_and(|id| before.user_digests(id).map(|d| d.0) == Some(text));
+                    let key = id.as_deref().map(key).unwrap_or_default();
+                    let before = id.as_ref().and_then(|_| digests.users.get(&key).copied());
+                    let same = before.map(|d| d.0) == Some(text);
                     let raw = (!same).then(|| raw.to_string());
                     self.users.push(Seen {
                         index: i,
                         id,
+                        key,
+                        before,
                         text,
                         raw,
                     });
@@ -455,12 +461,14 @@ impl UserPass<'_> {
     /// The users the first pass of an incremental read saw: a changed text is
     /// parsed now; a text as last time stays an id if its assignment is too and
     /// nothing wants it, else its id is returned, to be read again.
-    fn seen(&mut self, seen: Vec<Seen>, before: &Digests) -> HashSet<String> {
+    fn seen(&mut self, seen: Vec<Seen>) -> HashSet<String> {
         let mut again = HashSet::new();
         for s in seen {
             let Seen {
                 index,
                 id,
+                key,
+                before,
                 text,
                 raw,
             } = s;
@@ -471,9 +479,9 @@ impl UserPass<'_> {
             let assignment = self.assignments.digest(&id);
             let shared = self.counts.get(&id).is_some_and(|n| *n > 1);
             if !shared {
-                self.digests.users.insert(key(&id), (text, assignment));
+                self.digests.users.insert(key, (text, assignment));
             }
-            let same = before.user_digests(&id).map(|d| d.1) == Some(assignment);
+            let same = before.map(|d| d.1) == Some(assignment);
             if same && !shared && !self.wanted.contains(&id) {
                 self.snap.untouched.users.insert(id);
             } else {
@@ -492,9 +500,30 @@ impl UserPass<'_> {
 /// text to format or parse, no id string to allocate.
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Digests {
-    groups: HashMap<u128, u64>,
+    groups: HashMap<u128, u64, Keyed>,
     /// User id → (text, assignment).
-    users: HashMap<u128, (u64, u64)>,
+    users: HashMap<u128, (u64, u64), Keyed>,
+}
+
+/// The cache's keys are hashes already: a map takes their low bits as they are
+/// instead of hashing them again (a million users, three look-ups each).
+type Keyed = std::hash::BuildHasherDefault<KeyHasher>;
+
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, k: u128) {
+        self.0 = k as u64;
+    }
 }
 
 const DIGESTS_HEADER: &[u8] = b"scimsync file digests v3\n";
@@ -517,10 +546,6 @@ impl Digests {
         self.users.insert(key(id), (text, assignments.digest(id)));
     }
 
-    fn user_digests(&self, id: &str) -> Option<(u64, u64)> {
-        self.users.get(&key(id)).copied()
-    }
-
     fn group(&self, id: &str) -> Option<u64> {
         self.groups.get(&key(id)).copied()
     }
@@ -528,8 +553,9 @@ impl Digests {
     /// The header, then per group `g`, its key and digest; per user `u`, its key,
     /// text and assignment digests; integers little-endian.
     fn to_bytes(&self) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(DIGESTS_HEADER.len() + self.groups.len() * 25 + self.users.len() * 33);
+        let mut out = Vec::with_capacity(
+            DIGESTS_HEADER.len() + self.groups.len() * 25 + self.users.len() * 33,
+        );
         out.extend_from_slice(DIGESTS_HEADER);
         for (k, v) in &self.groups {
             out.push(b'g');
