@@ -88,7 +88,8 @@ pub struct Link {
     pub source_id: String,
     pub target_id: String,
     pub display: String,
-    /// The attributes last applied (flat paths).
+    /// The attributes last applied (flat paths); with `hash`, empty in a link
+    /// read without them (`State::links_with`).
     pub attrs: Attrs,
     pub hash: String,
     /// Whether the object is active in the target as far as scimsync set it.
@@ -402,21 +403,27 @@ impl State {
         attrs_for: &dyn Fn(&str) -> bool,
     ) -> Result<HashMap<String, Link>, Error> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT source_id, target_id, display, attrs, lower(hex(hash)), active, disabled_reason FROM links WHERE kind = ?1",
+            "SELECT source_id, target_id, display, attrs, hash, active, disabled_reason FROM links WHERE kind = ?1",
         )?;
         let mut rows = stmt.query([kind.as_str()])?;
         let mut out = HashMap::new();
         while let Some(r) = rows.next()? {
             let source_id: String = r.get(0)?;
-            let attrs = if attrs_for(&source_id) {
+            // The attributes and their hash of the links the cycle compares only.
+            let (attrs, hash) = if attrs_for(&source_id) {
                 // Borrowed from SQLite: no copy of the text before it is parsed.
                 let text = r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?;
-                serde_json::from_str(text).map_err(|e| Error::State {
+                let attrs = serde_json::from_str(text).map_err(|e| Error::State {
                     path: self.path.clone(),
                     message: format!("link {source_id}: stored attributes are not JSON: {e}"),
-                })?
+                })?;
+                let hash = r
+                    .get_ref(4)?
+                    .as_blob_or_null()
+                    .map_err(rusqlite::Error::from)?;
+                (attrs, hex(hash.unwrap_or_default()))
             } else {
-                Attrs::new()
+                (Attrs::new(), String::new())
             };
             let link = Link {
                 kind,
@@ -424,7 +431,7 @@ impl State {
                 target_id: r.get(1)?,
                 display: r.get(2)?,
                 attrs,
-                hash: r.get(4)?,
+                hash,
                 active: r.get(5)?,
                 disabled_reason: r.get(6)?,
             };
@@ -831,6 +838,16 @@ impl Writer<'_> {
         )?;
         Ok(())
     }
+}
+
+/// Bytes as lower-case hex (how a link's hash is compared).
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 fn state_err(path: &Path, e: rusqlite::Error) -> Error {

@@ -133,7 +133,9 @@ pub fn run<T: Target + Send>(workers: Vec<T>, calls: &[Call]) -> Vec<Reply> {
 /// one answer while the next calls are under way.
 pub struct Wire {
     calls: Option<mpsc::Sender<(usize, Call)>>,
-    answers: mpsc::Receiver<(usize, Reply)>,
+    /// Each answer comes back with its call, so the call is freed on the core's
+    /// thread, where it was made (the allocator counts per thread).
+    answers: mpsc::Receiver<(usize, Call, Reply)>,
     workers: Vec<std::thread::JoinHandle<()>>,
     sent: usize,
     taken: usize,
@@ -165,7 +167,7 @@ impl Wire {
                     let answer =
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w(&call)))
                             .unwrap_or_else(|_| Err(stopped()));
-                    if done.send((i, answer)).is_err() {
+                    if done.send((i, call, answer)).is_err() {
                         return;
                     }
                 })
@@ -205,7 +207,7 @@ impl Wire {
         self.taken += 1;
         while !self.early.contains_key(&i) {
             match self.answers.recv() {
-                Ok((j, r)) => {
+                Ok((j, _call, r)) => {
                     self.early.insert(j, r);
                 }
                 // Every worker is gone: no answer will come.
