@@ -311,7 +311,7 @@ fn all_as_new(attrs: &Attrs) -> Vec<Modified> {
         .iter()
         .filter(|(k, v)| !v.is_null() && !k.starts_with('$'))
         .map(|(k, v)| Modified {
-            name: k.clone(),
+            name: k.to_string(),
             old: Value::Null,
             new: shown(attrs, k, v),
         })
@@ -1205,7 +1205,7 @@ impl Applier<'_> {
             a.attrs.clone()
         };
         let mut stored = attrs;
-        stored.insert("active".into(), Value::Bool(active));
+        stored.insert("active", Value::Bool(active));
         self.record_link(a, &id, &stored, active, a.disabled_reason.clone())?;
         self.grace(a, active)?;
         let m = vec![Modified {

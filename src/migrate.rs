@@ -486,7 +486,7 @@ fn adopted_link(
         current.insert(path.clone(), v);
     }
     let active = status != "suspended";
-    current.insert("active".into(), json!(active));
+    current.insert("active", json!(active));
     Link {
         kind: ObjectKind::User,
         source_id: source_id.to_string(),

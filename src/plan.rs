@@ -179,7 +179,7 @@ impl Action {
                 .iter()
                 .filter(|(k, v)| !k.starts_with('$') && !v.is_null())
                 .map(|(k, v)| PlannedChange {
-                    path: k.clone(),
+                    path: k.to_string(),
                     old: Value::Null,
                     new: v.clone(),
                 })
@@ -386,7 +386,7 @@ pub fn diff(old: &Attrs, new: &Attrs, create_only: &[String]) -> Vec<PlannedChan
         let before = old.get(k).cloned().unwrap_or(Value::Null);
         if !(crate::scim::attribute::same_value(&before, v) || v.is_null() && before.is_null()) {
             out.push(PlannedChange {
-                path: k.clone(),
+                path: k.to_string(),
                 old: before,
                 new: v.clone(),
             });
@@ -434,7 +434,7 @@ pub fn drift(
         };
         if !same {
             out.push(PlannedChange {
-                path: k.clone(),
+                path: k.to_string(),
                 old: have,
                 new: v.clone(),
             });
@@ -482,7 +482,7 @@ fn validate(attrs: &Attrs, profile: &Profile) -> Option<String> {
                 "{k} is {text} bytes long, more than the {MAX_VALUE_BYTES} scimsync sends"
             ));
         }
-        if let (true, Value::String(s)) = (IDENTIFIERS.iter().any(|i| i == k), v) {
+        if let (true, Value::String(s)) = (IDENTIFIERS.iter().any(|i| *i == k.as_str()), v) {
             if let Some(c) = s.chars().find(|c| c.is_control()) {
                 return Some(format!(
                     "{k} contains the control character U+{:04X}",
@@ -493,7 +493,7 @@ fn validate(attrs: &Attrs, profile: &Profile) -> Option<String> {
     }
     for req in profile.required_user_attrs {
         let present = attrs
-            .get(*req)
+            .get(req)
             .map(|v| !v.is_null() && v.as_str() != Some(""))
             .unwrap_or(false);
         if !present {
@@ -1677,9 +1677,9 @@ mod tests {
 
     fn attrs(name: &str, family: &str, active: bool) -> Attrs {
         let mut a = Attrs::new();
-        a.insert("userName".into(), json!(format!("{name}@x.com")));
-        a.insert("name.familyName".into(), json!(family));
-        a.insert("active".into(), json!(active));
+        a.insert("userName", json!(format!("{name}@x.com")));
+        a.insert("name.familyName", json!(family));
+        a.insert("active", json!(active));
         a
     }
 
@@ -1811,7 +1811,7 @@ mod tests {
                 inscope("assigned"),
                 Some({
                     let mut a = attrs("x", "X", true);
-                    a.insert("userName".into(), json!("dbmid:123"));
+                    a.insert("userName", json!("dbmid:123"));
                     a
                 }),
             ),
@@ -2026,7 +2026,7 @@ mod tests {
     #[test]
     fn twins_are_decided_by_source_id_not_by_timing() {
         let mut upper = attrs("same", "B", true);
-        upper.insert("userName".into(), json!("SAME@x.com"));
+        upper.insert("userName", json!("SAME@x.com"));
         let inscope = || Decision::InScope("x".into());
         let ev = vec![
             user("b", inscope(), Some(upper)),
@@ -2069,9 +2069,9 @@ mod tests {
     #[test]
     fn null_clears_and_memberships_diff() {
         let mut old = attrs("a", "A", true);
-        old.insert("title".into(), json!("Boss"));
+        old.insert("title", json!("Boss"));
         let mut new = attrs("a", "A", true);
-        new.insert("title".into(), Value::Null);
+        new.insert("title", Value::Null);
         let d = diff(&old, &new, &[]);
         assert_eq!(
             d,
@@ -2093,7 +2093,7 @@ mod tests {
             link("b", attrs("b", "B", true), true, None),
         );
         let mut ga = Attrs::new();
-        ga.insert("displayName".into(), json!("Sales"));
+        ga.insert("displayName", json!("Sales"));
         let mut glinks = HashMap::new();
         glinks.insert(
             "g".to_string(),

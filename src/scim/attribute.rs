@@ -8,10 +8,8 @@
 //! resources on both sides of the wire (client and emulator), so they cannot disagree.
 
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
-/// Mapped attributes of one object: path → value. `Value::Null` means "clear it".
-pub type Attrs = BTreeMap<String, Value>;
+pub use super::attrs::{Attrs, Path};
 
 /// A parsed attribute path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -416,11 +414,11 @@ pub fn apply_markers(flat: Attrs) -> Attrs {
         } else if let Some(base) = k.strip_suffix(".$default") {
             (base.to_string(), v, Some(&mut defaults))
         } else if let Some(inner) = marker(&v, "$redact") {
-            (k, inner.clone(), Some(&mut redacted))
+            (k.to_string(), inner.clone(), Some(&mut redacted))
         } else if let Some(inner) = marker(&v, "$default") {
-            (k, inner.clone(), Some(&mut defaults))
+            (k.to_string(), inner.clone(), Some(&mut defaults))
         } else {
-            (k, v, None)
+            (k.to_string(), v, None)
         };
         if let Some(list) = list {
             list.push(Value::String(path.clone()));
@@ -428,10 +426,10 @@ pub fn apply_markers(flat: Attrs) -> Attrs {
         out.insert(path, value);
     }
     if !redacted.is_empty() {
-        out.insert(REDACTED.into(), Value::Array(redacted));
+        out.insert(REDACTED, Value::Array(redacted));
     }
     if !defaults.is_empty() {
-        out.insert(DEFAULTS.into(), Value::Array(defaults));
+        out.insert(DEFAULTS, Value::Array(defaults));
     }
     out
 }
@@ -443,7 +441,7 @@ pub fn without_defaults(mut attrs: Attrs, applied: Option<&Attrs>) -> Attrs {
     if let Some(Value::Array(paths)) = attrs.remove(DEFAULTS) {
         for p in paths.iter().filter_map(Value::as_str) {
             match applied.and_then(|a| a.get(p)) {
-                Some(kept) => attrs.insert(p.to_string(), kept.clone()),
+                Some(kept) => attrs.insert(p, kept.clone()),
                 None => attrs.remove(p),
             };
         }

@@ -4,6 +4,7 @@
 //! it — and knows nothing of any of them. See ARCHITECTURE.md.
 
 pub mod attribute;
+pub mod attrs;
 pub mod filter;
 pub mod patch;
 pub mod profile;

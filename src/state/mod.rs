@@ -881,7 +881,7 @@ mod tests {
     fn links_roundtrip_in_one_transaction() -> Result<(), Error> {
         let mut s = State::open(&temp("s.db"))?;
         let mut attrs = Attrs::new();
-        attrs.insert("userName".into(), serde_json::json!("a@x.com"));
+        attrs.insert("userName", serde_json::json!("a@x.com"));
         let link = Link {
             kind: ObjectKind::User,
             source_id: "u1".into(),
