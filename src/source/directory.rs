@@ -47,17 +47,17 @@ impl<'a> Records<'a> {
         Records { kind, key, errors }
     }
 
-    /// A user record, with `counts` the number of user records carrying each id:
+    /// A user record, with `count` the number of user records carrying an id:
     /// `None` (and a record error) when it has no usable id, shares its id, or has
     /// no userPrincipalName.
     pub(super) fn user(
         &mut self,
         i: usize,
         v: Value,
-        counts: &HashMap<String, u32>,
+        count: &dyn Fn(&str) -> u32,
     ) -> Option<(String, String, Map<String, Value>)> {
         let (i, id, rec) = self.with_id(i, v)?;
-        let n = counts.get(&id).copied().unwrap_or(1);
+        let n = count(&id);
         if n > 1 {
             self.shared(i, &id, n as usize);
             return None;
@@ -214,7 +214,7 @@ pub fn parse_value(doc: Value, scope: Scope) -> Result<Snapshot, String> {
     let users: Vec<_> = raw_users
         .into_iter()
         .enumerate()
-        .filter_map(|(i, v)| records.user(i, v, &counts))
+        .filter_map(|(i, v)| records.user(i, v, &|id| counts.get(id).copied().unwrap_or(1)))
         .collect();
     snap.users = users
         .into_iter()

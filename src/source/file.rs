@@ -304,7 +304,8 @@ struct FirstPass<'a> {
     roles: directory::Roles,
     errors: Vec<crate::model::RecordError>,
     /// How many user records carry each id (a shared id fails them all).
-    user_ids: HashMap<String, u32>,
+    /// User records per id (by cache key: a million ids, none copied).
+    user_ids: HashMap<u128, u32, Keyed>,
     sections: Vec<Section>,
     /// The digests of the last read: users are digested in this pass.
     before: Option<&'a Digests>,
@@ -349,12 +350,12 @@ impl Pass for FirstPass<'_> {
             }
             Section::Users => {
                 let id = id_of(raw);
-                if let Some(id) = &id {
-                    *self.user_ids.entry(id.clone()).or_insert(0) += 1;
+                let key = id.as_deref().map(key).unwrap_or_default();
+                if id.is_some() {
+                    *self.user_ids.entry(key).or_insert(0) += 1;
                 }
                 if let Some(digests) = self.before {
                     let text = text_digest(raw);
-                    let key = id.as_deref().map(key).unwrap_or_default();
                     let before = id.as_ref().and_then(|_| digests.users.get(&key).copied());
                     let same = before.map(|d| d.0) == Some(text);
                     let raw = (!same).then(|| raw.to_string());
@@ -415,7 +416,7 @@ impl FirstPass<'_> {
 /// else as ids.
 struct UserPass<'a> {
     assignments: &'a Assignments,
-    counts: &'a HashMap<String, u32>,
+    counts: &'a HashMap<u128, u32, Keyed>,
     before: Option<&'a Digests>,
     wanted: &'a HashSet<String>,
     digests: &'a mut Digests,
@@ -446,7 +447,9 @@ impl UserPass<'_> {
     /// broken one is read every time).
     fn take(&mut self, i: usize, raw: &str, text: Option<u64>) {
         let mut records = Records::new(RecordKind::User, "users", &mut self.snap.errors);
-        let Some((id, upn, rec)) = records.user(i, parse(raw), self.counts) else {
+        let counts = self.counts;
+        let count = |id: &str| counts.get(&key(id)).copied().unwrap_or(1);
+        let Some((id, upn, rec)) = records.user(i, parse(raw), &count) else {
             return;
         };
         if let Some(text) = text {
@@ -477,7 +480,7 @@ impl UserPass<'_> {
                 continue;
             };
             let assignment = self.assignments.digest(&id);
-            let shared = self.counts.get(&id).is_some_and(|n| *n > 1);
+            let shared = self.counts.get(&key).is_some_and(|n| *n > 1);
             if !shared {
                 self.digests.users.insert(key, (text, assignment));
             }
