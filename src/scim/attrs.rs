@@ -66,24 +66,6 @@ impl std::fmt::Debug for Path {
     }
 }
 
-impl PartialEq<str> for Path {
-    fn eq(&self, other: &str) -> bool {
-        &*self.0 == other
-    }
-}
-
-impl PartialEq<&str> for Path {
-    fn eq(&self, other: &&str) -> bool {
-        &*self.0 == *other
-    }
-}
-
-impl PartialEq<String> for Path {
-    fn eq(&self, other: &String) -> bool {
-        *self.0 == **other
-    }
-}
-
 impl PartialEq<Path> for String {
     fn eq(&self, other: &Path) -> bool {
         **self == *other.0
@@ -93,12 +75,6 @@ impl PartialEq<Path> for String {
 impl AsRef<str> for Path {
     fn as_ref(&self) -> &str {
         &self.0
-    }
-}
-
-impl From<Path> for String {
-    fn from(p: Path) -> String {
-        p.0.to_string()
     }
 }
 
@@ -114,10 +90,6 @@ impl Attrs {
 
     fn find(&self, k: &str) -> Result<usize, usize> {
         self.0.binary_search_by(|(p, _)| (**p).cmp(k))
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -170,12 +142,8 @@ impl Attrs {
         self.0.iter().map(|(_, v)| v)
     }
 
-    pub fn retain(&mut self, mut keep: impl FnMut(&Path, &mut Value) -> bool) {
-        self.0.retain_mut(|(p, v)| keep(p, v));
-    }
-
     /// Gives back what a whole map of this size needs no more of.
-    pub fn shrink_to_fit(&mut self) {
+    fn shrink_to_fit(&mut self) {
         self.0.shrink_to_fit();
     }
 }
