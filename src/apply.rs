@@ -21,6 +21,7 @@ use crate::state::{Incomplete, Link, LogAction, LogEntry, LogStatus, Modified, S
 use crate::targets::pool::{self, Call, Prefetched};
 use crate::targets::{Change, ErrorClass, Target, TargetError};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// State writes per transaction.
@@ -36,6 +37,8 @@ pub struct ApplyOptions {
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     pub escrow_backoff: std::time::Duration,
     pub escrow_max: std::time::Duration,
+    /// Where the plan's creates keep their attributes until they are sent.
+    pub spill: Option<std::rc::Rc<crate::evaluate::Spill>>,
 }
 
 /// What a cycle's apply did.
@@ -330,10 +333,12 @@ fn matching_attrs(opts: &ApplyOptions, a: &Action) -> Attrs {
         .collect()
 }
 
-/// Creates on the pool's wire and the actions they are for, oldest first.
+/// Creates on the pool's wire and the actions they are for, oldest first, with
+/// the attributes of those the spill held (read back once, for the request and
+/// for the record).
 struct Creates<'p> {
     wire: pool::Wire,
-    flying: std::collections::VecDeque<&'p Action>,
+    flying: std::collections::VecDeque<(&'p Action, Option<Attrs>)>,
     /// Creates sent ahead of the answer the core records: enough that a worker
     /// finishing a call finds the next one waiting.
     window: usize,
@@ -348,17 +353,21 @@ impl<'p> Creates<'p> {
         }
     }
 
-    fn send(&mut self, a: &'p Action) {
+    fn send(&mut self, a: &'p Action, attrs: Cow<'p, Attrs>) {
         self.wire.send(Call::Create {
             kind: a.kind,
-            attrs: a.attrs.clone(),
+            attrs: attrs.clone().into_owned(),
         });
-        self.flying.push_back(a);
+        let kept = match attrs {
+            Cow::Owned(full) => Some(full),
+            Cow::Borrowed(_) => None,
+        };
+        self.flying.push_back((a, kept));
     }
 
-    /// The oldest create's action and its answer.
-    fn next(&mut self) -> Option<(&'p Action, Result<String, TargetError>)> {
-        let a = self.flying.pop_front()?;
+    /// The oldest create's action, its attributes and its answer.
+    fn next(&mut self) -> Option<(&'p Action, Cow<'p, Attrs>, Result<String, TargetError>)> {
+        let (a, kept) = self.flying.pop_front()?;
         let result = match self.wire.answer() {
             Some(Ok(pool::Answer::Created(id))) => Ok(id),
             Some(Err(e)) => Err(e),
@@ -368,7 +377,8 @@ impl<'p> Creates<'p> {
                 "a create came back without an id",
             )),
         };
-        Some((a, result))
+        let attrs = kept.map_or(Cow::Borrowed(&a.attrs), Cow::Owned);
+        Some((a, attrs, result))
     }
 }
 
@@ -450,7 +460,7 @@ impl Applier<'_> {
                 self.unlink_gone(action)?;
                 if let Some(w) = wire.as_mut() {
                     self.write_ahead_unplanned(&[action])?;
-                    w.send(action);
+                    w.send(action, self.attrs_of(action)?);
                     let window = w.window;
                     self.land(&mut wire, window)?;
                     progress.step();
@@ -486,8 +496,10 @@ impl Applier<'_> {
             return Ok(());
         };
         while w.flying.len() > keep {
-            let Some((a, result)) = w.next() else { break };
-            self.record_creates(&[a], vec![result])?;
+            let Some((a, attrs, result)) = w.next() else {
+                break;
+            };
+            self.record_create(a, &attrs, result)?;
         }
         Ok(())
     }
@@ -1092,9 +1104,31 @@ impl Applier<'_> {
             return Ok(());
         };
         self.write_ahead_unplanned(batch)?;
-        let attrs: Vec<&Attrs> = batch.iter().map(|a| &a.attrs).collect();
-        let results = self.target.create_batch(first.kind, &attrs);
-        self.record_creates(batch, results)
+        let attrs: Vec<Cow<Attrs>> = batch
+            .iter()
+            .map(|a| self.attrs_of(a))
+            .collect::<Result<_, _>>()?;
+        let refs: Vec<&Attrs> = attrs.iter().map(|a| a.as_ref()).collect();
+        let results = self.target.create_batch(first.kind, &refs);
+        for ((a, attrs), r) in batch.iter().zip(&attrs).zip(results) {
+            self.record_create(a, attrs, r)?;
+        }
+        Ok(())
+    }
+
+    /// A create's attributes: read back from the spill where the plan put them
+    /// aside.
+    fn attrs_of<'x>(&self, a: &'x Action) -> Result<Cow<'x, Attrs>, Error> {
+        let Some(row) = a.spilled else {
+            return Ok(Cow::Borrowed(&a.attrs));
+        };
+        match &self.opts.spill {
+            Some(spill) => Ok(Cow::Owned(spill.get(row)?)),
+            None => Err(Error::Spill(format!(
+                "the create of {} was planned with its attributes put aside, and none were handed to apply",
+                a.display
+            ))),
+        }
     }
 
     /// A create the cycle did not plan (a re-creation after a 404) is written
@@ -1111,30 +1145,29 @@ impl Applier<'_> {
         }
     }
 
-    /// Links the created objects, logs each create, fails those refused.
-    fn record_creates(
+    /// Links a created object and logs the create, or fails it if refused.
+    fn record_create(
         &mut self,
-        batch: &[&Action],
-        results: Vec<Result<String, TargetError>>,
+        a: &Action,
+        attrs: &Attrs,
+        result: Result<String, TargetError>,
     ) -> Result<(), Error> {
-        for (a, r) in batch.iter().zip(results) {
-            match r {
-                Ok(id) => {
-                    let active = desired_active(&a.attrs);
-                    self.record_link(a, &id, &a.attrs, active, None)?;
-                    self.log(
-                        a,
-                        LogAction::Create,
-                        LogStatus::Success,
-                        &a.reason,
-                        all_as_new(&a.attrs),
-                        None,
-                    );
-                }
-                Err(e) => self.fail(a, LogAction::Create, &e)?,
+        match result {
+            Ok(id) => {
+                let active = desired_active(attrs);
+                self.record_link(a, &id, attrs, active, None)?;
+                self.log(
+                    a,
+                    LogAction::Create,
+                    LogStatus::Success,
+                    &a.reason,
+                    all_as_new(attrs),
+                    None,
+                );
+                Ok(())
             }
+            Err(e) => self.fail(a, LogAction::Create, &e),
         }
-        Ok(())
     }
 
     fn update(&mut self, a: &Action) -> Result<(), Error> {

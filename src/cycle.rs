@@ -10,7 +10,7 @@
 use crate::apply::{ApplyOptions, Outcome};
 use crate::config::Settings;
 use crate::error::{exit, Error};
-use crate::evaluate::evaluate_releasing;
+use crate::evaluate::{evaluate_releasing, Evaluated, Spill, Spilling};
 use crate::gate::Gate;
 use crate::model::{ObjectKind, RecordError, Snapshot, Unreadable};
 use crate::plan::{plan, Plan, PlanInput};
@@ -384,6 +384,19 @@ pub struct Parts<'a> {
     pub settings: &'a Settings,
 }
 
+/// What a plan is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// To be shown (`plan`, `preview`): every action whole.
+    Show,
+    /// To be saved and applied later, or applied as saved: with the fingerprint
+    /// of what it was made from.
+    Review,
+    /// To be applied now (`sync`): new users' attributes wait in a spill until
+    /// their create is sent.
+    Apply,
+}
+
 /// A plan and everything it was made from.
 pub struct Prepared {
     pub snapshot: Snapshot,
@@ -398,6 +411,8 @@ pub struct Prepared {
     /// Records from the read, for smoke-testing reloaded scripts.
     pub sample_user: Option<Map<String, Value>>,
     pub sample_group: Option<Map<String, Value>>,
+    /// Where the plan's creates keep their attributes (`Purpose::Apply`).
+    pub spill: Option<std::rc::Rc<Spill>>,
 }
 
 /// The user links a cycle plans with. An incremental cycle needs the applied
@@ -474,8 +489,9 @@ pub fn prepare(
     parts: Parts<'_>,
     mut snapshot: Snapshot,
     full: bool,
-    fingerprint: bool,
+    purpose: Purpose,
 ) -> Result<Prepared, Error> {
+    let fingerprint = purpose == Purpose::Review;
     let Parts {
         scripts,
         state,
@@ -494,7 +510,23 @@ pub fn prepare(
     crate::alloc::log_memory("read");
     let present = snapshot.present();
     let users = user_links(state, scripts, &snapshot, present.as_ref())?;
-    let evaluated = evaluate_releasing(&mut snapshot, scripts, Some(&users));
+    let spill = match purpose {
+        Purpose::Apply => Some(Spill::open()?),
+        _ => None,
+    };
+    let mut evaluated = {
+        let profile = target.profile();
+        let fits = |a: &Attrs| crate::plan::new_user_fits(a, profile);
+        let spilling = spill.as_ref().map(|spill| Spilling {
+            spill,
+            keep: scripts.user_matching(),
+            fits: &fits,
+        });
+        evaluate_releasing(&mut snapshot, scripts, Some(&users), spilling)
+    };
+    if purpose == Purpose::Apply {
+        snapshot.release_lists();
+    }
     crate::alloc::log_memory("evaluated");
     let groups = state.links(ObjectKind::Group)?;
     let memberships = memberships_needed(state, &evaluated, &users, present.as_ref())?;
@@ -515,6 +547,9 @@ pub fn prepare(
     });
     let mut facts = crate::gather::gather(target, &wanted, matching, full)?;
     drop(wanted);
+    if let Some(spill) = &spill {
+        take_back(&mut evaluated, &facts, spill)?;
+    }
     crate::alloc::log_memory("gathered");
     let source_hash = fingerprint.then(|| crate::review::evaluated_hash(&evaluated));
     let mut plan = plan(
@@ -568,7 +603,35 @@ pub fn prepare(
         fingerprint,
         sample_user,
         sample_group,
+        spill: spill.map(std::rc::Rc::new),
     })
+}
+
+/// New users whose look-up found something are adopted, or fail, rather than
+/// created: their attributes come back from the spill (an adoption compares
+/// every one with the target's object).
+fn take_back(
+    evaluated: &mut [Evaluated],
+    facts: &crate::gather::Facts,
+    spill: &Spill,
+) -> Result<(), Error> {
+    use crate::gather::Match;
+    let found = |e: &Evaluated| {
+        !matches!(
+            facts.matches.get(&(e.kind, e.source_id.clone())),
+            None | Some(Match::None)
+        )
+    };
+    if facts.matches.values().all(|m| matches!(m, Match::None)) {
+        return Ok(());
+    }
+    for e in evaluated.iter_mut() {
+        if let Some(row) = e.spilled.filter(|_| found(e)) {
+            e.attrs = Some(spill.get(row)?);
+            e.spilled = None;
+        }
+    }
+    Ok(())
 }
 
 /// The legacy and SCIM integrations must never run against one team at once: a
@@ -599,6 +662,7 @@ pub fn apply_options(rt: &Runtime, links: &Links, allow_deletes: bool) -> ApplyO
         stop: rt.stop.clone(),
         escrow_backoff: rt.settings.safety.escrow_backoff,
         escrow_max: rt.settings.safety.escrow_max,
+        spill: None,
     }
 }
 
@@ -788,7 +852,10 @@ fn run_cycle(
         },
         snapshot,
         full,
-        reviewed.is_some(),
+        match reviewed {
+            Some(_) => Purpose::Review,
+            None => Purpose::Apply,
+        },
     )?;
     if let Some(r) = reviewed {
         r.check(prepared.fingerprint.as_ref(), &prepared.plan)?;
@@ -800,6 +867,7 @@ fn run_cycle(
         retried,
         sample_user,
         sample_group,
+        spill,
         ..
     } = prepared;
     rt.sample_user = sample_user.or(rt.sample_user.take());
@@ -812,7 +880,8 @@ fn run_cycle(
         plan.actions.len()
     );
     let allow_deletes = rt.state.meta(Fact::AllowDeletesOnce)?.is_some();
-    let opts = apply_options(rt, &links, allow_deletes);
+    let mut opts = apply_options(rt, &links, allow_deletes);
+    opts.spill = spill;
     let source_errors = log_unnamed(rt, id, &snapshot)?;
     let apply_started = Instant::now();
     let outcome =
@@ -931,12 +1000,8 @@ fn requests_since(
 
 /// Users and groups assigned, from a complete read.
 fn assigned_counts(snapshot: &Snapshot) -> (usize, usize) {
-    let users = snapshot.users.iter();
-    let groups = snapshot.groups.iter();
-    (
-        users.filter(|u| u.assignment.is_assigned()).count(),
-        groups.filter(|g| g.assignment.is_assigned()).count(),
-    )
+    let listed = snapshot.listed();
+    (listed.assigned_users, listed.assigned_groups)
 }
 
 /// The quarantine state as stored: since when, why, how many cycles.

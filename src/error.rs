@@ -84,6 +84,10 @@ pub enum Error {
     /// The state database failed (disk full, I/O error, corruption).
     #[error("state database: {0}")]
     Database(#[from] rusqlite::Error),
+    /// The scratch file a large cycle puts new users' attributes in failed (a
+    /// full temporary folder).
+    #[error("the attributes put aside for this cycle's creates: {0}")]
+    Spill(String),
     /// A service answered, but not with anything scimsync can use: a read that
     /// broke off or came back malformed, a token answer without the token. The
     /// message names the service and the request.

@@ -147,6 +147,10 @@ pub struct Action {
     /// Where this action moves a leaver's grace period (see `grace`).
     #[serde(skip)]
     pub grace: Option<grace::GraceStep>,
+    /// A create whose attributes wait in the spill (this row): `attrs` holds only
+    /// the matching values and the active flag until apply sends it.
+    #[serde(skip)]
+    pub spilled: Option<i64>,
 }
 
 impl Action {
@@ -470,6 +474,12 @@ enum Planned<'a> {
     Not,
 }
 
+/// Whether a new user is created as mapped (else it is skipped, saying why): the
+/// check `evaluate` makes before it puts the attributes aside.
+pub fn new_user_fits(attrs: &Attrs, profile: &Profile) -> bool {
+    desired_active(attrs) && validate(attrs, profile).is_none()
+}
+
 fn validate(attrs: &Attrs, profile: &Profile) -> Option<String> {
     for (k, v) in attrs {
         let text = match v {
@@ -549,6 +559,7 @@ fn action(
         active: None,
         step: LogAction::Evaluate,
         grace: None,
+        spilled: None,
     }
 }
 
@@ -785,7 +796,12 @@ impl<'a> Planner<'a> {
 
     /// An object in scope without a link: created or adopted, then its own part.
     fn new_object(&mut self, e: &Evaluated, attrs: Attrs, reason: &str) {
-        if let Some(why) = self.unfit(e.kind, &attrs, false) {
+        // Attributes put aside were checked as they were (`new_user_fits`).
+        let unfit = match e.spilled {
+            Some(_) => None,
+            None => self.unfit(e.kind, &attrs, false),
+        };
+        if let Some(why) = unfit {
             self.other
                 .push(action(e.kind, Op::Skip, &e.source_id, &e.display, why));
             return;
@@ -878,7 +894,10 @@ impl<'a> Planner<'a> {
                 a = self.failed_lookup(e, err.clone());
                 Planned::Not
             }
-            Some(Match::None) | None => Planned::New,
+            Some(Match::None) | None => {
+                a.spilled = e.spilled;
+                Planned::New
+            }
         };
         if a.op == Op::Fail {
             self.other.push(a);
@@ -1672,6 +1691,7 @@ mod tests {
             decision,
             attrs,
             members: vec![],
+            spilled: None,
         }
     }
 
@@ -2131,6 +2151,7 @@ mod tests {
                 decision: Decision::InScope("x".into()),
                 attrs: Some(ga),
                 members: vec!["a".into(), "zzz".into()],
+                spilled: None,
             },
         ];
         let p = run(&ev, links, glinks, mem, false);

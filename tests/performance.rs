@@ -198,3 +198,65 @@ fn deletions_spread_through_a_large_file_are_held_together() {
     assert!(emu.user("user950@contoso.com").is_none());
     assert!(emu.user("user951@contoso.com").is_some());
 }
+
+/// The changes of each create in a plan document or a log, by the object's name.
+fn creates_by_name(entries: &[Value], changes: &str, name: &str) -> Vec<(String, Value)> {
+    let mut out: Vec<(String, Value)> = entries
+        .iter()
+        .filter(|e| e["op"] == "create" || e["action"] == "create")
+        .map(|e| {
+            let mut m: Vec<(String, Value)> = e[changes]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| (c[name].as_str().unwrap().to_string(), c["new"].clone()))
+                .collect();
+            m.sort_by(|a, b| a.0.cmp(&b.0));
+            (e["display"].as_str().unwrap().to_string(), json!(m))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// A sync puts new users' attributes aside while it plans (only their matching
+/// values stay in memory) and reads them back as it sends each create: what the
+/// target gets is what `plan` shows, attribute for attribute, and a user the
+/// target already holds is adopted with every change.
+#[test]
+fn creates_send_every_attribute_the_plan_shows() {
+    let emu = Emulator::start();
+    let doc = directory(240, 12);
+    let ws = Workspace::new(&emu, &doc);
+    let (s, _) = emu.post(
+        "/scim/v2/Users",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "user7@contoso.com", "name": {"familyName": "Old"}}),
+    );
+    assert_eq!(s, 201);
+    let out = ws.run(&["plan", "--json"]);
+    let plan: Value = serde_json::from_str(&out.stdout).unwrap();
+    let actions = plan["actions"].as_array().unwrap();
+    let adopt = actions
+        .iter()
+        .find(|a| a["op"] == "adopt")
+        .expect("user7 is adopted");
+    assert_eq!(adopt["display"], "user7@contoso.com");
+    let planned = creates_by_name(actions, "changes", "path");
+    assert_eq!(planned.len(), 239 + 12, "{}", out.stdout);
+    emu.reset_stats();
+    ws.sync().ok();
+    let (req, _) = emu.stats();
+    assert_eq!(count(&req, "POST /Users"), 239, "{req}");
+    assert_eq!(count(&req, "POST /Groups"), 12, "{req}");
+    let log = ws.run(&["logs", "--action", "create", "--json"]);
+    let entries: Vec<Value> = serde_json::from_str(&log.stdout).unwrap();
+    assert_eq!(creates_by_name(&entries, "modified", "name"), planned);
+    let u = emu.user("user123@contoso.com").unwrap();
+    assert_eq!(u["name"]["familyName"], "Family123");
+    assert_eq!(u["name"]["givenName"], "Given123");
+    assert_eq!(
+        emu.user("user7@contoso.com").unwrap()["name"]["familyName"],
+        "Family7"
+    );
+    assert_next_cycle_writes_nothing(&emu, &ws);
+}

@@ -249,7 +249,7 @@ fn plan_one(
     let (settings, state) = (parts.settings, parts.state);
     snapshot.changed = Some(std::iter::once(source_id.to_string()).collect());
     cycle::widen_to_members(&mut snapshot);
-    let prepared = cycle::prepare(parts, snapshot, false, false)?;
+    let prepared = cycle::prepare(parts, snapshot, false, cycle::Purpose::Show)?;
     let plan = one_object(prepared.plan, source_id, settings, &prepared.links, state)?;
     Ok((plan, prepared.links))
 }

@@ -52,7 +52,10 @@ pub(super) fn plan(
         },
         snapshot,
         full,
-        out.is_some(),
+        match out {
+            Some(_) => cycle::Purpose::Review,
+            None => cycle::Purpose::Show,
+        },
     )?;
     let reads = requests_since(&before, &target.request_counts());
     let plan = &prepared.plan;

@@ -10,6 +10,9 @@ use crate::state::Link;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
+pub mod spill;
+pub use spill::Spill;
+
 /// Why an object is or is not up for provisioning.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
@@ -37,6 +40,19 @@ pub struct Evaluated {
     pub attrs: Option<Attrs>,
     /// Groups: direct member ids.
     pub members: Vec<String>,
+    /// A new user's attributes put aside in the spill (this row): `attrs` holds
+    /// only what the plan decides on, and they fit the target (checked as put).
+    pub spilled: Option<i64>,
+}
+
+/// Where new users' attributes go while the cycle plans, and which of them do.
+pub struct Spilling<'a> {
+    pub spill: &'a Spill,
+    /// The matching attributes: kept in memory.
+    pub keep: &'a [String],
+    /// Whether the target takes a new user's attributes as they are: only those go
+    /// aside (the others become skips, which show their attributes).
+    pub fits: &'a dyn Fn(&Attrs) -> bool,
 }
 
 /// Runs scoping and mapping over every record. A script failure fails only its object.
@@ -67,10 +83,12 @@ pub fn evaluate_releasing(
     snapshot: &mut Snapshot,
     scripts: &Scripts,
     user_links: Option<&HashMap<String, Link>>,
+    spilling: Option<Spilling<'_>>,
 ) -> Vec<Evaluated> {
     let mut users = std::mem::take(&mut snapshot.users);
     let mut groups = std::mem::take(&mut snapshot.groups);
     let mut e = Evaluator::new(snapshot, scripts, user_links);
+    e.spilling = spilling;
     for u in users.iter_mut() {
         if e.wanted(&u.id) {
             e.user(u);
@@ -93,6 +111,7 @@ pub fn evaluate_releasing(
 /// came out so far.
 struct Evaluator<'a> {
     scripts: &'a Scripts,
+    spilling: Option<Spilling<'a>>,
     user_links: Option<&'a HashMap<String, Link>>,
     unique: bool,
     changed: Option<&'a std::collections::HashSet<String>>,
@@ -111,6 +130,7 @@ impl<'a> Evaluator<'a> {
         }
         Evaluator {
             scripts,
+            spilling: None,
             user_links,
             unique,
             changed: snapshot.changed.as_ref(),
@@ -142,6 +162,11 @@ impl<'a> Evaluator<'a> {
             || scripts.map_user(&u.record),
             "user_in_scope",
         );
+        let linked = self.user_links.is_some_and(|l| l.contains_key(&u.id));
+        let (attrs, spilled) = match (&decision, attrs, &self.spilling) {
+            (Decision::InScope(_), Some(a), Some(s)) if !linked => s.put_aside(a),
+            (_, attrs, _) => (attrs, None),
+        };
         self.out.push(Evaluated {
             kind: ObjectKind::User,
             source_id: u.id.clone(),
@@ -149,6 +174,7 @@ impl<'a> Evaluator<'a> {
             decision,
             attrs,
             members: vec![],
+            spilled,
         });
     }
 
@@ -169,6 +195,7 @@ impl<'a> Evaluator<'a> {
             decision,
             attrs,
             members: g.members.clone(),
+            spilled: None,
         });
     }
 
@@ -186,9 +213,28 @@ impl<'a> Evaluator<'a> {
                 decision: Decision::Unreadable(e.message.clone()),
                 attrs: None,
                 members: vec![],
+                spilled: None,
             });
         }
         self.out
+    }
+}
+
+impl Spilling<'_> {
+    /// A new user's attributes: put aside when they fit and hold no secret, the
+    /// plan's part kept. A spill that fails keeps them in memory: only memory is
+    /// at stake, never what is sent.
+    fn put_aside(&self, attrs: Attrs) -> (Option<Attrs>, Option<i64>) {
+        if !self.spill.works() || !(self.fits)(&attrs) || !Spill::takes(&attrs) {
+            return (Some(attrs), None);
+        }
+        match self.spill.put(&attrs) {
+            Ok(row) => (Some(spill::kept(&attrs, self.keep)), Some(row)),
+            Err(e) => {
+                log::warn!("{e}; the rest of this cycle's new users are kept in memory");
+                (Some(attrs), None)
+            }
+        }
     }
 }
 
