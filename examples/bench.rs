@@ -571,6 +571,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Res<()> {
+    // As the scimsync binary does first.
+    scimsync::alloc::return_freed_memory_at_once();
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--serve") {
         let dir = args

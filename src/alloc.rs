@@ -68,6 +68,20 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
+/// mimalloc's `mi_option_purge_delay`, which the crate does not name: in
+/// `mimalloc.h` it comes just before `mi_option_use_numa_nodes` (the test below
+/// checks its default: 1 s in mimalloc v3).
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = libmimalloc_sys::mi_option_use_numa_nodes - 1;
+
+/// Memory freed is given back to the system at once, not a second later: a cycle
+/// frees and allocates hundreds of MB stage by stage, and with the delay the
+/// process kept 40 MB more resident than it held at 100,000 users (the peak is
+/// what a small server has to have). Call before anything else allocates much.
+pub fn return_freed_memory_at_once() {
+    // SAFETY: sets an option; mimalloc reads options atomically.
+    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) };
+}
+
 /// Logs (at debug level) what the main thread holds and the process's peak
 /// resident memory at a stage of the cycle: where memory goes at scale.
 pub fn log_memory(stage: &str) {
@@ -90,4 +104,14 @@ pub fn log_memory(stage: &str) {
         kib("VmRSS:") as f64 / 1024.0,
         kib("VmHWM:") as f64 / 1024.0
     );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_purge_delay_option_is_the_one_set() {
+        // SAFETY: reads an option (no test sets it).
+        let default = unsafe { libmimalloc_sys::mi_option_get(super::PURGE_DELAY) };
+        assert_eq!(default, 1000, "not the purge delay, or its default moved");
+    }
 }

@@ -502,7 +502,7 @@ pub fn prepare(
     let sample_user = snapshot
         .users
         .iter()
-        .find_map(|u| sample(u.assignment.is_assigned(), &u.record));
+        .find_map(|u| u.assignment.is_assigned().then(|| u.record.open()));
     let sample_group = snapshot
         .groups
         .iter()

@@ -279,10 +279,10 @@ struct Candidates {
 
 impl Candidates {
     fn new(snapshot: &crate::model::Snapshot, evaluated: &[crate::evaluate::Evaluated]) -> Self {
-        let records: HashMap<&str, &serde_json::Map<String, Value>> = snapshot
+        let records: HashMap<&str, serde_json::Map<String, Value>> = snapshot
             .users
             .iter()
-            .map(|u| (u.id.as_str(), &u.record))
+            .map(|u| (u.id.as_str(), u.record.open()))
             .collect();
         let mut by_id: HashMap<String, Candidate> = HashMap::new();
         for e in evaluated.iter().filter(|e| e.kind == ObjectKind::User) {

@@ -64,10 +64,27 @@ pub struct SourceUser {
     pub id: String,
     pub user_principal_name: String,
     /// Every attribute of the record, plus `appRoles` (role names).
-    pub record: Map<String, Value>,
+    pub record: Packed,
     pub assignment: Assignment,
     /// Soft-deleted in the directory (Graph `@removed`, or `deletedDateTime` in a file).
     pub soft_deleted: bool,
+}
+
+/// A user's record as a read holds it until it is evaluated: compact JSON text, a
+/// quarter of the parsed map's size (a full read of 100,000 users held 110 MB of
+/// maps); `open` parses it.
+#[derive(Debug, Clone, Default)]
+pub struct Packed(Box<str>);
+
+impl Packed {
+    pub fn new(record: Map<String, Value>) -> Packed {
+        Packed(Value::Object(record).to_string().into_boxed_str())
+    }
+
+    /// The record: every attribute, as read.
+    pub fn open(&self) -> Map<String, Value> {
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
 }
 
 /// A directory group.

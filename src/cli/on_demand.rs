@@ -225,7 +225,7 @@ impl Found {
                 kind: ObjectKind::User,
                 source_id: u.id.clone(),
                 display: u.user_principal_name.clone(),
-                record: u.record.clone(),
+                record: u.record.open(),
                 assignment: u.assignment.clone(),
             });
         }

@@ -93,7 +93,7 @@ pub fn evaluate_releasing(
         if e.wanted(&u.id) {
             e.user(u);
         }
-        u.record = Map::new();
+        u.record = Default::default();
     }
     for g in groups.iter_mut() {
         if e.wanted(&g.id) {
@@ -154,12 +154,15 @@ impl<'a> Evaluator<'a> {
                 .unwrap_or_default();
             crate::script::helpers::set_own(own);
         }
+        // Opened only if a script reads it (not for the unassigned).
+        let record = std::cell::OnceCell::new();
+        let record = || record.get_or_init(|| u.record.open());
         let (decision, attrs) = decide(
             u.assignment.is_assigned(),
             u.assignment.reason(),
             u.soft_deleted,
-            || scripts.user_scope(&u.record),
-            || scripts.map_user(&u.record),
+            || scripts.user_scope(record()),
+            || scripts.map_user(record()),
             "user_in_scope",
         );
         let linked = self.user_links.is_some_and(|l| l.contains_key(&u.id));

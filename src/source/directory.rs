@@ -332,7 +332,7 @@ impl Assignments {
         SourceUser {
             id,
             user_principal_name: upn,
-            record: rec,
+            record: crate::model::Packed::new(rec),
             assignment,
             soft_deleted,
         }
