@@ -107,9 +107,6 @@ struct Applier<'a> {
     not_there: HashSet<(ObjectKind, String)>,
     /// Creates written ahead this cycle.
     intended: HashSet<(ObjectKind, String)>,
-    /// Links recorded this cycle whose attributes only the state holds: at 100,000
-    /// creates a second copy in memory was a third of the cycle's peak.
-    slim: HashSet<(ObjectKind, String)>,
 }
 
 /// Runs a plan against the target and records everything in the state.
@@ -158,7 +155,6 @@ pub fn apply_with_links(
         blocked_names: HashMap::new(),
         not_there: HashSet::new(),
         intended: HashSet::new(),
-        slim: HashSet::new(),
     };
     let in_doubt: Vec<crate::state::Pending> = a
         .state
@@ -888,34 +884,38 @@ impl Applier<'_> {
         active: bool,
         disabled_reason: Option<String>,
     ) -> Result<(), Error> {
+        // Kept slim in memory (no attributes, no hash): only the state holds them;
+        // at 100,000 creates a second copy was a third of the cycle's peak.
         let link = Link {
             kind: a.kind,
             source_id: a.source_id.clone(),
             target_id: target_id.to_string(),
             display: a.display.clone(),
-            hash: hash_attrs(attrs),
+            hash: String::new(),
             attrs: Attrs::new(),
             active,
             disabled_reason: if active { None } else { disabled_reason },
         };
         self.links_mut(a.kind)
             .insert(a.source_id.clone(), link.clone());
-        self.slim.insert((a.kind, a.source_id.clone()));
         self.push(Write::Link(Link {
             attrs: stored(attrs),
+            hash: hash_attrs(attrs),
             ..link
         }))?;
         self.clear_escrow(a)
     }
 
     /// The attributes a link holds, from memory or, for a link recorded this
-    /// cycle, from the state (after writing what is waiting).
+    /// cycle (slim: no hash in memory), from the state after writing what waits.
     fn link_attrs(&mut self, kind: ObjectKind, source_id: &str) -> Result<Option<Attrs>, Error> {
-        if self.slim.contains(&(kind, source_id.to_string())) {
-            self.flush()?;
-            return self.state.link_attrs(kind, source_id);
+        match self.links(kind).get(source_id) {
+            Some(l) if l.hash.is_empty() => {
+                self.flush()?;
+                self.state.link_attrs(kind, source_id)
+            }
+            found => Ok(found.map(|l| l.attrs.clone())),
         }
-        Ok(self.links(kind).get(source_id).map(|l| l.attrs.clone()))
     }
 
     fn clear_escrow(&mut self, a: &Action) -> Result<(), Error> {

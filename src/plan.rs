@@ -692,15 +692,21 @@ impl<'a> Planner<'a> {
     /// user's active flag, a group's members).
     fn object(&mut self, e: &Evaluated, attrs: Option<Attrs>) {
         let kind = e.kind;
-        match kind {
-            ObjectKind::User => self.seen_users.insert(e.source_id.clone()),
-            ObjectKind::Group => self.seen_groups.insert(e.source_id.clone()),
-        };
         let link = self.links(kind).get(&e.source_id);
+        // Only what is linked can be gone (see `gone`): at 100,000 new users a
+        // set of their ids was 10 MB for nothing.
+        if link.is_some() {
+            match kind {
+                ObjectKind::User => self.seen_users.insert(e.source_id.clone()),
+                ObjectKind::Group => self.seen_groups.insert(e.source_id.clone()),
+            };
+        }
         if self.failure(e, link) {
             return;
         }
-        if kind == ObjectKind::User {
+        // Only a linked user, or one adopted, can be a group's member now (see
+        // `group_members`).
+        if kind == ObjectKind::User && (link.is_some() || self.adopts(e)) {
             self.evaluated.insert(e.source_id.clone());
         }
         // A leaver in the grace period is judged again although suspended.
@@ -738,6 +744,12 @@ impl<'a> Planner<'a> {
             }
             _ => {}
         }
+    }
+
+    /// Whether the target holds an object this new one would adopt.
+    fn adopts(&self, e: &Evaluated) -> bool {
+        let found = self.input.facts.matches.get(&(e.kind, e.source_id.clone()));
+        matches!(found, Some(Match::One { .. }))
     }
 
     /// A linked object out of scope or no longer assigned: a user is disabled (the
