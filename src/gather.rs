@@ -58,7 +58,8 @@ impl Remotes {
 /// Everything read from the target for one plan.
 #[derive(Debug, Default)]
 pub struct Facts {
-    /// (kind, source id) → what its matching values find.
+    /// (kind, source id) → what its matching values find. A new object looked up
+    /// that matches nothing has no entry (see `found`).
     pub matches: HashMap<(ObjectKind, String), Match>,
     pub remote: Option<Remotes>,
     /// The target lists groups with their members (the Business API does not).
@@ -69,6 +70,15 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// Records what a look-up found. That nothing matches is kept only where it
+    /// says something no entry does (a create in doubt made nothing): for a new
+    /// object, no entry means the same (at a million new users, 200 MB of them).
+    fn found(&mut self, w: &Wanted<'_>, m: Match) {
+        if w.doubt || !matches!(m, Match::None) {
+            self.matches.insert((w.kind, w.source_id.to_string()), m);
+        }
+    }
+
     /// A digest of every fact, so a reviewed plan can tell that the target moved.
     pub fn hash(&self) -> String {
         use sha2::{Digest, Sha256};
@@ -127,10 +137,13 @@ pub fn wanted<'a>(
         .filter_map(|e| {
             let attrs = e.attrs.as_ref()?;
             let wanted = e.kind == ObjectKind::Group || desired_active(attrs);
+            let doubt =
+                !in_doubt.is_empty() && in_doubt.contains_key(&(e.kind, e.source_id.clone()));
             wanted.then_some(Wanted {
                 kind: e.kind,
                 source_id: &e.source_id,
                 attrs,
+                doubt,
             })
         })
         .collect();
@@ -142,6 +155,7 @@ pub fn wanted<'a>(
             kind: *kind,
             source_id: id,
             attrs,
+            doubt: true,
         })
         .collect();
     doubts.sort_by(|a, b| (a.kind, a.source_id).cmp(&(b.kind, b.source_id)));
@@ -154,6 +168,8 @@ pub struct Wanted<'a> {
     pub kind: ObjectKind,
     pub source_id: &'a str,
     pub attrs: &'a Attrs,
+    /// A create in doubt: that nothing matches is worth keeping (it made nothing).
+    pub doubt: bool,
 }
 
 /// Reads the facts: matching look-ups for `wanted`, and with `full` the whole
@@ -206,8 +222,7 @@ pub fn gather(
             Some(all) => {
                 let index = index(all, paths);
                 for w in &mine {
-                    let m = match_indexed(&index, paths, w.attrs);
-                    facts.matches.insert((kind, w.source_id.to_string()), m);
+                    facts.found(w, match_indexed(&index, paths, w.attrs));
                 }
             }
             None => find_each(target, kind, &mine, paths, &mut facts),
@@ -313,9 +328,9 @@ fn find_each(
     paths: &[String],
     facts: &mut Facts,
 ) {
-    let mut open: Vec<(&str, Vec<(&String, &str)>)> = wanted
+    let mut open: Vec<(&Wanted, Vec<(&String, &str)>)> = wanted
         .iter()
-        .map(|w| (w.source_id, values(paths, w.attrs)))
+        .map(|w| (*w, values(paths, w.attrs)))
         .collect();
     while !open.is_empty() {
         let calls: Vec<Call> = open
@@ -329,9 +344,9 @@ fn find_each(
             .collect();
         let mut replies = target.run_calls(&calls).into_iter();
         let mut next = vec![];
-        for (id, mut vals) in open {
+        for (w, mut vals) in open {
             let Some((path, value)) = vals.first().copied() else {
-                facts.matches.insert((kind, id.to_string()), Match::None);
+                facts.found(w, Match::None);
                 continue;
             };
             let answer = replies.next();
@@ -341,12 +356,10 @@ fn find_each(
                 _ => None,
             };
             match m {
-                Some(m) => {
-                    facts.matches.insert((kind, id.to_string()), m);
-                }
+                Some(m) => facts.found(w, m),
                 None => {
                     vals.remove(0);
-                    next.push((id, vals));
+                    next.push((w, vals));
                 }
             }
         }
