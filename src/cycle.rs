@@ -510,8 +510,11 @@ pub fn prepare(
     crate::alloc::log_memory("read");
     let present = snapshot.present();
     let users = user_links(state, scripts, &snapshot, present.as_ref())?;
+    // Only memory is at stake: without a spill, new users stay in memory.
     let spill = match purpose {
-        Purpose::Apply => Some(Spill::open()?),
+        Purpose::Apply => Spill::open()
+            .inspect_err(|e| log::warn!("{e}; this cycle's new users are kept in memory"))
+            .ok(),
         _ => None,
     };
     let mut evaluated = {

@@ -307,3 +307,49 @@ pub fn desired_active(a: &Attrs) -> bool {
         _ => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_spill_that_fills_up_keeps_the_rest_in_memory() -> Result<(), crate::error::Error> {
+        let spill = Spill::limited(4)?;
+        let keep = ["userName".to_string()];
+        let spilling = Spilling {
+            spill: &spill,
+            keep: &keep,
+            fits: &|a: &Attrs| a.contains_key("fits"),
+        };
+        let user = |i: usize| -> Attrs {
+            [
+                ("userName", json!(format!("u{i}@x.com"))),
+                ("fits", json!(true)),
+                ("notes", json!("n".repeat(1500))),
+            ]
+            .into_iter()
+            .collect()
+        };
+        let (kept, row) = spilling.put_aside(user(0));
+        assert_eq!(
+            kept.map(|k| k.keys().count()),
+            Some(1),
+            "only the matching value stays"
+        );
+        assert_eq!(spill.get(row.expect("put aside"))?, user(0));
+        let unfit: Attrs = [("userName", json!("v@x.com"))].into_iter().collect();
+        assert_eq!(spilling.put_aside(unfit.clone()), (Some(unfit), None));
+        let outcomes: Vec<_> = (1..20).map(|i| (i, spilling.put_aside(user(i)))).collect();
+        let (i, (attrs, row)) = outcomes.last().cloned().expect("20 users");
+        assert!(!spill.works(), "the spill filled up");
+        assert_eq!((attrs, row), (Some(user(i)), None), "kept whole in memory");
+        for (i, (attrs, row)) in outcomes {
+            match row {
+                Some(row) => assert_eq!(spill.get(row)?, user(i)),
+                None => assert_eq!(attrs, Some(user(i))),
+            }
+        }
+        Ok(())
+    }
+}

@@ -34,11 +34,13 @@ impl std::fmt::Debug for Spill {
 impl Spill {
     pub fn open() -> Result<Spill, Error> {
         // An empty name: a private temporary database, deleted when closed.
+        // Each put commits on its own: a put that fails (a full disk) may roll
+        // back its whole transaction, and rows handed out must stay readable.
+        // Nothing is synced: the file dies with the connection anyway.
         let conn = Connection::open("").map_err(failed)?;
         conn.execute_batch(
-            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
-             CREATE TABLE attrs (row INTEGER PRIMARY KEY, json BLOB NOT NULL);
-             BEGIN;",
+            "PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF;
+             CREATE TABLE attrs (row INTEGER PRIMARY KEY, json BLOB NOT NULL);",
         )
         .map_err(failed)?;
         Ok(Spill {
@@ -82,6 +84,17 @@ impl Spill {
             .map_err(failed)?;
         let json = json.ok_or_else(|| failed(format!("row {row} is missing")))?;
         Ok(serde_json::from_slice(&json)?)
+    }
+
+    /// A spill that fills up after `pages` pages, as a full disk would.
+    #[cfg(test)]
+    pub fn limited(pages: u32) -> Result<Spill, Error> {
+        let spill = Spill::open()?;
+        spill
+            .conn
+            .pragma_update(None, "max_page_count", pages)
+            .map_err(failed)?;
+        Ok(spill)
     }
 
     /// How many attribute sets were put aside.
