@@ -105,8 +105,8 @@ struct Applier<'a> {
     blocked_names: HashMap<(ObjectKind, String, String), String>,
     /// Creates in doubt looked for and not found: nothing to remember any more.
     not_there: HashSet<(ObjectKind, String)>,
-    /// Creates written ahead this cycle.
-    intended: HashSet<(ObjectKind, String)>,
+    /// Creates written ahead this cycle, by object key (`ids::key`).
+    intended: HashSet<(ObjectKind, u128)>,
 }
 
 /// Runs a plan against the target and records everything in the state.
@@ -410,8 +410,10 @@ impl Applier<'_> {
             }
             Ok(())
         })?;
-        self.intended
-            .extend(creates.iter().map(|a| (a.kind, a.source_id.clone())));
+        let keys = creates
+            .iter()
+            .map(|a| (a.kind, crate::ids::key(&a.source_id)));
+        self.intended.extend(keys);
         Ok(())
     }
 
@@ -1030,7 +1032,7 @@ impl Applier<'_> {
             }
             // A look-up the plan needed failed: the target's error, for this object.
             Op::Fail if a.error.is_some() => match &a.error {
-                Some(e) => self.fail(a, a.step, e),
+                Some(e) => self.fail(a, a.step, e.as_ref()),
                 None => Ok(()),
             },
             Op::Fail => {
@@ -1137,7 +1139,11 @@ impl Applier<'_> {
         let unplanned: Vec<&Action> = batch
             .iter()
             .copied()
-            .filter(|a| !self.intended.contains(&(a.kind, a.source_id.clone())))
+            .filter(|a| {
+                !self
+                    .intended
+                    .contains(&(a.kind, crate::ids::key(&a.source_id)))
+            })
             .collect();
         match unplanned.is_empty() {
             true => Ok(()),

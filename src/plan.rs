@@ -131,7 +131,7 @@ pub struct Action {
     pub held_reason: Option<String>,
     /// A failed look-up (fail actions): counted as the target's error.
     #[serde(skip)]
-    pub error: Option<TargetError>,
+    pub error: Option<Box<TargetError>>,
     /// A create whose matching value the linked object `after` still holds: it is
     /// created once that object gives the name up in this plan (deleted or
     /// renamed), else it fails.
@@ -150,7 +150,7 @@ pub struct Action {
     /// A create whose attributes wait in the spill (this row): `attrs` holds only
     /// the matching values and the active flag until apply sends it.
     #[serde(skip)]
-    pub spilled: Option<i64>,
+    pub spilled: Option<std::num::NonZeroI64>,
 }
 
 impl Action {
@@ -603,7 +603,8 @@ struct Planner<'a> {
     destructive: Vec<Action>,
     other: Vec<Action>,
     /// Users that will have a live link after this cycle (for memberships).
-    member_ok: HashSet<String>,
+    /// By key (`ids::key`): at a million new users, 16 bytes each, not a copy.
+    member_ok: crate::ids::KeySet,
     deleted_users: HashSet<String>,
     /// Users evaluated this cycle (judged on their record: failed and kept ones
     /// are not).
@@ -632,7 +633,7 @@ impl<'a> Planner<'a> {
             membership: vec![],
             destructive: vec![],
             other: vec![],
-            member_ok: HashSet::new(),
+            member_ok: Default::default(),
             deleted_users: HashSet::new(),
             evaluated: HashSet::new(),
             leaving: vec![],
@@ -767,7 +768,7 @@ impl<'a> Planner<'a> {
             a.target_id = Some(l.target_id.clone());
             self.other.push(a);
             if user {
-                self.member_ok.insert(e.source_id.clone());
+                self.member_ok.insert(crate::ids::key(&e.source_id));
             }
             return;
         }
@@ -836,7 +837,7 @@ impl<'a> Planner<'a> {
         match (e.kind, planned) {
             (_, Planned::Not) => {}
             (ObjectKind::User, _) => {
-                self.member_ok.insert(e.source_id.clone());
+                self.member_ok.insert(crate::ids::key(&e.source_id));
             }
             (ObjectKind::Group, Planned::New) => self.group_members(e, link, &BTreeSet::new()),
             (ObjectKind::Group, Planned::Adopted(r)) => {
@@ -880,14 +881,14 @@ impl<'a> Planner<'a> {
                     // up in this plan, else a conflict (see `settle`).
                     Some(other) => {
                         a.after = Some(other.source_id.clone());
-                        a.error = Some(TargetError::new(
+                        a.error = Some(Box::new(TargetError::new(
                             ErrorClass::Conflict,
                             None,
                             format!(
                                 "{path} matches {} already linked to {}",
                                 remote.id, other.display
                             ),
-                        ));
+                        )));
                         Planned::New
                     }
                     None => {
@@ -936,7 +937,7 @@ impl<'a> Planner<'a> {
             err.message.clone(),
         );
         a.step = LogAction::Create;
-        a.error = Some(err);
+        a.error = Some(Box::new(err));
         a
     }
 
@@ -948,7 +949,7 @@ impl<'a> Planner<'a> {
     fn linked(&mut self, e: &Evaluated, attrs: Attrs, l: &'a Link) {
         let kind = e.kind;
         if kind == ObjectKind::User {
-            self.member_ok.insert(e.source_id.clone());
+            self.member_ok.insert(crate::ids::key(&e.source_id));
         }
         // Judged with its defaults (the object has at least those), then planned
         // without them: a default is sent on create only.
@@ -1303,7 +1304,7 @@ impl<'a> Planner<'a> {
             .iter()
             .map(String::as_str)
             .filter(|m| {
-                self.member_ok.contains(*m)
+                self.member_ok.contains(&crate::ids::key(m))
                     || (!self.evaluated.contains(*m) && current.contains(*m))
             })
             .collect();
@@ -1556,7 +1557,11 @@ impl<'a> Planner<'a> {
             let a = &mut self.constructive[*i];
             a.op = Op::Fail;
             a.step = LogAction::Create;
-            a.error = Some(TargetError::new(ErrorClass::Conflict, None, why.clone()));
+            a.error = Some(Box::new(TargetError::new(
+                ErrorClass::Conflict,
+                None,
+                why.clone(),
+            )));
             a.reason = why.clone();
         }
         self.move_failures();

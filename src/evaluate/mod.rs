@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 pub mod spill;
 pub use spill::Spill;
+use std::num::NonZeroI64;
 
 /// Why an object is or is not up for provisioning.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +43,7 @@ pub struct Evaluated {
     pub members: Vec<String>,
     /// A new user's attributes put aside in the spill (this row): `attrs` holds
     /// only what the plan decides on, and they fit the target (checked as put).
-    pub spilled: Option<i64>,
+    pub spilled: Option<std::num::NonZeroI64>,
 }
 
 /// Where new users' attributes go while the cycle plans, and which of them do.
@@ -227,7 +228,7 @@ impl Spilling<'_> {
     /// A new user's attributes: put aside when they fit and hold no secret, the
     /// plan's part kept. A spill that fails keeps them in memory: only memory is
     /// at stake, never what is sent.
-    fn put_aside(&self, attrs: Attrs) -> (Option<Attrs>, Option<i64>) {
+    fn put_aside(&self, attrs: Attrs) -> (Option<Attrs>, Option<NonZeroI64>) {
         if !self.spill.works() || !(self.fits)(&attrs) || !Spill::takes(&attrs) {
             return (Some(attrs), None);
         }

@@ -12,6 +12,7 @@
 use crate::error::Error;
 use crate::scim::attribute::{Attrs, REDACTED};
 use rusqlite::{Connection, OptionalExtension};
+use std::num::NonZeroI64;
 
 fn failed(e: impl std::fmt::Display) -> Error {
     Error::Spill(e.to_string())
@@ -61,8 +62,8 @@ impl Spill {
         !self.broken.get()
     }
 
-    /// Puts attributes aside; the row reads them back.
-    pub fn put(&self, attrs: &Attrs) -> Result<i64, Error> {
+    /// Puts attributes aside; the row (never 0) reads them back.
+    pub fn put(&self, attrs: &Attrs) -> Result<NonZeroI64, Error> {
         let json = serde_json::to_vec(attrs)?;
         self.conn
             .prepare_cached("INSERT INTO attrs (json) VALUES (?1)")
@@ -72,15 +73,16 @@ impl Spill {
                 failed(e)
             })?;
         self.count.set(self.count.get() + 1);
-        Ok(self.conn.last_insert_rowid())
+        // An INTEGER PRIMARY KEY of a new table starts at 1.
+        NonZeroI64::new(self.conn.last_insert_rowid()).ok_or_else(|| failed("row 0"))
     }
 
     /// The attributes put aside under `row`.
-    pub fn get(&self, row: i64) -> Result<Attrs, Error> {
+    pub fn get(&self, row: NonZeroI64) -> Result<Attrs, Error> {
         let json: Option<Vec<u8>> = self
             .conn
             .prepare_cached("SELECT json FROM attrs WHERE row = ?1")
-            .and_then(|mut s| s.query_row([row], |r| r.get(0)).optional())
+            .and_then(|mut s| s.query_row([row.get()], |r| r.get(0)).optional())
             .map_err(failed)?;
         let json = json.ok_or_else(|| failed(format!("row {row} is missing")))?;
         Ok(serde_json::from_slice(&json)?)
@@ -104,12 +106,12 @@ impl Spill {
 }
 
 /// What stays in memory of attributes put aside: the values the plan decides
-/// on (matching values, found by `keep`, and the active flag `desired_active`
-/// reads).
+/// on, the matching values `keep` names. (Only active users are put aside, and
+/// `desired_active` reads a missing flag as active.)
 pub fn kept(attrs: &Attrs, keep: &[String]) -> Attrs {
     attrs
         .iter()
-        .filter(|(p, _)| p.as_ref() == "active" || keep.iter().any(|k| k == p.as_ref()))
+        .filter(|(p, _)| keep.iter().any(|k| k == p.as_ref()))
         .map(|(p, v)| (p.clone(), v.clone()))
         .collect()
 }
@@ -138,11 +140,11 @@ mod tests {
         assert_eq!(spill.get(rb)?, b);
         assert_eq!(spill.get(ra)?, a);
         assert_eq!(spill.count(), 2);
-        assert!(spill.get(rb + 1).is_err());
+        assert!(NonZeroI64::new(rb.get() + 1).is_some_and(|r| spill.get(r).is_err()));
         let small = kept(&a, &["userName".to_string()]);
         assert_eq!(
             small.keys().map(|k| k.as_ref()).collect::<Vec<_>>(),
-            ["active", "userName"]
+            ["userName"]
         );
         let secret: Attrs = [("password", json!("x")), (REDACTED, json!(["password"]))]
             .into_iter()

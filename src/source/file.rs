@@ -18,6 +18,7 @@ use super::scan;
 use super::{ReadRequest, Source};
 use crate::config::Scope;
 use crate::error::{Error, InputError};
+use crate::ids::{key, Keyed};
 use crate::model::{RecordKind, Snapshot};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -508,40 +509,7 @@ pub(super) struct Digests {
     users: HashMap<u128, (u64, u64), Keyed>,
 }
 
-/// The cache's keys are hashes already: a map takes their low bits as they are
-/// instead of hashing them again (a million users, three look-ups each).
-type Keyed = std::hash::BuildHasherDefault<KeyHasher>;
-
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u128(&mut self, k: u128) {
-        self.0 = k as u64;
-    }
-}
-
 const DIGESTS_HEADER: &[u8] = b"scimsync file digests v3\n";
-
-/// A record id as the cache keys it.
-fn key(id: &str) -> u128 {
-    use std::hash::{Hash, Hasher};
-    let half = |salt: u8| {
-        let mut h = std::hash::DefaultHasher::new();
-        salt.hash(&mut h);
-        id.hash(&mut h);
-        h.finish() as u128
-    };
-    half(0) << 64 | half(1)
-}
 
 impl Digests {
     /// A readable user's digests.
