@@ -133,7 +133,15 @@ pub fn apply_with_links(
     opts: &ApplyOptions,
     links: crate::state::Links,
 ) -> Result<Outcome, Error> {
-    let (users, groups) = links;
+    let (mut users, mut groups) = links;
+    // Room for the links the plan makes: grown by doubling, the table held its
+    // old and new buffers at once (20 MB at 100,000 creates).
+    let new = |kind: ObjectKind| {
+        let made = |a: &&Action| a.kind == kind && matches!(a.op, Op::Create | Op::Adopt);
+        plan.actions.iter().filter(made).count()
+    };
+    users.reserve(new(ObjectKind::User));
+    groups.reserve(new(ObjectKind::Group));
     let escrowed = state
         .escrows()?
         .into_iter()
