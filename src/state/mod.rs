@@ -402,11 +402,17 @@ impl State {
         kind: ObjectKind,
         attrs_for: &dyn Fn(&str) -> bool,
     ) -> Result<HashMap<String, Link>, Error> {
+        // Counted first: a table of a million links grown by doubling rehashed
+        // every link twenty times and held its old and new buffers together.
+        let count: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM links WHERE kind = ?1")?
+            .query_row([kind.as_str()], |r| r.get(0))?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT source_id, target_id, display, attrs, hash, active, disabled_reason FROM links WHERE kind = ?1",
         )?;
         let mut rows = stmt.query([kind.as_str()])?;
-        let mut out = HashMap::new();
+        let mut out = HashMap::with_capacity(usize::try_from(count).unwrap_or(0));
         while let Some(r) = rows.next()? {
             let source_id: String = r.get(0)?;
             // The attributes and their hash of the links the cycle compares only.
