@@ -81,7 +81,8 @@ impl Packed {
         Packed(Value::Object(record).to_string().into_boxed_str())
     }
 
-    /// The record: every attribute, as read.
+    /// The record: every attribute, as read (the text was written from a map,
+    /// so it parses; an empty `Packed` is an empty record).
     pub fn open(&self) -> Map<String, Value> {
         serde_json::from_str(&self.0).unwrap_or_default()
     }

@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::num::NonZeroI64;
 
 /// Longest attribute value sent (bytes): bigger ones are a directory error, not
 /// something to push at a target.
@@ -148,9 +149,9 @@ pub struct Action {
     #[serde(skip)]
     pub grace: Option<grace::GraceStep>,
     /// A create whose attributes wait in the spill (this row): `attrs` holds only
-    /// the matching values and the active flag until apply sends it.
+    /// the matching values until apply sends it.
     #[serde(skip)]
-    pub spilled: Option<std::num::NonZeroI64>,
+    pub spilled: Option<NonZeroI64>,
 }
 
 impl Action {

@@ -9,10 +9,10 @@ use crate::script::{ScriptFailure, Scripts};
 use crate::state::Link;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use std::num::NonZeroI64;
 
 pub mod spill;
 pub use spill::Spill;
-use std::num::NonZeroI64;
 
 /// Why an object is or is not up for provisioning.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +43,7 @@ pub struct Evaluated {
     pub members: Vec<String>,
     /// A new user's attributes put aside in the spill (this row): `attrs` holds
     /// only what the plan decides on, and they fit the target (checked as put).
-    pub spilled: Option<std::num::NonZeroI64>,
+    pub spilled: Option<NonZeroI64>,
 }
 
 /// Where new users' attributes go while the cycle plans, and which of them do.
