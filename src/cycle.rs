@@ -512,7 +512,7 @@ pub fn prepare(
     let users = user_links(state, scripts, &snapshot, present.as_ref())?;
     // Only memory is at stake: without a spill, new users stay in memory.
     let spill = match purpose {
-        Purpose::Apply => Spill::open()
+        Purpose::Apply => Spill::open(&settings.state_path)
             .inspect_err(|e| log::warn!("{e}; this cycle's new users are kept in memory"))
             .ok(),
         _ => None,

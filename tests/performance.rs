@@ -243,8 +243,13 @@ fn creates_send_every_attribute_the_plan_shows() {
     assert_eq!(adopt["display"], "user7@contoso.com");
     let planned = creates_by_name(actions, "changes", "path");
     assert_eq!(planned.len(), 239 + 12, "{}", out.stdout);
+    // What a sync killed mid-cycle leaves beside the state: replaced, never read.
+    let spill = ws.dir.join("state.db.spill");
+    std::fs::write(&spill, b"left by a process that died").unwrap();
     emu.reset_stats();
-    ws.sync().ok();
+    let r = ws.sync();
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(!spill.exists(), "the spill goes with its cycle");
     let (req, _) = emu.stats();
     assert_eq!(count(&req, "POST /Users"), 239, "{req}");
     assert_eq!(count(&req, "POST /Groups"), 12, "{req}");

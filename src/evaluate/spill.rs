@@ -5,14 +5,18 @@
 //! its active flag — stays in memory; the rest is read back when the create is
 //! sent.
 //!
-//! A private temporary SQLite database: SQLite unlinks its file as it creates it
-//! and keeps the first pages in its cache, so a small cycle never touches the
-//! disk. Scratch, not state: it lives as long as the cycle's plan.
+//! A private SQLite file beside the state (`<state>.spill`, 0600), removed when
+//! the cycle's plan is done with it. Not in the system's temporary folder (where
+//! SQLite puts a temporary database): on the small servers this is for, that is
+//! often a tmpfs, i.e. memory again. Scratch, not state: only the process holding
+//! the state's lock makes one, so a file left by a process that died is simply
+//! replaced.
 
 use crate::error::Error;
 use crate::scim::attribute::{Attrs, REDACTED};
 use rusqlite::{Connection, OptionalExtension};
 use std::num::NonZeroI64;
+use std::path::{Path, PathBuf};
 
 fn failed(e: impl std::fmt::Display) -> Error {
     Error::Spill(e.to_string())
@@ -20,7 +24,9 @@ fn failed(e: impl std::fmt::Display) -> Error {
 
 /// Attributes put aside until they are sent.
 pub struct Spill {
+    // Closed before its file is removed: fields drop in this order.
     conn: Connection,
+    _file: Scratch,
     count: std::cell::Cell<usize>,
     /// A put failed (a full temporary folder): the rest stays in memory.
     broken: std::cell::Cell<bool>,
@@ -32,20 +38,52 @@ impl std::fmt::Debug for Spill {
     }
 }
 
+/// The spill's file, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Where the spill of the state at `state_path` lives.
+pub fn path_for(state_path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.spill", state_path.display()))
+}
+
 impl Spill {
-    pub fn open() -> Result<Spill, Error> {
-        // An empty name: a private temporary database, deleted when closed.
+    /// A new, empty spill beside the state at `state_path` (the caller holds the
+    /// state's lock).
+    pub fn open(state_path: &Path) -> Result<Spill, Error> {
+        Spill::open_at(path_for(state_path))
+    }
+
+    fn open_at(path: PathBuf) -> Result<Spill, Error> {
+        let shown = path.display().to_string();
+        let at = |e: &dyn std::fmt::Display| failed(format!("{shown}: {e}"));
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(at(&e)),
+            _ => {}
+        }
+        crate::private::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| at(&e))?;
+        let file = Scratch(path);
         // Each put commits on its own: a put that fails (a full disk) may roll
         // back its whole transaction, and rows handed out must stay readable.
         // Nothing is synced: the file dies with the connection anyway.
-        let conn = Connection::open("").map_err(failed)?;
+        let conn = Connection::open(&file.0).map_err(|e| at(&e))?;
         conn.execute_batch(
             "PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF;
              CREATE TABLE attrs (row INTEGER PRIMARY KEY, json BLOB NOT NULL);",
         )
-        .map_err(failed)?;
+        .map_err(|e| at(&e))?;
         Ok(Spill {
             conn,
+            _file: file,
             count: Default::default(),
             broken: Default::default(),
         })
@@ -88,10 +126,20 @@ impl Spill {
         Ok(serde_json::from_slice(&json)?)
     }
 
+    /// A spill in the system's temporary folder, for tests.
+    #[cfg(test)]
+    pub fn scratch() -> Result<Spill, Error> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let name = format!("scimsync-test-{}-{n}.spill", std::process::id());
+        Spill::open_at(std::env::temp_dir().join(name))
+    }
+
     /// A spill that fills up after `pages` pages, as a full disk would.
     #[cfg(test)]
     pub fn limited(pages: u32) -> Result<Spill, Error> {
-        let spill = Spill::open()?;
+        let spill = Spill::scratch()?;
         spill
             .conn
             .pragma_update(None, "max_page_count", pages)
@@ -123,7 +171,9 @@ mod tests {
 
     #[test]
     fn attributes_come_back_as_they_were_put_aside() -> Result<(), Error> {
-        let spill = Spill::open()?;
+        let spill = Spill::scratch()?;
+        let path = spill._file.0.clone();
+        assert!(path.exists(), "a file where it was asked for");
         let a: Attrs = [
             ("userName", json!("ada@contoso.com")),
             ("name.givenName", json!("Ada")),
@@ -150,6 +200,8 @@ mod tests {
             .into_iter()
             .collect();
         assert!(!Spill::takes(&secret) && Spill::takes(&a));
+        drop(spill);
+        assert!(!path.exists(), "removed with the spill");
         Ok(())
     }
 }
