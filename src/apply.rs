@@ -82,6 +82,13 @@ enum Write {
     Stayed(String),
 }
 
+/// A user created this cycle, as later actions (memberships, the log) see it.
+struct Made {
+    target_id: Box<str>,
+    display: Box<str>,
+    active: bool,
+}
+
 struct Applier<'a> {
     target: &'a mut dyn Target,
     state: &'a mut State,
@@ -89,6 +96,9 @@ struct Applier<'a> {
     opts: &'a ApplyOptions,
     users: HashMap<String, Link>,
     groups: HashMap<String, Link>,
+    /// Users created this cycle, by key (`ids::key`): what later actions ask of
+    /// them. A `Link` each was 380 bytes; at a million creates this is 150.
+    made: HashMap<u128, Made, crate::ids::Keyed>,
     writes: Vec<Write>,
     outcome: Outcome,
     /// First calls of the actions ahead, run by the worker pool.
@@ -134,14 +144,16 @@ pub fn apply_with_links(
     links: crate::state::Links,
 ) -> Result<Outcome, Error> {
     let (mut users, mut groups) = links;
-    // Room for the links the plan makes: grown by doubling, the table held its
+    // Room for the links the plan makes: grown by doubling, a table holds its
     // old and new buffers at once (20 MB at 100,000 creates).
-    let new = |kind: ObjectKind| {
-        let made = |a: &&Action| a.kind == kind && matches!(a.op, Op::Create | Op::Adopt);
+    let new = |kind: ObjectKind, ops: &[Op]| {
+        let made = |a: &&Action| a.kind == kind && ops.contains(&a.op);
         plan.actions.iter().filter(made).count()
     };
-    users.reserve(new(ObjectKind::User));
-    groups.reserve(new(ObjectKind::Group));
+    let mut made = HashMap::default();
+    made.reserve(new(ObjectKind::User, &[Op::Create]));
+    users.reserve(new(ObjectKind::User, &[Op::Adopt]));
+    groups.reserve(new(ObjectKind::Group, &[Op::Create, Op::Adopt]));
     let escrowed = state
         .escrows()?
         .into_iter()
@@ -154,6 +166,7 @@ pub fn apply_with_links(
         opts,
         users,
         groups,
+        made,
         writes: vec![],
         outcome: Outcome::default(),
         prefetched: Prefetched::default(),
@@ -191,7 +204,7 @@ pub fn apply_with_links(
     // is not (the delete failed or is held), the create waits instead of failing.
     a.run_destructive(&freeing, &progress)?;
     for x in freeing.iter().chain(&held).filter(|x| x.frees_name) {
-        if a.links(x.kind).contains_key(&x.source_id) {
+        if a.is_linked(x.kind, &x.source_id) {
             a.block_names_of(x)?;
         }
     }
@@ -227,7 +240,7 @@ pub fn apply_with_links(
     // A create in doubt is remembered until its object is linked or known absent.
     for p in in_doubt {
         let key = (p.kind, p.source_id.clone());
-        if !a.links(p.kind).contains_key(&p.source_id) && !a.not_there.contains(&key) {
+        if !a.is_linked(p.kind, &p.source_id) && !a.not_there.contains(&key) {
             a.outcome.incomplete.push(Incomplete {
                 kind: p.kind,
                 source_id: p.source_id,
@@ -538,7 +551,7 @@ impl Applier<'_> {
             if !self.groups.contains_key(group) {
                 continue;
             }
-            let w = if *member && self.users.contains_key(user) {
+            let w = if *member && self.is_linked(ObjectKind::User, user) {
                 Write::AddMember(group.clone(), user.clone())
             } else if *member {
                 continue;
@@ -584,7 +597,7 @@ impl Applier<'_> {
     /// A create of an object whose link is gone from the target (a full cycle saw
     /// it): the link goes first.
     fn unlink_gone(&mut self, a: &Action) -> Result<(), Error> {
-        if self.links(a.kind).contains_key(&a.source_id) {
+        if self.is_linked(a.kind, &a.source_id) {
             self.unlink(a.kind, &a.source_id)?;
         }
         Ok(())
@@ -676,7 +689,7 @@ impl Applier<'_> {
                 attrs: None,
             });
         }
-        self.links_mut(kind).remove(source_id);
+        self.forget_link(kind, source_id);
         self.push(Write::Unlink(kind, source_id.to_string()))
     }
 
@@ -785,9 +798,16 @@ impl Applier<'_> {
         let mut names = vec![];
         let mut sources = vec![];
         for m in &a.members {
-            if let Some(l) = self.users.get(m) {
-                ids.push(l.target_id.clone());
-                names.push(Value::String(l.display.clone()));
+            let found = match self.users.get(m) {
+                Some(l) => Some((l.target_id.as_str(), l.display.as_str())),
+                None => self
+                    .made
+                    .get(&crate::ids::key(m))
+                    .map(|u| (&*u.target_id, &*u.display)),
+            };
+            if let Some((id, name)) = found {
+                ids.push(id.to_string());
+                names.push(Value::String(name.to_string()));
                 sources.push(m.clone());
             }
         }
@@ -851,11 +871,10 @@ impl Applier<'_> {
         error: Option<String>,
     ) {
         *self.outcome.counts.entry((action, status)).or_insert(0) += 1;
-        let target_id = a.target_id.clone().or_else(|| {
-            self.links(a.kind)
-                .get(&a.source_id)
-                .map(|l| l.target_id.clone())
-        });
+        let target_id = a
+            .target_id
+            .clone()
+            .or_else(|| self.linked_target(a.kind, &a.source_id));
         self.writes.push(Write::Log(LogEntry {
             id: 0,
             cycle: self.cycle,
@@ -886,6 +905,34 @@ impl Applier<'_> {
         }
     }
 
+    /// The user created this cycle under this source id.
+    fn made(&self, kind: ObjectKind, source_id: &str) -> Option<&Made> {
+        match kind {
+            ObjectKind::User => self.made.get(&crate::ids::key(source_id)),
+            ObjectKind::Group => None,
+        }
+    }
+
+    /// Whether the object is linked as of now (before or during this cycle).
+    fn is_linked(&self, kind: ObjectKind, source_id: &str) -> bool {
+        self.links(kind).contains_key(source_id) || self.made(kind, source_id).is_some()
+    }
+
+    /// The target id the object is linked to as of now.
+    fn linked_target(&self, kind: ObjectKind, source_id: &str) -> Option<String> {
+        match self.links(kind).get(source_id) {
+            Some(l) => Some(l.target_id.clone()),
+            None => self.made(kind, source_id).map(|u| u.target_id.to_string()),
+        }
+    }
+
+    fn forget_link(&mut self, kind: ObjectKind, source_id: &str) {
+        self.links_mut(kind).remove(source_id);
+        if kind == ObjectKind::User {
+            self.made.remove(&crate::ids::key(source_id));
+        }
+    }
+
     fn record_link(
         &mut self,
         a: &Action,
@@ -894,8 +941,6 @@ impl Applier<'_> {
         active: bool,
         disabled_reason: Option<String>,
     ) -> Result<(), Error> {
-        // Kept slim in memory (no attributes, no hash): only the state holds them;
-        // at 100,000 creates a second copy was a third of the cycle's peak.
         let link = Link {
             kind: a.kind,
             source_id: a.source_id.clone(),
@@ -906,8 +951,22 @@ impl Applier<'_> {
             active,
             disabled_reason: if active { None } else { disabled_reason },
         };
-        self.links_mut(a.kind)
-            .insert(a.source_id.clone(), link.clone());
+        // Kept slim in memory (no attributes, no hash): only the state holds them;
+        // at 100,000 creates a second copy was a third of the cycle's peak. A
+        // created user is slimmer still.
+        if a.kind == ObjectKind::User && a.op == Op::Create && link.disabled_reason.is_none() {
+            self.users.remove(&a.source_id);
+            let made = Made {
+                target_id: target_id.into(),
+                display: a.display.as_str().into(),
+                active,
+            };
+            self.made.insert(crate::ids::key(&a.source_id), made);
+        } else {
+            self.forget_link(a.kind, &a.source_id);
+            self.links_mut(a.kind)
+                .insert(a.source_id.clone(), link.clone());
+        }
         self.push(Write::Link(Link {
             attrs: stored(attrs),
             hash: hash_attrs(attrs),
@@ -919,6 +978,10 @@ impl Applier<'_> {
     /// The attributes a link holds, from memory or, for a link recorded this
     /// cycle (slim: no hash in memory), from the state after writing what waits.
     fn link_attrs(&mut self, kind: ObjectKind, source_id: &str) -> Result<Option<Attrs>, Error> {
+        if self.made(kind, source_id).is_some() {
+            self.flush()?;
+            return self.state.link_attrs(kind, source_id);
+        }
         match self.links(kind).get(source_id) {
             Some(l) if l.hash.is_empty() => {
                 self.flush()?;
@@ -988,9 +1051,7 @@ impl Applier<'_> {
     /// The object's target id as of now: an object re-created earlier in this cycle
     /// has a new one.
     fn target_id(&self, a: &Action) -> Option<String> {
-        self.links(a.kind)
-            .get(&a.source_id)
-            .map(|l| l.target_id.clone())
+        self.linked_target(a.kind, &a.source_id)
             .or_else(|| a.target_id.clone())
     }
 
@@ -1008,7 +1069,7 @@ impl Applier<'_> {
                 self.members(a)
             }
             Op::Forget => {
-                self.links_mut(a.kind).remove(&a.source_id);
+                self.forget_link(a.kind, &a.source_id);
                 self.log(
                     a,
                     LogAction::Forget,
@@ -1196,9 +1257,10 @@ impl Applier<'_> {
                 Err(e) => return self.fail(a, LogAction::Update, &e),
             }
         }
-        let prev = self.links(a.kind).get(&a.source_id).cloned();
-        let active = prev.as_ref().map(|l| l.active).unwrap_or(true);
-        let reason = prev.and_then(|l| l.disabled_reason);
+        let prev = self.links(a.kind).get(&a.source_id);
+        let made = self.made(a.kind, &a.source_id).map(|u| u.active);
+        let active = prev.map(|l| l.active).or(made).unwrap_or(true);
+        let reason = prev.and_then(|l| l.disabled_reason.clone());
         self.record_link(a, &id, &a.attrs, active, reason)?;
         if !a.changes.is_empty() {
             self.log(
@@ -1226,7 +1288,7 @@ impl Applier<'_> {
             Ok(()) => {}
             Err(e) if e.class == ErrorClass::NotFound && !active => {
                 // Already gone (Dropbox deletes invited members it is asked to suspend).
-                self.links_mut(a.kind).remove(&a.source_id);
+                self.forget_link(a.kind, &a.source_id);
                 self.log(
                     a,
                     action,
@@ -1292,7 +1354,7 @@ impl Applier<'_> {
         });
         match gone {
             Ok(_) => {
-                self.links_mut(a.kind).remove(&a.source_id);
+                self.forget_link(a.kind, &a.source_id);
                 self.push(Write::Unlink(a.kind, a.source_id.clone()))?;
                 self.clear_escrow(a)?;
                 self.log(
