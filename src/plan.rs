@@ -581,7 +581,14 @@ pub fn plan(mut evaluated: Vec<Evaluated>, input: &PlanInput<'_>) -> Plan {
     p.constructive
         .reserve_exact(evaluated.len() + 2 * groups.count());
     let mut users_done = false;
-    for mut e in evaluated {
+    // Taken from the end of the reversed list, whose buffer shrinks as it empties:
+    // the evaluations' buffer and the plan's are not both whole at once (at a
+    // million users, 170 MB less).
+    evaluated.reverse();
+    while let Some(mut e) = evaluated.pop() {
+        if evaluated.len() < evaluated.capacity() / 2 {
+            evaluated.shrink_to_fit();
+        }
         if e.kind == ObjectKind::Group && !users_done {
             p.gone_objects(ObjectKind::User);
             users_done = true;

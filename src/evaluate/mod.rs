@@ -90,6 +90,9 @@ pub fn evaluate_releasing(
     let mut groups = std::mem::take(&mut snapshot.groups);
     let mut e = Evaluator::new(snapshot, scripts, user_links);
     e.spilling = spilling;
+    // Room for every evaluation up front: grown by doubling, the list held its
+    // old and new buffers at once (270 MB at a million users).
+    e.out.reserve_exact(users.len() + groups.len());
     for u in users.iter_mut() {
         if e.wanted(&u.id) {
             e.user(u);
