@@ -570,7 +570,7 @@ impl Applier<'_> {
         }
         for action in held {
             if action.op == Op::Create {
-                let why = action.held_reason.clone().unwrap_or_default();
+                let why = action.held_reason().unwrap_or_default().to_string();
                 self.log(
                     action,
                     LogAction::Create,
@@ -1315,7 +1315,13 @@ impl Applier<'_> {
         };
         let mut stored = attrs;
         stored.insert("active", Value::Bool(active));
-        self.record_link(a, &id, &stored, active, a.disabled_reason.clone())?;
+        self.record_link(
+            a,
+            &id,
+            &stored,
+            active,
+            a.disabled_reason().map(str::to_string),
+        )?;
         self.grace(a, active)?;
         let m = vec![Modified {
             name: "active".into(),
@@ -1333,9 +1339,9 @@ impl Applier<'_> {
             return Ok(());
         }
         use crate::plan::grace::GraceStep;
-        match a.grace {
+        match a.grace() {
             Some(GraceStep::Starts { .. }) if a.op != Op::Enable => {
-                let why = a.disabled_reason.clone().unwrap_or_default();
+                let why = a.disabled_reason().unwrap_or_default().to_string();
                 self.push(Write::Leaver(a.source_id.clone(), crate::clock::now(), why))
             }
             Some(GraceStep::Ends) => self.push(Write::Stayed(a.source_id.clone())),

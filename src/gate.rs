@@ -83,16 +83,17 @@ impl Gate {
         let mut held: HashMap<(ObjectKind, String), String> = HashMap::new();
         for a in plan.actions.iter_mut().filter(|a| a.destroys()) {
             a.held = true;
-            a.held_reason = Some(format!("{why}; run `scimsync allow-deletes` to release"));
+            a.rare_mut().held_reason =
+                Some(format!("{why}; run `scimsync allow-deletes` to release"));
             held.insert((a.kind, a.source_id.clone()), a.display.clone());
         }
         for a in plan.actions.iter_mut().filter(|a| a.op == Op::Create) {
-            let Some(after) = &a.after else {
+            let Some(after) = a.after() else {
                 continue;
             };
-            if let Some(holder) = held.get(&(a.kind, after.clone())) {
+            if let Some(holder) = held.get(&(a.kind, after.to_string())) {
                 a.held = true;
-                a.held_reason = Some(format!(
+                a.rare_mut().held_reason = Some(format!(
                     "waits for {holder}, which holds the same name in the target, to be deleted first; that delete is held ({why})"
                 ));
             }

@@ -111,9 +111,6 @@ pub struct Action {
     /// Membership actions: user source ids.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<String>,
-    /// Why an object is disabled (kept in the link: "out_of_scope" or "disabled").
-    #[serde(skip)]
-    pub disabled_reason: Option<String>,
     /// A destructive action that frees a name a create of this plan takes: it runs
     /// before the creates (still through the gate).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -126,18 +123,11 @@ pub struct Action {
     /// cycle, whatever changes.
     #[serde(skip)]
     pub revisit: bool,
-    /// Held by the gate: not run this cycle, and why.
+    /// Held by the gate: not run this cycle (why: `held_reason`).
     pub held: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub held_reason: Option<String>,
     /// A failed look-up (fail actions): counted as the target's error.
     #[serde(skip)]
     pub error: Option<Box<TargetError>>,
-    /// A create whose matching value the linked object `after` still holds: it is
-    /// created once that object gives the name up in this plan (deleted or
-    /// renamed), else it fails.
-    #[serde(skip)]
-    pub after: Option<String>,
     /// Adoptions: whether the object is active once adopted.
     #[serde(skip)]
     pub active: Option<bool>,
@@ -145,13 +135,48 @@ pub struct Action {
     /// unreadable record).
     #[serde(skip)]
     pub step: LogAction,
-    /// Where this action moves a leaver's grace period (see `grace`).
+    /// What few actions carry (boxed: a plan holds an action per object).
     #[serde(skip)]
-    pub grace: Option<grace::GraceStep>,
+    pub rare: Option<Box<Rare>>,
     /// A create whose attributes wait in the spill (this row): `attrs` holds only
     /// the matching values until apply sends it.
     #[serde(skip)]
     pub spilled: Option<NonZeroI64>,
+}
+
+/// What few actions carry, apart so that an action stays small (200 bytes, not
+/// 280: at a million actions, 80 MB).
+#[derive(Debug, Clone, Default)]
+pub struct Rare {
+    /// Why an object is disabled (kept in the link: "out_of_scope" or "disabled").
+    pub disabled_reason: Option<String>,
+    /// Why the gate holds the action.
+    pub held_reason: Option<String>,
+    /// A create whose matching value the linked object `after` still holds: it is
+    /// created once that object gives the name up in this plan (deleted or
+    /// renamed), else it fails.
+    pub after: Option<String>,
+    /// Where this action moves a leaver's grace period (see `grace`).
+    pub grace: Option<grace::GraceStep>,
+}
+
+impl Action {
+    pub fn disabled_reason(&self) -> Option<&str> {
+        self.rare.as_ref()?.disabled_reason.as_deref()
+    }
+    pub fn held_reason(&self) -> Option<&str> {
+        self.rare.as_ref()?.held_reason.as_deref()
+    }
+    pub fn after(&self) -> Option<&str> {
+        self.rare.as_ref()?.after.as_deref()
+    }
+    pub fn grace(&self) -> Option<grace::GraceStep> {
+        self.rare.as_ref()?.grace
+    }
+    /// The rare parts, made on first use.
+    pub fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Default::default)
+    }
 }
 
 impl Action {
@@ -204,7 +229,7 @@ impl Action {
             "target_id": a.target_id,
             "changes": changes,
             "held": a.held,
-            "held_reason": a.held_reason,
+            "held_reason": a.held_reason(),
             "reason": a.reason,
         });
         if !a.members.is_empty() {
@@ -213,7 +238,7 @@ impl Action {
         if a.op == Op::Fail {
             d["fails"] = Value::Bool(true);
         }
-        if let Some(grace::GraceStep::Starts { due }) = a.grace {
+        if let Some(grace::GraceStep::Starts { due }) = a.grace() {
             d["removal_due"] = Value::String(grace::day(due));
         }
         d
@@ -460,7 +485,9 @@ fn adoption(a: &mut Action, attrs: &Attrs, path: &str, remote: &Remote, create_o
     a.target_id = Some(remote.id.clone());
     a.changes = drift(attrs, remote, Drift::Adopt, create_only);
     a.active = Some(desired_active(attrs));
-    a.after = None;
+    if let Some(r) = a.rare.as_mut() {
+        r.after = None;
+    }
     a.error = None;
     a.reason = format!("{}; matched an existing object by {path}", a.reason);
 }
@@ -549,17 +576,14 @@ fn action(
         attrs: Attrs::new(),
         changes: vec![],
         members: vec![],
-        disabled_reason: None,
         frees_name: false,
         adopt_only: false,
         revisit: false,
         held: false,
-        held_reason: None,
         error: None,
-        after: None,
         active: None,
         step: LogAction::Evaluate,
-        grace: None,
+        rare: None,
         spilled: None,
     }
 }
@@ -748,7 +772,7 @@ impl<'a> Planner<'a> {
                 );
                 a.target_id = Some(l.target_id.clone());
                 a.attrs = l.attrs.clone();
-                a.disabled_reason = Some("disabled".into());
+                a.rare_mut().disabled_reason = Some("disabled".into());
                 self.destructive.push(a);
             }
             _ => {}
@@ -794,7 +818,7 @@ impl<'a> Planner<'a> {
         a.target_id = Some(l.target_id.clone());
         a.attrs = l.attrs.clone();
         if user {
-            a.disabled_reason = Some("out_of_scope".into());
+            a.rare_mut().disabled_reason = Some("out_of_scope".into());
             a.op = Op::Disable;
         }
         self.destructive.push(a);
@@ -888,7 +912,7 @@ impl<'a> Planner<'a> {
                     // Held by another object: created once that one gives the name
                     // up in this plan, else a conflict (see `settle`).
                     Some(other) => {
-                        a.after = Some(other.source_id.clone());
+                        a.rare_mut().after = Some(other.source_id.clone());
                         a.error = Some(Box::new(TargetError::new(
                             ErrorClass::Conflict,
                             None,
@@ -1071,7 +1095,7 @@ impl<'a> Planner<'a> {
             let mut a = action(e.kind, Op::Disable, &e.source_id, &e.display, why);
             a.target_id = Some(l.target_id.clone());
             a.attrs = attrs.clone();
-            a.disabled_reason = Some("disabled".into());
+            a.rare_mut().disabled_reason = Some("disabled".into());
             self.destructive.push(a);
         }
     }
@@ -1127,7 +1151,7 @@ impl<'a> Planner<'a> {
         a.target_id = Some(l.target_id.clone());
         a.attrs = attrs.clone();
         a.changes = changes;
-        a.disabled_reason = l.disabled_reason.clone();
+        a.rare_mut().disabled_reason = l.disabled_reason.clone();
         self.constructive.push(a);
     }
 
@@ -1462,7 +1486,7 @@ impl<'a> Planner<'a> {
             .collect();
         let mut failed = vec![];
         for a in self.constructive.iter_mut() {
-            let Some(other) = a.after.clone() else {
+            let Some(other) = a.after().map(str::to_string) else {
                 continue;
             };
             let key = (a.kind, other);
@@ -1476,7 +1500,9 @@ impl<'a> Planner<'a> {
                 continue;
             }
             if renamed.contains(&key) {
-                a.after = None;
+                if let Some(r) = a.rare.as_mut() {
+                    r.after = None;
+                }
                 a.error = None;
                 continue;
             }
@@ -1491,7 +1517,9 @@ impl<'a> Planner<'a> {
             }
             a.op = Op::Fail;
             a.step = LogAction::Create;
-            a.after = None;
+            if let Some(r) = a.rare.as_mut() {
+                r.after = None;
+            }
             if let Some(e) = &a.error {
                 a.reason = e.message.clone();
             }
@@ -1714,6 +1742,18 @@ mod tests {
         update: true,
         delete: true,
     };
+
+    /// A plan holds an action per object: what few carry stays in `Rare`.
+    #[test]
+    fn an_action_stays_small() {
+        let size = std::mem::size_of::<Action>();
+        assert!(size <= 200, "an action is {size} bytes");
+        let mut a = action(ObjectKind::User, Op::Disable, "u1", "u1@x.com", "why");
+        assert_eq!((a.held_reason(), a.after(), a.grace()), (None, None, None));
+        a.rare_mut().held_reason = Some("held".into());
+        assert_eq!(a.held_reason(), Some("held"));
+        assert_eq!(a.document()["held_reason"], "held");
+    }
 
     fn user(id: &str, decision: Decision, attrs: Option<Attrs>) -> Evaluated {
         Evaluated {

@@ -78,8 +78,7 @@ pub(super) fn preview(settings: &Settings, id: &str) -> Result<i32, Error> {
     }
     for a in &plan.actions {
         let held = a
-            .held_reason
-            .as_deref()
+            .held_reason()
             .map(|h| format!(" (held: {h})"))
             .unwrap_or_default();
         println!("  next cycle: {} — {}{held}", a.op.as_str(), a.reason);
@@ -348,7 +347,9 @@ pub(super) fn one_object(
         .retain(|(g, u, _)| g == source_id || u == source_id);
     for a in plan.actions.iter_mut() {
         a.held = false;
-        a.held_reason = None;
+        if let Some(r) = a.rare.as_mut() {
+            r.held_reason = None;
+        }
     }
     let allow = state.meta(Fact::AllowDeletesOnce)?.is_some();
     crate::gate::Gate::new(settings, links.0.len() + links.1.len(), allow).judge(&mut plan);

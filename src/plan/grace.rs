@@ -85,7 +85,7 @@ impl<'a> Planner<'a> {
             why.clone(),
         );
         a.target_id = Some(l.target_id.clone());
-        a.disabled_reason = Some(disabled_reason.to_string());
+        a.rare_mut().disabled_reason = Some(disabled_reason.to_string());
         match grace.leaving(l) {
             Leaving::Remove { grace_over } => {
                 a.attrs = l.attrs.clone();
@@ -96,7 +96,7 @@ impl<'a> Planner<'a> {
             Leaving::Suspend { due } => {
                 a.op = Op::Disable;
                 a.reason = format!("{why}; suspended, removed on {} if still gone", day(due));
-                a.grace = Some(GraceStep::Starts { due });
+                a.rare_mut().grace = Some(GraceStep::Starts { due });
                 self.grace_now.insert(l.source_id.clone());
                 self.destructive.push(a);
             }
@@ -106,7 +106,7 @@ impl<'a> Planner<'a> {
                     "{why}; already suspended, removed on {} if still gone",
                     day(due)
                 );
-                a.grace = Some(GraceStep::Starts { due });
+                a.rare_mut().grace = Some(GraceStep::Starts { due });
                 self.grace_now.insert(l.source_id.clone());
                 self.other.push(a);
             }
@@ -137,7 +137,7 @@ impl<'a> Planner<'a> {
         }
         let mut a = action(ObjectKind::User, Op::Skip, &l.source_id, display, why);
         a.target_id = Some(l.target_id.clone());
-        a.grace = Some(GraceStep::Ends);
+        a.rare_mut().grace = Some(GraceStep::Ends);
         self.other.push(a);
     }
 }
