@@ -1107,7 +1107,7 @@ impl Applier<'_> {
             Op::Fail => {
                 self.outcome.failures += 1;
                 if self.outcome.first_error.is_none() {
-                    self.outcome.first_error = Some(a.reason.clone());
+                    self.outcome.first_error = Some(a.reason.to_string());
                 }
                 let (step, why) = match a.step {
                     LogAction::Import => (
@@ -1122,10 +1122,14 @@ impl Applier<'_> {
                     LogStatus::Failure,
                     why,
                     vec![],
-                    Some(a.reason.clone()),
+                    Some(a.reason.to_string()),
                 );
                 self.escrowed.insert((a.kind, a.source_id.clone()));
-                self.push(Write::Escrow(a.kind, a.source_id.clone(), a.reason.clone()))
+                self.push(Write::Escrow(
+                    a.kind,
+                    a.source_id.clone(),
+                    a.reason.to_string(),
+                ))
             }
         }
     }

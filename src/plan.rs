@@ -102,7 +102,7 @@ pub struct Action {
     pub display: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_id: Option<String>,
-    pub reason: String,
+    pub reason: Reason,
     /// Desired attributes (create, update, verify, enable).
     #[serde(skip_serializing_if = "Attrs::is_empty")]
     pub attrs: Attrs,
@@ -143,6 +143,10 @@ pub struct Action {
     #[serde(skip)]
     pub spilled: Option<NonZeroI64>,
 }
+
+/// Why an action is planned: shared by the actions that say the same (a
+/// million creates have a handful of reasons between them).
+pub type Reason = std::sync::Arc<str>;
 
 /// What few actions carry, apart so that an action stays small (200 bytes, not
 /// 280: at a million actions, 80 MB).
@@ -489,7 +493,7 @@ fn adoption(a: &mut Action, attrs: &Attrs, path: &str, remote: &Remote, create_o
         r.after = None;
     }
     a.error = None;
-    a.reason = format!("{}; matched an existing object by {path}", a.reason);
+    a.reason = format!("{}; matched an existing object by {path}", a.reason).into();
 }
 
 /// What planning a new object came to.
@@ -564,7 +568,7 @@ fn action(
     op: Op,
     source_id: &str,
     display: &str,
-    reason: impl Into<String>,
+    reason: impl Into<Reason>,
 ) -> Action {
     Action {
         kind,
@@ -655,6 +659,8 @@ struct Planner<'a> {
     member_refresh: Vec<(String, String, bool)>,
     /// Users whose grace period starts in this plan (kept in their groups).
     grace_now: HashSet<String>,
+    /// The reasons of creates and updates, each kept once.
+    reasons: HashSet<Reason>,
 }
 
 impl<'a> Planner<'a> {
@@ -677,7 +683,18 @@ impl<'a> Planner<'a> {
             refreshes: vec![],
             member_refresh: vec![],
             grace_now: HashSet::new(),
+            reasons: HashSet::new(),
         }
+    }
+
+    /// The reason, shared with the actions planned before for the same one.
+    fn reason(&mut self, why: String) -> Reason {
+        if let Some(r) = self.reasons.get(why.as_str()) {
+            return r.clone();
+        }
+        let r = Reason::from(why);
+        self.reasons.insert(r.clone());
+        r
     }
 
     /// A failed script or an unreadable record: logged and escrowed; the object
@@ -796,7 +813,7 @@ impl<'a> Planner<'a> {
         let user = e.kind == ObjectKind::User;
         if self.input.skip_out_of_scope_deletions {
             let mut a = action(e.kind, Op::Skip, &e.source_id, &e.display, why);
-            a.reason = format!("{}; kept (skip_out_of_scope_deletions)", a.reason);
+            a.reason = format!("{}; kept (skip_out_of_scope_deletions)", a.reason).into();
             a.target_id = Some(l.target_id.clone());
             self.other.push(a);
             if user {
@@ -858,7 +875,8 @@ impl<'a> Planner<'a> {
                 .push(action(e.kind, Op::Skip, &e.source_id, &e.display, why));
             return;
         }
-        let planned = self.create_or_adopt(e, attrs, format!("in scope: {reason}"));
+        let reason = self.reason(format!("in scope: {reason}"));
+        let planned = self.create_or_adopt(e, attrs, reason);
         self.created(e, None, planned);
     }
 
@@ -900,7 +918,7 @@ impl<'a> Planner<'a> {
 
     /// A new object: adopted when the target already has it (the look-up `gather`
     /// made), else created; a look-up that failed, or that found several, fails it.
-    fn create_or_adopt(&mut self, e: &Evaluated, mut attrs: Attrs, reason: String) -> Planned<'a> {
+    fn create_or_adopt(&mut self, e: &Evaluated, mut attrs: Attrs, reason: Reason) -> Planned<'a> {
         let facts: &'a Facts = self.input.facts;
         let mut a = action(e.kind, Op::Create, &e.source_id, &e.display, reason);
         let planned = match facts.matches.get(&(e.kind, e.source_id.clone())) {
@@ -1056,7 +1074,7 @@ impl<'a> Planner<'a> {
             self.other.push(a);
             return;
         }
-        let why = "full cycle: gone from the target; created again".to_string();
+        let why = "full cycle: gone from the target; created again".into();
         let planned = self.create_or_adopt(e, attrs, why);
         self.created(e, Some(l), planned);
     }
@@ -1141,13 +1159,8 @@ impl<'a> Planner<'a> {
             return;
         }
         let names: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
-        let mut a = action(
-            e.kind,
-            Op::Update,
-            &e.source_id,
-            &e.display,
-            format!("{why}: {}", names.join(", ")),
-        );
+        let reason = self.reason(format!("{why}: {}", names.join(", ")));
+        let mut a = action(e.kind, Op::Update, &e.source_id, &e.display, reason);
         a.target_id = Some(l.target_id.clone());
         a.attrs = attrs.clone();
         a.changes = changes;
@@ -1433,7 +1446,7 @@ impl<'a> Planner<'a> {
                     a.active = Some(remote_active(remote));
                     a.reason = format!(
                         "a create whose answer was lost had made it (found by {path}); linked as it is"
-                    );
+                    ).into();
                     self.constructive.push(a);
                     continue;
                 }
@@ -1444,12 +1457,14 @@ impl<'a> Planner<'a> {
                     a.adopt_only = false;
                     a.revisit = true;
                     a.reason =
-                        format!("a create in doubt: {count} objects match {path}; kept in doubt");
+                        format!("a create in doubt: {count} objects match {path}; kept in doubt")
+                            .into();
                 }
                 Some(Match::Failed(e)) => {
                     a.adopt_only = false;
                     a.revisit = true;
-                    a.reason = format!("a create in doubt could not be looked for: {}", e.message);
+                    a.reason =
+                        format!("a create in doubt could not be looked for: {}", e.message).into();
                 }
                 None => {
                     a.adopt_only = false;
@@ -1521,7 +1536,7 @@ impl<'a> Planner<'a> {
                 r.after = None;
             }
             if let Some(e) = &a.error {
-                a.reason = e.message.clone();
+                a.reason = e.message.clone().into();
             }
             failed.push(a.source_id.clone());
         }
@@ -1598,7 +1613,7 @@ impl<'a> Planner<'a> {
                 None,
                 why.clone(),
             )));
-            a.reason = why.clone();
+            a.reason = why.clone().into();
         }
         self.move_failures();
     }
@@ -1626,7 +1641,8 @@ impl<'a> Planner<'a> {
                 _ => (true, ""),
             };
             if !allowed {
-                a.reason = format!("{} ({name} is switched off in [target] actions)", a.reason);
+                a.reason =
+                    format!("{} ({name} is switched off in [target] actions)", a.reason).into();
                 a.op = Op::Skip;
                 a.changes.clear();
             } else if matches!(a.op, Op::Create | Op::Adopt)
@@ -1675,7 +1691,8 @@ impl<'a> Planner<'a> {
                     } else {
                         "members are"
                     }
-                );
+                )
+                .into();
                 a.op = Op::Skip;
                 a.members.clear();
             }
@@ -1718,7 +1735,7 @@ pub fn invited_disables_are_deletes(plan: &mut Plan, invited: &HashSet<String>) 
                 .unwrap_or(false)
         {
             a.op = Op::Delete;
-            a.reason = format!("{}; the member is still invited and Dropbox deletes invited members instead of suspending them", a.reason);
+            a.reason = format!("{}; the member is still invited and Dropbox deletes invited members instead of suspending them", a.reason).into();
         }
     }
     plan.order();
@@ -1826,6 +1843,26 @@ mod tests {
             .iter()
             .map(|a| (a.source_id.clone(), a.op))
             .collect()
+    }
+
+    /// A million creates for one reason hold it once.
+    #[test]
+    fn creates_for_one_reason_share_it() {
+        let inscope = || Decision::InScope("assigned (role User)".into());
+        let ev = [
+            user("a", inscope(), Some(attrs("a", "A", true))),
+            user("b", inscope(), Some(attrs("b", "B", true))),
+            user(
+                "c",
+                Decision::InScope("via group".into()),
+                Some(attrs("c", "C", true)),
+            ),
+        ];
+        let p = run(&ev, HashMap::new(), HashMap::new(), HashMap::new(), false);
+        let reasons: Vec<&Reason> = p.actions.iter().map(|a| &a.reason).collect();
+        assert_eq!(&reasons[0][..], "in scope: assigned (role User)");
+        assert!(Reason::ptr_eq(reasons[0], reasons[1]), "{reasons:?}");
+        assert_eq!(&reasons[2][..], "in scope: via group");
     }
 
     #[test]

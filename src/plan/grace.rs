@@ -89,13 +89,14 @@ impl<'a> Planner<'a> {
         match grace.leaving(l) {
             Leaving::Remove { grace_over } => {
                 a.attrs = l.attrs.clone();
-                a.reason = removal_reason(&why, grace_over, grace.consequence);
+                a.reason = removal_reason(&why, grace_over, grace.consequence).into();
                 self.deleted_users.insert(l.source_id.clone());
                 self.destructive.push(a);
             }
             Leaving::Suspend { due } => {
                 a.op = Op::Disable;
-                a.reason = format!("{why}; suspended, removed on {} if still gone", day(due));
+                a.reason =
+                    format!("{why}; suspended, removed on {} if still gone", day(due)).into();
                 a.rare_mut().grace = Some(GraceStep::Starts { due });
                 self.grace_now.insert(l.source_id.clone());
                 self.destructive.push(a);
@@ -105,7 +106,8 @@ impl<'a> Planner<'a> {
                 a.reason = format!(
                     "{why}; already suspended, removed on {} if still gone",
                     day(due)
-                );
+                )
+                .into();
                 a.rare_mut().grace = Some(GraceStep::Starts { due });
                 self.grace_now.insert(l.source_id.clone());
                 self.other.push(a);
