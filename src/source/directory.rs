@@ -255,7 +255,11 @@ impl Roles {
     }
 
     pub(super) fn get(&self, principal: &str) -> Option<&BTreeSet<String>> {
-        self.by_principal.get(&key(principal)).map(|s| &**s)
+        self.by_key(key(principal))
+    }
+
+    fn by_key(&self, principal: u128) -> Option<&BTreeSet<String>> {
+        self.by_principal.get(&principal).map(|s| &**s)
     }
 }
 
@@ -266,38 +270,48 @@ pub(super) struct Assignments {
     roles: Roles,
     /// Assigned groups: (displayName, roles).
     assigned: Vec<(String, BTreeSet<String>)>,
-    /// (user key, index into `assigned`) for each member of an assigned group,
-    /// sorted: a million memberships in 32 MB (a map of id strings to index
-    /// lists was 160 MB).
-    via_group: Vec<(u128, u32)>,
+    /// User key → where its indexes into `assigned` start in `via_group` and how
+    /// many there are: a million memberships in 70 MB (a map of id strings to
+    /// index lists was 160 MB).
+    via_group_of: HashMap<u128, (u32, u32), Keyed>,
+    via_group: Vec<u32>,
 }
 
 impl Assignments {
     pub(super) fn new(scope: Scope, roles: Roles, groups: &[RawGroup]) -> Assignments {
         let mut assigned = vec![];
-        let mut via_group = vec![];
+        let mut pairs = vec![];
         for (gid, gname, _, members) in groups {
             if let Some(r) = roles.get(gid) {
                 let i = assigned.len() as u32;
-                via_group.extend(members.iter().map(|m| (key(m), i)));
+                pairs.extend(members.iter().map(|m| (key(m), i)));
                 assigned.push((gname.clone(), r.clone()));
             }
         }
-        via_group.sort_unstable();
+        // Sorted by user, then group: each user's groups in document order.
+        pairs.sort_unstable();
+        let via_group: Vec<u32> = pairs.iter().map(|&(_, i)| i).collect();
+        let mut via_group_of: HashMap<u128, (u32, u32), Keyed> =
+            HashMap::with_capacity_and_hasher(pairs.len(), Keyed::default());
+        for (start, &(k, _)) in pairs.iter().enumerate() {
+            via_group_of.entry(k).or_insert((start as u32, 0)).1 += 1;
+        }
         Assignments {
             scope,
             roles,
             assigned,
+            via_group_of,
             via_group,
         }
     }
 
     /// A user's assignment and every role it holds (directly or through its groups).
     pub(super) fn of_user(&self, id: &str) -> (Assignment, BTreeSet<String>) {
-        let direct = self.roles.get(id);
-        let groups_of: Option<Vec<(&str, &BTreeSet<String>)>> = self.groups_of(id).map(|ix| {
+        let k = key(id);
+        let direct = self.roles.by_key(k);
+        let groups_of: Option<Vec<(&str, &BTreeSet<String>)>> = self.groups_of(k).map(|ix| {
             ix.iter()
-                .map(|&(_, i)| {
+                .map(|&i| {
                     (
                         self.assigned[i as usize].0.as_str(),
                         &self.assigned[i as usize].1,
@@ -317,20 +331,19 @@ impl Assignments {
     /// groups it is in) to a hasher, without building the assignment.
     pub(super) fn hash_user(&self, id: &str, h: &mut impl std::hash::Hasher) {
         use std::hash::Hash;
-        self.roles.get(id).hash(h);
-        if let Some(ix) = self.groups_of(id) {
-            for &(_, i) in ix {
+        let k = key(id);
+        self.roles.by_key(k).hash(h);
+        if let Some(ix) = self.groups_of(k) {
+            for &i in ix {
                 self.assigned[i as usize].hash(h);
             }
         }
     }
 
-    /// The assigned groups a user is a direct member of (none: `None`).
-    fn groups_of(&self, id: &str) -> Option<&[(u128, u32)]> {
-        let k = key(id);
-        let start = self.via_group.partition_point(|&(m, _)| m < k);
-        let end = start + self.via_group[start..].partition_point(|&(m, _)| m == k);
-        (end > start).then(|| &self.via_group[start..end])
+    /// The assigned groups (indexes into `assigned`) a user is a direct member of.
+    fn groups_of(&self, user: u128) -> Option<&[u32]> {
+        let &(start, n) = self.via_group_of.get(&user)?;
+        self.via_group.get(start as usize..(start + n) as usize)
     }
 
     /// A digest of what decides a user's assignment.
