@@ -38,13 +38,17 @@ impl ObjectKind {
     }
 }
 
+/// Why something is so, in words shared by every object it holds for (a million
+/// users assigned the same way hold one string between them).
+pub type Reason = std::sync::Arc<str>;
+
 /// Whether the source puts an object up for provisioning, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Assignment {
     /// Up for provisioning; the text says why (e.g. "assigned (role User)").
-    Assigned(String),
+    Assigned(Reason),
     /// Present in the directory but not assigned; the text says why.
-    NotAssigned(String),
+    NotAssigned(Reason),
 }
 
 impl Assignment {
@@ -52,6 +56,11 @@ impl Assignment {
         matches!(self, Assignment::Assigned(_))
     }
     pub fn reason(&self) -> &str {
+        self.why()
+    }
+
+    /// The reason itself, to share.
+    pub fn why(&self) -> &Reason {
         match self {
             Assignment::Assigned(r) | Assignment::NotAssigned(r) => r,
         }

@@ -146,7 +146,7 @@ pub struct Action {
 
 /// Why an action is planned: shared by the actions that say the same (a
 /// million creates have a handful of reasons between them).
-pub type Reason = std::sync::Arc<str>;
+pub use crate::model::Reason;
 
 /// What few actions carry, apart so that an action stays small (200 bytes, not
 /// 280: at a million actions, 80 MB).

@@ -3,7 +3,7 @@
 //! attributes the target should have. The first stage after the read; `gather`
 //! and `plan` take its output. A script failure fails only its object.
 
-use crate::model::{ObjectKind, Snapshot, SourceGroup, SourceUser};
+use crate::model::{ObjectKind, Reason, Snapshot, SourceGroup, SourceUser};
 use crate::scim::attribute::Attrs;
 use crate::script::{ScriptFailure, Scripts};
 use crate::state::Link;
@@ -17,15 +17,15 @@ pub use spill::Spill;
 /// Why an object is or is not up for provisioning.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    InScope(String),
+    InScope(Reason),
     /// Not assigned (or only Default Access).
-    NotAssigned(String),
+    NotAssigned(Reason),
     /// Assigned, but the scoping script said no.
-    ScopedOut(String),
+    ScopedOut(Reason),
     /// Soft-deleted in the directory.
     SoftDeleted,
-    /// A script failed on this object.
-    Failed(ScriptFailure),
+    /// A script failed on this object (boxed: an evaluation per object stays small).
+    Failed(Box<ScriptFailure>),
     /// The directory record could not be read: the object keeps its last known state.
     Unreadable(String),
 }
@@ -163,7 +163,7 @@ impl<'a> Evaluator<'a> {
         let record = || record.get_or_init(|| u.record.open());
         let (decision, attrs) = decide(
             u.assignment.is_assigned(),
-            u.assignment.reason(),
+            u.assignment.why(),
             u.soft_deleted,
             || scripts.user_scope(record()),
             || scripts.map_user(record()),
@@ -189,7 +189,7 @@ impl<'a> Evaluator<'a> {
         let scripts = self.scripts;
         let (decision, attrs) = decide(
             g.assignment.is_assigned(),
-            g.assignment.reason(),
+            g.assignment.why(),
             false,
             || scripts.group_scope(&g.record),
             || scripts.map_group(&g.record),
@@ -255,7 +255,7 @@ fn link_values(l: &Link) -> Vec<String> {
 
 fn decide(
     assigned: bool,
-    reason: &str,
+    reason: &Reason,
     soft_deleted: bool,
     in_scope: impl FnOnce() -> crate::script::Scoped,
     map: impl FnOnce() -> Result<Attrs, ScriptFailure>,
@@ -265,23 +265,23 @@ fn decide(
         return (Decision::SoftDeleted, None);
     }
     if !assigned {
-        return (Decision::NotAssigned(reason.to_string()), None);
+        return (Decision::NotAssigned(reason.clone()), None);
     }
     match in_scope() {
-        Err(f) => return (Decision::Failed(f), None),
+        Err(f) => return (Decision::Failed(Box::new(f)), None),
         Ok((false, rules)) => {
             // The deciding clause is the last one that came out false.
             let why = match rules.iter().rev().find(|(_, ok)| !ok) {
                 Some((name, _)) => format!("{scope_fn} returned false (rule \"{name}\")"),
                 None => format!("{scope_fn} returned false"),
             };
-            return (Decision::ScopedOut(why), None);
+            return (Decision::ScopedOut(why.into()), None);
         }
         Ok((true, _)) => {}
     }
     match map() {
-        Ok(a) => (Decision::InScope(reason.to_string()), Some(nfc(a))),
-        Err(f) => (Decision::Failed(f), None),
+        Ok(a) => (Decision::InScope(reason.clone()), Some(nfc(a))),
+        Err(f) => (Decision::Failed(Box::new(f)), None),
     }
 }
 

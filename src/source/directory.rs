@@ -275,6 +275,8 @@ pub(super) struct Assignments {
     /// index lists was 160 MB).
     via_group_of: HashMap<u128, (u32, u32), Keyed>,
     via_group: Vec<u32>,
+    /// The reasons of the assignments made so far, each kept once.
+    reasons: std::cell::RefCell<HashSet<crate::model::Reason>>,
 }
 
 impl Assignments {
@@ -302,6 +304,7 @@ impl Assignments {
             assigned,
             via_group_of,
             via_group,
+            reasons: Default::default(),
         }
     }
 
@@ -324,7 +327,7 @@ impl Assignments {
             effective.extend(r.iter().cloned());
         }
         let assignment = user_assignment(self.scope, direct, groups_of.as_deref(), &effective);
-        (assignment, effective)
+        (self.shared(assignment), effective)
     }
 
     /// Feeds what decides a user's assignment (its direct roles, the assigned
@@ -337,6 +340,22 @@ impl Assignments {
             for &i in ix {
                 self.assigned[i as usize].hash(h);
             }
+        }
+    }
+
+    /// The assignment with its reason shared with those made before for the same.
+    fn shared(&self, a: Assignment) -> Assignment {
+        let mut reasons = self.reasons.borrow_mut();
+        let mut share = |r: crate::model::Reason| match reasons.get(&r) {
+            Some(known) => known.clone(),
+            None => {
+                reasons.insert(r.clone());
+                r
+            }
+        };
+        match a {
+            Assignment::Assigned(r) => Assignment::Assigned(share(r)),
+            Assignment::NotAssigned(r) => Assignment::NotAssigned(share(r)),
         }
     }
 
@@ -515,16 +534,15 @@ fn user_assignment(
         return Assignment::Assigned("scope is all users and groups".into());
     }
     if direct.is_some_and(entitled) {
-        Assignment::Assigned(format!("assigned ({})", roles_text(direct)))
+        Assignment::Assigned(format!("assigned ({})", roles_text(direct)).into())
     } else if let Some((g, r)) = groups_of.and_then(|gs| gs.iter().find(|(_, r)| entitled(r))) {
-        Assignment::Assigned(format!(
-            "member of assigned group {g} ({})",
-            roles_text(Some(r))
-        ))
+        Assignment::Assigned(
+            format!("member of assigned group {g} ({})", roles_text(Some(r))).into(),
+        )
     } else if effective.is_empty() {
         Assignment::NotAssigned("not assigned to the app".into())
     } else {
-        Assignment::NotAssigned(format!("only role is {DEFAULT_ACCESS}"))
+        Assignment::NotAssigned(format!("only role is {DEFAULT_ACCESS}").into())
     }
 }
 
@@ -533,10 +551,10 @@ fn group_assignment(scope: Scope, r: Option<&BTreeSet<String>>) -> Assignment {
     match (scope, r) {
         (Scope::All, _) => Assignment::Assigned("scope is all users and groups".into()),
         (Scope::Assigned, Some(r)) if entitled(r) => {
-            Assignment::Assigned(format!("assigned ({})", roles_text(Some(r))))
+            Assignment::Assigned(format!("assigned ({})", roles_text(Some(r))).into())
         }
         (Scope::Assigned, Some(_)) => {
-            Assignment::NotAssigned(format!("only role is {DEFAULT_ACCESS}"))
+            Assignment::NotAssigned(format!("only role is {DEFAULT_ACCESS}").into())
         }
         (Scope::Assigned, None) => Assignment::NotAssigned("not assigned to the app".into()),
     }
@@ -552,6 +570,7 @@ fn roles_text(r: Option<&BTreeSet<String>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Reason;
 
     const DOC: &str = r#"{
       "users":[{"id":"u1","userPrincipalName":"a@x.com"},{"id":"u2","userPrincipalName":"b@x.com"},
@@ -597,6 +616,10 @@ mod tests {
         let s = parse(DOC, Scope::All).expect("parse");
         assert!(s.users.iter().all(|u| u.assignment.is_assigned()));
         assert!(s.groups.iter().all(|g| g.assignment.is_assigned()));
+        // Users assigned alike hold one reason between them.
+        let first = s.users[0].assignment.why();
+        assert!(s.users.len() > 1);
+        assert!(s.users.iter().all(|u| Reason::ptr_eq(u.assignment.why(), first)));
     }
 
     #[test]
