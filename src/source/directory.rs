@@ -619,7 +619,10 @@ mod tests {
         // Users assigned alike hold one reason between them.
         let first = s.users[0].assignment.why();
         assert!(s.users.len() > 1);
-        assert!(s.users.iter().all(|u| Reason::ptr_eq(u.assignment.why(), first)));
+        assert!(s
+            .users
+            .iter()
+            .all(|u| Reason::ptr_eq(u.assignment.why(), first)));
     }
 
     #[test]
