@@ -95,6 +95,7 @@ impl FileSource {
         };
         self.pass(&mut first, watermark)?;
         first.check(self.scope).map_err(|m| self.bad(m))?;
+        let ids = IdCounts::new(std::mem::take(&mut first.user_ids));
         let mut snap = Snapshot {
             errors: std::mem::take(&mut first.errors),
             ..Snapshot::default()
@@ -128,12 +129,12 @@ impl FileSource {
         if before.is_none() {
             // Every user is read: room for all at once, not grown by doubling
             // (old and new buffers held together, 20 MB at 100,000 users).
-            snap.users.reserve_exact(first.user_ids.len());
-            digests.users.reserve(first.user_ids.len());
+            snap.users.reserve_exact(ids.distinct);
+            digests.users.reserve(ids.distinct);
         }
         let mut users = UserPass {
             assignments: &assignments,
-            counts: &first.user_ids,
+            counts: &ids,
             before,
             wanted: &wanted,
             digests: &mut digests,
@@ -159,7 +160,7 @@ impl FileSource {
             let mut scratch = Digests::default();
             let mut second = UserPass {
                 assignments: &assignments,
-                counts: &first.user_ids,
+                counts: &ids,
                 before: Some(before),
                 wanted: &again,
                 digests: &mut scratch,
@@ -312,13 +313,44 @@ struct FirstPass<'a> {
     groups: Vec<Value>,
     roles: directory::Roles,
     errors: Vec<crate::model::RecordError>,
-    /// How many user records carry each id (a shared id fails them all).
-    /// User records per id (by cache key: a million ids, none copied).
-    user_ids: HashMap<u128, u32, Keyed>,
+    /// Each user record's id, by cache key (a million ids, none copied): counted
+    /// once the pass is over (`IdCounts`).
+    user_ids: Vec<u128>,
     sections: Vec<Section>,
     /// The digests of the last read: users are digested in this pass.
     before: Option<&'a Digests>,
     users: Vec<Seen>,
+}
+
+/// How many user records carry each id (a shared id fails them all), kept only
+/// for the ids more than one record carries: the read holds a few entries
+/// through its passes, not a map of a million (64 MB).
+struct IdCounts {
+    /// Ids carried by at least one record.
+    distinct: usize,
+    shared: HashMap<u128, u32, Keyed>,
+}
+
+impl IdCounts {
+    fn new(mut keys: Vec<u128>) -> IdCounts {
+        keys.sort_unstable();
+        let mut counts = IdCounts {
+            distinct: 0,
+            shared: HashMap::default(),
+        };
+        for run in keys.chunk_by(|a, b| a == b) {
+            counts.distinct += 1;
+            if run.len() > 1 {
+                counts.shared.insert(run[0], run.len() as u32);
+            }
+        }
+        counts
+    }
+
+    /// The records that carry the id with this key (1 for one not seen).
+    fn of(&self, key: u128) -> u32 {
+        self.shared.get(&key).copied().unwrap_or(1)
+    }
 }
 
 /// A user record as the first pass of an incremental read saw it.
@@ -361,7 +393,7 @@ impl Pass for FirstPass<'_> {
                 let id = id_of(raw);
                 let key = id.as_deref().map(key).unwrap_or_default();
                 if id.is_some() {
-                    *self.user_ids.entry(key).or_insert(0) += 1;
+                    self.user_ids.push(key);
                 }
                 if let Some(digests) = self.before {
                     let text = text_digest(raw);
@@ -425,7 +457,7 @@ impl FirstPass<'_> {
 /// else as ids.
 struct UserPass<'a> {
     assignments: &'a Assignments,
-    counts: &'a HashMap<u128, u32, Keyed>,
+    counts: &'a IdCounts,
     before: Option<&'a Digests>,
     wanted: &'a HashSet<String>,
     digests: &'a mut Digests,
@@ -457,7 +489,7 @@ impl UserPass<'_> {
     fn take(&mut self, i: usize, raw: &str, text: Option<u64>) {
         let mut records = Records::new(RecordKind::User, "users", &mut self.snap.errors);
         let counts = self.counts;
-        let count = |id: &str| counts.get(&key(id)).copied().unwrap_or(1);
+        let count = |id: &str| counts.of(key(id));
         let Some((id, upn, rec)) = records.user(i, parse(raw), &count) else {
             return;
         };
@@ -489,7 +521,7 @@ impl UserPass<'_> {
                 continue;
             };
             let assignment = self.assignments.digest(&id);
-            let shared = self.counts.get(&key).is_some_and(|n| *n > 1);
+            let shared = self.counts.of(key) > 1;
             if !shared {
                 self.digests.users.insert(key, (text, assignment));
             }
@@ -677,6 +709,20 @@ mod tests {
         assert!(second.untouched.groups.contains("g2"));
         assert_eq!(second.present().map(|p| p.users.len()), Some(10));
         Ok(())
+    }
+
+    /// Ids are counted once the first pass is over; only shared ones stay.
+    #[test]
+    fn ids_are_counted_and_only_shared_ones_kept() {
+        let counts = IdCounts::new(vec![3, 1, 3, 2, 3, 2]);
+        assert_eq!(counts.distinct, 3);
+        assert_eq!((counts.of(3), counts.of(2), counts.of(1)), (3, 2, 1));
+        assert_eq!(counts.of(99), 1, "an id no record carried");
+        assert_eq!(
+            counts.shared.len(),
+            2,
+            "the id one record carries is not kept"
+        );
     }
 
     /// The cache comes back as it was stored; anything else in its place (the
