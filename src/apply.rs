@@ -115,8 +115,6 @@ struct Applier<'a> {
     blocked_names: HashMap<(ObjectKind, String, String), String>,
     /// Creates in doubt looked for and not found: nothing to remember any more.
     not_there: HashSet<(ObjectKind, String)>,
-    /// Creates written ahead this cycle, by object key (`ids::key`).
-    intended: HashSet<(ObjectKind, u128)>,
 }
 
 /// Runs a plan against the target and records everything in the state.
@@ -175,7 +173,6 @@ pub fn apply_with_links(
         failed: HashSet::new(),
         blocked_names: HashMap::new(),
         not_there: HashSet::new(),
-        intended: HashSet::new(),
     };
     let in_doubt: Vec<crate::state::Pending> = a
         .state
@@ -431,10 +428,6 @@ impl Applier<'_> {
             }
             Ok(())
         })?;
-        let keys = creates
-            .iter()
-            .map(|a| (a.kind, crate::ids::key(&a.source_id)));
-        self.intended.extend(keys);
         Ok(())
     }
 
@@ -478,7 +471,6 @@ impl Applier<'_> {
             if batched {
                 self.unlink_gone(action)?;
                 if let Some(w) = wire.as_mut() {
-                    self.write_ahead_unplanned(&[action])?;
                     w.send(action, self.attrs_of(action)?);
                     let window = w.window;
                     self.land(&mut wire, window)?;
@@ -1178,7 +1170,6 @@ impl Applier<'_> {
         let Some(first) = batch.first() else {
             return Ok(());
         };
-        self.write_ahead_unplanned(batch)?;
         let attrs: Vec<Cow<Attrs>> = batch
             .iter()
             .map(|a| self.attrs_of(a))
@@ -1206,22 +1197,11 @@ impl Applier<'_> {
         }
     }
 
-    /// A create the cycle did not plan (a re-creation after a 404) is written
-    /// ahead here; planned ones were, all at once, before the first was sent.
-    fn write_ahead_unplanned(&mut self, batch: &[&Action]) -> Result<(), Error> {
-        let unplanned: Vec<&Action> = batch
-            .iter()
-            .copied()
-            .filter(|a| {
-                !self
-                    .intended
-                    .contains(&(a.kind, crate::ids::key(&a.source_id)))
-            })
-            .collect();
-        match unplanned.is_empty() {
-            true => Ok(()),
-            false => self.write_ahead(&unplanned),
-        }
+    /// A create the cycle did not plan (a re-creation after a 404): written ahead
+    /// here, where planned ones were all at once, before the first was sent.
+    fn create_again(&mut self, a: &Action) -> Result<(), Error> {
+        self.write_ahead(&[a])?;
+        self.create(a)
     }
 
     /// Links a created object and logs the create, or fails it if refused.
@@ -1251,7 +1231,7 @@ impl Applier<'_> {
 
     fn update(&mut self, a: &Action) -> Result<(), Error> {
         let Some(id) = self.target_id(a) else {
-            return self.create(a);
+            return self.create_again(a);
         };
         if !a.changes.is_empty() {
             let cs: Vec<Change> = a.changes.iter().map(PlannedChange::to_change).collect();
@@ -1305,7 +1285,7 @@ impl Applier<'_> {
             }
             Err(e) if e.class == ErrorClass::NotFound => {
                 self.unlink(a.kind, &a.source_id)?;
-                return self.create(a);
+                return self.create_again(a);
             }
             Err(e) => return self.fail(a, action, &e),
         }
@@ -1459,7 +1439,7 @@ impl Applier<'_> {
     fn gone_from_target(&mut self, a: &Action) -> Result<(), Error> {
         self.unlink(a.kind, &a.source_id)?;
         if a.kind == ObjectKind::Group || desired_active(&a.attrs) {
-            return self.create(a);
+            return self.create_again(a);
         }
         self.log(
             a,
@@ -1491,7 +1471,7 @@ impl Applier<'_> {
         again.attrs = link.attrs;
         again.changes = vec![];
         again.reason = "gone from the target; created again".into();
-        self.create(&again)?;
+        self.create_again(&again)?;
         Ok(self.groups.get(&a.source_id).map(|l| l.target_id.clone()))
     }
 }

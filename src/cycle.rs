@@ -10,7 +10,7 @@
 use crate::apply::{ApplyOptions, Outcome};
 use crate::config::Settings;
 use crate::error::{exit, Error};
-use crate::evaluate::{evaluate_releasing, Evaluated, Spill, Spilling};
+use crate::evaluate::{evaluate_releasing, evaluate_rest, Evaluated, Evaluation, Spill, Spilling};
 use crate::gate::Gate;
 use crate::model::{ObjectKind, RecordError, Snapshot, Unreadable};
 use crate::plan::{plan, Plan, PlanInput};
@@ -242,14 +242,17 @@ pub fn next_kind(state: &State, full: bool) -> Result<CycleKind, Error> {
 
 /// Reads the source for the next cycle (shared by `plan` and `sync`): only changes
 /// where the source can, but never `unchanged` while objects wait to be planned
-/// again (escrows due, actions that did not complete).
+/// again (escrows due, actions that did not complete). A read of every record
+/// evaluates each user as it is read (`evaluating`: what the plan is for and the
+/// target's profile), so the records are never all held at once.
 pub fn read(
     source: &mut dyn Source,
     state: &State,
     scripts: &Scripts,
     settings: &Settings,
     kind: CycleKind,
-) -> Result<Snapshot, Error> {
+    evaluating: Option<Evaluating<'_>>,
+) -> Result<Read, Error> {
     let watermark = state.meta(Fact::Watermark)?;
     let scripts_changed = state.meta(Fact::ScriptsHash)?.as_deref()
         != Some(evaluation_hash(scripts, settings).as_str());
@@ -257,22 +260,146 @@ pub fn read(
     // Objects planned again whatever changed: their records must be read.
     let keep = due_again(state, now, settings)?;
     let load_cache = || state.meta_bytes(Fact::SourceCache);
-    let mut snapshot = source.read(&ReadRequest {
+    let need_all =
+        kind != CycleKind::Incremental || scripts_changed || state.meta(Fact::Held)?.is_some();
+    let request = ReadRequest {
         watermark: if kind == CycleKind::Incremental {
             watermark.as_deref()
         } else {
             None
         },
-        need_all: kind != CycleKind::Incremental
-            || scripts_changed
-            || state.meta(Fact::Held)?.is_some(),
+        need_all,
         need_records: !keep.is_empty(),
         cache: &load_cache,
         keep: Some(&keep),
-    })?;
+        users: None,
+    };
+    let (mut snapshot, early) = match evaluating.filter(|_| need_all) {
+        Some(evaluating) => read_evaluating(source, &request, state, scripts, settings, evaluating)?,
+        None => (source.read(&request)?, None),
+    };
     widen_changed(&mut snapshot, &keep);
     snapshot.release_untouched();
-    Ok(snapshot)
+    Ok(Read { snapshot, early })
+}
+
+/// What a read evaluates its users for: the plan's purpose (only a cycle that
+/// applies puts new users aside in the spill) and the target's profile (what
+/// fits it).
+#[derive(Clone, Copy)]
+pub struct Evaluating<'a> {
+    pub purpose: Purpose,
+    pub profile: &'a crate::scim::profile::Profile,
+}
+
+/// A read, and what evaluating its users as it went left for `prepare`.
+pub struct Read {
+    pub snapshot: Snapshot,
+    early: Option<Early>,
+}
+
+impl From<Snapshot> for Read {
+    fn from(snapshot: Snapshot) -> Read {
+        Read {
+            snapshot,
+            early: None,
+        }
+    }
+}
+
+/// What the users of a read of every record were evaluated with (loaded before
+/// the read: every link, the spill), and their evaluations when the source
+/// handed them over as it read (a source that cannot leaves them to `prepare`).
+struct Early {
+    users: HashMap<String, crate::state::Link>,
+    spill: Option<Spill>,
+    evaluated: Option<Vec<Evaluated>>,
+    sample_user: Option<Map<String, Value>>,
+}
+
+/// A read of every record with each user evaluated as it is made.
+fn read_evaluating(
+    source: &mut dyn Source,
+    request: &ReadRequest<'_>,
+    state: &State,
+    scripts: &Scripts,
+    settings: &Settings,
+    evaluating: Evaluating<'_>,
+) -> Result<(Snapshot, Option<Early>), Error> {
+    let users = user_links(state, scripts, &Snapshot::default(), None)?;
+    let spill = open_spill(settings, evaluating.purpose);
+    let fits = |a: &Attrs| crate::plan::new_user_fits(a, evaluating.profile);
+    let spilling = spill.as_ref().map(|spill| Spilling {
+        spill,
+        keep: scripts.user_matching(),
+        fits: &fits,
+    });
+    let sink = std::cell::RefCell::new(Streamed {
+        evaluation: Evaluation::new(scripts, Some(&users), spilling),
+        // Nothing after evaluation reads a cycle's lists (`release_lists`).
+        keep_users: evaluating.purpose != Purpose::Apply,
+        sample_user: None,
+        used: false,
+    });
+    let snapshot = source.read(&ReadRequest {
+        users: Some(&sink),
+        ..*request
+    })?;
+    let Streamed {
+        evaluation,
+        sample_user,
+        used,
+        ..
+    } = sink.into_inner();
+    let evaluated = used.then(|| evaluation.into_users());
+    Ok((
+        snapshot,
+        Some(Early {
+            users,
+            spill,
+            evaluated,
+            sample_user,
+        }),
+    ))
+}
+
+/// Where a read hands its users: evaluated at once, their records let go.
+struct Streamed<'a> {
+    evaluation: Evaluation<'a>,
+    /// Whether the snapshot keeps each user (without its record).
+    keep_users: bool,
+    /// The first assigned user's record, for smoke-testing reloaded scripts.
+    sample_user: Option<Map<String, Value>>,
+    /// Whether the source handed anything over.
+    used: bool,
+}
+
+impl crate::source::UserSink for Streamed<'_> {
+    fn expect(&mut self, users: usize, groups: usize) {
+        self.used = true;
+        self.evaluation.reserve(users + groups);
+    }
+
+    fn user(&mut self, mut user: crate::model::SourceUser) -> Option<crate::model::SourceUser> {
+        self.used = true;
+        if self.sample_user.is_none() && user.assignment.is_assigned() {
+            self.sample_user = Some(user.record.open());
+        }
+        self.evaluation.user(&user);
+        user.record = Default::default();
+        self.keep_users.then_some(user)
+    }
+}
+
+/// The spill a cycle that applies puts new users' attributes in. Only memory is
+/// at stake: without one, new users stay in memory.
+fn open_spill(settings: &Settings, purpose: Purpose) -> Option<Spill> {
+    match purpose {
+        Purpose::Apply => Spill::open(&settings.state_path)
+            .inspect_err(|e| log::warn!("{e}; this cycle's new users are kept in memory"))
+            .ok(),
+        _ => None,
+    }
 }
 
 /// What decides the desired state besides the directory: the scripts, and the
@@ -484,10 +611,11 @@ fn escrows_due(
 
 /// Gather → plan → gate over a snapshot: reads only, never a write. The snapshot's
 /// records are released once evaluated (at 100,000 users they are a good part of a
-/// cycle's memory); ids, names and assignments stay.
+/// cycle's memory); ids, names and assignments stay, groups' members move into
+/// their evaluations.
 pub fn prepare(
     parts: Parts<'_>,
-    mut snapshot: Snapshot,
+    read: impl Into<Read>,
     full: bool,
     purpose: Purpose,
 ) -> Result<Prepared, Error> {
@@ -498,34 +626,47 @@ pub fn prepare(
         target,
         settings,
     } = parts;
-    let sample = |assigned: bool, r: &Map<String, Value>| assigned.then(|| r.clone());
-    let sample_user = snapshot
-        .users
-        .iter()
-        .find_map(|u| u.assignment.is_assigned().then(|| u.record.open()));
+    let Read {
+        mut snapshot,
+        early,
+    } = read.into();
+    let sample_user = match &early {
+        Some(Early {
+            evaluated: Some(_),
+            sample_user,
+            ..
+        }) => sample_user.clone(),
+        _ => snapshot
+            .users
+            .iter()
+            .find_map(|u| u.assignment.is_assigned().then(|| u.record.open())),
+    };
     let sample_group = snapshot
         .groups
         .iter()
-        .find_map(|g| sample(g.assignment.is_assigned(), &g.record));
+        .find_map(|g| g.assignment.is_assigned().then(|| g.record.open()));
     crate::alloc::log_memory("read");
     let present = snapshot.present();
-    let users = user_links(state, scripts, &snapshot, present.as_ref())?;
-    // Only memory is at stake: without a spill, new users stay in memory.
-    let spill = match purpose {
-        Purpose::Apply => Spill::open(&settings.state_path)
-            .inspect_err(|e| log::warn!("{e}; this cycle's new users are kept in memory"))
-            .ok(),
-        _ => None,
+    let (users, spill, streamed) = match early {
+        Some(e) => (e.users, e.spill, e.evaluated),
+        None => (
+            user_links(state, scripts, &snapshot, present.as_ref())?,
+            open_spill(settings, purpose),
+            None,
+        ),
     };
-    let mut evaluated = {
-        let profile = target.profile();
-        let fits = |a: &Attrs| crate::plan::new_user_fits(a, profile);
-        let spilling = spill.as_ref().map(|spill| Spilling {
-            spill,
-            keep: scripts.user_matching(),
-            fits: &fits,
-        });
-        evaluate_releasing(&mut snapshot, scripts, Some(&users), spilling)
+    let mut evaluated = match streamed {
+        Some(users) => evaluate_rest(&mut snapshot, scripts, users),
+        None => {
+            let profile = target.profile();
+            let fits = |a: &Attrs| crate::plan::new_user_fits(a, profile);
+            let spilling = spill.as_ref().map(|spill| Spilling {
+                spill,
+                keep: scripts.user_matching(),
+                fits: &fits,
+            });
+            evaluate_releasing(&mut snapshot, scripts, Some(&users), spilling)
+        }
     };
     if purpose == Purpose::Apply {
         snapshot.release_lists();
@@ -832,18 +973,26 @@ fn run_cycle(
     // A read that fails or is incomplete stops here, before anything is planned:
     // absence is never inferred from failure.
     crate::alloc::log_memory("start");
-    let snapshot = read(
+    let purpose = match reviewed {
+        Some(_) => Purpose::Review,
+        None => Purpose::Apply,
+    };
+    let read = read(
         rt.source.as_mut(),
         &rt.state,
         &rt.scripts,
         &rt.settings,
         kind,
+        Some(Evaluating {
+            purpose,
+            profile: rt.target.profile(),
+        }),
     )?;
-    if snapshot.unchanged {
+    if read.snapshot.unchanged {
         if let Some(r) = reviewed {
             r.check_unchanged()?;
         }
-        return unchanged(rt, kind, started, &snapshot, watermark);
+        return unchanged(rt, kind, started, &read.snapshot, watermark);
     }
     let read_took = started.elapsed();
     let prepared = prepare(
@@ -853,12 +1002,9 @@ fn run_cycle(
             target: rt.target.as_mut(),
             settings: &rt.settings,
         },
-        snapshot,
+        read,
         full,
-        match reviewed {
-            Some(_) => Purpose::Review,
-            None => Purpose::Apply,
-        },
+        purpose,
     )?;
     if let Some(r) = reviewed {
         r.check(prepared.fingerprint.as_ref(), &prepared.plan)?;

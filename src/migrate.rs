@@ -606,10 +606,10 @@ fn group_candidates(
     HashMap<String, GroupCandidate>,
     HashMap<String, Vec<String>>,
 ) {
-    let records: HashMap<&str, &serde_json::Map<String, Value>> = snapshot
+    let records: HashMap<&str, serde_json::Map<String, Value>> = snapshot
         .groups
         .iter()
-        .map(|g| (g.id.as_str(), &g.record))
+        .map(|g| (g.id.as_str(), g.record.open()))
         .collect();
     let mut candidates: HashMap<String, GroupCandidate> = HashMap::new();
     let mut by_key: HashMap<String, Vec<String>> = HashMap::new();

@@ -79,9 +79,9 @@ pub struct SourceUser {
     pub soft_deleted: bool,
 }
 
-/// A user's record as a read holds it until it is evaluated: compact JSON text, a
+/// A record as a read holds it until it is evaluated: compact JSON text, a
 /// quarter of the parsed map's size (a full read of 100,000 users held 110 MB of
-/// maps); `open` parses it.
+/// maps; a million group memberships, 80 MB of values); `open` parses it.
 #[derive(Debug, Clone, Default)]
 pub struct Packed(Box<str>);
 
@@ -102,7 +102,8 @@ impl Packed {
 pub struct SourceGroup {
     pub id: String,
     pub display_name: String,
-    pub record: Map<String, Value>,
+    /// Every attribute of the record (members too), plus `appRoles`.
+    pub record: Packed,
     /// Direct members (user or group ids).
     pub members: Vec<String>,
     pub assignment: Assignment,
@@ -180,6 +181,9 @@ pub struct Snapshot {
     /// The lists' counts once a cycle that applies has evaluated them and let
     /// them go (`release_lists`).
     pub released: Option<Counts>,
+    /// Users a read handed to the cycle as it went (`source::UserSink`) that the
+    /// lists do not hold: counted only.
+    pub taken: Counts,
 }
 
 /// How many users and groups a read found, and how many of them are assigned.
@@ -288,13 +292,14 @@ impl Snapshot {
     /// The lists' counts, whether they are still held or were let go.
     pub fn listed(&self) -> Counts {
         self.released.unwrap_or_else(|| Counts {
-            users: self.users.len(),
+            users: self.users.len() + self.taken.users,
             groups: self.groups.len(),
-            assigned_users: self
-                .users
-                .iter()
-                .filter(|u| u.assignment.is_assigned())
-                .count(),
+            assigned_users: self.taken.assigned_users
+                + self
+                    .users
+                    .iter()
+                    .filter(|u| u.assignment.is_assigned())
+                    .count(),
             assigned_groups: self
                 .groups
                 .iter()

@@ -171,6 +171,7 @@ fn exercise_graph(base: &str) -> String {
         need_records: true,
         cache: &|| Ok(None),
         keep: None,
+        users: None,
     });
     match r {
         Ok(s) => format!("ok {} users", s.users.len()),

@@ -15,7 +15,23 @@ pub(super) fn plan(
     let state = State::open_read_only(&settings.state_path)?;
     cycle::refuse_retired_legacy(settings, &state, force_legacy)?;
     let kind = cycle::next_kind(&state, full)?;
-    let snapshot = cycle::read(source.as_mut(), &state, &scripts, settings, kind)?;
+    let purpose = match out {
+        Some(_) => cycle::Purpose::Review,
+        None => cycle::Purpose::Show,
+    };
+    let evaluating = cycle::Evaluating {
+        purpose,
+        profile: target.profile(),
+    };
+    let read = cycle::read(
+        source.as_mut(),
+        &state,
+        &scripts,
+        settings,
+        kind,
+        Some(evaluating),
+    )?;
+    let snapshot = &read.snapshot;
     let mut saved = crate::review::SavedPlan {
         format: crate::review::FORMAT,
         cycle: kind.to_string(),
@@ -50,12 +66,9 @@ pub(super) fn plan(
             target: target.as_mut(),
             settings,
         },
-        snapshot,
+        read,
         full,
-        match out {
-            Some(_) => cycle::Purpose::Review,
-            None => cycle::Purpose::Show,
-        },
+        purpose,
     )?;
     let reads = requests_since(&before, &target.request_counts());
     let plan = &prepared.plan;

@@ -7,7 +7,7 @@ use crate::model::{ObjectKind, Reason, Snapshot, SourceGroup, SourceUser};
 use crate::scim::attribute::Attrs;
 use crate::script::{ScriptFailure, Scripts};
 use crate::state::Link;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::num::NonZeroI64;
 
@@ -63,7 +63,9 @@ pub fn evaluate(
     scripts: &Scripts,
     user_links: Option<&HashMap<String, Link>>,
 ) -> Vec<Evaluated> {
-    let mut e = Evaluator::new(snapshot, scripts, user_links);
+    let mut e = Evaluator::new(scripts, user_links, snapshot.changed.as_ref());
+    e.out
+        .reserve_exact(snapshot.users.len() + snapshot.groups.len());
     for u in &snapshot.users {
         if e.wanted(&u.id) {
             e.user(u);
@@ -71,15 +73,16 @@ pub fn evaluate(
     }
     for g in &snapshot.groups {
         if e.wanted(&g.id) {
-            e.group(g);
+            e.group(g, g.members.clone());
         }
     }
-    e.finish(snapshot)
+    e.finish(&snapshot.errors)
 }
 
 /// `evaluate` for a cycle: each record is released as soon as it is evaluated, so
 /// the records and what they map to are not held at once (at 100,000 users each
-/// is a good part of a cycle's memory). Ids, names and assignments stay.
+/// is a good part of a cycle's memory). Ids, names and assignments stay; a
+/// group's members move into its evaluation.
 pub fn evaluate_releasing(
     snapshot: &mut Snapshot,
     scripts: &Scripts,
@@ -87,28 +90,70 @@ pub fn evaluate_releasing(
     spilling: Option<Spilling<'_>>,
 ) -> Vec<Evaluated> {
     let mut users = std::mem::take(&mut snapshot.users);
-    let mut groups = std::mem::take(&mut snapshot.groups);
-    let mut e = Evaluator::new(snapshot, scripts, user_links);
+    let changed = snapshot.changed.take();
+    let mut e = Evaluator::new(scripts, user_links, changed.as_ref());
     e.spilling = spilling;
     // Room for every evaluation up front: grown by doubling, the list held its
     // old and new buffers at once (270 MB at a million users).
-    e.out.reserve_exact(users.len() + groups.len());
+    e.out.reserve_exact(users.len() + snapshot.groups.len());
     for u in users.iter_mut() {
         if e.wanted(&u.id) {
             e.user(u);
         }
         u.record = Default::default();
     }
-    for g in groups.iter_mut() {
-        if e.wanted(&g.id) {
-            e.group(g);
-        }
-        g.record = Map::new();
-    }
-    let out = e.finish(snapshot);
+    let out = e.rest(snapshot);
     snapshot.users = users;
-    snapshot.groups = groups;
+    snapshot.changed = changed;
     out
+}
+
+/// Evaluation as a full read goes: each user is evaluated as it is read, before
+/// the next record is (`source::UserSink`), so a million records are never held
+/// at once. `evaluate_rest` adds the groups and the unreadable records once the
+/// read is over, in the order `evaluate_releasing` gives.
+pub struct Evaluation<'a>(Evaluator<'a>);
+
+impl<'a> Evaluation<'a> {
+    pub fn new(
+        scripts: &'a Scripts,
+        user_links: Option<&'a HashMap<String, Link>>,
+        spilling: Option<Spilling<'a>>,
+    ) -> Self {
+        let mut e = Evaluator::new(scripts, user_links, None);
+        e.spilling = spilling;
+        Evaluation(e)
+    }
+
+    /// Room for this many evaluations at once (see `evaluate_releasing`).
+    pub fn reserve(&mut self, n: usize) {
+        self.0.out.reserve_exact(n.saturating_sub(self.0.out.len()));
+    }
+
+    /// One user, as read.
+    pub fn user(&mut self, u: &SourceUser) {
+        self.0.user(u);
+    }
+
+    /// The users' evaluations so far.
+    pub fn into_users(self) -> Vec<Evaluated> {
+        self.0.out
+    }
+}
+
+/// The groups and the unreadable records of a read whose users were evaluated
+/// as it went (`Evaluation`), after them: every evaluation. Each group's record
+/// is released once evaluated.
+pub fn evaluate_rest(
+    snapshot: &mut Snapshot,
+    scripts: &Scripts,
+    users: Vec<Evaluated>,
+) -> Vec<Evaluated> {
+    let mut e = Evaluator::new(scripts, None, None);
+    e.out = users;
+    e.out
+        .reserve_exact(snapshot.groups.len() + snapshot.errors.len());
+    e.rest(snapshot)
 }
 
 /// One evaluation pass: the scripts, the links seeding unique values, and what
@@ -124,9 +169,9 @@ struct Evaluator<'a> {
 
 impl<'a> Evaluator<'a> {
     fn new(
-        snapshot: &'a Snapshot,
         scripts: &'a Scripts,
         user_links: Option<&'a HashMap<String, Link>>,
+        changed: Option<&'a std::collections::HashSet<String>>,
     ) -> Self {
         let unique = scripts.uses_unique_values() && user_links.is_some();
         if let (true, Some(links)) = (unique, user_links) {
@@ -137,8 +182,8 @@ impl<'a> Evaluator<'a> {
             spilling: None,
             user_links,
             unique,
-            changed: snapshot.changed.as_ref(),
-            out: Vec::with_capacity(snapshot.users.len() + snapshot.groups.len()),
+            changed,
+            out: vec![],
         }
     }
 
@@ -185,14 +230,16 @@ impl<'a> Evaluator<'a> {
         });
     }
 
-    fn group(&mut self, g: &SourceGroup) {
+    /// A group; `members`: its member ids, which the evaluation keeps.
+    fn group(&mut self, g: &SourceGroup, members: Vec<String>) {
         let scripts = self.scripts;
+        let record = g.record.open();
         let (decision, attrs) = decide(
             g.assignment.is_assigned(),
             g.assignment.why(),
             false,
-            || scripts.group_scope(&g.record),
-            || scripts.map_group(&g.record),
+            || scripts.group_scope(&record),
+            || scripts.map_group(&record),
             "group_in_scope",
         );
         self.out.push(Evaluated {
@@ -201,15 +248,29 @@ impl<'a> Evaluator<'a> {
             display: g.display_name.clone(),
             decision,
             attrs,
-            members: g.members.clone(),
+            members,
             spilled: None,
         });
     }
 
+    /// The groups, then the records that could not be read. Each group's record
+    /// is released once evaluated, and its members move into the evaluation (a
+    /// second copy was 70 MB at a million memberships).
+    fn rest(mut self, snapshot: &mut Snapshot) -> Vec<Evaluated> {
+        for g in snapshot.groups.iter_mut() {
+            if self.wanted(&g.id) {
+                let members = std::mem::take(&mut g.members);
+                self.group(g, members);
+            }
+            g.record = Default::default();
+        }
+        self.finish(&snapshot.errors)
+    }
+
     /// Records that failed import are evaluated as failures, whatever changed: an
     /// object must never look absent because its record could not be read.
-    fn finish(mut self, snapshot: &Snapshot) -> Vec<Evaluated> {
-        for e in &snapshot.errors {
+    fn finish(mut self, errors: &[crate::model::RecordError]) -> Vec<Evaluated> {
+        for e in errors {
             let (Some(id), Ok(kind)) = (&e.id, ObjectKind::try_from(e.record)) else {
                 continue;
             };

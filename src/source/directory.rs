@@ -7,7 +7,9 @@ pub const SAMPLE: &str = include_str!("../../examples/directory.json");
 
 use crate::config::Scope;
 use crate::ids::{key, Keyed};
-use crate::model::{Assignment, RecordError, RecordKind, Snapshot, SourceGroup, SourceUser};
+use crate::model::{
+    Assignment, Packed, RecordError, RecordKind, Snapshot, SourceGroup, SourceUser,
+};
 use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
@@ -36,8 +38,14 @@ pub(super) struct Records<'a> {
     errors: &'a mut Vec<RecordError>,
 }
 
-/// A group record as read: id, displayName, the record, member ids.
-pub(super) type RawGroup = (String, String, Map<String, Value>, Vec<String>);
+/// A group record as read: id, displayName, the record (packed: a group's
+/// members are most of a directory's values), member ids.
+pub(super) type RawGroup = (String, String, Packed, Vec<String>);
+
+/// A group record with an id, read alone (position, id, and the rest of the
+/// group or why it is unreadable): whether its id is shared is known only once
+/// every group is read (`Records::unique_groups`).
+pub(super) type GroupElement = (usize, String, Result<(String, Packed, Vec<String>), String>);
 
 impl<'a> Records<'a> {
     pub(super) fn new(
@@ -72,13 +80,42 @@ impl<'a> Records<'a> {
         }
     }
 
-    /// Group records: those with an id, a displayName and readable members.
+    /// Group records: those with an id of their own, a displayName and readable
+    /// members.
     pub(super) fn groups(&mut self, raw: Vec<Value>) -> Vec<RawGroup> {
-        let mut out = vec![];
-        for (i, id, rec) in self.with_ids(raw) {
-            match text_field(&rec, "displayName").and_then(|n| Ok((n, member_ids(&rec)?))) {
-                Ok((name, members)) => out.push((id, name, rec, members)),
-                Err(m) => self.fail(i, Some(&id), m),
+        let elements = raw
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, v)| self.group(i, v))
+            .collect();
+        self.unique_groups(elements)
+    }
+
+    /// One group record: `None` (and a record error) when it has no usable id.
+    pub(super) fn group(&mut self, i: usize, v: Value) -> Option<GroupElement> {
+        let (i, id, rec) = self.with_id(i, v)?;
+        let read = text_field(&rec, "displayName").and_then(|n| Ok((n, member_ids(&rec)?)));
+        Some((i, id, read.map(|(name, members)| (name, Packed::new(rec), members))))
+    }
+
+    /// The groups whose id no other carries, readable ones: duplicated ids fail
+    /// every record that carries them (which one is right is not ours to guess).
+    pub(super) fn unique_groups(&mut self, elements: Vec<GroupElement>) -> Vec<RawGroup> {
+        let mut count: HashMap<&str, usize> = HashMap::new();
+        for (_, id, _) in &elements {
+            *count.entry(id.as_str()).or_insert(0) += 1;
+        }
+        let shared: HashMap<String, usize> = count
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(id, n)| (id.to_string(), n))
+            .collect();
+        let mut out = Vec::with_capacity(elements.len());
+        for (i, id, read) in elements {
+            match (shared.get(&id), read) {
+                (Some(n), _) => self.shared(i, &id, *n),
+                (None, Ok((name, rec, members))) => out.push((id, name, rec, members)),
+                (None, Err(m)) => self.fail(i, Some(&id), m),
             }
         }
         out
@@ -127,27 +164,6 @@ impl<'a> Records<'a> {
             id: id.map(str::to_string),
             message: message.into(),
         });
-    }
-
-    /// Each record as an object with a non-empty string id; duplicated ids fail
-    /// every record that carries them (which one is right is not ours to guess).
-    fn with_ids(&mut self, raw: Vec<Value>) -> Vec<(usize, String, Map<String, Value>)> {
-        let mut out = vec![];
-        let mut count: HashMap<String, usize> = HashMap::new();
-        for (i, v) in raw.into_iter().enumerate() {
-            if let Some((i, id, rec)) = self.with_id(i, v) {
-                *count.entry(id.clone()).or_insert(0) += 1;
-                out.push((i, id, rec));
-            }
-        }
-        out.retain(|(i, id, _)| {
-            let n = count[id];
-            if n > 1 {
-                self.shared(*i, id, n);
-            }
-            n == 1
-        });
-        out
     }
 }
 
@@ -389,7 +405,8 @@ impl Assignments {
     }
 
     /// A group with its assignment and app roles.
-    pub(super) fn group(&self, (id, name, mut rec, members): RawGroup) -> SourceGroup {
+    pub(super) fn group(&self, (id, name, rec, members): RawGroup) -> SourceGroup {
+        let mut rec = rec.open();
         let r = self.roles.get(&id);
         let assignment = group_assignment(self.scope, r);
         let app_roles: Vec<Value> = r
@@ -399,7 +416,7 @@ impl Assignments {
         SourceGroup {
             id,
             display_name: name,
-            record: rec,
+            record: Packed::new(rec),
             members,
             assignment,
         }
@@ -413,7 +430,7 @@ impl Assignments {
 pub fn group_digest(g: &SourceGroup) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
-    hash_map(&g.record, &mut h);
+    hash_map(&g.record.open(), &mut h);
     format!("{:?}", g.assignment).hash(&mut h);
     g.members.hash(&mut h);
     h.finish()

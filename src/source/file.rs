@@ -15,13 +15,14 @@
 
 use super::directory::{self, Assignments, Records};
 use super::scan;
-use super::{ReadRequest, Source};
+use super::{ReadRequest, Source, UserSink};
 use crate::config::Scope;
 use crate::error::{Error, InputError};
 use crate::ids::{key, Keyed};
 use crate::model::{RecordKind, Snapshot};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
@@ -59,7 +60,7 @@ impl Source for FileSource {
             true => None,
             false => (req.cache)()?.as_deref().and_then(Digests::parse),
         };
-        let mut snap = self.read_records(before.as_ref(), req.keep, &watermark)?;
+        let mut snap = self.read_records(before.as_ref(), req.keep, req.users, &watermark)?;
         snap.watermark = Some(watermark);
         Ok(snap)
     }
@@ -80,11 +81,13 @@ impl FileSource {
     }
 
     /// The passes over the file. `before`: the digests of the last read (an
-    /// incremental read keeps only what changed, plus `keep`).
+    /// incremental read keeps only what changed, plus `keep`). A full read hands
+    /// each user to `sink`, if any, as it is made.
     fn read_records(
         &self,
         before: Option<&Digests>,
         keep: Option<&HashSet<String>>,
+        sink: Option<&RefCell<dyn UserSink + '_>>,
         watermark: &str,
     ) -> Result<Snapshot, Error> {
         // Pass 1: groups, assignments, user ids (and in an incremental read, the
@@ -94,6 +97,7 @@ impl FileSource {
             ..FirstPass::default()
         };
         self.pass(&mut first, watermark)?;
+        crate::alloc::log_memory("read: first pass");
         first.check(self.scope).map_err(|m| self.bad(m))?;
         let ids = IdCounts::new(std::mem::take(&mut first.user_ids));
         let mut snap = Snapshot {
@@ -101,7 +105,7 @@ impl FileSource {
             ..Snapshot::default()
         };
         let mut records = Records::new(RecordKind::Group, "groups", &mut snap.errors);
-        let groups = records.groups(std::mem::take(&mut first.groups));
+        let groups = records.unique_groups(std::mem::take(&mut first.groups));
         let roles = std::mem::take(&mut first.roles);
         let assignments = Assignments::new(self.scope, roles, &groups);
         let mut digests = Digests::default();
@@ -126,11 +130,16 @@ impl FileSource {
             wanted.extend(g.members.iter().cloned());
             changed.insert(g.id.clone());
         }
+        crate::alloc::log_memory("read: groups and assignments");
+        let sink = sink.filter(|_| before.is_none());
         if before.is_none() {
             // Every user is read: room for all at once, not grown by doubling
             // (old and new buffers held together, 20 MB at 100,000 users).
-            snap.users.reserve_exact(ids.distinct);
             digests.users.reserve(ids.distinct);
+            match sink {
+                Some(sink) => sink.borrow_mut().expect(ids.distinct, snap.groups.len()),
+                None => snap.users.reserve_exact(ids.distinct),
+            }
         }
         let mut users = UserPass {
             assignments: &assignments,
@@ -141,6 +150,7 @@ impl FileSource {
             snap: &mut snap,
             changed: &mut changed,
             only: None,
+            sink,
         };
         let Some(before) = before else {
             // Pass 2 of a full read: every user.
@@ -167,6 +177,7 @@ impl FileSource {
                 snap: &mut snap,
                 changed: &mut changed,
                 only: Some(&again),
+                sink: None,
             };
             self.pass(&mut second, watermark)?;
         }
@@ -310,7 +321,9 @@ trait Pass {
 /// digest changed (an edit costs one pass, not two).
 #[derive(Default)]
 struct FirstPass<'a> {
-    groups: Vec<Value>,
+    /// Each group as read, its record packed (its members as values were 80 MB
+    /// at a million memberships).
+    groups: Vec<directory::GroupElement>,
     roles: directory::Roles,
     errors: Vec<crate::model::RecordError>,
     /// Each user record's id, by cache key (a million ids, none copied): counted
@@ -385,7 +398,10 @@ impl Pass for FirstPass<'_> {
     }
     fn element(&mut self, section: Section, i: usize, raw: &str) {
         match section {
-            Section::Groups => self.groups.push(parse(raw)),
+            Section::Groups => {
+                let mut records = Records::new(RecordKind::Group, "groups", &mut self.errors);
+                self.groups.extend(records.group(i, parse(raw)));
+            }
             Section::Assignments => {
                 directory::add_assignment(&mut self.roles, i, &parse(raw), &mut self.errors)
             }
@@ -455,7 +471,7 @@ impl FirstPass<'_> {
 
 /// Pass 2 (and 3): users one by one, kept whole when they changed (or are wanted),
 /// else as ids.
-struct UserPass<'a> {
+struct UserPass<'a, 's> {
     assignments: &'a Assignments,
     counts: &'a IdCounts,
     before: Option<&'a Digests>,
@@ -465,9 +481,11 @@ struct UserPass<'a> {
     changed: &'a mut HashSet<String>,
     /// A third pass takes only these, and records nothing else.
     only: Option<&'a HashSet<String>>,
+    /// Where each user goes as it is made (a full read, when the cycle asks).
+    sink: Option<&'a RefCell<dyn UserSink + 's>>,
 }
 
-impl Pass for UserPass<'_> {
+impl Pass for UserPass<'_, '_> {
     fn wants(&self, section: Section) -> bool {
         section == Section::Users
     }
@@ -483,7 +501,7 @@ impl Pass for UserPass<'_> {
     }
 }
 
-impl UserPass<'_> {
+impl UserPass<'_, '_> {
     /// A user record read whole; `text`: its digest, kept when it is readable (a
     /// broken one is read every time).
     fn take(&mut self, i: usize, raw: &str, text: Option<u64>) {
@@ -499,7 +517,19 @@ impl UserPass<'_> {
         if self.before.is_some() {
             self.changed.insert(id.clone());
         }
-        self.snap.users.push(self.assignments.user(id, upn, rec));
+        let user = self.assignments.user(id, upn, rec);
+        let Some(sink) = self.sink else {
+            self.snap.users.push(user);
+            return;
+        };
+        let assigned = user.assignment.is_assigned();
+        match sink.borrow_mut().user(user) {
+            Some(user) => self.snap.users.push(user),
+            None => {
+                self.snap.taken.users += 1;
+                self.snap.taken.assigned_users += usize::from(assigned);
+            }
+        }
     }
 
     /// The users the first pass of an incremental read saw: a changed text is
@@ -624,6 +654,7 @@ fn read_path(path: &std::path::Path, before: Option<&[u8]>) -> Result<Snapshot, 
         need_records: true,
         cache: &load,
         keep: None,
+        users: None,
     })
 }
 

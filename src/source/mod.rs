@@ -12,7 +12,7 @@ pub use file::FileSource;
 
 use crate::config::SourceSettings;
 use crate::error::Error;
-use crate::model::Snapshot;
+use crate::model::{Snapshot, SourceUser};
 use std::collections::HashSet;
 
 /// What a cycle asks of a source.
@@ -31,6 +31,20 @@ pub struct ReadRequest<'a> {
     /// Objects the cycle evaluates again whatever changed (pending, escrows due):
     /// a source that lets go of unchanged records keeps these.
     pub keep: Option<&'a HashSet<String>>,
+    /// Where a read of every record may hand each user as it is made, before it
+    /// reads the next (see `UserSink`). A source that cannot leaves it unused.
+    pub users: Option<&'a std::cell::RefCell<dyn UserSink + 'a>>,
+}
+
+/// Takes the users of a read of every record one by one, as they are made: the
+/// cycle evaluates each there, so a million records are never held at once. A
+/// source that hands its users over says so (`Snapshot::taken`).
+pub trait UserSink {
+    /// How many users and groups the read holds (room for what comes of them).
+    fn expect(&mut self, users: usize, groups: usize);
+    /// One user, as read. What the sink gives back is kept in the snapshot's
+    /// list (without its record); what it keeps is only counted there.
+    fn user(&mut self, user: SourceUser) -> Option<SourceUser>;
 }
 
 impl ReadRequest<'_> {
@@ -42,6 +56,7 @@ impl ReadRequest<'_> {
             need_records: true,
             cache: &|| Ok(None),
             keep: None,
+            users: None,
         }
     }
 }
