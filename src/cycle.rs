@@ -275,7 +275,9 @@ pub fn read(
         users: None,
     };
     let (mut snapshot, early) = match evaluating.filter(|_| need_all) {
-        Some(evaluating) => read_evaluating(source, &request, state, scripts, settings, evaluating)?,
+        Some(evaluating) => {
+            read_evaluating(source, &request, state, scripts, settings, evaluating)?
+        }
         None => (source.read(&request)?, None),
     };
     widen_changed(&mut snapshot, &keep);

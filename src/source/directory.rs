@@ -95,7 +95,11 @@ impl<'a> Records<'a> {
     pub(super) fn group(&mut self, i: usize, v: Value) -> Option<GroupElement> {
         let (i, id, rec) = self.with_id(i, v)?;
         let read = text_field(&rec, "displayName").and_then(|n| Ok((n, member_ids(&rec)?)));
-        Some((i, id, read.map(|(name, members)| (name, Packed::new(rec), members))))
+        Some((
+            i,
+            id,
+            read.map(|(name, members)| (name, Packed::new(rec), members)),
+        ))
     }
 
     /// The groups whose id no other carries, readable ones: duplicated ids fail

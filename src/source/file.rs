@@ -108,18 +108,16 @@ impl FileSource {
         let groups = records.unique_groups(std::mem::take(&mut first.groups));
         let roles = std::mem::take(&mut first.roles);
         let assignments = Assignments::new(self.scope, roles, &groups);
-        let mut digests = Digests::default();
+        let mut digests = Written::new(groups.len(), ids.distinct);
         for g in groups {
             let g = assignments.group(g);
-            digests
-                .groups
-                .insert(key(&g.id), directory::group_digest(&g));
+            digests.group(key(&g.id), directory::group_digest(&g));
             snap.groups.push(g);
         }
         // A group is read again when it changed, or when the cycle asks for it.
         let asked = |id: &str| keep.is_some_and(|k| k.contains(id));
         let changed_group =
-            |id: &str| asked(id) || before.is_none_or(|b| b.group(id) != digests.group(id));
+            |id: &str| asked(id) || before.is_none_or(|b| b.group(id) != digests.group_of(id));
         // Users a changed group needs (its members are evaluated again), and those the
         // cycle asks for (pending, escrows due). A full read reads every user and
         // needs neither: at a million users the set was 100 MB.
@@ -135,7 +133,6 @@ impl FileSource {
         if before.is_none() {
             // Every user is read: room for all at once, not grown by doubling
             // (old and new buffers held together, 20 MB at 100,000 users).
-            digests.users.reserve(ids.distinct);
             match sink {
                 Some(sink) => sink.borrow_mut().expect(ids.distinct, snap.groups.len()),
                 None => snap.users.reserve_exact(ids.distinct),
@@ -155,7 +152,7 @@ impl FileSource {
         let Some(before) = before else {
             // Pass 2 of a full read: every user.
             self.pass(&mut users, watermark)?;
-            snap.cache = Some(digests.to_bytes());
+            snap.cache = Some(digests.into_bytes());
             return Ok(snap);
         };
         // An incremental read: what pass 1 saw decides; the users it let go that
@@ -167,7 +164,7 @@ impl FileSource {
             for id in &again {
                 snap.untouched.users.remove(id);
             }
-            let mut scratch = Digests::default();
+            let mut scratch = Written::new(0, 0);
             let mut second = UserPass {
                 assignments: &assignments,
                 counts: &ids,
@@ -187,7 +184,7 @@ impl FileSource {
             }
         }
         snap.changed = Some(changed);
-        snap.cache = Some(digests.to_bytes());
+        snap.cache = Some(digests.into_bytes());
         Ok(snap)
     }
 
@@ -476,7 +473,7 @@ struct UserPass<'a, 's> {
     counts: &'a IdCounts,
     before: Option<&'a Digests>,
     wanted: &'a HashSet<String>,
-    digests: &'a mut Digests,
+    digests: &'a mut Written,
     snap: &'a mut Snapshot,
     changed: &'a mut HashSet<String>,
     /// A third pass takes only these, and records nothing else.
@@ -553,7 +550,7 @@ impl UserPass<'_, '_> {
             let assignment = self.assignments.digest(&id);
             let shared = self.counts.of(key) > 1;
             if !shared {
-                self.digests.users.insert(key, (text, assignment));
+                self.digests.put_user(key, text, assignment);
             }
             let same = before.map(|d| d.1) == Some(assignment);
             if same && !shared && !self.wanted.contains(&id) {
@@ -570,8 +567,9 @@ impl UserPass<'_, '_> {
 /// a group's (the record as read, with its members), and a user's text and
 /// assignment apart, so a text can be judged while the file is read and the
 /// assignment once it has been. Kept by a 128-bit hash of the id, and stored as
-/// bytes: at a million users the cache is 33 MB read and written per cycle, no
-/// text to format or parse, no id string to allocate.
+/// bytes (`Written`): at a million users the cache is 33 MB read and written per
+/// cycle, no text to format or parse, no id string to allocate. This is the last
+/// read's, read back to be looked up.
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Digests {
     groups: HashMap<u128, u64, Keyed>,
@@ -581,35 +579,58 @@ pub(super) struct Digests {
 
 const DIGESTS_HEADER: &[u8] = b"scimsync file digests v3\n";
 
-impl Digests {
-    /// A readable user's digests.
-    fn user(&mut self, id: &str, text: u64, assignments: &Assignments) {
-        self.users.insert(key(id), (text, assignments.digest(id)));
+/// The digests a read makes, written in their stored form as they come: the
+/// header, then per group `g`, its key and digest; per user `u`, its key, text
+/// and assignment digests; integers little-endian. At a million users a map of
+/// them was 69 MB, and its bytes 33 MB more; the bytes are all there is now
+/// (and the groups', which the read looks up).
+pub(super) struct Written {
+    groups: HashMap<u128, u64, Keyed>,
+    bytes: Vec<u8>,
+}
+
+impl Written {
+    /// Room for this many groups and users.
+    fn new(groups: usize, users: usize) -> Written {
+        let mut bytes = Vec::with_capacity(DIGESTS_HEADER.len() + groups * 25 + users * 33);
+        bytes.extend_from_slice(DIGESTS_HEADER);
+        Written {
+            groups: HashMap::with_capacity_and_hasher(groups, Keyed::default()),
+            bytes,
+        }
     }
 
-    fn group(&self, id: &str) -> Option<u64> {
+    fn group(&mut self, key: u128, digest: u64) {
+        self.groups.insert(key, digest);
+        self.bytes.push(b'g');
+        self.bytes.extend_from_slice(&key.to_le_bytes());
+        self.bytes.extend_from_slice(&digest.to_le_bytes());
+    }
+
+    fn group_of(&self, id: &str) -> Option<u64> {
         self.groups.get(&key(id)).copied()
     }
 
-    /// The header, then per group `g`, its key and digest; per user `u`, its key,
-    /// text and assignment digests; integers little-endian.
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            DIGESTS_HEADER.len() + self.groups.len() * 25 + self.users.len() * 33,
-        );
-        out.extend_from_slice(DIGESTS_HEADER);
-        for (k, v) in &self.groups {
-            out.push(b'g');
-            out.extend_from_slice(&k.to_le_bytes());
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        for (k, (t, a)) in &self.users {
-            out.push(b'u');
-            out.extend_from_slice(&k.to_le_bytes());
-            out.extend_from_slice(&t.to_le_bytes());
-            out.extend_from_slice(&a.to_le_bytes());
-        }
-        out
+    /// A readable user's digests.
+    fn user(&mut self, id: &str, text: u64, assignments: &Assignments) {
+        self.put_user(key(id), text, assignments.digest(id));
+    }
+
+    fn put_user(&mut self, key: u128, text: u64, assignment: u64) {
+        self.bytes.push(b'u');
+        self.bytes.extend_from_slice(&key.to_le_bytes());
+        self.bytes.extend_from_slice(&text.to_le_bytes());
+        self.bytes.extend_from_slice(&assignment.to_le_bytes());
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+impl Digests {
+    fn group(&self, id: &str) -> Option<u64> {
+        self.groups.get(&key(id)).copied()
     }
 
     /// `None` for anything else (a Graph cache, an older or damaged value): a
@@ -765,7 +786,11 @@ mod tests {
         d.groups.insert(key("g1"), 7);
         d.users.insert(key("u1"), (1, 2));
         d.users.insert(key("u2"), (u64::MAX, 0));
-        let bytes = d.to_bytes();
+        let mut written = Written::new(1, 2);
+        written.group(key("g1"), 7);
+        written.put_user(key("u1"), 1, 2);
+        written.put_user(key("u2"), u64::MAX, 0);
+        let bytes = written.into_bytes();
         assert_eq!(Digests::parse(&bytes), Some(d));
         assert_eq!(Digests::parse(&bytes[..bytes.len() - 1]), None);
         assert_eq!(Digests::parse(b"scimsync file digests v2\nu 00 u1\n"), None);
