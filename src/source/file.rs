@@ -740,6 +740,74 @@ mod tests {
         Ok(())
     }
 
+    /// What a cycle's sink saw of a read: the room it was asked for, each user
+    /// as it came; it keeps every other user.
+    #[derive(Default)]
+    struct Sink {
+        expected: Option<(usize, usize)>,
+        seen: Vec<String>,
+    }
+
+    impl UserSink for Sink {
+        fn expect(&mut self, users: usize, groups: usize) {
+            self.expected = Some((users, groups));
+        }
+        fn user(&mut self, user: crate::model::SourceUser) -> Option<crate::model::SourceUser> {
+            self.seen.push(user.id.clone());
+            (self.seen.len() % 2 == 1).then_some(user)
+        }
+    }
+
+    fn read_into(
+        path: &Path,
+        sink: &RefCell<Sink>,
+        before: Option<&[u8]>,
+    ) -> Result<Snapshot, Error> {
+        let mut source = FileSource::new(path.to_path_buf(), Scope::All);
+        let cache = before.map(<[u8]>::to_vec);
+        let load = move || Ok(cache.clone());
+        source.read(&ReadRequest {
+            watermark: None,
+            need_all: before.is_none(),
+            need_records: true,
+            cache: &load,
+            keep: None,
+            users: Some(sink),
+        })
+    }
+
+    /// A full read hands every readable user to the sink, in file order, after
+    /// asking for room for all; the users it keeps are listed, the others only
+    /// counted. Unreadable records never reach it: they stay errors. An
+    /// incremental read hands nothing over.
+    #[test]
+    fn a_full_read_hands_each_user_over_as_it_is_read() -> Result<(), Error> {
+        let dir = std::env::temp_dir().join(format!("scimsync-file-{}", crate::ids::random_hex(6)));
+        std::fs::create_dir_all(&dir).map_err(Error::file(&dir))?;
+        let mut doc = directory(6);
+        if let Some(u) = doc["users"].as_array_mut() {
+            u.push(json!({"id": "u3", "userPrincipalName": "dup@x.com"}));
+            u.push(json!({"id": "nameless"}));
+        }
+        let p = write(&dir, &doc);
+        let sink = RefCell::new(Sink::default());
+        let snap = read_into(&p, &sink, None)?;
+        let sink = sink.into_inner();
+        assert_eq!(sink.expected, Some((7, 2)), "room for every id and group");
+        assert_eq!(sink.seen, ["u0", "u1", "u2", "u4", "u5"]);
+        assert_eq!(ids(&snap), ["u0", "u2", "u5"], "the users it gave back");
+        assert_eq!((snap.taken.users, snap.taken.assigned_users), (2, 2));
+        assert_eq!(snap.listed().users, 5, "kept and counted");
+        assert_eq!(snap.errors.len(), 3, "both u3 and the nameless user");
+        let before = snap.cache.clone().unwrap_or_default();
+        let again = RefCell::new(Sink::default());
+        let incremental = read_into(&p, &again, Some(&before))?;
+        assert!(again.borrow().seen.is_empty() && again.borrow().expected.is_none());
+        assert_eq!(incremental.taken.users, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
     /// An incremental read keeps the changed user and, through its group, the
     /// group's other members; everyone else is an id.
     #[test]
