@@ -82,14 +82,16 @@ enum Write {
     Stayed(String),
 }
 
-/// A user created this cycle, as later actions (memberships, the log) see it.
+/// A user created this cycle, as later actions (memberships, the log) see it:
+/// its name is its create's in the plan (`action`, an index), not a copy.
 struct Made {
     target_id: Box<str>,
-    display: Box<str>,
+    action: u32,
     active: bool,
 }
 
 struct Applier<'a> {
+    plan: &'a Plan,
     target: &'a mut dyn Target,
     state: &'a mut State,
     cycle: i64,
@@ -97,7 +99,8 @@ struct Applier<'a> {
     users: HashMap<String, Link>,
     groups: HashMap<String, Link>,
     /// Users created this cycle, by key (`ids::key`): what later actions ask of
-    /// them. A `Link` each was 380 bytes; at a million creates this is 150.
+    /// them. A `Link` each was 380 bytes; at a million creates this is under
+    /// 100 (the table's slot and the target id).
     made: HashMap<u128, Made, crate::ids::Keyed>,
     writes: Vec<Write>,
     outcome: Outcome,
@@ -158,6 +161,7 @@ pub fn apply_with_links(
         .filter_map(|e| Some((ObjectKind::parse(&e.kind)?, e.source_id)))
         .collect();
     let mut a = Applier {
+        plan,
         target,
         state,
         cycle,
@@ -795,7 +799,7 @@ impl Applier<'_> {
                 None => self
                     .made
                     .get(&crate::ids::key(m))
-                    .map(|u| (&*u.target_id, &*u.display)),
+                    .map(|u| (&*u.target_id, self.made_name(u))),
             };
             if let Some((id, name)) = found {
                 ids.push(id.to_string());
@@ -898,6 +902,25 @@ impl Applier<'_> {
     }
 
     /// The user created this cycle under this source id.
+    /// Where a planned action sits in the plan (`u32::MAX` for one apply made up,
+    /// which no `Made` holds: see `record_link`).
+    fn index_of(&self, a: &Action) -> u32 {
+        let base = self.plan.actions.as_ptr() as usize;
+        let at = (a as *const Action as usize).wrapping_sub(base) / std::mem::size_of::<Action>();
+        match self.plan.actions.get(at) {
+            Some(x) if std::ptr::eq(x, a) => u32::try_from(at).unwrap_or(u32::MAX),
+            _ => u32::MAX,
+        }
+    }
+
+    /// A created user's name: its create's.
+    fn made_name<'x>(&'x self, m: &Made) -> &'x str {
+        let create = usize::try_from(m.action)
+            .ok()
+            .and_then(|i| self.plan.actions.get(i));
+        create.map(|a| a.display.as_str()).unwrap_or_default()
+    }
+
     fn made(&self, kind: ObjectKind, source_id: &str) -> Option<&Made> {
         match kind {
             ObjectKind::User => self.made.get(&crate::ids::key(source_id)),
@@ -945,12 +968,15 @@ impl Applier<'_> {
         };
         // Kept slim in memory (no attributes, no hash): only the state holds them;
         // at 100,000 creates a second copy was a third of the cycle's peak. A
-        // created user is slimmer still.
-        if a.kind == ObjectKind::User && a.op == Op::Create && link.disabled_reason.is_none() {
+        // created user (by a create of the plan) is slimmer still.
+        let slim =
+            a.kind == ObjectKind::User && a.op == Op::Create && link.disabled_reason.is_none();
+        let planned = slim.then(|| self.index_of(a)).filter(|&i| i != u32::MAX);
+        if let Some(action) = planned {
             self.users.remove(&a.source_id);
             let made = Made {
                 target_id: target_id.into(),
-                display: a.display.as_str().into(),
+                action,
                 active,
             };
             self.made.insert(crate::ids::key(&a.source_id), made);

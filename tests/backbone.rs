@@ -79,6 +79,31 @@ fn initial_sync_provisions_exactly_the_assigned_users_with_the_entra_mapping() {
             assert_eq!(emu.group(name).unwrap()["externalId"], g["id"]);
         }
     }
+
+    // The log names each member added: users created in this very cycle, whom
+    // apply knows by their create in the plan, under their own names.
+    let log = ws.run(&["logs", "--action", "add_members", "--json"]);
+    log.ok();
+    let entries: Value = serde_json::from_str(&log.stdout).unwrap();
+    let entries = entries.as_array().unwrap();
+    assert!(!entries.is_empty(), "memberships were logged");
+    for e in entries {
+        let group = e["display"].as_str().unwrap();
+        let m = &e["modified"][0];
+        assert_eq!(m["name"], "members");
+        let mut logged: Vec<String> = m["new"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_lowercase())
+            .collect();
+        logged.sort();
+        assert_eq!(
+            logged,
+            expected_members(&doc, group),
+            "logged members of {group}"
+        );
+    }
 }
 
 #[test]
