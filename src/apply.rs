@@ -17,7 +17,7 @@ use crate::gate::Gate;
 use crate::model::ObjectKind;
 use crate::plan::{hash_attrs, Action, Op, Plan, PlannedChange};
 use crate::scim::attribute::{match_key, shown, stored, Attrs};
-use crate::state::{Incomplete, Link, LogAction, LogEntry, LogStatus, Modified, State};
+use crate::state::{Incomplete, Link, LinkMap, LogAction, LogEntry, LogStatus, Modified, State};
 use crate::targets::pool::{self, Call, Prefetched};
 use crate::targets::{Change, ErrorClass, Target, TargetError};
 use serde_json::Value;
@@ -96,8 +96,8 @@ struct Applier<'a> {
     state: &'a mut State,
     cycle: i64,
     opts: &'a ApplyOptions,
-    users: HashMap<String, Link>,
-    groups: HashMap<String, Link>,
+    users: LinkMap,
+    groups: LinkMap,
     /// Users created this cycle, by key (`ids::key`): what later actions ask of
     /// them. A `Link` each was 380 bytes; at a million creates this is under
     /// 100 (the table's slot and the target id).
@@ -534,7 +534,7 @@ impl Applier<'_> {
                 disabled_reason: r.disabled_reason.clone(),
             };
             self.links_mut(r.kind)
-                .insert(r.source_id.clone(), link.clone());
+                .insert(r.source_id.clone(), Box::new(link.clone()));
             self.push(Write::Link(link))?;
         }
         Ok(())
@@ -887,14 +887,14 @@ impl Applier<'_> {
         }));
     }
 
-    fn links(&self, kind: ObjectKind) -> &HashMap<String, Link> {
+    fn links(&self, kind: ObjectKind) -> &LinkMap {
         match kind {
             ObjectKind::User => &self.users,
             ObjectKind::Group => &self.groups,
         }
     }
 
-    fn links_mut(&mut self, kind: ObjectKind) -> &mut HashMap<String, Link> {
+    fn links_mut(&mut self, kind: ObjectKind) -> &mut LinkMap {
         match kind {
             ObjectKind::User => &mut self.users,
             ObjectKind::Group => &mut self.groups,
@@ -983,7 +983,7 @@ impl Applier<'_> {
         } else {
             self.forget_link(a.kind, &a.source_id);
             self.links_mut(a.kind)
-                .insert(a.source_id.clone(), link.clone());
+                .insert(a.source_id.clone(), Box::new(link.clone()));
         }
         self.push(Write::Link(Link {
             attrs: stored(attrs),

@@ -313,7 +313,7 @@ impl From<Snapshot> for Read {
 /// the read: every link, the spill), and their evaluations when the source
 /// handed them over as it read (a source that cannot leaves them to `prepare`).
 struct Early {
-    users: HashMap<String, crate::state::Link>,
+    users: crate::state::LinkMap,
     spill: Option<Spill>,
     evaluated: Option<Vec<Evaluated>>,
     sample_user: Option<Map<String, Value>>,
@@ -552,7 +552,7 @@ fn user_links(
     scripts: &Scripts,
     snapshot: &Snapshot,
     present: Option<&crate::model::Present>,
-) -> Result<HashMap<String, crate::state::Link>, Error> {
+) -> Result<crate::state::LinkMap, Error> {
     let attrs_for = |id: &str| match (&snapshot.changed, present) {
         (Some(changed), Some(present)) => changed.contains(id) || !present.users.contains(id),
         _ => true,
@@ -570,7 +570,7 @@ fn user_links(
 fn memberships_needed(
     state: &State,
     evaluated: &[crate::evaluate::Evaluated],
-    user_links: &HashMap<String, crate::state::Link>,
+    user_links: &crate::state::LinkMap,
     present: Option<&crate::model::Present>,
 ) -> Result<HashMap<String, std::collections::BTreeSet<String>>, Error> {
     let Some(present) = present else {

@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::evaluate::{desired_active, Decision, Evaluated};
 use crate::model::ObjectKind;
 use crate::scim::attribute::{match_key, Attrs};
-use crate::state::Link;
+use crate::state::LinkMap;
 use crate::targets::pool::{Answer, Call};
 use crate::targets::{remote_value, Remote, Target, TargetError};
 use serde_json::Value;
@@ -120,7 +120,7 @@ impl Facts {
 /// in doubt, leaving out those that sit this cycle out.
 pub fn wanted<'a>(
     evaluated: &'a [Evaluated],
-    links: (&HashMap<String, Link>, &HashMap<String, Link>),
+    links: (&LinkMap, &LinkMap),
     in_doubt: &'a HashMap<(ObjectKind, String), Attrs>,
     full: bool,
     sits_out: impl Fn(ObjectKind, &str) -> bool,

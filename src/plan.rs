@@ -13,7 +13,7 @@ use crate::gather::{Facts, Match};
 use crate::model::{ObjectKind, Present, Unreadable};
 use crate::scim::attribute::{match_key, AttrPath, Attrs};
 use crate::scim::profile::Profile;
-use crate::state::{Link, LogAction};
+use crate::state::{Link, LinkMap, LogAction};
 use crate::targets::{remote_value, Change, ErrorClass, Remote, TargetError};
 pub use grace::Grace;
 use serde::Serialize;
@@ -367,8 +367,8 @@ fn permute<T>(v: &mut [T], mut order: Vec<usize>) {
 
 /// Inputs of `plan` besides the evaluations.
 pub struct PlanInput<'a> {
-    pub user_links: &'a HashMap<String, Link>,
-    pub group_links: &'a HashMap<String, Link>,
+    pub user_links: &'a LinkMap,
+    pub group_links: &'a LinkMap,
     pub memberships: &'a HashMap<String, BTreeSet<String>>,
     pub profile: &'a Profile,
     pub create_only: &'a [String],
@@ -728,7 +728,7 @@ impl<'a> Planner<'a> {
     }
 
     /// The links of a kind.
-    fn links(&self, kind: ObjectKind) -> &'a HashMap<String, Link> {
+    fn links(&self, kind: ObjectKind) -> &'a LinkMap {
         match kind {
             ObjectKind::User => self.input.user_links,
             ObjectKind::Group => self.input.group_links,
@@ -742,7 +742,7 @@ impl<'a> Planner<'a> {
     /// user's active flag, a group's members).
     fn object(&mut self, e: &Evaluated, attrs: Option<Attrs>) {
         let kind = e.kind;
-        let link = self.links(kind).get(&e.source_id);
+        let link = self.links(kind).get(&e.source_id).map(|l| &**l);
         // Only what is linked can be gone (see `gone`): at 100,000 new users a
         // set of their ids was 10 MB for nothing.
         if link.is_some() {
@@ -913,7 +913,7 @@ impl<'a> Planner<'a> {
                 .map(|l| (l.target_id.clone(), l.source_id.clone()))
                 .collect()
         });
-        links.get(ix.get(target_id)?)
+        links.get(ix.get(target_id)?).map(|l| &**l)
     }
 
     /// A new object: adopted when the target already has it (the look-up `gather`
@@ -1185,6 +1185,7 @@ impl<'a> Planner<'a> {
         // One look-up per link where that settles it: a million links, no copy.
         let mut gone: Vec<&Link> = links
             .values()
+            .map(|l| &**l)
             .filter(|l| !present.is_some_and(|p| p.contains(&l.source_id)))
             .filter(|l| !seen.contains(&l.source_id))
             .collect();
@@ -1844,8 +1845,8 @@ mod tests {
         a
     }
 
-    fn link(id: &str, a: Attrs, active: bool, reason: Option<&str>) -> Link {
-        Link {
+    fn link(id: &str, a: Attrs, active: bool, reason: Option<&str>) -> Box<Link> {
+        Box::new(Link {
             kind: ObjectKind::User,
             source_id: id.into(),
             target_id: format!("t-{id}"),
@@ -1854,13 +1855,13 @@ mod tests {
             attrs: a,
             active,
             disabled_reason: reason.map(str::to_string),
-        }
+        })
     }
 
     fn run(
         ev: &[Evaluated],
-        users: HashMap<String, Link>,
-        groups: HashMap<String, Link>,
+        users: LinkMap,
+        groups: LinkMap,
         mem: HashMap<String, BTreeSet<String>>,
         skip: bool,
     ) -> Plan {
@@ -1869,8 +1870,8 @@ mod tests {
 
     fn run_matching(
         ev: &[Evaluated],
-        users: HashMap<String, Link>,
-        groups: HashMap<String, Link>,
+        users: LinkMap,
+        groups: LinkMap,
         mem: HashMap<String, BTreeSet<String>>,
         skip: bool,
         user_matching: &[String],
@@ -2325,7 +2326,7 @@ mod tests {
         let mut glinks = HashMap::new();
         glinks.insert(
             "g".to_string(),
-            Link {
+            Box::new(Link {
                 kind: ObjectKind::Group,
                 source_id: "g".into(),
                 target_id: "tg".into(),
@@ -2334,7 +2335,7 @@ mod tests {
                 attrs: ga.clone(),
                 active: true,
                 disabled_reason: None,
-            },
+            }),
         );
         let mut mem = HashMap::new();
         mem.insert(

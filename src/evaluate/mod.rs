@@ -6,9 +6,8 @@
 use crate::model::{ObjectKind, Reason, Snapshot, SourceGroup, SourceUser};
 use crate::scim::attribute::Attrs;
 use crate::script::{ScriptFailure, Scripts};
-use crate::state::Link;
+use crate::state::{Link, LinkMap};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::num::NonZeroI64;
 
 pub mod spill;
@@ -61,7 +60,7 @@ pub struct Spilling<'a> {
 pub fn evaluate(
     snapshot: &Snapshot,
     scripts: &Scripts,
-    user_links: Option<&HashMap<String, Link>>,
+    user_links: Option<&LinkMap>,
 ) -> Vec<Evaluated> {
     let mut e = Evaluator::new(scripts, user_links, snapshot.changed.as_ref());
     e.out
@@ -86,7 +85,7 @@ pub fn evaluate(
 pub fn evaluate_releasing(
     snapshot: &mut Snapshot,
     scripts: &Scripts,
-    user_links: Option<&HashMap<String, Link>>,
+    user_links: Option<&LinkMap>,
     spilling: Option<Spilling<'_>>,
 ) -> Vec<Evaluated> {
     let mut users = std::mem::take(&mut snapshot.users);
@@ -117,7 +116,7 @@ pub struct Evaluation<'a>(Evaluator<'a>);
 impl<'a> Evaluation<'a> {
     pub fn new(
         scripts: &'a Scripts,
-        user_links: Option<&'a HashMap<String, Link>>,
+        user_links: Option<&'a LinkMap>,
         spilling: Option<Spilling<'a>>,
     ) -> Self {
         let mut e = Evaluator::new(scripts, user_links, None);
@@ -161,7 +160,7 @@ pub fn evaluate_rest(
 struct Evaluator<'a> {
     scripts: &'a Scripts,
     spilling: Option<Spilling<'a>>,
-    user_links: Option<&'a HashMap<String, Link>>,
+    user_links: Option<&'a LinkMap>,
     unique: bool,
     changed: Option<&'a std::collections::HashSet<String>>,
     out: Vec<Evaluated>,
@@ -170,12 +169,12 @@ struct Evaluator<'a> {
 impl<'a> Evaluator<'a> {
     fn new(
         scripts: &'a Scripts,
-        user_links: Option<&'a HashMap<String, Link>>,
+        user_links: Option<&'a LinkMap>,
         changed: Option<&'a std::collections::HashSet<String>>,
     ) -> Self {
         let unique = scripts.uses_unique_values() && user_links.is_some();
         if let (true, Some(links)) = (unique, user_links) {
-            crate::script::helpers::seed_taken(links.values().flat_map(link_values));
+            crate::script::helpers::seed_taken(links.values().flat_map(|l| link_values(l)));
         }
         Evaluator {
             scripts,
@@ -199,7 +198,7 @@ impl<'a> Evaluator<'a> {
             let own = self
                 .user_links
                 .and_then(|l| l.get(&u.id))
-                .map(link_values)
+                .map(|l| link_values(l))
                 .unwrap_or_default();
             crate::script::helpers::set_own(own);
         }
