@@ -646,7 +646,7 @@ pub fn prepare(
     let sample_group = snapshot
         .groups
         .iter()
-        .find_map(|g| g.assignment.is_assigned().then(|| g.record.open()));
+        .find_map(|g| g.assignment.is_assigned().then(|| g.record_for_scripts()));
     crate::alloc::log_memory("read");
     let present = snapshot.present();
     let (users, spill, streamed) = match early {

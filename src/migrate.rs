@@ -609,7 +609,7 @@ fn group_candidates(
     let records: HashMap<&str, serde_json::Map<String, Value>> = snapshot
         .groups
         .iter()
-        .map(|g| (g.id.as_str(), g.record.open()))
+        .map(|g| (g.id.as_str(), g.record_for_scripts()))
         .collect();
     let mut candidates: HashMap<String, GroupCandidate> = HashMap::new();
     let mut by_key: HashMap<String, Vec<String>> = HashMap::new();

@@ -95,6 +95,21 @@ impl Packed {
     pub fn open(&self) -> Map<String, Value> {
         serde_json::from_str(&self.0).unwrap_or_default()
     }
+
+    /// The text itself (what a digest is taken of).
+    pub fn text(&self) -> &str {
+        &self.0
+    }
+}
+
+impl SourceGroup {
+    /// The record as scripts see it: every attribute, plus `appRoles`.
+    pub fn record_for_scripts(&self) -> Map<String, Value> {
+        let mut record = self.record.open();
+        let roles = self.app_roles.iter().cloned().map(Value::String).collect();
+        record.insert("appRoles".into(), Value::Array(roles));
+        record
+    }
 }
 
 /// A directory group.
@@ -102,8 +117,11 @@ impl Packed {
 pub struct SourceGroup {
     pub id: String,
     pub display_name: String,
-    /// Every attribute of the record (members too), plus `appRoles`.
+    /// Every attribute of the record (members too), as read: scripts see it
+    /// with `appRoles` (`record_for_scripts`).
     pub record: Packed,
+    /// The app roles the group is assigned (role names).
+    pub app_roles: Vec<String>,
     /// Direct members (user or group ids).
     pub members: Vec<String>,
     pub assignment: Assignment,

@@ -232,7 +232,7 @@ impl Found {
             kind: ObjectKind::Group,
             source_id: g.id.clone(),
             display: g.display_name.clone(),
-            record: g.record.open(),
+            record: g.record_for_scripts(),
             assignment: g.assignment.clone(),
         })
     }

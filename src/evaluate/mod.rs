@@ -232,7 +232,7 @@ impl<'a> Evaluator<'a> {
     /// A group; `members`: its member ids, which the evaluation keeps.
     fn group(&mut self, g: &SourceGroup, members: Vec<String>) {
         let scripts = self.scripts;
-        let record = g.record.open();
+        let record = g.record_for_scripts();
         let (decision, attrs) = decide(
             g.assignment.is_assigned(),
             g.assignment.why(),

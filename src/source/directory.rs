@@ -409,60 +409,35 @@ impl Assignments {
     }
 
     /// A group with its assignment and app roles.
-    pub(super) fn group(&self, (id, name, rec, members): RawGroup) -> SourceGroup {
-        let mut rec = rec.open();
+    pub(super) fn group(&self, (id, name, record, members): RawGroup) -> SourceGroup {
         let r = self.roles.get(&id);
         let assignment = group_assignment(self.scope, r);
-        let app_roles: Vec<Value> = r
-            .map(|r| r.iter().cloned().map(Value::String).collect())
-            .unwrap_or_default();
-        rec.insert("appRoles".into(), Value::Array(app_roles));
+        let app_roles = r.map(|r| r.iter().cloned().collect()).unwrap_or_default();
         SourceGroup {
             id,
             display_name: name,
-            record: Packed::new(rec),
+            record,
+            app_roles,
             members,
             assignment,
         }
     }
 }
 
-/// A digest of a group as read (record, assignment, members): what tells an
-/// incremental read that it changed. `DefaultHasher::new()` has fixed keys, so
+/// A digest of a group as read (record, roles, assignment, members): what tells
+/// an incremental read that it changed. Of the record's packed text, written
+/// from a sorted map: the same record gives the same text, and a group is not
+/// parsed again to be digested. `DefaultHasher::new()` has fixed keys, so
 /// digests compare across processes of one build; a new Rust release may change
 /// them, which costs one full evaluation, nothing else.
 pub fn group_digest(g: &SourceGroup) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
-    hash_map(&g.record.open(), &mut h);
+    g.record.text().hash(&mut h);
+    g.app_roles.hash(&mut h);
     format!("{:?}", g.assignment).hash(&mut h);
     g.members.hash(&mut h);
     h.finish()
-}
-
-/// Feeds a JSON value to a hasher without serializing it.
-fn hash_value(v: &Value, h: &mut impl std::hash::Hasher) {
-    use std::hash::Hash;
-    match v {
-        Value::Null => 0u8.hash(h),
-        Value::Bool(b) => (1u8, b).hash(h),
-        Value::Number(n) => (2u8, n.to_string()).hash(h),
-        Value::String(s) => (3u8, s).hash(h),
-        Value::Array(a) => {
-            (4u8, a.len()).hash(h);
-            a.iter().for_each(|x| hash_value(x, h));
-        }
-        Value::Object(o) => hash_map(o, h),
-    }
-}
-
-fn hash_map(o: &Map<String, Value>, h: &mut impl std::hash::Hasher) {
-    use std::hash::Hash;
-    (5u8, o.len()).hash(h);
-    for (k, v) in o {
-        k.hash(h);
-        hash_value(v, h);
-    }
 }
 
 /// The document's top level: only the three known arrays, and never read as an
