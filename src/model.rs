@@ -102,16 +102,6 @@ impl Packed {
     }
 }
 
-impl SourceGroup {
-    /// The record as scripts see it: every attribute, plus `appRoles`.
-    pub fn record_for_scripts(&self) -> Map<String, Value> {
-        let mut record = self.record.open();
-        let roles = self.app_roles.iter().cloned().map(Value::String).collect();
-        record.insert("appRoles".into(), Value::Array(roles));
-        record
-    }
-}
-
 /// A directory group.
 #[derive(Debug, Clone)]
 pub struct SourceGroup {
@@ -125,6 +115,16 @@ pub struct SourceGroup {
     /// Direct members (user or group ids).
     pub members: Vec<String>,
     pub assignment: Assignment,
+}
+
+impl SourceGroup {
+    /// The record as scripts see it: every attribute, plus `appRoles`.
+    pub fn record_for_scripts(&self) -> Map<String, Value> {
+        let mut record = self.record.open();
+        let roles = self.app_roles.iter().cloned().map(Value::String).collect();
+        record.insert("appRoles".into(), Value::Array(roles));
+        record
+    }
 }
 
 /// The kinds of record a directory document holds.

@@ -1634,7 +1634,7 @@ impl<'a> Planner<'a> {
                 .matching_paths(a.kind)
                 .iter()
                 .filter_map(|p| {
-                    let v = a.attrs.get(p)?.as_str().filter(|v| !v.is_empty())?;
+                    let v = matching_value(a, p)?;
                     Some((p.as_str(), value_key(a.kind, p, &match_key(p, v)), v))
                 })
                 .collect(),
@@ -1648,12 +1648,7 @@ impl<'a> Planner<'a> {
             _ => self
                 .matching_paths(a.kind)
                 .iter()
-                .filter(|p| {
-                    a.attrs
-                        .get(p)
-                        .and_then(Value::as_str)
-                        .is_some_and(|v| !v.is_empty())
-                })
+                .filter(|p| matching_value(a, p).is_some())
                 .count(),
         }
     }
@@ -1770,6 +1765,11 @@ impl<'a> Planner<'a> {
         plan.order();
         plan
     }
+}
+
+/// A new object's value at a matching path, when it has a non-empty one.
+fn matching_value<'x>(a: &'x Action, path: &str) -> Option<&'x str> {
+    a.attrs.get(path)?.as_str().filter(|v| !v.is_empty())
 }
 
 /// A matching value's key among the new objects of a plan: its kind, path and

@@ -666,6 +666,17 @@ impl Digests {
 /// The path's file, for tests.
 #[cfg(test)]
 fn read_path(path: &std::path::Path, before: Option<&[u8]>) -> Result<Snapshot, Error> {
+    read_path_into::<Sink>(path, before, None)
+}
+
+/// The path's file, for tests, handing users to `users`.
+#[cfg(test)]
+fn read_path_into<S: UserSink>(
+    path: &std::path::Path,
+    before: Option<&[u8]>,
+    users: Option<&RefCell<S>>,
+) -> Result<Snapshot, Error> {
+    let users = users.map(|u| u as &RefCell<dyn UserSink>);
     let mut source = FileSource::new(path.to_path_buf(), Scope::All);
     let cache = before.map(<[u8]>::to_vec);
     let load = move || Ok(cache.clone());
@@ -675,8 +686,28 @@ fn read_path(path: &std::path::Path, before: Option<&[u8]>) -> Result<Snapshot, 
         need_records: true,
         cache: &load,
         keep: None,
-        users: None,
+        users,
     })
+}
+
+/// What a cycle's sink saw of a read: the room it was asked for, each user
+/// as it came; it keeps every other user.
+#[cfg(test)]
+#[derive(Default)]
+struct Sink {
+    expected: Option<(usize, usize)>,
+    seen: Vec<String>,
+}
+
+#[cfg(test)]
+impl UserSink for Sink {
+    fn expect(&mut self, users: usize, groups: usize) {
+        self.expected = Some((users, groups));
+    }
+    fn user(&mut self, user: crate::model::SourceUser) -> Option<crate::model::SourceUser> {
+        self.seen.push(user.id.clone());
+        (self.seen.len() % 2 == 1).then_some(user)
+    }
 }
 
 #[cfg(test)]
@@ -740,42 +771,6 @@ mod tests {
         Ok(())
     }
 
-    /// What a cycle's sink saw of a read: the room it was asked for, each user
-    /// as it came; it keeps every other user.
-    #[derive(Default)]
-    struct Sink {
-        expected: Option<(usize, usize)>,
-        seen: Vec<String>,
-    }
-
-    impl UserSink for Sink {
-        fn expect(&mut self, users: usize, groups: usize) {
-            self.expected = Some((users, groups));
-        }
-        fn user(&mut self, user: crate::model::SourceUser) -> Option<crate::model::SourceUser> {
-            self.seen.push(user.id.clone());
-            (self.seen.len() % 2 == 1).then_some(user)
-        }
-    }
-
-    fn read_into(
-        path: &Path,
-        sink: &RefCell<Sink>,
-        before: Option<&[u8]>,
-    ) -> Result<Snapshot, Error> {
-        let mut source = FileSource::new(path.to_path_buf(), Scope::All);
-        let cache = before.map(<[u8]>::to_vec);
-        let load = move || Ok(cache.clone());
-        source.read(&ReadRequest {
-            watermark: None,
-            need_all: before.is_none(),
-            need_records: true,
-            cache: &load,
-            keep: None,
-            users: Some(sink),
-        })
-    }
-
     /// A full read hands every readable user to the sink, in file order, after
     /// asking for room for all; the users it keeps are listed, the others only
     /// counted. Unreadable records never reach it: they stay errors. An
@@ -791,7 +786,7 @@ mod tests {
         }
         let p = write(&dir, &doc);
         let sink = RefCell::new(Sink::default());
-        let snap = read_into(&p, &sink, None)?;
+        let snap = read_path_into(&p, None, Some(&sink))?;
         let sink = sink.into_inner();
         assert_eq!(sink.expected, Some((7, 2)), "room for every id and group");
         assert_eq!(sink.seen, ["u0", "u1", "u2", "u4", "u5"]);
@@ -801,7 +796,7 @@ mod tests {
         assert_eq!(snap.errors.len(), 3, "both u3 and the nameless user");
         let before = snap.cache.clone().unwrap_or_default();
         let again = RefCell::new(Sink::default());
-        let incremental = read_into(&p, &again, Some(&before))?;
+        let incremental = read_path_into(&p, Some(&before), Some(&again))?;
         assert!(again.borrow().seen.is_empty() && again.borrow().expected.is_none());
         assert_eq!(incremental.taken.users, 0);
         let _ = std::fs::remove_dir_all(&dir);
