@@ -716,6 +716,13 @@ mod tests {
     use serde_json::json;
     use std::path::Path;
 
+    /// A fresh directory for one test's files.
+    fn scratch_dir() -> Result<PathBuf, Error> {
+        let dir = std::env::temp_dir().join(format!("scimsync-file-{}", crate::ids::random_hex(6)));
+        std::fs::create_dir_all(&dir).map_err(Error::file(&dir))?;
+        Ok(dir)
+    }
+
     fn write(dir: &Path, doc: &Value) -> PathBuf {
         let p = dir.join("directory.json");
         std::fs::write(&p, doc.to_string()).unwrap_or_default();
@@ -741,8 +748,7 @@ mod tests {
     /// The streaming read gives what the whole-document parse gives.
     #[test]
     fn streaming_read_matches_the_document_parse() -> Result<(), Error> {
-        let dir = std::env::temp_dir().join(format!("scimsync-file-{}", crate::ids::random_hex(6)));
-        std::fs::create_dir_all(&dir).map_err(Error::file(&dir))?;
+        let dir = scratch_dir()?;
         let mut doc = directory(10);
         if let Some(u) = doc["users"].as_array_mut() {
             u.push(json!({"id": "u3", "userPrincipalName": "dup@x.com"}));
@@ -777,8 +783,7 @@ mod tests {
     /// incremental read hands nothing over.
     #[test]
     fn a_full_read_hands_each_user_over_as_it_is_read() -> Result<(), Error> {
-        let dir = std::env::temp_dir().join(format!("scimsync-file-{}", crate::ids::random_hex(6)));
-        std::fs::create_dir_all(&dir).map_err(Error::file(&dir))?;
+        let dir = scratch_dir()?;
         let mut doc = directory(6);
         if let Some(u) = doc["users"].as_array_mut() {
             u.push(json!({"id": "u3", "userPrincipalName": "dup@x.com"}));
@@ -807,8 +812,7 @@ mod tests {
     /// group's other members; everyone else is an id.
     #[test]
     fn an_incremental_read_keeps_what_changed_and_its_group() -> Result<(), Error> {
-        let dir = std::env::temp_dir().join(format!("scimsync-file-{}", crate::ids::random_hex(6)));
-        std::fs::create_dir_all(&dir).map_err(Error::file(&dir))?;
+        let dir = scratch_dir()?;
         let mut doc = directory(10);
         let p = write(&dir, &doc);
         let first = read_path(&p, None)?;
