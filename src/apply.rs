@@ -11,6 +11,8 @@
 //! memberships, a provisioning-log entry, escrow — flushed one transaction per
 //! batch.
 
+mod made;
+
 use crate::error::Error;
 use crate::evaluate::desired_active;
 use crate::gate::Gate;
@@ -20,6 +22,7 @@ use crate::scim::attribute::{match_key, shown, stored, Attrs};
 use crate::state::{Incomplete, Link, LinkMap, LogAction, LogEntry, LogStatus, Modified, State};
 use crate::targets::pool::{self, Call, Prefetched};
 use crate::targets::{Change, ErrorClass, Target, TargetError};
+use made::{Made, MadeUsers};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -82,14 +85,6 @@ enum Write {
     Stayed(String),
 }
 
-/// A user created this cycle, as later actions (memberships, the log) see it:
-/// its name is its create's in the plan (`action`, an index), not a copy.
-struct Made {
-    target_id: Box<str>,
-    action: u32,
-    active: bool,
-}
-
 struct Applier<'a> {
     plan: &'a Plan,
     target: &'a mut dyn Target,
@@ -99,9 +94,8 @@ struct Applier<'a> {
     users: LinkMap,
     groups: LinkMap,
     /// Users created this cycle, by key (`ids::key`): what later actions ask of
-    /// them. A `Link` each was 380 bytes; at a million creates this is under
-    /// 100 (the table's slot and the target id).
-    made: HashMap<u128, Made, crate::ids::Keyed>,
+    /// them. A `Link` each was 380 bytes; at a million creates this is about 60.
+    made: MadeUsers,
     writes: Vec<Write>,
     outcome: Outcome,
     /// First calls of the actions ahead, run by the worker pool.
@@ -151,8 +145,7 @@ pub fn apply_with_links(
         let made = |a: &&Action| a.kind == kind && ops.contains(&a.op);
         plan.actions.iter().filter(made).count()
     };
-    let mut made = HashMap::default();
-    made.reserve(new(ObjectKind::User, &[Op::Create]));
+    let made = MadeUsers::new(&plan.actions);
     users.reserve(new(ObjectKind::User, &[Op::Adopt]));
     groups.reserve(new(ObjectKind::Group, &[Op::Create, Op::Adopt]));
     let escrowed = state
@@ -340,15 +333,36 @@ fn all_as_new(attrs: &Attrs) -> Vec<Modified> {
 }
 
 /// An action's matching attributes: what finds its object again.
-fn matching_attrs(opts: &ApplyOptions, a: &Action) -> Attrs {
+fn matching_attrs(opts: &ApplyOptions, a: &Action) -> Result<Attrs, Error> {
     let matching = match a.kind {
         ObjectKind::User => &opts.user_matching,
         ObjectKind::Group => &opts.group_matching,
     };
-    matching
+    // A spilled create's matching values were kept apart from the rest in the
+    // spill: read alone, not with every attribute.
+    let attrs = match (a.spilled, &opts.spill) {
+        (Some(row), Some(spill)) if a.attrs.is_empty() => Cow::Owned(spill.kept(row)?),
+        _ => attrs_for(opts, a)?,
+    };
+    Ok(matching
         .iter()
-        .filter_map(|p| Some((p.clone(), a.attrs.get(p)?.clone())))
-        .collect()
+        .filter_map(|p| Some((p.clone(), attrs.get(p)?.clone())))
+        .collect())
+}
+
+/// A create's attributes: read back from the spill where the plan put them
+/// aside (a sync's plan keeps none of them: `cycle::prepare`).
+fn attrs_for<'x>(opts: &ApplyOptions, a: &'x Action) -> Result<Cow<'x, Attrs>, Error> {
+    let Some(row) = a.spilled else {
+        return Ok(Cow::Borrowed(&a.attrs));
+    };
+    match &opts.spill {
+        Some(spill) => Ok(Cow::Owned(spill.get(row)?)),
+        None => Err(Error::Spill(format!(
+            "the create of {} was planned with its attributes put aside, and none were handed to apply",
+            a.display
+        ))),
+    }
 }
 
 /// Creates on the pool's wire and the actions they are for, oldest first, with
@@ -421,13 +435,15 @@ impl Applier<'_> {
                 // Only what finds the object again: its matching attributes.
                 let intents: Vec<Incomplete> = chunk
                     .iter()
-                    .map(|a| Incomplete {
-                        kind: a.kind,
-                        source_id: a.source_id.clone(),
-                        reason: "create sent; its answer was not recorded".into(),
-                        attrs: Some(matching_attrs(opts, a)),
+                    .map(|a| {
+                        Ok(Incomplete {
+                            kind: a.kind,
+                            source_id: a.source_id.clone(),
+                            reason: "create sent; its answer was not recorded".into(),
+                            attrs: Some(matching_attrs(opts, a)?),
+                        })
                     })
-                    .collect();
+                    .collect::<Result<_, Error>>()?;
                 w.set_pending(&intents, true)?;
             }
             Ok(())
@@ -468,7 +484,7 @@ impl Applier<'_> {
                 break;
             }
             self.prefetch(constructive, i);
-            if action.op == Op::Create && self.waits_for_name(action) {
+            if action.op == Op::Create && self.waits_for_name(action)? {
                 progress.step();
                 continue;
             }
@@ -641,23 +657,24 @@ impl Applier<'_> {
 
     /// A create whose name is still held by an object whose delete did not run: it
     /// waits (planned again next cycle) instead of failing against the old object.
-    fn waits_for_name(&mut self, a: &Action) -> bool {
+    fn waits_for_name(&mut self, a: &Action) -> Result<bool, Error> {
         if self.blocked_names.is_empty() {
-            return false;
+            return Ok(false);
         }
+        let attrs = self.attrs_of(a)?;
         let Some(holder) = self
-            .names(a.kind, &a.attrs)
+            .names(a.kind, &attrs)
             .into_iter()
             .find_map(|n| self.blocked_names.get(&n).cloned())
         else {
-            return false;
+            return Ok(false);
         };
         let why = format!(
             "waits for {holder}, which holds the same name in the target, to be deleted first"
         );
         self.log(a, LogAction::Create, LogStatus::Skipped, &why, vec![], None);
         self.incomplete(a, &why);
-        true
+        Ok(true)
     }
 
     fn incomplete(&mut self, a: &Action, why: &str) {
@@ -798,7 +815,7 @@ impl Applier<'_> {
                 Some(l) => Some((l.target_id.as_str(), l.display.as_str())),
                 None => self
                     .made
-                    .get(&crate::ids::key(m))
+                    .get(crate::ids::key(m))
                     .map(|u| (&*u.target_id, self.made_name(u))),
             };
             if let Some((id, name)) = found {
@@ -923,7 +940,7 @@ impl Applier<'_> {
 
     fn made(&self, kind: ObjectKind, source_id: &str) -> Option<&Made> {
         match kind {
-            ObjectKind::User => self.made.get(&crate::ids::key(source_id)),
+            ObjectKind::User => self.made.get(crate::ids::key(source_id)),
             ObjectKind::Group => None,
         }
     }
@@ -944,7 +961,7 @@ impl Applier<'_> {
     fn forget_link(&mut self, kind: ObjectKind, source_id: &str) {
         self.links_mut(kind).remove(source_id);
         if kind == ObjectKind::User {
-            self.made.remove(&crate::ids::key(source_id));
+            self.made.remove(crate::ids::key(source_id));
         }
     }
 
@@ -972,15 +989,16 @@ impl Applier<'_> {
         let slim =
             a.kind == ObjectKind::User && a.op == Op::Create && link.disabled_reason.is_none();
         let planned = slim.then(|| self.index_of(a)).filter(|&i| i != u32::MAX);
-        if let Some(action) = planned {
+        let made = planned.map(|action| Made {
+            target_id: target_id.into(),
+            action,
+            active,
+        });
+        let kept = made.is_some_and(|made| {
             self.users.remove(&a.source_id);
-            let made = Made {
-                target_id: target_id.into(),
-                action,
-                active,
-            };
-            self.made.insert(crate::ids::key(&a.source_id), made);
-        } else {
+            self.made.insert(crate::ids::key(&a.source_id), made)
+        });
+        if !kept {
             self.forget_link(a.kind, &a.source_id);
             self.links_mut(a.kind)
                 .insert(a.source_id.clone(), Box::new(link.clone()));
@@ -1054,7 +1072,7 @@ impl Applier<'_> {
                 kind: a.kind,
                 source_id: a.source_id.clone(),
                 reason: format!("create in doubt: {}", e.message),
-                attrs: Some(a.attrs.clone()),
+                attrs: Some(self.attrs_of(a)?.into_owned()),
             });
         }
         self.escrowed.insert((a.kind, a.source_id.clone()));
@@ -1211,16 +1229,7 @@ impl Applier<'_> {
     /// A create's attributes: read back from the spill where the plan put them
     /// aside.
     fn attrs_of<'x>(&self, a: &'x Action) -> Result<Cow<'x, Attrs>, Error> {
-        let Some(row) = a.spilled else {
-            return Ok(Cow::Borrowed(&a.attrs));
-        };
-        match &self.opts.spill {
-            Some(spill) => Ok(Cow::Owned(spill.get(row)?)),
-            None => Err(Error::Spill(format!(
-                "the create of {} was planned with its attributes put aside, and none were handed to apply",
-                a.display
-            ))),
-        }
+        attrs_for(self.opts, a)
     }
 
     /// A create the cycle did not plan (a re-creation after a 404): written ahead
@@ -1495,7 +1504,7 @@ impl Applier<'_> {
         let mut again = a.clone();
         again.op = Op::Create;
         again.attrs = link.attrs;
-        again.changes = vec![];
+        again.changes = thin_vec::ThinVec::new();
         again.reason = "gone from the target; created again".into();
         self.create_again(&again)?;
         Ok(self.groups.get(&a.source_id).map(|l| l.target_id.clone()))

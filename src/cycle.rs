@@ -731,6 +731,9 @@ pub fn prepare(
     invited(target, &mut plan, &mut facts);
     let allow_deletes = state.meta(Fact::AllowDeletesOnce)?.is_some();
     Gate::new(settings, users.len() + groups.len(), allow_deletes).judge(&mut plan);
+    if spill.is_some() {
+        forget_spilled_values(&mut plan);
+    }
     let fingerprint = match source_hash {
         Some(source) => Some(crate::review::Fingerprint {
             watermark: state.meta(Fact::Watermark)?,
@@ -751,6 +754,15 @@ pub fn prepare(
         sample_group,
         spill: spill.map(std::rc::Rc::new),
     })
+}
+
+/// A create whose attributes wait in the spill keeps none in memory once the
+/// plan is made (its matching values, which the planner judged, were 100 bytes
+/// each at a million creates): apply reads them back as it needs them.
+fn forget_spilled_values(plan: &mut Plan) {
+    for a in plan.actions.iter_mut().filter(|a| a.spilled.is_some()) {
+        a.attrs = Attrs::new();
+    }
 }
 
 /// New users whose look-up found something are adopted, or fail, rather than

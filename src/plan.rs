@@ -21,6 +21,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::num::NonZeroI64;
+use thin_vec::ThinVec;
 
 /// Longest attribute value sent (bytes): bigger ones are a directory error, not
 /// something to push at a target.
@@ -106,11 +107,11 @@ pub struct Action {
     /// Desired attributes (create, update, verify, enable).
     #[serde(skip_serializing_if = "Attrs::is_empty")]
     pub attrs: Attrs,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub changes: Vec<PlannedChange>,
+    #[serde(skip_serializing_if = "ThinVec::is_empty")]
+    pub changes: ThinVec<PlannedChange>,
     /// Membership actions: user source ids.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub members: Vec<String>,
+    #[serde(skip_serializing_if = "ThinVec::is_empty")]
+    pub members: ThinVec<String>,
     /// A destructive action that frees a name a create of this plan takes: it runs
     /// before the creates (still through the gate).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -223,7 +224,7 @@ impl Action {
                 old: Value::Bool(a.op == Op::Disable),
                 new: Value::Bool(a.op == Op::Enable),
             }],
-            _ => a.changes.clone(),
+            _ => a.changes.to_vec(),
         };
         let mut d = serde_json::json!({
             "op": if a.op == Op::Fail { "skip" } else { a.op.as_str() },
@@ -487,7 +488,7 @@ pub fn remote_active(remote: &Remote) -> bool {
 fn adoption(a: &mut Action, attrs: &Attrs, path: &str, remote: &Remote, create_only: &[String]) {
     a.op = Op::Adopt;
     a.target_id = Some(remote.id.clone());
-    a.changes = drift(attrs, remote, Drift::Adopt, create_only);
+    a.changes = drift(attrs, remote, Drift::Adopt, create_only).into();
     a.active = Some(desired_active(attrs));
     if let Some(r) = a.rare.as_mut() {
         r.after = None;
@@ -563,7 +564,8 @@ fn is_email(s: &str) -> bool {
     EMAIL.with(|re| re.as_ref().map(|r| r.is_match(s)).unwrap_or(true))
 }
 
-fn action(
+/// An action with nothing but its object and reason.
+pub(crate) fn action(
     kind: ObjectKind,
     op: Op,
     source_id: &str,
@@ -578,8 +580,8 @@ fn action(
         target_id: None,
         reason: reason.into(),
         attrs: Attrs::new(),
-        changes: vec![],
-        members: vec![],
+        changes: ThinVec::new(),
+        members: ThinVec::new(),
         frees_name: false,
         adopt_only: false,
         revisit: false,
@@ -605,9 +607,13 @@ pub fn plan(mut evaluated: Vec<Evaluated>, input: &PlanInput<'_>) -> Plan {
     // others join them there): grown by doubling, then merged, it held two
     // buffers at once (60 MB at 100,000 creates). An object makes one action, a
     // group up to two more (members added, removed); only gone objects add more.
-    let groups = evaluated.iter().filter(|e| e.kind == ObjectKind::Group);
-    p.constructive
-        .reserve_exact(evaluated.len() + 2 * groups.count());
+    let groups = evaluated
+        .iter()
+        .filter(|e| e.kind == ObjectKind::Group)
+        .count();
+    p.constructive.reserve_exact(evaluated.len() + 2 * groups);
+    p.member_ok.reserve(evaluated.len() - groups);
+    crate::alloc::log_memory("plan: reserved");
     let mut users_done = false;
     // Taken from the end of the reversed list, whose buffer shrinks as it empties:
     // the evaluations' buffer and the plan's are not both whole at once (at a
@@ -618,6 +624,7 @@ pub fn plan(mut evaluated: Vec<Evaluated>, input: &PlanInput<'_>) -> Plan {
             evaluated.shrink_to_fit();
         }
         if e.kind == ObjectKind::Group && !users_done {
+            crate::alloc::log_memory("plan: users");
             p.gone_objects(ObjectKind::User);
             users_done = true;
         }
@@ -628,6 +635,7 @@ pub fn plan(mut evaluated: Vec<Evaluated>, input: &PlanInput<'_>) -> Plan {
         p.gone_objects(ObjectKind::User);
     }
     p.gone_objects(ObjectKind::Group);
+    crate::alloc::log_memory("plan: groups");
     p.finish()
 }
 
@@ -639,8 +647,9 @@ struct Planner<'a> {
     destructive: Vec<Action>,
     other: Vec<Action>,
     /// Users that will have a live link after this cycle (for memberships).
-    /// By key (`ids::key`): at a million new users, 16 bytes each, not a copy.
-    member_ok: crate::ids::KeySet,
+    /// By key (`ids::key`), sorted once the users are planned: at a million new
+    /// users, 16 bytes each (a table was 36 MB).
+    member_ok: crate::ids::KeyList,
     deleted_users: HashSet<String>,
     /// Users evaluated this cycle (judged on their record: failed and kept ones
     /// are not).
@@ -1163,7 +1172,7 @@ impl<'a> Planner<'a> {
         let mut a = action(e.kind, Op::Update, &e.source_id, &e.display, reason);
         a.target_id = Some(l.target_id.clone());
         a.attrs = attrs.clone();
-        a.changes = changes;
+        a.changes = changes.into();
         a.rare_mut().disabled_reason = l.disabled_reason.clone();
         self.constructive.push(a);
     }
@@ -1296,7 +1305,7 @@ impl<'a> Planner<'a> {
                     "1 member(s) to remove: no longer managed",
                 );
                 a.target_id = Some(gl.target_id.clone());
-                a.members = vec![u.clone()];
+                a.members = thin_vec::thin_vec![u.clone()];
                 self.membership.push(a);
             }
         }
@@ -1345,12 +1354,13 @@ impl<'a> Planner<'a> {
     /// member evaluated this cycle is in if it may be; one that was not (a partial
     /// evaluation that did not reach it) stays as it is.
     fn group_members(&mut self, e: &Evaluated, link: Option<&Link>, current: &BTreeSet<String>) {
+        self.member_ok.settle();
         let desired: BTreeSet<&str> = e
             .members
             .iter()
             .map(String::as_str)
             .filter(|m| {
-                self.member_ok.contains(&crate::ids::key(m))
+                self.member_ok.contains(crate::ids::key(m))
                     || (!self.evaluated.contains(*m) && current.contains(*m))
             })
             .collect();
@@ -1402,7 +1412,7 @@ impl<'a> Planner<'a> {
                 format!("{} member(s) to {verb}", members.len()),
             );
             a.target_id = target_id.clone();
-            a.members = members;
+            a.members = members.into();
             self.membership.push(a);
         }
     }
@@ -1832,7 +1842,7 @@ mod tests {
             display: format!("{id}@x.com"),
             decision,
             attrs,
-            members: vec![],
+            members: ThinVec::new(),
             spilled: None,
         }
     }
@@ -2359,7 +2369,7 @@ mod tests {
                 display: "Sales".into(),
                 decision: Decision::InScope("x".into()),
                 attrs: Some(ga),
-                members: vec!["a".into(), "zzz".into()],
+                members: thin_vec::thin_vec!["a".into(), "zzz".into()],
                 spilled: None,
             },
         ];
@@ -2374,8 +2384,8 @@ mod tests {
             .iter()
             .find(|a| a.op == Op::RemoveMembers)
             .map(|a| a.members.clone());
-        assert_eq!(add, Some(vec!["a".to_string()]));
-        assert_eq!(rem, Some(vec!["b".to_string()]));
+        assert_eq!(add, Some(thin_vec::thin_vec!["a".to_string()]));
+        assert_eq!(rem, Some(thin_vec::thin_vec!["b".to_string()]));
     }
 }
 

@@ -9,6 +9,7 @@ use crate::script::{ScriptFailure, Scripts};
 use crate::state::{Link, LinkMap};
 use serde_json::Value;
 use std::num::NonZeroI64;
+use thin_vec::ThinVec;
 
 pub mod spill;
 pub use spill::Spill;
@@ -38,8 +39,8 @@ pub struct Evaluated {
     pub decision: Decision,
     /// Mapped attributes (when in scope and the mapping succeeded).
     pub attrs: Option<Attrs>,
-    /// Groups: direct member ids.
-    pub members: Vec<String>,
+    /// Groups: direct member ids (`ThinVec`: a user's is empty, one pointer wide).
+    pub members: ThinVec<String>,
     /// A new user's attributes put aside in the spill (this row): `attrs` holds
     /// only what the plan decides on, and they fit the target (checked as put).
     pub spilled: Option<NonZeroI64>,
@@ -224,7 +225,7 @@ impl<'a> Evaluator<'a> {
             display: u.user_principal_name.clone(),
             decision,
             attrs,
-            members: vec![],
+            members: ThinVec::new(),
             spilled,
         });
     }
@@ -247,7 +248,7 @@ impl<'a> Evaluator<'a> {
             display: g.display_name.clone(),
             decision,
             attrs,
-            members,
+            members: members.into(),
             spilled: None,
         });
     }
@@ -279,7 +280,7 @@ impl<'a> Evaluator<'a> {
                 display: id.clone(),
                 decision: Decision::Unreadable(e.message.clone()),
                 attrs: None,
-                members: vec![],
+                members: ThinVec::new(),
                 spilled: None,
             });
         }
@@ -295,8 +296,9 @@ impl Spilling<'_> {
         if !self.spill.works() || !(self.fits)(&attrs) || !Spill::takes(&attrs) {
             return (Some(attrs), None);
         }
-        match self.spill.put(&attrs) {
-            Ok(row) => (Some(spill::kept(&attrs, self.keep)), Some(row)),
+        let kept = spill::kept(&attrs, self.keep);
+        match self.spill.put(&attrs, &kept) {
+            Ok(row) => (Some(kept), Some(row)),
             Err(e) => {
                 log::warn!("{e}; the rest of this cycle's new users are kept in memory");
                 (Some(attrs), None)

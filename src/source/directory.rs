@@ -6,13 +6,12 @@
 pub const SAMPLE: &str = include_str!("../../examples/directory.json");
 
 use crate::config::Scope;
-use crate::ids::{key, Keyed};
+use crate::ids::{key, split, KeyIndex, SplitKey};
 use crate::model::{
     Assignment, Packed, RecordError, RecordKind, Snapshot, SourceGroup, SourceUser,
 };
 use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::rc::Rc;
 
 pub use crate::model::DEFAULT_ACCESS;
 
@@ -246,32 +245,67 @@ pub fn parse_value(doc: Value, scope: Scope) -> Result<Snapshot, String> {
 }
 
 /// Principal id → the role names assigned to it. Equal sets are shared: a million
-/// users assigned "User" hold one set between them. By the id's key (`ids::key`):
-/// a million ids as strings were 48 MB more.
+/// users assigned "User" hold one set between them. By the id's key (`ids::key`),
+/// in a sorted list once every assignment is read (`settle`): a table of a
+/// million keys was twice its entries (52 MB), the list is 24 bytes an entry.
 #[derive(Default)]
 pub(super) struct Roles {
-    by_principal: HashMap<u128, Rc<BTreeSet<String>>, Keyed>,
-    sets: HashSet<Rc<BTreeSet<String>>>,
+    /// Each assignment as read: the principal's key, the role's place in `names`.
+    added: Vec<(SplitKey, u32)>,
+    names: HashMap<String, u32>,
+    /// Once settled: each principal's key, sorted, and its set's place in `sets`.
+    by_principal: Vec<(SplitKey, u32)>,
+    index: KeyIndex,
+    sets: Vec<BTreeSet<String>>,
 }
 
 impl Roles {
     fn add(&mut self, principal: &str, role: &str) {
-        let principal = key(principal);
-        let mut set = match self.by_principal.get(&principal) {
-            Some(s) if s.contains(role) => return,
-            Some(s) => (**s).clone(),
-            None => BTreeSet::new(),
-        };
-        set.insert(role.to_string());
-        let shared = match self.sets.get(&set) {
-            Some(s) => Rc::clone(s),
+        let role = match self.names.get(role) {
+            Some(&i) => i,
             None => {
-                let s = Rc::new(set);
-                self.sets.insert(Rc::clone(&s));
-                s
+                let i = self.names.len() as u32;
+                self.names.insert(role.to_string(), i);
+                i
             }
         };
-        self.by_principal.insert(principal, shared);
+        self.added.push((split(key(principal)), role));
+    }
+
+    /// Turns the assignments read into each principal's set of roles, in the
+    /// list `added` was (no second list of a million).
+    fn settle(&mut self) {
+        let mut list = std::mem::take(&mut self.added);
+        list.sort_unstable();
+        list.dedup();
+        let mut names: Vec<&str> = vec![""; self.names.len()];
+        for (n, &i) in &self.names {
+            names[i as usize] = n;
+        }
+        let mut shared: HashMap<BTreeSet<String>, u32> = HashMap::new();
+        let mut settled = 0;
+        let mut at = 0;
+        while at < list.len() {
+            let principal = list[at].0;
+            let end = at + list[at..].partition_point(|x| x.0 == principal);
+            let set: BTreeSet<String> = list[at..end]
+                .iter()
+                .map(|&(_, r)| names[r as usize].to_string())
+                .collect();
+            let next = shared.len() as u32;
+            let index = *shared.entry(set).or_insert(next);
+            list[settled] = (principal, index);
+            settled += 1;
+            at = end;
+        }
+        list.truncate(settled);
+        list.shrink_to_fit();
+        self.sets = vec![BTreeSet::new(); shared.len()];
+        for (set, i) in shared {
+            self.sets[i as usize] = set;
+        }
+        self.index = KeyIndex::new(&list, |x| x.0);
+        self.by_principal = list;
     }
 
     pub(super) fn get(&self, principal: &str) -> Option<&BTreeSet<String>> {
@@ -279,7 +313,8 @@ impl Roles {
     }
 
     fn by_key(&self, principal: u128) -> Option<&BTreeSet<String>> {
-        self.by_principal.get(&principal).map(|s| &**s)
+        let at = self.index.find(&self.by_principal, principal, |x| x.0)?;
+        self.sets.get(self.by_principal[at].1 as usize)
     }
 }
 
@@ -290,39 +325,35 @@ pub(super) struct Assignments {
     roles: Roles,
     /// Assigned groups: (displayName, roles).
     assigned: Vec<(String, BTreeSet<String>)>,
-    /// User key → where its indexes into `assigned` start in `via_group` and how
-    /// many there are: a million memberships in 70 MB (a map of id strings to
-    /// index lists was 160 MB).
-    via_group_of: HashMap<u128, (u32, u32), Keyed>,
-    via_group: Vec<u32>,
+    /// (user key, index into `assigned`) for each membership of an assigned
+    /// group, sorted: a million memberships in 24 MB (a table by user was 56,
+    /// a map of id strings to index lists 160).
+    via_group: Vec<(SplitKey, u32)>,
+    via_index: KeyIndex,
     /// The reasons of the assignments made so far, each kept once.
     reasons: std::cell::RefCell<HashSet<crate::model::Reason>>,
 }
 
 impl Assignments {
-    pub(super) fn new(scope: Scope, roles: Roles, groups: &[RawGroup]) -> Assignments {
+    pub(super) fn new(scope: Scope, mut roles: Roles, groups: &[RawGroup]) -> Assignments {
+        roles.settle();
         let mut assigned = vec![];
-        let mut pairs = vec![];
+        let mut via_group = vec![];
         for (gid, gname, _, members) in groups {
             if let Some(r) = roles.get(gid) {
                 let i = assigned.len() as u32;
-                pairs.extend(members.iter().map(|m| (key(m), i)));
+                via_group.extend(members.iter().map(|m| (split(key(m)), i)));
                 assigned.push((gname.clone(), r.clone()));
             }
         }
         // Sorted by user, then group: each user's groups in document order.
-        pairs.sort_unstable();
-        let via_group: Vec<u32> = pairs.iter().map(|&(_, i)| i).collect();
-        let mut via_group_of: HashMap<u128, (u32, u32), Keyed> =
-            HashMap::with_capacity_and_hasher(pairs.len(), Keyed::default());
-        for (start, &(k, _)) in pairs.iter().enumerate() {
-            via_group_of.entry(k).or_insert((start as u32, 0)).1 += 1;
-        }
+        via_group.sort_unstable();
+        via_group.shrink_to_fit();
         Assignments {
             scope,
             roles,
             assigned,
-            via_group_of,
+            via_index: KeyIndex::new(&via_group, |x| x.0),
             via_group,
             reasons: Default::default(),
         }
@@ -334,7 +365,7 @@ impl Assignments {
         let direct = self.roles.by_key(k);
         let groups_of: Option<Vec<(&str, &BTreeSet<String>)>> = self.groups_of(k).map(|ix| {
             ix.iter()
-                .map(|&i| {
+                .map(|&(_, i)| {
                     (
                         self.assigned[i as usize].0.as_str(),
                         &self.assigned[i as usize].1,
@@ -357,7 +388,7 @@ impl Assignments {
         let k = key(id);
         self.roles.by_key(k).hash(h);
         if let Some(ix) = self.groups_of(k) {
-            for &i in ix {
+            for &(_, i) in ix {
                 self.assigned[i as usize].hash(h);
             }
         }
@@ -379,10 +410,17 @@ impl Assignments {
         }
     }
 
-    /// The assigned groups (indexes into `assigned`) a user is a direct member of.
-    fn groups_of(&self, user: u128) -> Option<&[u32]> {
-        let &(start, n) = self.via_group_of.get(&user)?;
-        self.via_group.get(start as usize..(start + n) as usize)
+    /// The assigned groups a user is a direct member of: its run of `via_group`
+    /// (the second of each pair indexes `assigned`).
+    fn groups_of(&self, user: u128) -> Option<&[(SplitKey, u32)]> {
+        let at = self.via_index.find(&self.via_group, user, |x| x.0)?;
+        let k = self.via_group[at].0;
+        let start = self.via_group[..at]
+            .iter()
+            .rposition(|x| x.0 != k)
+            .map_or(0, |i| i + 1);
+        let end = at + self.via_group[at..].partition_point(|x| x.0 == k);
+        self.via_group.get(start..end)
     }
 
     /// A digest of what decides a user's assignment.
