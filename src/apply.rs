@@ -661,7 +661,7 @@ impl Applier<'_> {
         if self.blocked_names.is_empty() {
             return Ok(false);
         }
-        let attrs = self.attrs_of(a)?;
+        let attrs = matching_attrs(self.opts, a)?;
         let Some(holder) = self
             .names(a.kind, &attrs)
             .into_iter()

@@ -3,7 +3,7 @@
 //! Every slot is known before the first create is sent: one per user create of
 //! the plan, found by the user's key (`ids::key`) in a list sorted once. At a
 //! million creates a hash table sized for them all was 86 MB of slots; this is
-//! 24 bytes a create for the keys and 24 for what the create answered.
+//! 16 bytes a create for the keys and 24 for what the create answered.
 
 use crate::model::ObjectKind;
 use crate::plan::{Action, Op};
@@ -18,8 +18,8 @@ pub(super) struct Made {
 
 /// The created users, by key.
 pub(super) struct MadeUsers {
-    /// Each user create's key and its index in the plan, sorted by key.
-    keys: Vec<(crate::ids::SplitKey, u32)>,
+    /// Each user create's key, sorted.
+    keys: Vec<crate::ids::SplitKey>,
     index: crate::ids::KeyIndex,
     /// What the create in the same place of `keys` made, once it has.
     made: Vec<Option<Made>>,
@@ -30,19 +30,19 @@ impl MadeUsers {
     pub(super) fn new(actions: &[Action]) -> MadeUsers {
         let create = |a: &Action| a.kind == ObjectKind::User && a.op == Op::Create;
         let mut keys = Vec::with_capacity(actions.iter().filter(|a| create(a)).count());
-        for (i, a) in actions.iter().enumerate().filter(|(_, a)| create(a)) {
-            let i = u32::try_from(i).unwrap_or(u32::MAX);
-            keys.push((crate::ids::split(crate::ids::key(&a.source_id)), i));
+        for a in actions.iter().filter(|a| create(a)) {
+            keys.push(crate::ids::split(crate::ids::key(&a.source_id)));
         }
         keys.sort_unstable();
-        let index = crate::ids::KeyIndex::new(&keys, |x| x.0);
+        keys.dedup();
+        let index = crate::ids::KeyIndex::new(&keys, |k| *k);
         let mut made = Vec::with_capacity(keys.len());
         made.resize_with(keys.len(), || None);
         MadeUsers { keys, index, made }
     }
 
     fn slot(&self, key: u128) -> Option<usize> {
-        self.index.find(&self.keys, key, |x| x.0)
+        self.index.find(&self.keys, key, |k| *k)
     }
 
     pub(super) fn get(&self, key: u128) -> Option<&Made> {
