@@ -10,10 +10,12 @@
 use crate::apply::{ApplyOptions, Outcome};
 use crate::config::Settings;
 use crate::error::{exit, Error};
-use crate::evaluate::{evaluate_releasing, evaluate_rest, Evaluated, Evaluation, Spill, Spilling};
+use crate::evaluate::{
+    evaluate_releasing, evaluate_rest, Evaluation, Evaluations, Spill, Spilling,
+};
 use crate::gate::Gate;
 use crate::model::{ObjectKind, RecordError, Snapshot, Unreadable};
-use crate::plan::{plan, Plan, PlanInput};
+use crate::plan::{plan, Op, Plan, PlanInput};
 use crate::scim::attribute::Attrs;
 use crate::script::Scripts;
 use crate::source::{ReadRequest, Source};
@@ -315,7 +317,7 @@ impl From<Snapshot> for Read {
 struct Early {
     users: crate::state::LinkMap,
     spill: Option<Spill>,
-    evaluated: Option<Vec<Evaluated>>,
+    evaluated: Option<Evaluations>,
     sample_user: Option<Map<String, Value>>,
 }
 
@@ -377,9 +379,8 @@ struct Streamed<'a> {
 }
 
 impl crate::source::UserSink for Streamed<'_> {
-    fn expect(&mut self, users: usize, groups: usize) {
+    fn expect(&mut self, _users: usize, _groups: usize) {
         self.used = true;
-        self.evaluation.reserve(users + groups);
     }
 
     fn user(&mut self, mut user: crate::model::SourceUser) -> Option<crate::model::SourceUser> {
@@ -544,23 +545,44 @@ pub struct Prepared {
     pub spill: Option<std::rc::Rc<Spill>>,
 }
 
-/// The user links a cycle plans with. An incremental cycle needs the applied
-/// attributes only of what it evaluates and of what is gone (deleted);
-/// `select_unique_value` needs every one in use.
+/// The user links a cycle plans with. After an incremental read, only those of
+/// the users it evaluates (with their applied attributes) and of the users gone
+/// from the directory: at a million users every link was 390 MB and three
+/// seconds for a cycle over 100 changes. What the plan turns out to need beyond
+/// them is added as it is known (`more_user_links`). `select_unique_value`
+/// needs every one in use.
 fn user_links(
     state: &State,
     scripts: &Scripts,
     snapshot: &Snapshot,
     present: Option<&crate::model::Present>,
 ) -> Result<crate::state::LinkMap, Error> {
-    let attrs_for = |id: &str| match (&snapshot.changed, present) {
-        (Some(changed), Some(present)) => changed.contains(id) || !present.users.contains(id),
-        _ => true,
-    };
-    match scripts.uses_unique_values() {
-        true => state.links(ObjectKind::User),
-        false => state.links_with(ObjectKind::User, &attrs_for),
+    use crate::state::Want;
+    match (&snapshot.changed, present) {
+        (Some(changed), Some(present)) if !scripts.uses_unique_values() => {
+            let want = |id: &str| match changed.contains(id) || !present.users.contains(id) {
+                true => Want::Whole,
+                false => Want::Not,
+            };
+            state.links_where(ObjectKind::User, changed.len(), &want)
+        }
+        _ => state.links(ObjectKind::User),
     }
+}
+
+/// Adds the user links a plan over part of the directory needs beyond those it
+/// was read with: of creates in doubt (before the look-ups), of the objects the
+/// look-ups found (one may be linked to another user), and of the members its
+/// membership changes name (apply sends their target ids and records them only
+/// while they are linked).
+fn more_user_links<'i>(
+    state: &State,
+    users: &mut crate::state::LinkMap,
+    ids: impl IntoIterator<Item = &'i str>,
+    targets: impl IntoIterator<Item = &'i str>,
+) -> Result<(), Error> {
+    state.add_links(ObjectKind::User, ids, users)?;
+    state.add_links_holding(ObjectKind::User, targets, users)
 }
 
 /// The memberships a plan looks at: all of them after a read of the whole
@@ -569,7 +591,7 @@ fn user_links(
 /// users the whole table is seconds and a hundred MB).
 fn memberships_needed(
     state: &State,
-    evaluated: &[crate::evaluate::Evaluated],
+    evaluated: &Evaluations,
     user_links: &crate::state::LinkMap,
     present: Option<&crate::model::Present>,
 ) -> Result<HashMap<String, std::collections::BTreeSet<String>>, Error> {
@@ -649,7 +671,7 @@ pub fn prepare(
         .find_map(|g| g.assignment.is_assigned().then(|| g.record_for_scripts()));
     crate::alloc::log_memory("read");
     let present = snapshot.present();
-    let (users, spill, streamed) = match early {
+    let (mut users, spill, streamed) = match early {
         Some(e) => (e.users, e.spill, e.evaluated),
         None => (
             user_links(state, scripts, &snapshot, present.as_ref())?,
@@ -657,6 +679,13 @@ pub fn prepare(
             None,
         ),
     };
+    // The read's record digests wait in the spill until the cycle records them
+    // (`run_cycle`); where they cannot, they stay here.
+    if let (Some(spill), Some(cache)) = (&spill, &snapshot.cache) {
+        if spill.put_cache(cache).is_ok() {
+            snapshot.cache = None;
+        }
+    }
     let mut evaluated = match streamed {
         Some(users) => evaluate_rest(&mut snapshot, scripts, users),
         None => {
@@ -682,6 +711,10 @@ pub fn prepare(
         .into_iter()
         .filter_map(|p| Some(((p.kind, p.source_id), p.attrs?)))
         .collect();
+    if present.is_some() {
+        let doubts = in_doubt.keys().filter(|(k, _)| *k == ObjectKind::User);
+        more_user_links(state, &mut users, doubts.map(|(_, id)| id.as_str()), [])?;
+    }
     let (retried, not_due) = escrows_due(state, scripts, settings)?;
     let blocked = crate::migrate::blocked(state)?;
     let matching = (scripts.user_matching(), scripts.group_matching());
@@ -693,6 +726,9 @@ pub fn prepare(
     });
     let mut facts = crate::gather::gather(target, &wanted, matching, full)?;
     drop(wanted);
+    if present.is_some() {
+        more_user_links(state, &mut users, [], facts.matched(ObjectKind::User))?;
+    }
     if let Some(spill) = &spill {
         take_back(&mut evaluated, &facts, spill)?;
     }
@@ -728,9 +764,19 @@ pub fn prepare(
         },
     );
     crate::alloc::log_memory("planned");
+    if present.is_some() {
+        let members = plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a.op, Op::AddMembers | Op::RemoveMembers))
+            .flat_map(|a| a.members.iter().map(String::as_str));
+        let refreshed = plan.member_refresh.iter().filter(|(_, _, member)| *member);
+        let members = members.chain(refreshed.map(|(_, user, _)| user.as_str()));
+        more_user_links(state, &mut users, members, [])?;
+    }
     invited(target, &mut plan, &mut facts);
     let allow_deletes = state.meta(Fact::AllowDeletesOnce)?.is_some();
-    Gate::new(settings, users.len() + groups.len(), allow_deletes).judge(&mut plan);
+    Gate::new(settings, state.link_count(None)?, allow_deletes).judge(&mut plan);
     if spill.is_some() {
         forget_spilled_values(&mut plan);
     }
@@ -769,12 +815,12 @@ fn forget_spilled_values(plan: &mut Plan) {
 /// created: their attributes come back from the spill (an adoption compares
 /// every one with the target's object).
 fn take_back(
-    evaluated: &mut [Evaluated],
+    evaluated: &mut Evaluations,
     facts: &crate::gather::Facts,
     spill: &Spill,
 ) -> Result<(), Error> {
     use crate::gather::Match;
-    let found = |e: &Evaluated| {
+    let found = |e: &crate::evaluate::Evaluated| {
         !matches!(
             facts.matches.get(&(e.kind, e.source_id.clone())),
             None | Some(Match::None)
@@ -812,16 +858,16 @@ pub fn refuse_retired_legacy(settings: &Settings, state: &State, force: bool) ->
 }
 
 /// How apply runs a plan made from these links.
-pub fn apply_options(rt: &Runtime, links: &Links, allow_deletes: bool) -> ApplyOptions {
-    ApplyOptions {
-        gate: Gate::new(&rt.settings, links.0.len() + links.1.len(), allow_deletes),
+pub fn apply_options(rt: &Runtime, allow_deletes: bool) -> Result<ApplyOptions, Error> {
+    Ok(ApplyOptions {
+        gate: Gate::new(&rt.settings, rt.state.link_count(None)?, allow_deletes),
         user_matching: rt.scripts.user_matching().to_vec(),
         group_matching: rt.scripts.group_matching().to_vec(),
         stop: rt.stop.clone(),
         escrow_backoff: rt.settings.safety.escrow_backoff,
         escrow_max: rt.settings.safety.escrow_max,
         spill: None,
-    }
+    })
 }
 
 /// Takes the Dropbox team lock once, where the team can be named: a legacy target,
@@ -1024,7 +1070,7 @@ fn run_cycle(
         r.check(prepared.fingerprint.as_ref(), &prepared.plan)?;
     }
     let Prepared {
-        snapshot,
+        mut snapshot,
         plan,
         links,
         retried,
@@ -1043,12 +1089,15 @@ fn run_cycle(
         plan.actions.len()
     );
     let allow_deletes = rt.state.meta(Fact::AllowDeletesOnce)?.is_some();
-    let mut opts = apply_options(rt, &links, allow_deletes);
+    let mut opts = apply_options(rt, allow_deletes)?;
     opts.spill = spill;
     let source_errors = log_unnamed(rt, id, &snapshot)?;
     let apply_started = Instant::now();
     let outcome =
         crate::apply::apply_with_links(&plan, rt.target.as_mut(), &mut rt.state, id, &opts, links)?;
+    if let (None, Some(spill)) = (&snapshot.cache, &opts.spill) {
+        snapshot.cache = spill.take_cache()?;
+    }
     crate::alloc::log_memory("applied");
     log::debug!(
         "cycle {id} took: read {read_took:?}, plan {plan_took:?}, apply {:?}",

@@ -9,7 +9,7 @@
 //! fails stops the cycle (drift cannot be judged from half a target).
 
 use crate::error::Error;
-use crate::evaluate::{desired_active, Decision, Evaluated};
+use crate::evaluate::{desired_active, Decision};
 use crate::model::ObjectKind;
 use crate::scim::attribute::{match_key, Attrs};
 use crate::state::LinkMap;
@@ -70,6 +70,17 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// The target ids of the objects of a kind the look-ups found one of.
+    pub fn matched(&self, kind: ObjectKind) -> impl Iterator<Item = &str> {
+        self.matches
+            .iter()
+            .filter(move |((k, _), _)| *k == kind)
+            .filter_map(|(_, m)| match m {
+                Match::One { remote, .. } => Some(remote.id.as_str()),
+                _ => None,
+            })
+    }
+
     /// Records what a look-up found. That nothing matches is kept only where it
     /// says something no entry does (a create in doubt made nothing): for a new
     /// object, no entry means the same (at a million new users, 200 MB of them).
@@ -119,7 +130,7 @@ impl Facts {
 /// in a full cycle, where a linked object may be gone from the target) and creates
 /// in doubt, leaving out those that sit this cycle out.
 pub fn wanted<'a>(
-    evaluated: &'a [Evaluated],
+    evaluated: &'a crate::evaluate::Evaluations,
     links: (&LinkMap, &LinkMap),
     in_doubt: &'a HashMap<(ObjectKind, String), Attrs>,
     full: bool,

@@ -139,7 +139,7 @@ pub fn plan(settings: &Settings, state: &State) -> Result<MigrationPlan, Error> 
     )?;
     let mut source = crate::source::open(&settings.source)?;
     let snapshot = source.read(&crate::source::ReadRequest::full())?;
-    let evaluated = evaluate(&snapshot, &scripts, None);
+    let evaluated: Vec<_> = evaluate(&snapshot, &scripts, None).into_iter().collect();
 
     let mut legacy = LegacyTarget::for_legacy(legacy_cfg, settings.target.timeout);
     let members = legacy

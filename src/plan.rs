@@ -8,7 +8,7 @@
 //! adopted is planned as `adopt`, with the changes it sends.
 
 pub mod grace;
-use crate::evaluate::{desired_active, Decision, Evaluated};
+use crate::evaluate::{desired_active, Decision, Evaluated, Evaluations};
 use crate::gather::{Facts, Match};
 use crate::model::{ObjectKind, Present, Unreadable};
 use crate::scim::attribute::{match_key, AttrPath, Attrs};
@@ -595,13 +595,12 @@ pub(crate) fn action(
 }
 
 /// Plans a cycle.
-pub fn plan(mut evaluated: Vec<Evaluated>, input: &PlanInput<'_>) -> Plan {
+pub fn plan(evaluated: Evaluations, input: &PlanInput<'_>) -> Plan {
     // Users first: a group's members are judged on what happens to its users. Each
     // evaluation is consumed as it is planned, its mapped attributes moving into
-    // the action (at 100,000 users a copy is ~100 MB).
-    if !evaluated.is_sorted_by_key(|e| e.kind) {
-        sort_stably(&mut evaluated, |a, b| a.kind.cmp(&b.kind));
-    }
+    // the action (at 100,000 users a copy is ~100 MB), and the evaluations' blocks
+    // are freed as they are used up.
+    let evaluated = evaluated.by_kind();
     let mut p = Planner::new(input);
     // Room for the whole plan in the buffer the creates and updates go into (the
     // others join them there): grown by doubling, then merged, it held two
@@ -615,14 +614,7 @@ pub fn plan(mut evaluated: Vec<Evaluated>, input: &PlanInput<'_>) -> Plan {
     p.member_ok.reserve(evaluated.len() - groups);
     crate::alloc::log_memory("plan: reserved");
     let mut users_done = false;
-    // Taken from the end of the reversed list, whose buffer shrinks as it empties:
-    // the evaluations' buffer and the plan's are not both whole at once (at a
-    // million users, 170 MB less).
-    evaluated.reverse();
-    while let Some(mut e) = evaluated.pop() {
-        if evaluated.len() < evaluated.capacity() / 2 {
-            evaluated.shrink_to_fit();
-        }
+    for mut e in evaluated {
         if e.kind == ObjectKind::Group && !users_done {
             crate::alloc::log_memory("plan: users");
             p.gone_objects(ObjectKind::User);
@@ -1887,7 +1879,7 @@ mod tests {
         user_matching: &[String],
     ) -> Plan {
         plan(
-            ev.to_vec(),
+            ev.to_vec().into(),
             &PlanInput {
                 user_links: &users,
                 group_links: &groups,
@@ -2093,7 +2085,7 @@ mod tests {
             ..Unreadable::default()
         };
         let p = plan(
-            ev,
+            ev.into(),
             &PlanInput {
                 user_links: &links,
                 group_links: &HashMap::new(),
@@ -2164,7 +2156,7 @@ mod tests {
             },
         );
         let p = plan(
-            ev,
+            ev.into(),
             &PlanInput {
                 user_links: &links,
                 group_links: &HashMap::new(),

@@ -8,7 +8,6 @@
 //! the saved one, action for action. Anything else is a stale plan (exit 2).
 
 use crate::error::{Error, InputError};
-use crate::evaluate::Evaluated;
 use crate::plan::Plan;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -129,10 +128,10 @@ fn stale(why: &str) -> Error {
 
 /// A digest of the directory as evaluated: ids, decisions, mapped attributes and
 /// members.
-pub fn evaluated_hash(evaluated: &[Evaluated]) -> String {
+pub fn evaluated_hash(evaluated: &crate::evaluate::Evaluations) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    for e in evaluated {
+    for e in evaluated.iter() {
         h.update(format!(
             "{}\0{}\0{}\0{:?}\0",
             e.kind.as_str(),

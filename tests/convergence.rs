@@ -280,6 +280,76 @@ fn a_group_assigned_in_an_incremental_cycle_brings_its_members() {
     assert_eq!(emu.group_members("Late team").len(), 3);
 }
 
+/// An incremental cycle reads only the links it plans with; a member taken out of
+/// a group, who did not change, is one it needs all the same (its target id).
+#[test]
+fn an_incremental_cycle_takes_out_a_member_who_did_not_change() {
+    for graph in [false, true] {
+        takes_out_a_member_who_did_not_change(graph);
+    }
+}
+
+fn takes_out_a_member_who_did_not_change(through_graph: bool) {
+    let mut doc = small_directory(4);
+    doc["groups"] = json!([group("g0", "Team", &["u0", "u1", "u2"])]);
+    assign(&mut doc, "g0", "Group");
+    let (emu, ws, graph) = match through_graph {
+        true => {
+            let (emu, ws, graph) = graph_setup(&doc, false);
+            (emu, ws, Some(graph))
+        }
+        false => {
+            let emu = Emulator::start();
+            let ws = Workspace::new(&emu, &doc);
+            (emu, ws, None)
+        }
+    };
+    ws.sync().ok();
+    assert_eq!(emu.group_members("Team").len(), 3);
+    doc["groups"][0]["members"] = json!(["u0", "u1"]);
+    match &graph {
+        Some(graph) => graph.write(&doc),
+        None => ws.write_directory(&doc),
+    }
+    let r = ws.sync();
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(r.stdout.contains("(incremental)"), "{}", r.stdout);
+    assert_eq!(
+        emu.group_members("Team"),
+        vec!["user0@contoso.com", "user1@contoso.com"]
+    );
+    assert!(emu.user("user2@contoso.com").is_some(), "still assigned");
+}
+
+/// A new user whose matching value finds an account linked to another user who
+/// did not change (so an incremental cycle did not evaluate them) must not take
+/// that account over.
+#[test]
+fn an_incremental_cycle_never_hands_a_linked_account_to_a_new_user() {
+    let mut doc = small_directory(3);
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu, &doc);
+    ws.sync().ok();
+    let before = emu.user("user0@contoso.com").unwrap();
+    doc["users"].as_array_mut().unwrap().push(json!({
+        "id": "u9", "userPrincipalName": "user0@contoso.com", "mail": "user0@contoso.com",
+        "givenName": "Other", "surname": "Person", "accountEnabled": true
+    }));
+    assign(&mut doc, "u9", "User");
+    ws.write_directory(&doc);
+    let r = ws.sync();
+    assert!(r.stdout.contains("(incremental)"), "{}", r.stdout);
+    let after = emu.user("user0@contoso.com").unwrap();
+    assert_eq!(after["id"], before["id"]);
+    assert_eq!(
+        after["externalId"], before["externalId"],
+        "still u0's account"
+    );
+    assert_eq!(after["name"], before["name"]);
+    let l = ws.run(&["logs", "--object", "u9", "--status", "failure"]);
+    assert!(l.stdout.contains("already linked"), "{}", l.stdout);
+}
+
 #[test]
 fn flattened_nested_groups_follow_changes_anywhere_in_the_chain() {
     let mut doc = small_directory(6);

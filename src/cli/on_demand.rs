@@ -158,7 +158,7 @@ pub(super) fn provision(
         return Ok(exit::OK);
     }
     let cycle_id = rt.state.start_cycle(crate::state::CycleKind::OnDemand)?;
-    let mut opts = cycle::apply_options(&rt, &links, false);
+    let mut opts = cycle::apply_options(&rt, false)?;
     opts.stop = None;
     let outcome = crate::apply::apply_with_links(
         &plan,
@@ -249,7 +249,7 @@ fn plan_one(
     snapshot.changed = Some(std::iter::once(source_id.to_string()).collect());
     cycle::widen_to_members(&mut snapshot);
     let prepared = cycle::prepare(parts, snapshot, false, cycle::Purpose::Show)?;
-    let plan = one_object(prepared.plan, source_id, settings, &prepared.links, state)?;
+    let plan = one_object(prepared.plan, source_id, settings, state)?;
     Ok((plan, prepared.links))
 }
 
@@ -338,7 +338,6 @@ pub(super) fn one_object(
     mut plan: Plan,
     source_id: &str,
     settings: &Settings,
-    links: &crate::state::Links,
     state: &State,
 ) -> Result<Plan, Error> {
     plan.actions.retain(|a| a.source_id == source_id);
@@ -352,7 +351,7 @@ pub(super) fn one_object(
         }
     }
     let allow = state.meta(Fact::AllowDeletesOnce)?.is_some();
-    crate::gate::Gate::new(settings, links.0.len() + links.1.len(), allow).judge(&mut plan);
+    crate::gate::Gate::new(settings, state.link_count(None)?, allow).judge(&mut plan);
     Ok(plan)
 }
 

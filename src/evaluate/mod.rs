@@ -11,7 +11,9 @@ use serde_json::Value;
 use std::num::NonZeroI64;
 use thin_vec::ThinVec;
 
+mod evaluations;
 pub mod spill;
+pub use evaluations::Evaluations;
 pub use spill::Spill;
 
 /// Why an object is or is not up for provisioning.
@@ -62,10 +64,8 @@ pub fn evaluate(
     snapshot: &Snapshot,
     scripts: &Scripts,
     user_links: Option<&LinkMap>,
-) -> Vec<Evaluated> {
+) -> Evaluations {
     let mut e = Evaluator::new(scripts, user_links, snapshot.changed.as_ref());
-    e.out
-        .reserve_exact(snapshot.users.len() + snapshot.groups.len());
     for u in &snapshot.users {
         if e.wanted(&u.id) {
             e.user(u);
@@ -88,14 +88,11 @@ pub fn evaluate_releasing(
     scripts: &Scripts,
     user_links: Option<&LinkMap>,
     spilling: Option<Spilling<'_>>,
-) -> Vec<Evaluated> {
+) -> Evaluations {
     let mut users = std::mem::take(&mut snapshot.users);
     let changed = snapshot.changed.take();
     let mut e = Evaluator::new(scripts, user_links, changed.as_ref());
     e.spilling = spilling;
-    // Room for every evaluation up front: grown by doubling, the list held its
-    // old and new buffers at once (270 MB at a million users).
-    e.out.reserve_exact(users.len() + snapshot.groups.len());
     for u in users.iter_mut() {
         if e.wanted(&u.id) {
             e.user(u);
@@ -125,18 +122,13 @@ impl<'a> Evaluation<'a> {
         Evaluation(e)
     }
 
-    /// Room for this many evaluations at once (see `evaluate_releasing`).
-    pub fn reserve(&mut self, n: usize) {
-        self.0.out.reserve_exact(n.saturating_sub(self.0.out.len()));
-    }
-
     /// One user, as read.
     pub fn user(&mut self, u: &SourceUser) {
         self.0.user(u);
     }
 
     /// The users' evaluations so far.
-    pub fn into_users(self) -> Vec<Evaluated> {
+    pub fn into_users(self) -> Evaluations {
         self.0.out
     }
 }
@@ -147,12 +139,10 @@ impl<'a> Evaluation<'a> {
 pub fn evaluate_rest(
     snapshot: &mut Snapshot,
     scripts: &Scripts,
-    users: Vec<Evaluated>,
-) -> Vec<Evaluated> {
+    users: Evaluations,
+) -> Evaluations {
     let mut e = Evaluator::new(scripts, None, None);
     e.out = users;
-    e.out
-        .reserve_exact(snapshot.groups.len() + snapshot.errors.len());
     e.rest(snapshot)
 }
 
@@ -164,7 +154,7 @@ struct Evaluator<'a> {
     user_links: Option<&'a LinkMap>,
     unique: bool,
     changed: Option<&'a std::collections::HashSet<String>>,
-    out: Vec<Evaluated>,
+    out: Evaluations,
 }
 
 impl<'a> Evaluator<'a> {
@@ -183,7 +173,7 @@ impl<'a> Evaluator<'a> {
             user_links,
             unique,
             changed,
-            out: vec![],
+            out: Evaluations::new(),
         }
     }
 
@@ -256,7 +246,7 @@ impl<'a> Evaluator<'a> {
     /// The groups, then the records that could not be read. Each group's record
     /// is released once evaluated, and its members move into the evaluation (a
     /// second copy was 70 MB at a million memberships).
-    fn rest(mut self, snapshot: &mut Snapshot) -> Vec<Evaluated> {
+    fn rest(mut self, snapshot: &mut Snapshot) -> Evaluations {
         for g in snapshot.groups.iter_mut() {
             if self.wanted(&g.id) {
                 let members = std::mem::take(&mut g.members);
@@ -269,7 +259,7 @@ impl<'a> Evaluator<'a> {
 
     /// Records that failed import are evaluated as failures, whatever changed: an
     /// object must never look absent because its record could not be read.
-    fn finish(mut self, errors: &[crate::model::RecordError]) -> Vec<Evaluated> {
+    fn finish(mut self, errors: &[crate::model::RecordError]) -> Evaluations {
         for e in errors {
             let (Some(id), Ok(kind)) = (&e.id, ObjectKind::try_from(e.record)) else {
                 continue;

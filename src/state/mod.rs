@@ -74,8 +74,19 @@ impl Fact {
 /// the links.
 pub type LinkMap = HashMap<String, Box<Link>>;
 
+/// What a cycle reads of a link (`State::links_where`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    Not,
+    /// Without its applied attributes and their hash.
+    Head,
+    Whole,
+}
+
 /// The links a plan was made from (users, groups), handed on to apply: read once
 /// per cycle — at 100,000 users reading them is a good part of a small cycle.
+/// After an incremental read, the user links are only those the plan needs
+/// (`cycle::user_links`), so how many there are is `State::link_count`.
 pub type Links = (LinkMap, LinkMap);
 
 /// A user in the grace period before removal.
@@ -410,46 +421,142 @@ impl State {
     ) -> Result<LinkMap, Error> {
         // Counted first: a table of a million links grown by doubling rehashed
         // every link twenty times and held its old and new buffers together.
-        let count: i64 = self
-            .conn
-            .prepare_cached("SELECT count(*) FROM links WHERE kind = ?1")?
-            .query_row([kind.as_str()], |r| r.get(0))?;
+        let count = self.link_count(Some(kind))?;
+        let want = |id: &str| match attrs_for(id) {
+            true => Want::Whole,
+            false => Want::Head,
+        };
+        self.links_where(kind, count, &want)
+    }
+
+    /// The links of one kind `want` asks for, as it asks (an incremental cycle
+    /// over 100 changes in a directory of a million reads the links it plans
+    /// with, not a million: they were 390 MB and three seconds).
+    pub fn links_where(
+        &self,
+        kind: ObjectKind,
+        capacity: usize,
+        want: &dyn Fn(&str) -> Want,
+    ) -> Result<LinkMap, Error> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT source_id, target_id, display, attrs, hash, active, disabled_reason FROM links WHERE kind = ?1",
         )?;
         let mut rows = stmt.query([kind.as_str()])?;
-        let mut out = HashMap::with_capacity(usize::try_from(count).unwrap_or(0));
+        let mut out = HashMap::with_capacity(capacity);
         while let Some(r) = rows.next()? {
-            let source_id: String = r.get(0)?;
-            // The attributes and their hash of the links the cycle compares only.
-            let (attrs, hash) = if attrs_for(&source_id) {
-                // Borrowed from SQLite: no copy of the text before it is parsed.
-                let text = r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?;
-                let attrs = serde_json::from_str(text).map_err(|e| Error::State {
-                    path: self.path.clone(),
-                    message: format!("link {source_id}: stored attributes are not JSON: {e}"),
-                })?;
-                let hash = r
-                    .get_ref(4)?
-                    .as_blob_or_null()
-                    .map_err(rusqlite::Error::from)?;
-                (attrs, hex(hash.unwrap_or_default()))
-            } else {
-                (Attrs::new(), String::new())
+            // Borrowed from SQLite: a link not wanted costs no allocation.
+            let id = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            let whole = match want(id) {
+                Want::Not => continue,
+                Want::Head => false,
+                Want::Whole => true,
             };
-            let link = Link {
-                kind,
-                source_id: source_id.clone(),
-                target_id: r.get(1)?,
-                display: r.get(2)?,
-                attrs,
-                hash,
-                active: r.get(5)?,
-                disabled_reason: r.get(6)?,
-            };
-            out.insert(source_id, Box::new(link));
+            let link = self.link_from_row(kind, r, whole)?;
+            out.insert(link.source_id.clone(), Box::new(link));
         }
         Ok(out)
+    }
+
+    /// Adds to `links` the heads (no applied attributes) of the links of `ids`
+    /// it does not hold yet: what a plan over part of the directory turns out to
+    /// need beyond what it evaluated (members it adds or removes, creates in doubt).
+    pub fn add_links<'i>(
+        &self,
+        kind: ObjectKind,
+        ids: impl IntoIterator<Item = &'i str>,
+        links: &mut LinkMap,
+    ) -> Result<(), Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT source_id, target_id, display, attrs, hash, active, disabled_reason FROM links WHERE kind = ?1 AND source_id = ?2",
+        )?;
+        for id in ids {
+            if links.contains_key(id) {
+                continue;
+            }
+            let mut rows = stmt.query([kind.as_str(), id])?;
+            if let Some(r) = rows.next()? {
+                let link = self.link_from_row(kind, r, false)?;
+                links.insert(link.source_id.clone(), Box::new(link));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds to `links` the head of the link that holds each target object, if
+    /// one does and `links` does not hold it yet (a match found in the target may
+    /// be an object another directory object is linked to).
+    pub fn add_links_holding<'i>(
+        &self,
+        kind: ObjectKind,
+        target_ids: impl IntoIterator<Item = &'i str>,
+        links: &mut LinkMap,
+    ) -> Result<(), Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT source_id, target_id, display, attrs, hash, active, disabled_reason FROM links WHERE kind = ?1 AND target_id = ?2",
+        )?;
+        for target_id in target_ids {
+            let mut rows = stmt.query([kind.as_str(), target_id])?;
+            if let Some(r) = rows.next()? {
+                let link = self.link_from_row(kind, r, false)?;
+                if !links.contains_key(&link.source_id) {
+                    links.insert(link.source_id.clone(), Box::new(link));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How many links there are (of one kind, or all): what the deletion
+    /// thresholds' percentages are of, whatever part of them a cycle reads.
+    pub fn link_count(&self, kind: Option<ObjectKind>) -> Result<usize, Error> {
+        let count: i64 = match kind {
+            Some(kind) => self
+                .conn
+                .prepare_cached("SELECT count(*) FROM links WHERE kind = ?1")?
+                .query_row([kind.as_str()], |r| r.get(0))?,
+            None => self
+                .conn
+                .prepare_cached("SELECT count(*) FROM links")?
+                .query_row([], |r| r.get(0))?,
+        };
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
+    /// A link from a row of `SELECT source_id, target_id, display, attrs, hash,
+    /// active, disabled_reason`; with its applied attributes and their hash when
+    /// `whole`.
+    fn link_from_row(
+        &self,
+        kind: ObjectKind,
+        r: &rusqlite::Row<'_>,
+        whole: bool,
+    ) -> Result<Link, Error> {
+        let source_id: String = r.get(0)?;
+        let (attrs, hash) = if whole {
+            // Borrowed from SQLite: no copy of the text before it is parsed.
+            let text = r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?;
+            let attrs = serde_json::from_str(text).map_err(|e| Error::State {
+                path: self.path.clone(),
+                message: format!("link {source_id}: stored attributes are not JSON: {e}"),
+            })?;
+            let hash = r
+                .get_ref(4)?
+                .as_blob_or_null()
+                .map_err(rusqlite::Error::from)?;
+            (attrs, hex(hash.unwrap_or_default()))
+        } else {
+            (Attrs::new(), String::new())
+        };
+        Ok(Link {
+            kind,
+            source_id,
+            target_id: r.get(1)?,
+            display: r.get(2)?,
+            attrs,
+            hash,
+            active: r.get(5)?,
+            disabled_reason: r.get(6)?,
+        })
     }
 
     /// One link's applied attributes, if it is linked.
