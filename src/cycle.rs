@@ -340,6 +340,7 @@ fn read_evaluating(
     });
     let sink = std::cell::RefCell::new(Streamed {
         evaluation: Evaluation::new(scripts, Some(&users), spilling),
+        spill: spill.as_ref(),
         // Nothing after evaluation reads a cycle's lists (`release_lists`).
         keep_users: evaluating.purpose != Purpose::Apply,
         sample_user: None,
@@ -370,6 +371,8 @@ fn read_evaluating(
 /// Where a read hands its users: evaluated at once, their records let go.
 struct Streamed<'a> {
     evaluation: Evaluation<'a>,
+    /// Where the read's digests wait until the cycle records them.
+    spill: Option<&'a Spill>,
     /// Whether the snapshot keeps each user (without its record).
     keep_users: bool,
     /// The first assigned user's record, for smoke-testing reloaded scripts.
@@ -381,6 +384,18 @@ struct Streamed<'a> {
 impl crate::source::UserSink for Streamed<'_> {
     fn expect(&mut self, _users: usize, _groups: usize) {
         self.used = true;
+    }
+
+    fn cache(&mut self, part: &[u8]) -> bool {
+        self.spill
+            .filter(|s| s.works())
+            .is_some_and(|s| s.put_cache(part).is_ok())
+    }
+
+    fn forget_cache(&mut self) {
+        if let Some(spill) = self.spill {
+            let _ = spill.clear_cache();
+        }
     }
 
     fn user(&mut self, mut user: crate::model::SourceUser) -> Option<crate::model::SourceUser> {
@@ -682,7 +697,11 @@ pub fn prepare(
     // The read's record digests wait in the spill until the cycle records them
     // (`run_cycle`); where they cannot, they stay here.
     if let (Some(spill), Some(cache)) = (&spill, &snapshot.cache) {
-        if spill.put_cache(cache).is_ok() {
+        if spill
+            .clear_cache()
+            .and_then(|_| spill.put_cache(cache))
+            .is_ok()
+        {
             snapshot.cache = None;
         }
     }

@@ -143,24 +143,43 @@ impl Spill {
     }
 
     /// Puts the read's record digests (the source's cache) aside until the cycle
-    /// records them: at a million users 35 MB, otherwise held through plan and
-    /// apply.
-    pub fn put_cache(&self, cache: &[u8]) -> Result<(), Error> {
+    /// records them, whole or a part at a time (appended): at a million users
+    /// 35 MB, otherwise held from the read to the end of the cycle.
+    pub fn put_cache(&self, part: &[u8]) -> Result<(), Error> {
         self.conn
-            .execute("INSERT INTO cache (bytes) VALUES (?1)", [cache])
+            .prepare_cached("INSERT INTO cache (bytes) VALUES (?1)")
+            .and_then(|mut s| s.execute([part]))
             .map(drop)
             .map_err(failed)
     }
 
-    /// The cache put aside, if one was; taken out.
+    /// The cache put aside, its parts in order, if any was; taken out.
     pub fn take_cache(&self) -> Result<Option<Vec<u8>>, Error> {
-        let bytes = self
+        let mut stmt = self
             .conn
-            .query_row("SELECT bytes FROM cache", [], |r| r.get(0))
-            .optional()
+            .prepare("SELECT bytes FROM cache ORDER BY rowid")
             .map_err(failed)?;
-        self.conn.execute("DELETE FROM cache", []).map_err(failed)?;
-        Ok(bytes)
+        let mut rows = stmt.query([]).map_err(failed)?;
+        let mut out: Option<Vec<u8>> = None;
+        while let Some(r) = rows.next().map_err(failed)? {
+            let part = r
+                .get_ref(0)
+                .and_then(|v| Ok(v.as_blob()?))
+                .map_err(failed)?;
+            out.get_or_insert_with(Vec::new).extend_from_slice(part);
+        }
+        drop(rows);
+        drop(stmt);
+        self.clear_cache()?;
+        Ok(out)
+    }
+
+    /// Drops the cache put aside.
+    pub fn clear_cache(&self) -> Result<(), Error> {
+        self.conn
+            .execute("DELETE FROM cache", [])
+            .map(drop)
+            .map_err(failed)
     }
 
     /// A spill in the system's temporary folder, for tests.
@@ -243,6 +262,13 @@ mod tests {
         spill.put_cache(b"digests")?;
         assert_eq!(spill.take_cache()?.as_deref(), Some(&b"digests"[..]));
         assert_eq!(spill.take_cache()?, None, "taken out");
+        for part in [&b"one "[..], b"", b"two ", b"three"] {
+            spill.put_cache(part)?;
+        }
+        assert_eq!(spill.take_cache()?.as_deref(), Some(&b"one two three"[..]));
+        spill.put_cache(b"x")?;
+        spill.clear_cache()?;
+        assert_eq!(spill.take_cache()?, None, "dropped");
         drop(spill);
         assert!(!path.exists(), "removed with the spill");
         Ok(())

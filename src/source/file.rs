@@ -108,7 +108,11 @@ impl FileSource {
         let groups = records.unique_groups(std::mem::take(&mut first.groups));
         let roles = std::mem::take(&mut first.roles);
         let assignments = Assignments::new(self.scope, roles, &groups);
-        let mut digests = Written::new(groups.len(), ids.distinct);
+        let sink = sink.filter(|_| before.is_none());
+        let mut digests = match sink {
+            Some(_) => Written::handing_over(groups.len()),
+            None => Written::new(groups.len(), ids.distinct),
+        };
         for g in groups {
             let g = assignments.group(g);
             digests.group(key(&g.id), directory::group_digest(&g));
@@ -129,7 +133,6 @@ impl FileSource {
             changed.insert(g.id.clone());
         }
         crate::alloc::log_memory("read: groups and assignments");
-        let sink = sink.filter(|_| before.is_none());
         if before.is_none() {
             // Every user is read: room for all at once, not grown by doubling
             // (old and new buffers held together, 20 MB at 100,000 users).
@@ -152,7 +155,7 @@ impl FileSource {
         let Some(before) = before else {
             // Pass 2 of a full read: every user.
             self.pass(&mut users, watermark)?;
-            snap.cache = Some(digests.into_bytes());
+            snap.cache = digests.finish(sink);
             return Ok(snap);
         };
         // An incremental read: what pass 1 saw decides; the users it let go that
@@ -510,6 +513,7 @@ impl UserPass<'_, '_> {
         };
         if let Some(text) = text {
             self.digests.user(&id, text, self.assignments);
+            self.digests.hand_over(self.sink);
         }
         if self.before.is_some() {
             self.changed.insert(id.clone());
@@ -587,7 +591,26 @@ const DIGESTS_HEADER: &[u8] = b"scimsync file digests v3\n";
 pub(super) struct Written {
     groups: HashMap<u128, u64, Keyed>,
     bytes: Vec<u8>,
+    /// Parts of the bytes handed over to a read's sink (`UserSink::cache`).
+    handed: Handed,
 }
+
+/// Where the digests of a read that hands its users over go.
+#[derive(Clone, Copy, PartialEq)]
+enum Handed {
+    /// Nothing yet: the bytes are all here.
+    No,
+    /// The bytes before these were taken by the sink.
+    Some,
+    /// The sink stopped taking them: the bytes stay here from then on.
+    Refused,
+    /// The sink stopped taking them after it had taken some, and dropped those.
+    Lost,
+}
+
+/// How many bytes of digests wait before they are handed over (about 500 users;
+/// a million users' digests are 2,000 parts).
+const PART: usize = 1 << 14;
 
 impl Written {
     /// Room for this many groups and users.
@@ -597,6 +620,58 @@ impl Written {
         Written {
             groups: HashMap::with_capacity_and_hasher(groups, Keyed::default()),
             bytes,
+            handed: Handed::No,
+        }
+    }
+
+    /// For a read whose sink takes the digests in parts as they are made: room
+    /// for the groups and a part (a million users' digests were 35 MB, held
+    /// from the read to the end of the cycle).
+    fn handing_over(groups: usize) -> Written {
+        let mut w = Written::new(groups, 0);
+        w.bytes.reserve_exact(PART + 64);
+        w
+    }
+
+    /// Hands the bytes so far to the sink once they make a part.
+    fn hand_over(&mut self, sink: Option<&RefCell<dyn UserSink + '_>>) {
+        let Some(sink) = sink else {
+            return;
+        };
+        if self.bytes.len() < PART || matches!(self.handed, Handed::Refused | Handed::Lost) {
+            return;
+        }
+        self.give(sink);
+    }
+
+    fn give(&mut self, sink: &RefCell<dyn UserSink + '_>) {
+        if sink.borrow_mut().cache(&self.bytes) {
+            self.bytes.clear();
+            self.handed = Handed::Some;
+            return;
+        }
+        self.handed = match self.handed {
+            Handed::No => Handed::Refused,
+            _ => {
+                sink.borrow_mut().forget_cache();
+                Handed::Lost
+            }
+        };
+    }
+
+    /// The cache a read of every record leaves in its snapshot: the bytes, or
+    /// `None` when the sink took them all. When the sink stopped taking them
+    /// halfway, a cache without digests: the next read evaluates every record,
+    /// as after no cache at all (a part missing would make changed records look
+    /// unchanged).
+    fn finish(mut self, sink: Option<&RefCell<dyn UserSink + '_>>) -> Option<Vec<u8>> {
+        if let (Some(sink), Handed::Some) = (sink, self.handed) {
+            self.give(sink);
+        }
+        match self.handed {
+            Handed::Some => None,
+            Handed::Lost => Some(DIGESTS_HEADER.to_vec()),
+            Handed::No | Handed::Refused => Some(self.bytes),
         }
     }
 
@@ -863,5 +938,72 @@ mod tests {
         assert_eq!(Digests::parse(b"scimsync file digests v2\nu 00 u1\n"), None);
         assert_eq!(Digests::parse(b"{\"users\": []}"), None);
         assert_ne!(key("u1"), key("u2"));
+    }
+
+    /// A sink that takes a read's digests in parts, the first `takes` of them.
+    #[derive(Default)]
+    struct Parts {
+        takes: usize,
+        parts: Vec<Vec<u8>>,
+        forgot: bool,
+    }
+
+    impl UserSink for Parts {
+        fn expect(&mut self, _: usize, _: usize) {}
+        fn user(&mut self, _: crate::model::SourceUser) -> Option<crate::model::SourceUser> {
+            None
+        }
+        fn cache(&mut self, part: &[u8]) -> bool {
+            let take = self.parts.len() < self.takes;
+            if take {
+                self.parts.push(part.to_vec());
+            }
+            take
+        }
+        fn forget_cache(&mut self) {
+            self.parts.clear();
+            self.forgot = true;
+        }
+    }
+
+    /// Digests handed over in parts come back whole (the parts in order), or
+    /// stay whole in the read; a sink that stops halfway leaves a cache with no
+    /// digests (the next read evaluates every record), never one with a gap.
+    #[test]
+    fn digests_handed_over_in_parts_come_back_whole_or_not_at_all() {
+        let users = 3 * PART / 33 + 100;
+        let fill = |w: &mut Written, sink: Option<&RefCell<dyn UserSink + '_>>| {
+            w.group(key("g"), 1);
+            for i in 0..users {
+                w.put_user(key(&format!("u{i}")), i as u64, 0);
+                w.hand_over(sink);
+            }
+        };
+        let mut kept = Written::new(1, users);
+        fill(&mut kept, None);
+        let whole = kept.finish(None).unwrap_or_default();
+        assert_eq!(Digests::parse(&whole).map(|d| d.users.len()), Some(users));
+        let handed = |takes: usize| {
+            let sink = RefCell::new(Parts {
+                takes,
+                ..Parts::default()
+            });
+            let mut w = Written::handing_over(1);
+            fill(&mut w, Some(&sink));
+            let left = w.finish(Some(&sink));
+            (left, sink.into_inner())
+        };
+        let (left, all) = handed(usize::MAX);
+        assert_eq!(left, None, "all handed over");
+        assert!(all.parts.len() >= 4 && !all.forgot);
+        assert_eq!(all.parts.concat(), whole);
+        let (left, none) = handed(0);
+        assert_eq!(left.as_deref(), Some(&whole[..]), "kept whole");
+        assert!(none.parts.is_empty() && !none.forgot);
+        let (left, some) = handed(2);
+        assert_eq!(left.as_deref(), Some(DIGESTS_HEADER));
+        assert!(some.forgot && some.parts.is_empty());
+        let empty = Digests::parse(DIGESTS_HEADER).map(|d| d.users.len() + d.groups.len());
+        assert_eq!(empty, Some(0), "a cache with no digests");
     }
 }

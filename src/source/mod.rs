@@ -45,6 +45,14 @@ pub trait UserSink {
     /// One user, as read. What the sink gives back is kept in the snapshot's
     /// list (without its record); what it keeps is only counted there.
     fn user(&mut self, user: SourceUser) -> Option<SourceUser>;
+    /// Takes the next part of the directory cache the read makes, in order, so
+    /// that the read does not hold it whole (the cycle gets it back whole to
+    /// record it); `false` if it cannot, and the read keeps the rest.
+    fn cache(&mut self, _part: &[u8]) -> bool {
+        false
+    }
+    /// Drops the parts taken: the read could not hand over the rest.
+    fn forget_cache(&mut self) {}
 }
 
 impl ReadRequest<'_> {
