@@ -280,8 +280,10 @@ fn a_group_assigned_in_an_incremental_cycle_brings_its_members() {
     assert_eq!(emu.group_members("Late team").len(), 3);
 }
 
-/// An incremental cycle reads only the links it plans with; a member taken out of
-/// a group, who did not change, is one it needs all the same (its target id).
+/// An incremental cycle reads only the links it plans with: a member taken out of
+/// a group (through the file and through Graph) is taken out of the target's
+/// group, so the cycle has the link (the target id) of everyone its member
+/// changes name, and the member stays, still assigned directly.
 #[test]
 fn an_incremental_cycle_takes_out_a_member_who_did_not_change() {
     for graph in [false, true] {

@@ -74,6 +74,9 @@ impl Fact {
 /// the links.
 pub type LinkMap = HashMap<String, Box<Link>>;
 
+/// The columns a link is read from, in the order `State::link_from_row` takes.
+const LINK_COLUMNS: &str = "source_id, target_id, display, attrs, hash, active, disabled_reason";
+
 /// What a cycle reads of a link (`State::links_where`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Want {
@@ -438,9 +441,8 @@ impl State {
         capacity: usize,
         want: &dyn Fn(&str) -> Want,
     ) -> Result<LinkMap, Error> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT source_id, target_id, display, attrs, hash, active, disabled_reason FROM links WHERE kind = ?1",
-        )?;
+        let sql = format!("SELECT {LINK_COLUMNS} FROM links WHERE kind = ?1");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut rows = stmt.query([kind.as_str()])?;
         let mut out = HashMap::with_capacity(capacity);
         while let Some(r) = rows.next()? {
@@ -466,19 +468,9 @@ impl State {
         ids: impl IntoIterator<Item = &'i str>,
         links: &mut LinkMap,
     ) -> Result<(), Error> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT source_id, target_id, display, attrs, hash, active, disabled_reason FROM links WHERE kind = ?1 AND source_id = ?2",
-        )?;
-        for id in ids {
-            if links.contains_key(id) {
-                continue;
-            }
-            let mut rows = stmt.query([kind.as_str(), id])?;
-            if let Some(r) = rows.next()? {
-                let link = self.link_from_row(kind, r, false)?;
-                links.insert(link.source_id.clone(), Box::new(link));
-            }
-        }
+        let ids = ids.into_iter().filter(|id| !links.contains_key(*id));
+        let found = self.link_heads(kind, "source_id", ids.collect::<Vec<_>>())?;
+        links.extend(found);
         Ok(())
     }
 
@@ -491,19 +483,31 @@ impl State {
         target_ids: impl IntoIterator<Item = &'i str>,
         links: &mut LinkMap,
     ) -> Result<(), Error> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT source_id, target_id, display, attrs, hash, active, disabled_reason FROM links WHERE kind = ?1 AND target_id = ?2",
-        )?;
-        for target_id in target_ids {
-            let mut rows = stmt.query([kind.as_str(), target_id])?;
-            if let Some(r) = rows.next()? {
-                let link = self.link_from_row(kind, r, false)?;
-                if !links.contains_key(&link.source_id) {
-                    links.insert(link.source_id.clone(), Box::new(link));
-                }
-            }
+        for (id, link) in self.link_heads(kind, "target_id", target_ids)? {
+            links.entry(id).or_insert(link);
         }
         Ok(())
+    }
+
+    /// The heads of the links whose `column` (`source_id` or `target_id`, both
+    /// keys) is one of `values`.
+    fn link_heads<'i>(
+        &self,
+        kind: ObjectKind,
+        column: &str,
+        values: impl IntoIterator<Item = &'i str>,
+    ) -> Result<Vec<(String, Box<Link>)>, Error> {
+        let sql = format!("SELECT {LINK_COLUMNS} FROM links WHERE kind = ?1 AND {column} = ?2");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut out = vec![];
+        for value in values {
+            let mut rows = stmt.query([kind.as_str(), value])?;
+            if let Some(r) = rows.next()? {
+                let link = self.link_from_row(kind, r, false)?;
+                out.push((link.source_id.clone(), Box::new(link)));
+            }
+        }
+        Ok(out)
     }
 
     /// How many links there are (of one kind, or all): what the deletion
@@ -522,9 +526,8 @@ impl State {
         Ok(usize::try_from(count).unwrap_or(0))
     }
 
-    /// A link from a row of `SELECT source_id, target_id, display, attrs, hash,
-    /// active, disabled_reason`; with its applied attributes and their hash when
-    /// `whole`.
+    /// A link from a row of `LINK_COLUMNS`; with its applied attributes and
+    /// their hash when `whole`.
     fn link_from_row(
         &self,
         kind: ObjectKind,
