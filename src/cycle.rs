@@ -616,7 +616,7 @@ fn memberships_needed(
     let mut groups: std::collections::BTreeSet<String> = evaluated
         .iter()
         .filter(|e| e.kind == ObjectKind::Group)
-        .map(|e| e.source_id.clone())
+        .map(|e| e.source_id.to_string())
         .collect();
     for id in user_links.keys().filter(|id| !present.users.contains(*id)) {
         groups.extend(state.groups_of(id)?);
@@ -841,7 +841,7 @@ fn take_back(
     use crate::gather::Match;
     let found = |e: &crate::evaluate::Evaluated| {
         !matches!(
-            facts.matches.get(&(e.kind, e.source_id.clone())),
+            facts.matches.get(&(e.kind, e.source_id.to_string())),
             None | Some(Match::None)
         )
     };
@@ -1418,14 +1418,14 @@ fn failing_objects(state: &State, escrows: &[crate::state::Escrow]) -> Result<Ve
     for e in escrows.iter().take(20) {
         let display = state
             .logs(&crate::state::LogQuery {
-                object: Some(e.source_id.clone()),
+                object: Some(e.source_id.to_string()),
                 limit: Some(1),
                 ..Default::default()
             })?
             .into_iter()
             .next()
             .map(|l| l.display)
-            .unwrap_or_else(|| e.source_id.clone());
+            .unwrap_or_else(|| e.source_id.to_string());
         out.push(
             json!({"kind": e.kind, "id": e.source_id, "display": display, "error": e.last_error}),
         );

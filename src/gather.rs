@@ -152,7 +152,7 @@ pub fn wanted<'a>(
             let attrs = e.attrs.as_ref()?;
             let wanted = e.kind == ObjectKind::Group || desired_active(attrs);
             let doubt =
-                !in_doubt.is_empty() && in_doubt.contains_key(&(e.kind, e.source_id.clone()));
+                !in_doubt.is_empty() && in_doubt.contains_key(&(e.kind, e.source_id.to_string()));
             wanted.then_some(Wanted {
                 kind: e.kind,
                 source_id: &e.source_id,

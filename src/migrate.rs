@@ -291,7 +291,7 @@ impl Candidates {
             };
             let mut v = Value::Object(
                 records
-                    .get(e.source_id.as_str())
+                    .get(&*e.source_id)
                     .map(|r| (*r).clone())
                     .unwrap_or_default(),
             );
@@ -302,9 +302,9 @@ impl Candidates {
             let c = Candidate {
                 value: v,
                 attrs: attrs.clone(),
-                display: e.display.clone(),
+                display: e.display.to_string(),
             };
-            by_id.insert(e.source_id.clone(), c);
+            by_id.insert(e.source_id.to_string(), c);
         }
         let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
         for (id, c) in &by_id {
@@ -624,7 +624,7 @@ fn group_candidates(
             .to_string();
         let mut v = Value::Object(
             records
-                .get(e.source_id.as_str())
+                .get(&*e.source_id)
                 .map(|r| (*r).clone())
                 .unwrap_or_default(),
         );
@@ -637,11 +637,11 @@ fn group_candidates(
             lower(v.get("externalId")),
         ] {
             if !k.is_empty() {
-                by_key.entry(k).or_default().push(e.source_id.clone());
+                by_key.entry(k).or_default().push(e.source_id.to_string());
             }
         }
         candidates.insert(
-            e.source_id.clone(),
+            e.source_id.to_string(),
             GroupCandidate {
                 value: v,
                 attrs: attrs.clone(),

@@ -743,13 +743,13 @@ impl<'a> Planner<'a> {
     /// user's active flag, a group's members).
     fn object(&mut self, e: &Evaluated, attrs: Option<Attrs>) {
         let kind = e.kind;
-        let link = self.links(kind).get(&e.source_id).map(|l| &**l);
+        let link = self.links(kind).get(&*e.source_id).map(|l| &**l);
         // Only what is linked can be gone (see `gone`): at 100,000 new users a
         // set of their ids was 10 MB for nothing.
         if link.is_some() {
             match kind {
-                ObjectKind::User => self.seen_users.insert(e.source_id.clone()),
-                ObjectKind::Group => self.seen_groups.insert(e.source_id.clone()),
+                ObjectKind::User => self.seen_users.insert(e.source_id.to_string()),
+                ObjectKind::Group => self.seen_groups.insert(e.source_id.to_string()),
             };
         }
         if self.failure(e, link) {
@@ -758,7 +758,7 @@ impl<'a> Planner<'a> {
         // Only a linked user, or one adopted, can be a group's member now (see
         // `group_members`).
         if kind == ObjectKind::User && (link.is_some() || self.adopts(e)) {
-            self.evaluated.insert(e.source_id.clone());
+            self.evaluated.insert(e.source_id.to_string());
         }
         // A leaver in the grace period is judged again although suspended.
         let leaving = kind == ObjectKind::User && self.input.grace.holds(&e.source_id);
@@ -799,7 +799,11 @@ impl<'a> Planner<'a> {
 
     /// Whether the target holds an object this new one would adopt.
     fn adopts(&self, e: &Evaluated) -> bool {
-        let found = self.input.facts.matches.get(&(e.kind, e.source_id.clone()));
+        let found = self
+            .input
+            .facts
+            .matches
+            .get(&(e.kind, e.source_id.to_string()));
         matches!(found, Some(Match::One { .. }))
     }
 
@@ -922,11 +926,11 @@ impl<'a> Planner<'a> {
     fn create_or_adopt(&mut self, e: &Evaluated, mut attrs: Attrs, reason: Reason) -> Planned<'a> {
         let facts: &'a Facts = self.input.facts;
         let mut a = action(e.kind, Op::Create, &e.source_id, &e.display, reason);
-        let planned = match facts.matches.get(&(e.kind, e.source_id.clone())) {
+        let planned = match facts.matches.get(&(e.kind, e.source_id.to_string())) {
             Some(Match::One { path, remote }) => {
                 match self
                     .linked_to(e.kind, &remote.id)
-                    .filter(|l| l.source_id != e.source_id)
+                    .filter(|l| *l.source_id != *e.source_id)
                 {
                     // Held by another object: created once that one gives the name
                     // up in this plan, else a conflict (see `settle`).
@@ -1373,17 +1377,17 @@ impl<'a> Planner<'a> {
         // Members the target has that the state does not know of (or the other
         // way round): the record follows the target, nothing is sent.
         let empty = BTreeSet::new();
-        let recorded = self.input.memberships.get(&e.source_id).unwrap_or(&empty);
+        let recorded = self.input.memberships.get(&*e.source_id).unwrap_or(&empty);
         for m in current {
             if desired.contains(m.as_str()) && !recorded.contains(m) {
                 self.member_refresh
-                    .push((e.source_id.clone(), m.clone(), true));
+                    .push((e.source_id.to_string(), m.clone(), true));
             }
         }
         for m in recorded {
             if !current.contains(m) && !desired.contains(m.as_str()) {
                 self.member_refresh
-                    .push((e.source_id.clone(), m.clone(), false));
+                    .push((e.source_id.to_string(), m.clone(), false));
             }
         }
         let target_id = link.map(|l| l.target_id.clone());
@@ -1838,7 +1842,7 @@ mod tests {
         Evaluated {
             kind: ObjectKind::User,
             source_id: id.into(),
-            display: format!("{id}@x.com"),
+            display: format!("{id}@x.com").into(),
             decision,
             attrs,
             members: ThinVec::new(),

@@ -117,13 +117,21 @@ mod tests {
     fn evaluated(kind: ObjectKind, id: usize) -> Evaluated {
         Evaluated {
             kind,
-            source_id: format!("{id}"),
-            display: String::new(),
+            source_id: format!("{id}").into(),
+            display: "".into(),
             decision: Decision::SoftDeleted,
             attrs: None,
             members: Default::default(),
             spilled: None,
         }
+    }
+
+    /// A cycle holds an evaluation per object until it is planned: its ids are
+    /// boxed strings (no spare capacity, 16 bytes each, not 24).
+    #[test]
+    fn an_evaluation_stays_small() {
+        let size = std::mem::size_of::<Evaluated>();
+        assert!(size <= 104, "an evaluation is {size} bytes");
     }
 
     #[test]
@@ -132,10 +140,10 @@ mod tests {
             let list: Evaluations = (0..n).map(|i| evaluated(ObjectKind::User, i)).collect();
             assert_eq!(list.len(), n);
             assert_eq!(list.blocks.len(), n.div_ceil(BLOCK));
-            let ids: Vec<String> = list.iter().map(|e| e.source_id.clone()).collect();
+            let ids: Vec<String> = list.iter().map(|e| e.source_id.to_string()).collect();
             let expected: Vec<String> = (0..n).map(|i| format!("{i}")).collect();
             assert_eq!(ids, expected);
-            let consumed: Vec<String> = list.into_iter().map(|e| e.source_id).collect();
+            let consumed: Vec<String> = list.into_iter().map(|e| e.source_id.into()).collect();
             assert_eq!(consumed, expected);
         }
     }

@@ -36,8 +36,8 @@ pub enum Decision {
 #[derive(Debug, Clone)]
 pub struct Evaluated {
     pub kind: ObjectKind,
-    pub source_id: String,
-    pub display: String,
+    pub source_id: Box<str>,
+    pub display: Box<str>,
     pub decision: Decision,
     /// Mapped attributes (when in scope and the mapping succeeded).
     pub attrs: Option<Attrs>,
@@ -211,8 +211,8 @@ impl<'a> Evaluator<'a> {
         };
         self.out.push(Evaluated {
             kind: ObjectKind::User,
-            source_id: u.id.clone(),
-            display: u.user_principal_name.clone(),
+            source_id: u.id.as_str().into(),
+            display: u.user_principal_name.as_str().into(),
             decision,
             attrs,
             members: ThinVec::new(),
@@ -234,8 +234,8 @@ impl<'a> Evaluator<'a> {
         );
         self.out.push(Evaluated {
             kind: ObjectKind::Group,
-            source_id: g.id.clone(),
-            display: g.display_name.clone(),
+            source_id: g.id.as_str().into(),
+            display: g.display_name.as_str().into(),
             decision,
             attrs,
             members: members.into(),
@@ -266,8 +266,8 @@ impl<'a> Evaluator<'a> {
             };
             self.out.push(Evaluated {
                 kind,
-                source_id: id.clone(),
-                display: id.clone(),
+                source_id: id.as_str().into(),
+                display: id.as_str().into(),
                 decision: Decision::Unreadable(e.message.clone()),
                 attrs: None,
                 members: ThinVec::new(),
