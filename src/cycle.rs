@@ -24,7 +24,9 @@ use crate::state::Links;
 use crate::state::{CycleKind, CycleStatus, LogAction, LogEntry, LogStatus, State};
 use crate::targets::Target;
 use serde_json::{json, Map, Value};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -264,6 +266,12 @@ pub fn read(
     let load_cache = || state.meta_bytes(Fact::SourceCache);
     let need_all =
         kind != CycleKind::Incremental || scripts_changed || state.meta(Fact::Held)?.is_some();
+    // The spill is there before the read: the read's digests wait in it as they
+    // are made (35 MB at a million users, whole in memory until recorded).
+    let spill = evaluating
+        .and_then(|e| open_spill(settings, e.purpose))
+        .map(Rc::new);
+    let cache_out = spill.clone().map(|s| RefCell::new(SpillCache(s)));
     let request = ReadRequest {
         watermark: if kind == CycleKind::Incremental {
             watermark.as_deref()
@@ -275,16 +283,37 @@ pub fn read(
         cache: &load_cache,
         keep: Some(&keep),
         users: None,
+        cache_out: cache_out
+            .as_ref()
+            .map(|c| c as &RefCell<dyn crate::source::CacheSink>),
     };
     let (mut snapshot, early) = match evaluating.filter(|_| need_all) {
         Some(evaluating) => {
-            read_evaluating(source, &request, state, scripts, settings, evaluating)?
+            let spill = spill.as_deref();
+            read_evaluating(source, &request, state, scripts, evaluating, spill)?
         }
         None => (source.read(&request)?, None),
     };
     widen_changed(&mut snapshot, &keep);
     snapshot.release_untouched();
-    Ok(Read { snapshot, early })
+    Ok(Read {
+        snapshot,
+        early,
+        spill,
+    })
+}
+
+/// The cycle's end of a read's `CacheSink`: the digests wait in the spill.
+struct SpillCache(Rc<Spill>);
+
+impl crate::source::CacheSink for SpillCache {
+    fn part(&mut self, part: &[u8]) -> bool {
+        self.0.works() && self.0.put_cache(part).is_ok()
+    }
+
+    fn forget(&mut self) {
+        let _ = self.0.clear_cache();
+    }
 }
 
 /// What a read evaluates its users for: the plan's purpose (only a cycle that
@@ -300,6 +329,9 @@ pub struct Evaluating<'a> {
 pub struct Read {
     pub snapshot: Snapshot,
     early: Option<Early>,
+    /// Where a cycle that applies puts new users' attributes and the read's
+    /// digests aside (`Purpose::Apply`), opened before the read.
+    spill: Option<Rc<Spill>>,
 }
 
 impl From<Snapshot> for Read {
@@ -307,16 +339,16 @@ impl From<Snapshot> for Read {
         Read {
             snapshot,
             early: None,
+            spill: None,
         }
     }
 }
 
 /// What the users of a read of every record were evaluated with (loaded before
-/// the read: every link, the spill), and their evaluations when the source
-/// handed them over as it read (a source that cannot leaves them to `prepare`).
+/// the read: every link), and their evaluations when the source handed them
+/// over as it read (a source that cannot leaves them to `prepare`).
 struct Early {
     users: crate::state::LinkMap,
-    spill: Option<Spill>,
     evaluated: Option<Evaluations>,
     sample_user: Option<Map<String, Value>>,
 }
@@ -327,20 +359,18 @@ fn read_evaluating(
     request: &ReadRequest<'_>,
     state: &State,
     scripts: &Scripts,
-    settings: &Settings,
     evaluating: Evaluating<'_>,
+    spill: Option<&Spill>,
 ) -> Result<(Snapshot, Option<Early>), Error> {
     let users = user_links(state, scripts, &Snapshot::default(), None)?;
-    let spill = open_spill(settings, evaluating.purpose);
     let fits = |a: &Attrs| crate::plan::new_user_fits(a, evaluating.profile);
-    let spilling = spill.as_ref().map(|spill| Spilling {
+    let spilling = spill.map(|spill| Spilling {
         spill,
         keep: scripts.user_matching(),
         fits: &fits,
     });
-    let sink = std::cell::RefCell::new(Streamed {
+    let sink = RefCell::new(Streamed {
         evaluation: Evaluation::new(scripts, Some(&users), spilling),
-        spill: spill.as_ref(),
         // Nothing after evaluation reads a cycle's lists (`release_lists`).
         keep_users: evaluating.purpose != Purpose::Apply,
         sample_user: None,
@@ -361,7 +391,6 @@ fn read_evaluating(
         snapshot,
         Some(Early {
             users,
-            spill,
             evaluated,
             sample_user,
         }),
@@ -371,8 +400,6 @@ fn read_evaluating(
 /// Where a read hands its users: evaluated at once, their records let go.
 struct Streamed<'a> {
     evaluation: Evaluation<'a>,
-    /// Where the read's digests wait until the cycle records them.
-    spill: Option<&'a Spill>,
     /// Whether the snapshot keeps each user (without its record).
     keep_users: bool,
     /// The first assigned user's record, for smoke-testing reloaded scripts.
@@ -384,18 +411,6 @@ struct Streamed<'a> {
 impl crate::source::UserSink for Streamed<'_> {
     fn expect(&mut self, _users: usize, _groups: usize) {
         self.used = true;
-    }
-
-    fn cache(&mut self, part: &[u8]) -> bool {
-        self.spill
-            .filter(|s| s.works())
-            .is_some_and(|s| s.put_cache(part).is_ok())
-    }
-
-    fn forget_cache(&mut self) {
-        if let Some(spill) = self.spill {
-            let _ = spill.clear_cache();
-        }
     }
 
     fn user(&mut self, mut user: crate::model::SourceUser) -> Option<crate::model::SourceUser> {
@@ -668,6 +683,7 @@ pub fn prepare(
     let Read {
         mut snapshot,
         early,
+        spill,
     } = read.into();
     let sample_user = match &early {
         Some(Early {
@@ -686,14 +702,14 @@ pub fn prepare(
         .find_map(|g| g.assignment.is_assigned().then(|| g.record_for_scripts()));
     crate::alloc::log_memory("read");
     let present = snapshot.present();
-    let (mut users, spill, streamed) = match early {
-        Some(e) => (e.users, e.spill, e.evaluated),
+    let (mut users, streamed) = match early {
+        Some(e) => (e.users, e.evaluated),
         None => (
             user_links(state, scripts, &snapshot, present.as_ref())?,
-            open_spill(settings, purpose),
             None,
         ),
     };
+    let spill = spill.or_else(|| open_spill(settings, purpose).map(Rc::new));
     // The read's record digests wait in the spill until the cycle records them
     // (`run_cycle`); where they cannot, they stay here.
     if let (Some(spill), Some(cache)) = (&spill, &snapshot.cache) {
@@ -817,7 +833,7 @@ pub fn prepare(
         fingerprint,
         sample_user,
         sample_group,
-        spill: spill.map(std::rc::Rc::new),
+        spill,
     })
 }
 

@@ -172,6 +172,7 @@ fn exercise_graph(base: &str) -> String {
         cache: &|| Ok(None),
         keep: None,
         users: None,
+        cache_out: None,
     });
     match r {
         Ok(s) => format!("ok {} users", s.users.len()),

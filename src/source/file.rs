@@ -15,7 +15,7 @@
 
 use super::directory::{self, Assignments, Records};
 use super::scan;
-use super::{ReadRequest, Source, UserSink};
+use super::{CacheSink, ReadRequest, Source, UserSink};
 use crate::config::Scope;
 use crate::error::{Error, InputError};
 use crate::ids::{key, Keyed};
@@ -60,7 +60,12 @@ impl Source for FileSource {
             true => None,
             false => (req.cache)()?.as_deref().and_then(Digests::parse),
         };
-        let mut snap = self.read_records(before.as_ref(), req.keep, req.users, &watermark)?;
+        let mut snap = self.read_records(
+            before.as_ref(),
+            req.keep,
+            (req.users, req.cache_out),
+            &watermark,
+        )?;
         snap.watermark = Some(watermark);
         Ok(snap)
     }
@@ -83,11 +88,11 @@ impl FileSource {
     /// The passes over the file. `before`: the digests of the last read (an
     /// incremental read keeps only what changed, plus `keep`). A full read hands
     /// each user to `sink`, if any, as it is made.
-    fn read_records(
+    fn read_records<'s>(
         &self,
         before: Option<&Digests>,
         keep: Option<&HashSet<String>>,
-        sink: Option<&RefCell<dyn UserSink + '_>>,
+        (sink, cache_out): (Option<&RefCell<dyn UserSink + 's>>, Option<&CacheOut>),
         watermark: &str,
     ) -> Result<Snapshot, Error> {
         // Pass 1: groups, assignments, user ids (and in an incremental read, the
@@ -109,7 +114,7 @@ impl FileSource {
         let roles = std::mem::take(&mut first.roles);
         let assignments = Assignments::new(self.scope, roles, &groups);
         let sink = sink.filter(|_| before.is_none());
-        let mut digests = match sink {
+        let mut digests = match cache_out {
             Some(_) => Written::handing_over(groups.len()),
             None => Written::new(groups.len(), ids.distinct),
         };
@@ -147,6 +152,7 @@ impl FileSource {
             before,
             wanted: &wanted,
             digests: &mut digests,
+            cache_out,
             snap: &mut snap,
             changed: &mut changed,
             only: None,
@@ -155,7 +161,7 @@ impl FileSource {
         let Some(before) = before else {
             // Pass 2 of a full read: every user.
             self.pass(&mut users, watermark)?;
-            snap.cache = digests.finish(sink);
+            snap.cache = digests.finish(cache_out);
             return Ok(snap);
         };
         // An incremental read: what pass 1 saw decides; the users it let go that
@@ -174,6 +180,7 @@ impl FileSource {
                 before: Some(before),
                 wanted: &again,
                 digests: &mut scratch,
+                cache_out: None,
                 snap: &mut snap,
                 changed: &mut changed,
                 only: Some(&again),
@@ -187,7 +194,7 @@ impl FileSource {
             }
         }
         snap.changed = Some(changed);
-        snap.cache = Some(digests.into_bytes());
+        snap.cache = digests.finish(cache_out);
         Ok(snap)
     }
 
@@ -477,6 +484,8 @@ struct UserPass<'a, 's> {
     before: Option<&'a Digests>,
     wanted: &'a HashSet<String>,
     digests: &'a mut Written,
+    /// Where the digests go as they are made, when the cycle takes them.
+    cache_out: Option<&'a CacheOut>,
     snap: &'a mut Snapshot,
     changed: &'a mut HashSet<String>,
     /// A third pass takes only these, and records nothing else.
@@ -513,7 +522,7 @@ impl UserPass<'_, '_> {
         };
         if let Some(text) = text {
             self.digests.user(&id, text, self.assignments);
-            self.digests.hand_over(self.sink);
+            self.digests.hand_over(self.cache_out);
         }
         if self.before.is_some() {
             self.changed.insert(id.clone());
@@ -555,6 +564,7 @@ impl UserPass<'_, '_> {
             let shared = self.counts.of(key) > 1;
             if !shared {
                 self.digests.put_user(key, text, assignment);
+                self.digests.hand_over(self.cache_out);
             }
             let same = before.map(|d| d.1) == Some(assignment);
             if same && !shared && !self.wanted.contains(&id) {
@@ -608,6 +618,9 @@ enum Handed {
     Lost,
 }
 
+/// Where a read's digests go as they are made (`ReadRequest::cache_out`).
+type CacheOut = RefCell<dyn CacheSink>;
+
 /// How many bytes of digests wait before they are handed over (about 500 users;
 /// a million users' digests are 2,000 parts).
 const PART: usize = 1 << 14;
@@ -634,7 +647,7 @@ impl Written {
     }
 
     /// Hands the bytes so far to the sink once they make a part.
-    fn hand_over(&mut self, sink: Option<&RefCell<dyn UserSink + '_>>) {
+    fn hand_over(&mut self, sink: Option<&CacheOut>) {
         let Some(sink) = sink else {
             return;
         };
@@ -644,8 +657,8 @@ impl Written {
         self.give(sink);
     }
 
-    fn give(&mut self, sink: &RefCell<dyn UserSink + '_>) {
-        if sink.borrow_mut().cache(&self.bytes) {
+    fn give(&mut self, sink: &CacheOut) {
+        if sink.borrow_mut().part(&self.bytes) {
             self.bytes.clear();
             self.handed = Handed::Some;
             return;
@@ -653,7 +666,7 @@ impl Written {
         self.handed = match self.handed {
             Handed::No => Handed::Refused,
             _ => {
-                sink.borrow_mut().forget_cache();
+                sink.borrow_mut().forget();
                 Handed::Lost
             }
         };
@@ -664,7 +677,7 @@ impl Written {
     /// halfway, a cache without digests: the next read evaluates every record,
     /// as after no cache at all (a part missing would make changed records look
     /// unchanged).
-    fn finish(mut self, sink: Option<&RefCell<dyn UserSink + '_>>) -> Option<Vec<u8>> {
+    fn finish(mut self, sink: Option<&CacheOut>) -> Option<Vec<u8>> {
         if let (Some(sink), Handed::Some) = (sink, self.handed) {
             self.give(sink);
         }
@@ -696,10 +709,6 @@ impl Written {
         self.bytes.extend_from_slice(&key.to_le_bytes());
         self.bytes.extend_from_slice(&text.to_le_bytes());
         self.bytes.extend_from_slice(&assignment.to_le_bytes());
-    }
-
-    fn into_bytes(self) -> Vec<u8> {
-        self.bytes
     }
 }
 
@@ -762,6 +771,7 @@ fn read_path_into<S: UserSink>(
         cache: &load,
         keep: None,
         users,
+        cache_out: None,
     })
 }
 
@@ -932,7 +942,7 @@ mod tests {
         written.group(key("g1"), 7);
         written.put_user(key("u1"), 1, 2);
         written.put_user(key("u2"), u64::MAX, 0);
-        let bytes = written.into_bytes();
+        let bytes = written.finish(None).unwrap_or_default();
         assert_eq!(Digests::parse(&bytes), Some(d));
         assert_eq!(Digests::parse(&bytes[..bytes.len() - 1]), None);
         assert_eq!(Digests::parse(b"scimsync file digests v2\nu 00 u1\n"), None);
@@ -948,19 +958,15 @@ mod tests {
         forgot: bool,
     }
 
-    impl UserSink for Parts {
-        fn expect(&mut self, _: usize, _: usize) {}
-        fn user(&mut self, _: crate::model::SourceUser) -> Option<crate::model::SourceUser> {
-            None
-        }
-        fn cache(&mut self, part: &[u8]) -> bool {
+    impl CacheSink for Parts {
+        fn part(&mut self, part: &[u8]) -> bool {
             let take = self.parts.len() < self.takes;
             if take {
                 self.parts.push(part.to_vec());
             }
             take
         }
-        fn forget_cache(&mut self) {
+        fn forget(&mut self) {
             self.parts.clear();
             self.forgot = true;
         }
@@ -972,7 +978,7 @@ mod tests {
     #[test]
     fn digests_handed_over_in_parts_come_back_whole_or_not_at_all() {
         let users = 3 * PART / 33 + 100;
-        let fill = |w: &mut Written, sink: Option<&RefCell<dyn UserSink + '_>>| {
+        let fill = |w: &mut Written, sink: Option<&CacheOut>| {
             w.group(key("g"), 1);
             for i in 0..users {
                 w.put_user(key(&format!("u{i}")), i as u64, 0);

@@ -34,6 +34,9 @@ pub struct ReadRequest<'a> {
     /// Where a read of every record may hand each user as it is made, before it
     /// reads the next (see `UserSink`). A source that cannot leaves it unused.
     pub users: Option<&'a std::cell::RefCell<dyn UserSink + 'a>>,
+    /// Where a read may put the directory cache it makes as it goes (see
+    /// `CacheSink`). A source that cannot leaves it unused.
+    pub cache_out: Option<&'a std::cell::RefCell<dyn CacheSink>>,
 }
 
 /// Takes the users of a read of every record one by one, as they are made: the
@@ -45,14 +48,16 @@ pub trait UserSink {
     /// One user, as read. What the sink gives back is kept in the snapshot's
     /// list (without its record); what it keeps is only counted there.
     fn user(&mut self, user: SourceUser) -> Option<SourceUser>;
-    /// Takes the next part of the directory cache the read makes, in order, so
-    /// that the read does not hold it whole (the cycle gets it back whole to
-    /// record it); `false` if it cannot, and the read keeps the rest.
-    fn cache(&mut self, _part: &[u8]) -> bool {
-        false
-    }
+}
+
+/// Takes the directory cache a read makes (`Snapshot::cache`) a part at a time,
+/// in order, so that the read does not hold it whole; the cycle gets it back
+/// whole to record it.
+pub trait CacheSink {
+    /// The next part; `false` if it cannot take it (the read keeps the rest).
+    fn part(&mut self, part: &[u8]) -> bool;
     /// Drops the parts taken: the read could not hand over the rest.
-    fn forget_cache(&mut self) {}
+    fn forget(&mut self);
 }
 
 impl ReadRequest<'_> {
@@ -65,6 +70,7 @@ impl ReadRequest<'_> {
             cache: &|| Ok(None),
             keep: None,
             users: None,
+            cache_out: None,
         }
     }
 }
