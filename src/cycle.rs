@@ -587,14 +587,10 @@ fn user_links(
     snapshot: &Snapshot,
     present: Option<&crate::model::Present>,
 ) -> Result<crate::state::LinkMap, Error> {
-    use crate::state::Want;
     match (&snapshot.changed, present) {
         (Some(changed), Some(present)) if !scripts.uses_unique_values() => {
-            let want = |id: &str| match changed.contains(id) || !present.users.contains(id) {
-                true => Want::Whole,
-                false => Want::Not,
-            };
-            state.links_where(ObjectKind::User, changed.len(), &want)
+            let wanted = |id: &str| changed.contains(id) || !present.users.contains(id);
+            state.links_where(ObjectKind::User, changed.len(), &wanted)
         }
         _ => state.links(ObjectKind::User),
     }

@@ -77,15 +77,6 @@ pub type LinkMap = HashMap<String, Box<Link>>;
 /// The columns a link is read from, in the order `State::link_from_row` takes.
 const LINK_COLUMNS: &str = "source_id, target_id, display, attrs, hash, active, disabled_reason";
 
-/// What a cycle reads of a link (`State::links_where`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Want {
-    Not,
-    /// Without its applied attributes and their hash.
-    Head,
-    Whole,
-}
-
 /// The links a plan was made from (users, groups), handed on to apply: read once
 /// per cycle — at 100,000 users reading them is a good part of a small cycle.
 /// After an incremental read, the user links are only those the plan needs
@@ -109,7 +100,7 @@ pub struct Link {
     pub target_id: String,
     pub display: String,
     /// The attributes last applied (flat paths); with `hash`, empty in a link
-    /// read without them (`State::links_with`).
+    /// read without them (a head: `State::add_links`).
     pub attrs: Attrs,
     pub hash: String,
     /// Whether the object is active in the target as far as scimsync set it.
@@ -411,35 +402,20 @@ impl State {
 
     /// All links of one kind, keyed by source id.
     pub fn links(&self, kind: ObjectKind) -> Result<LinkMap, Error> {
-        self.links_with(kind, &|_| true)
-    }
-
-    /// All links of one kind, with the applied attributes only of those
-    /// `attrs_for` names (the others get none: an incremental cycle over 100
-    /// changes in a large directory reads 100 of them, not every one).
-    pub fn links_with(
-        &self,
-        kind: ObjectKind,
-        attrs_for: &dyn Fn(&str) -> bool,
-    ) -> Result<LinkMap, Error> {
         // Counted first: a table of a million links grown by doubling rehashed
         // every link twenty times and held its old and new buffers together.
         let count = self.link_count(Some(kind))?;
-        let want = |id: &str| match attrs_for(id) {
-            true => Want::Whole,
-            false => Want::Head,
-        };
-        self.links_where(kind, count, &want)
+        self.links_where(kind, count, &|_| true)
     }
 
-    /// The links of one kind `want` asks for, as it asks (an incremental cycle
-    /// over 100 changes in a directory of a million reads the links it plans
-    /// with, not a million: they were 390 MB and three seconds).
+    /// The links of one kind whose source id `wanted` names, whole (an
+    /// incremental cycle over 100 changes in a directory of a million reads the
+    /// links it plans with, not a million: they were 390 MB and three seconds).
     pub fn links_where(
         &self,
         kind: ObjectKind,
         capacity: usize,
-        want: &dyn Fn(&str) -> Want,
+        wanted: &dyn Fn(&str) -> bool,
     ) -> Result<LinkMap, Error> {
         let sql = format!("SELECT {LINK_COLUMNS} FROM links WHERE kind = ?1");
         let mut stmt = self.conn.prepare_cached(&sql)?;
@@ -448,12 +424,10 @@ impl State {
         while let Some(r) = rows.next()? {
             // Borrowed from SQLite: a link not wanted costs no allocation.
             let id = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-            let whole = match want(id) {
-                Want::Not => continue,
-                Want::Head => false,
-                Want::Whole => true,
-            };
-            let link = self.link_from_row(kind, r, whole)?;
+            if !wanted(id) {
+                continue;
+            }
+            let link = self.link_from_row(kind, r, true)?;
             out.insert(link.source_id.clone(), Box::new(link));
         }
         Ok(out)
