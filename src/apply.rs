@@ -11,6 +11,7 @@
 //! memberships, a provisioning-log entry, escrow — flushed one transaction per
 //! batch.
 
+mod ahead;
 mod made;
 
 use crate::error::Error;
@@ -20,8 +21,9 @@ use crate::model::ObjectKind;
 use crate::plan::{hash_attrs, Action, Op, Plan, PlannedChange};
 use crate::scim::attribute::{match_key, shown, stored, Attrs};
 use crate::state::{Incomplete, Link, LinkMap, LogAction, LogEntry, LogStatus, Modified, State};
-use crate::targets::pool::{self, Call, Prefetched};
+use crate::targets::pool::{self, Call};
 use crate::targets::{Change, ErrorClass, Target, TargetError};
+use ahead::Ahead;
 use made::{Made, MadeUsers};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -98,10 +100,8 @@ struct Applier<'a> {
     made: MadeUsers,
     writes: Vec<Write>,
     outcome: Outcome,
-    /// First calls of the actions ahead, run by the worker pool.
-    prefetched: Prefetched,
-    /// Actions up to this index have had their first call run ahead.
-    prefetched_to: usize,
+    /// First calls of the actions ahead, under way on the worker pool.
+    ahead: Ahead,
     /// Objects with an escrow entry: only theirs is cleared on success (a DELETE
     /// per provisioned object would be a tenth of the cost of an initial cycle).
     escrowed: HashSet<(ObjectKind, String)>,
@@ -164,8 +164,7 @@ pub fn apply_with_links(
         made,
         writes: vec![],
         outcome: Outcome::default(),
-        prefetched: Prefetched::default(),
-        prefetched_to: 0,
+        ahead: Ahead::default(),
         escrowed,
         failed: HashSet::new(),
         blocked_names: HashMap::new(),
@@ -470,7 +469,7 @@ impl Applier<'_> {
             false => None,
         };
         let mut pending: Vec<&Action> = vec![];
-        self.prefetched_to = 0;
+        self.ahead_begin(0);
         for (i, action) in constructive.iter().enumerate() {
             let batched_kind = action.kind == ObjectKind::User || self.target.max_in_flight() > 1;
             let batched = batch_size > 1 && action.op == Op::Create && batched_kind;
@@ -480,7 +479,7 @@ impl Applier<'_> {
                 self.land(&mut wire, 0)?;
             }
             // A stop waits for the answers already run ahead: they are recorded first.
-            if (self.prefetched.is_empty() || i >= self.prefetched_to) && self.stopping() {
+            if (!self.ahead.holds_answers() || i >= self.ahead.next) && self.stopping() {
                 break;
             }
             self.prefetch(constructive, i);
@@ -517,6 +516,7 @@ impl Applier<'_> {
             progress.step();
         }
         self.land(&mut wire, 0)?;
+        self.ahead_begin(constructive.len());
         self.create_new(&pending)
     }
 
@@ -616,15 +616,16 @@ impl Applier<'_> {
     }
 
     fn run_destructive(&mut self, actions: &[&Action], progress: &Progress) -> Result<(), Error> {
-        self.prefetched_to = 0;
+        self.ahead_begin(0);
         for (i, action) in actions.iter().enumerate() {
-            if (self.prefetched.is_empty() || i >= self.prefetched_to) && self.stopping() {
+            if (!self.ahead.holds_answers() || i >= self.ahead.next) && self.stopping() {
                 break;
             }
             self.prefetch(actions, i);
             self.run(action)?;
             progress.step();
         }
+        self.ahead_begin(actions.len());
         Ok(())
     }
 
@@ -706,39 +707,58 @@ impl Applier<'_> {
         self.push(Write::Unlink(kind, source_id.to_string()))
     }
 
-    /// Runs ahead, on the worker pool, the first call of the actions from `start`
-    /// that share its op and kind (so no answer depends on another in the batch) and
-    /// each name a different object. Only calls the action is certain to make are run
-    /// ahead; the action then takes its answer instead of asking the target.
-    fn prefetch(&mut self, actions: &[&Action], start: usize) {
-        if start < self.prefetched_to || self.target.max_in_flight() <= 1 {
+    /// Keeps the first calls of the actions after `i` under way on the worker
+    /// pool, a window ahead of the core: actions that share the op and kind of
+    /// the run's first and each name an object no other action of the window
+    /// names (so no answer depends on another). Only calls the action is certain
+    /// to make go ahead; the action then takes its answer instead of asking.
+    fn prefetch(&mut self, actions: &[&Action], i: usize) {
+        if self.target.max_in_flight() <= 1 {
             return;
         }
-        for c in self.prefetched.drain_unused() {
-            log::debug!("an answer run ahead was not used: {c:?}");
+        if i >= self.ahead.next {
+            self.ahead_begin(i);
         }
         let limit = self.target.max_in_flight() * pool::PER_WORKER;
-        let first = actions[start];
-        let mut seen = std::collections::HashSet::new();
-        let mut calls = vec![];
-        let mut end = start;
-        while let Some(x) = actions.get(end) {
-            if end - start >= limit
-                || x.op != first.op
-                || x.kind != first.kind
-                || !seen.insert(&x.source_id)
-            {
-                break;
-            }
-            if let Some(c) = self.first_call(x) {
-                calls.push(c);
-            }
-            end += 1;
+        let first = actions[self.ahead.first];
+        // Creates go on a wire of their own; what sends nothing has nothing to run ahead.
+        if !matches!(
+            first.op,
+            Op::Adopt
+                | Op::Update
+                | Op::Enable
+                | Op::Disable
+                | Op::Delete
+                | Op::AddMembers
+                | Op::RemoveMembers
+        ) {
+            self.ahead.next = i + 1;
+            return;
         }
-        self.prefetched_to = end.max(start + 1);
-        if calls.len() > 1 {
-            let replies = self.target.run_calls(&calls);
-            self.prefetched.fill(calls, replies);
+        while !self.ahead.closed && self.ahead.in_flight() < limit && self.ahead.next - i < limit {
+            let next = self.ahead.next;
+            let joins = actions.get(next).filter(|x| {
+                x.op == first.op
+                    && x.kind == first.kind
+                    && !actions[i..next].iter().any(|w| w.source_id == x.source_id)
+            });
+            // Nothing more is sent once a stop is asked for.
+            let Some(x) = joins.filter(|_| !self.stop_asked()) else {
+                self.ahead.closed = true;
+                break;
+            };
+            if let Some(c) = self.first_call(x) {
+                let target = &mut *self.target;
+                self.ahead.send(c, || target.call_wire());
+            }
+            self.ahead.next += 1;
+        }
+    }
+
+    /// A new run of calls ahead starts at action `i` (of a new list at 0).
+    fn ahead_begin(&mut self, i: usize) {
+        for c in self.ahead.begin(i) {
+            log::debug!("an answer run ahead was not used: {c:?}");
         }
     }
 
@@ -784,7 +804,7 @@ impl Applier<'_> {
 
     /// A target call: the answer run ahead if there is one, else asked now.
     fn call(&mut self, c: Call) -> pool::Reply {
-        match self.prefetched.take(&c) {
+        match self.ahead.take(&c) {
             Some(r) => r,
             None => pool::execute(self.target, &c),
         }
@@ -827,13 +847,13 @@ impl Applier<'_> {
         (ids, names, sources)
     }
 
+    fn stop_asked(&self) -> bool {
+        let stop = self.opts.stop.as_ref();
+        stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     fn stopping(&mut self) -> bool {
-        let stop = self
-            .opts
-            .stop
-            .as_ref()
-            .map(|s| s.load(std::sync::atomic::Ordering::Relaxed))
-            .unwrap_or(false);
+        let stop = self.stop_asked();
         if stop {
             self.outcome.interrupted = true;
         }

@@ -287,3 +287,53 @@ fn creates_send_every_attribute_the_plan_shows() {
     );
     assert_next_cycle_writes_nothing(&emu, &ws);
 }
+
+/// Updates go to the pool a window ahead of the core, never more at once than
+/// `max_in_flight`; a stop in the middle of them sends nothing more and records
+/// every answer already asked for, so the next cycle sends only the rest.
+#[test]
+fn updates_run_ahead_within_the_bound_and_a_stop_loses_no_answer() {
+    let emu = Emulator::start();
+    let mut doc = small_directory(400);
+    let ws = Workspace::with_target(&doc, "dropbox", &emu.scim, &emu.token, "max_in_flight = 3");
+    ws.sync().ok();
+    for u in doc["users"].as_array_mut().unwrap() {
+        u["surname"] = json!("Moved");
+    }
+    ws.write_directory(&doc);
+    emu.post("/_emulator/config", json!({"latency_ms": 15}));
+    emu.clear_faults();
+    emu.reset_stats();
+    let cfg = ws.dir.join("scimsync.toml");
+    let mut child = std::process::Command::new(BIN)
+        .args(["-c", cfg.to_str().unwrap(), "run"])
+        .env("SCIMSYNC_TEST_TOKEN", &emu.token)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("some updates", 20, || {
+        count(&emu.stats().0, "PATCH /Users") >= 40
+    });
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let (req, _) = emu.stats();
+    let sent = count(&req, "PATCH /Users");
+    assert!(sent < 400, "it really stopped early ({sent})");
+    assert_eq!(emu.wire().1, 3, "updates fill max_in_flight = 3, no more");
+    let logged = ws.run(&[
+        "logs", "--action", "update", "--status", "success", "--json",
+    ]);
+    let recorded = serde_json::from_str::<Vec<Value>>(&logged.stdout).unwrap();
+    assert_eq!(recorded.len() as u64, sent, "every update sent is recorded");
+
+    emu.post("/_emulator/config", json!({"latency_ms": 0}));
+    emu.reset_stats();
+    ws.sync().ok();
+    let (req, _) = emu.stats();
+    assert_eq!(count(&req, "PATCH /Users"), 400 - sent, "{req}");
+    let moved = emu.users();
+    assert!(moved.iter().all(|u| u["name"]["familyName"] == "Moved"));
+}

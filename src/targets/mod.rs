@@ -100,6 +100,11 @@ pub trait Target {
     fn wire(&mut self) -> Option<pool::Wire> {
         None
     }
+    /// Workers for calls run ahead of the actions that take their answers
+    /// (updates, deletes, memberships), when this target carries several at once.
+    fn call_wire(&mut self) -> Option<pool::Wire> {
+        None
+    }
     /// Requests this target may carry at once (`[target] max_in_flight`).
     fn max_in_flight(&self) -> usize {
         1

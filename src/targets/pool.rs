@@ -6,9 +6,10 @@
 //! over at most `max_in_flight` blocking workers (each a fork of the target sharing
 //! its connection pool, counters and throttle pause) and returns the answers in the
 //! order of the calls, so what the core records does not depend on who finished
-//! first. Creates, the bulk of a first cycle, go on a `Wire` instead: workers that
-//! live for the cycle take each call as the core hands it over, and the core
-//! records one answer while the next calls are under way (no batch to wait out).
+//! first (the look-ups of `gather`). Apply's calls go on a `Wire` instead: workers
+//! that live for the apply take each call as the core hands it over, and the core
+//! records one answer while the next calls are under way (no batch to wait out):
+//! creates, and the calls `apply` runs ahead of updates, deletes and memberships.
 
 use super::{Change, Remote, Target, TargetError};
 use crate::model::ObjectKind;
@@ -234,33 +235,6 @@ fn stopped() -> TargetError {
         None,
         "a pool worker stopped before answering",
     )
-}
-
-/// Answers computed ahead of the core asking: taken once, by an equal call.
-#[derive(Default)]
-pub struct Prefetched {
-    answers: Vec<(Call, Reply)>,
-}
-
-impl Prefetched {
-    pub fn fill(&mut self, calls: Vec<Call>, replies: Vec<Reply>) {
-        self.answers.extend(calls.into_iter().zip(replies));
-    }
-
-    /// The answer to this call if it was run ahead.
-    pub fn take(&mut self, call: &Call) -> Option<Reply> {
-        let i = self.answers.iter().position(|(c, _)| c == call)?;
-        Some(self.answers.swap_remove(i).1)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.answers.is_empty()
-    }
-
-    /// Calls run ahead that nobody asked for (a bug if any is a write).
-    pub fn drain_unused(&mut self) -> Vec<Call> {
-        self.answers.drain(..).map(|(c, _)| c).collect()
-    }
 }
 
 #[cfg(test)]

@@ -726,10 +726,18 @@ impl Target for ScimTarget {
     }
 
     fn wire(&mut self) -> Option<pool::Wire> {
-        // Discovered here, so the forks do not each ask.
-        if self.max_in_flight <= 1 || self.caps().bulk_max_operations > 1 {
+        if self.caps().bulk_max_operations > 1 {
             return None;
         }
+        self.call_wire()
+    }
+
+    fn call_wire(&mut self) -> Option<pool::Wire> {
+        // Discovered here, so the forks do not each ask.
+        if self.max_in_flight <= 1 {
+            return None;
+        }
+        self.caps();
         let workers = (0..self.max_in_flight)
             .map(|_| {
                 let mut fork = self.clone();
