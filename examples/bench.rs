@@ -166,6 +166,10 @@ impl Emulator {
         })
     }
 
+    fn cpu(&self) -> f64 {
+        cpu_secs(&self.child.id().to_string())
+    }
+
     fn admin(&self, method: &str, path: &str, body: Value) -> Res<Value> {
         let url = format!("{}/_emulator/{path}", self.base);
         let body = (method != "GET").then(|| body.to_string());
@@ -204,6 +208,21 @@ fn peak_rss_mib() -> f64 {
         })
         .map(|kib| kib / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_secs(pid: &str) -> f64 {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which may hold spaces: utime and stime are
+            // the 12th and 13th of them.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+        })
+        .unwrap_or(f64::NAN);
+    ticks / 100.0
 }
 
 fn reset_peak_rss() {
@@ -462,8 +481,14 @@ fn one_run(run: usize, dir: &Path) -> Res<Figures> {
         Settings::load(&dir.join("scimsync.toml"))?,
         std::time::Duration::ZERO,
     )?;
+    let cpu_before = (cpu_secs("self"), dropbox.cpu());
     let initial = cycle::sync(&mut rt, false)?;
     let initial_requests = print_cycle("initial", &initial, objects);
+    println!(
+        "  initial CPU: scimsync {:.2} s, emulator {:.2} s",
+        cpu_secs("self") - cpu_before.0,
+        dropbox.cpu() - cpu_before.1
+    );
     let graph_initial = graph_requests(&rt);
     if initial.outcome.failures > 0 {
         return Err(format!(
@@ -499,7 +524,13 @@ fn one_run(run: usize, dir: &Path) -> Res<Figures> {
     let fresh = Emulator::start("dropbox", None)?;
     fresh.admin("POST", "config", json!({"latency_ms": latency}))?;
     let log = recorded.as_array().cloned().unwrap_or_default();
+    let cpu_before = (cpu_secs("self"), fresh.cpu());
     let ceiling = replay(&fresh.base, &log, in_flight)?;
+    println!(
+        "  ceiling CPU: client {:.2} s, emulator {:.2} s",
+        cpu_secs("self") - cpu_before.0,
+        fresh.cpu() - cpu_before.1
+    );
     drop(fresh);
     println!(
         "  ceiling (bare client)      {:>8.3} s {:>7} requests; scimsync reaches {:.2} of it",
@@ -572,7 +603,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> Res<()> {
     // As the scimsync binary does first.
-    scimsync::alloc::return_freed_memory_at_once();
+    scimsync::alloc::return_freed_memory_soon();
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--serve") {
         let dir = args

@@ -3,7 +3,7 @@
 use clap::Parser;
 
 fn main() {
-    scimsync::alloc::return_freed_memory_at_once();
+    scimsync::alloc::return_freed_memory_soon();
     quiet_broken_pipe();
     let cli = scimsync::cli::Cli::parse();
     // The daemon reports each cycle at info; one-shot commands print their own output.
