@@ -696,6 +696,7 @@ pub fn prepare(
         .groups
         .iter()
         .find_map(|g| g.assignment.is_assigned().then(|| g.record_for_scripts()));
+    crate::alloc::give_back();
     crate::alloc::log_memory("read");
     let present = snapshot.present();
     let (mut users, streamed) = match early {
@@ -733,6 +734,7 @@ pub fn prepare(
     if purpose == Purpose::Apply {
         snapshot.release_lists();
     }
+    crate::alloc::give_back();
     crate::alloc::log_memory("evaluated");
     let groups = state.links(ObjectKind::Group)?;
     let memberships = memberships_needed(state, &evaluated, &users, present.as_ref())?;
@@ -794,6 +796,7 @@ pub fn prepare(
             },
         },
     );
+    crate::alloc::give_back();
     crate::alloc::log_memory("planned");
     if present.is_some() {
         let members = plan
@@ -1129,6 +1132,7 @@ fn run_cycle(
     if let (None, Some(spill)) = (&snapshot.cache, &opts.spill) {
         snapshot.cache = spill.take_cache()?;
     }
+    crate::alloc::give_back();
     crate::alloc::log_memory("applied");
     log::debug!(
         "cycle {id} took: read {read_took:?}, plan {plan_took:?}, apply {:?}",
