@@ -80,8 +80,9 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = libmimalloc_sys::mi_option_use
 /// default second the process kept 40 MB more resident than it held at 100,000
 /// users (the peak is what a small server has to have). Given back at once, every
 /// page a request or a record freed was faulted in and zeroed again by the next:
-/// about 7 % of the core thread's time (`perf`) went to zeroing pages. One millisecond keeps the
-/// pages a stage reuses straight away and still gives back what it is done with.
+/// about 7 % of the core thread's time (`perf`) went to zeroing pages. A
+/// millisecond keeps the pages a stage reuses at once, and `give_back` returns
+/// the rest when the stage ends.
 pub const PURGE_AFTER_MS: i64 = 1;
 
 /// Sets `PURGE_AFTER_MS`. Call before anything else allocates much.

@@ -726,17 +726,17 @@ impl Target for ScimTarget {
     }
 
     fn wire(&mut self) -> Option<pool::Wire> {
-        if self.caps().bulk_max_operations > 1 {
+        if self.max_in_flight <= 1 || self.caps().bulk_max_operations > 1 {
             return None;
         }
         self.call_wire()
     }
 
     fn call_wire(&mut self) -> Option<pool::Wire> {
-        // Discovered here, so the forks do not each ask.
         if self.max_in_flight <= 1 {
             return None;
         }
+        // Discovered here, so the forks do not each ask.
         self.caps();
         let workers = (0..self.max_in_flight)
             .map(|_| {
