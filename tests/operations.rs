@@ -284,10 +284,8 @@ fn sigterm_during_a_cycle_stops_cleanly_and_the_next_cycle_completes() {
     let emu = Emulator::start();
     let ws = Workspace::new(&emu, &small_directory(300));
     emu.post("/_emulator/config", json!({"latency_ms": 15}));
-    let cfg = ws.dir.join("scimsync.toml");
-    let mut child = std::process::Command::new(BIN)
-        .args(["-c", cfg.to_str().unwrap(), "run"])
-        .env("SCIMSYNC_TEST_TOKEN", &emu.token)
+    let mut child = ws
+        .command(&["run"])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

@@ -304,10 +304,8 @@ fn updates_run_ahead_within_the_bound_and_a_stop_loses_no_answer() {
     emu.post("/_emulator/config", json!({"latency_ms": 15}));
     emu.clear_faults();
     emu.reset_stats();
-    let cfg = ws.dir.join("scimsync.toml");
-    let mut child = std::process::Command::new(BIN)
-        .args(["-c", cfg.to_str().unwrap(), "run"])
-        .env("SCIMSYNC_TEST_TOKEN", &emu.token)
+    let mut child = ws
+        .command(&["run"])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

@@ -250,9 +250,8 @@ fn state_reports_and_init_files_are_private() {
         assert_eq!(mode(&ws.dir.join(f)), 0o600, "{f}");
     }
     // The WAL exists while a process holds the state open: look at a daemon's.
-    let mut daemon = std::process::Command::new(BIN)
-        .args(["-c", ws.dir.join("scimsync.toml").to_str().unwrap(), "run"])
-        .env("SCIMSYNC_TEST_TOKEN", &emu.token)
+    let mut daemon = ws
+        .command(&["run"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -101,15 +101,20 @@ impl Workspace {
         );
     }
 
-    pub fn run(&self, args: &[&str]) -> Run {
-        let out = Command::new(BIN)
-            .args(["-c", self.dir.join("scimsync.toml").to_str().unwrap()])
+    /// The binary on this workspace's config, with its token and environment
+    /// (`RUST_LOG=warn` unless the caller sets it again), not started yet.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(["-c", self.dir.join("scimsync.toml").to_str().unwrap()])
             .args(args)
             .env("RUST_LOG", "warn")
             .env("SCIMSYNC_TEST_TOKEN", &self.token)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
-            .expect("run scimsync");
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("run scimsync");
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
