@@ -18,6 +18,8 @@
 //! `--latency-ms 50` makes the emulator add 50 ms to every response;
 //! `--max-in-flight N` sets `[target] max_in_flight`; `--graph` reads the directory
 //! through the Graph emulator (also a child process) instead of the file.
+//! `--write-directory PATH` only writes the directory file of `--users`,
+//! `--groups` and `--members` (to measure `scimsync plan` on it, say).
 
 use scimsync::config::Settings;
 use scimsync::cycle::{self, Runtime};
@@ -616,6 +618,14 @@ fn main() -> Res<()> {
         );
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    if let Some(path) = args
+        .iter()
+        .position(|a| a == "--write-directory")
+        .and_then(|i| args.get(i + 1))
+    {
+        let (users, groups) = (arg("--users", 10_000), arg("--groups", 500));
+        return write_directory(Path::new(path), users, groups, arg("--members", 20), 0);
+    }
     let runs = arg("--runs", 1).max(1);
     let dir = std::env::temp_dir().join(format!("scimsync-bench-{}", std::process::id()));
     let mut all = vec![];
