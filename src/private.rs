@@ -5,7 +5,6 @@
 //! every file scimsync creates is 0600 and every folder 0700, whatever the umask, and
 //! a state file found readable by others is tightened when it is opened.
 
-use std::io::Write;
 use std::path::Path;
 
 #[cfg(unix)]
@@ -31,18 +30,29 @@ pub fn create_dir(path: &Path) -> std::io::Result<()> {
 /// Writes a whole file as 0600: a new file next to it, then renamed over it, so a
 /// reader never sees half of it and an old file's wider mode does not carry over.
 pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with(path, |w| w.write_all(bytes))
+}
+
+/// `write`, with the content written by `fill` as it is made (a large document
+/// need not be whole in memory first).
+pub fn write_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = options()
+        let f = options()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&tmp)?;
-        f.write_all(bytes)?;
+        let mut w = std::io::BufWriter::new(f);
+        fill(&mut w)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();

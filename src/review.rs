@@ -82,8 +82,8 @@ impl SavedPlan {
 
     /// Written owner-only: a plan holds the attributes it sends.
     pub fn write(&self, path: &Path) -> Result<(), Error> {
-        let text = serde_json::to_string_pretty(self)?;
-        crate::private::write(path, text.as_bytes()).map_err(Error::file(path))
+        crate::private::write_with(path, |w| Ok(serde_json::to_writer_pretty(w, self)?))
+            .map_err(Error::file(path))
     }
 
     /// The plan made now is applied only if it is this one and nothing it was made
@@ -101,11 +101,13 @@ impl SavedPlan {
         if let Some(why) = moved {
             return Err(stale(why));
         }
-        let actions: Vec<Value> = plan.actions.iter().map(|a| a.document()).collect();
-        if actions != self.actions {
+        // Compared one document at a time: a million at once were gigabytes.
+        let same = plan.actions.len() == self.actions.len()
+            && (plan.actions.iter().zip(&self.actions)).all(|(a, saved)| a.document() == *saved);
+        if !same {
             return Err(stale(&format!(
                 "the plan made now differs ({} actions, {} saved)",
-                actions.len(),
+                plan.actions.len(),
                 self.actions.len()
             )));
         }
