@@ -271,7 +271,11 @@ pub fn read(
     let spill = evaluating
         .and_then(|e| open_spill(settings, e.purpose))
         .map(Rc::new);
-    let cache_out = spill.clone().map(|s| RefCell::new(SpillCache(s)));
+    // Only a cycle that applies records the digests.
+    let apply = evaluating.is_some_and(|e| e.purpose == Purpose::Apply);
+    let cache_out = (spill.clone())
+        .filter(|_| apply)
+        .map(|s| RefCell::new(SpillCache(s)));
     let request = ReadRequest {
         watermark: if kind == CycleKind::Incremental {
             watermark.as_deref()
@@ -371,8 +375,9 @@ fn read_evaluating(
     });
     let sink = RefCell::new(Streamed {
         evaluation: Evaluation::new(scripts, Some(&users), spilling),
-        // Nothing after evaluation reads a cycle's lists (`release_lists`).
-        keep_users: evaluating.purpose != Purpose::Apply,
+        // Nothing after evaluation reads the lists of a cycle or a listed plan
+        // (`release_lists`).
+        keep_users: !lets_lists_go(evaluating.purpose),
         sample_user: None,
         used: false,
     });
@@ -424,15 +429,23 @@ impl crate::source::UserSink for Streamed<'_> {
     }
 }
 
+/// Whether a plan made for `purpose` lets the snapshot's lists go once every
+/// record is evaluated (a saved plan's and a shown one's callers read them).
+fn lets_lists_go(purpose: Purpose) -> bool {
+    matches!(purpose, Purpose::Apply | Purpose::List)
+}
+
 /// The spill a cycle that applies puts new users' attributes in. Only memory is
 /// at stake: without one, new users stay in memory.
 fn open_spill(settings: &Settings, purpose: Purpose) -> Option<Spill> {
-    match purpose {
-        Purpose::Apply => Spill::open(&settings.state_path)
-            .inspect_err(|e| log::warn!("{e}; this cycle's new users are kept in memory"))
-            .ok(),
-        _ => None,
-    }
+    let spill = match purpose {
+        Purpose::Apply => Spill::open(&settings.state_path),
+        Purpose::List => Spill::open_unlocked(&settings.state_path),
+        Purpose::Show | Purpose::Review => return None,
+    };
+    spill
+        .inspect_err(|e| log::warn!("{e}; this cycle's new users are kept in memory"))
+        .ok()
 }
 
 /// What decides the desired state besides the directory: the scripts, and the
@@ -547,8 +560,11 @@ pub struct Parts<'a> {
 /// What a plan is made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
-    /// To be shown (`plan`, `preview`): every action whole.
+    /// To be shown (`preview`, `provision`): every action whole.
     Show,
+    /// To be listed (`plan`): new users' attributes may wait in a spill of the
+    /// plan's own until its printer reads them back (`Spill::open_unlocked`).
+    List,
     /// To be saved and applied later, or applied as saved: with the fingerprint
     /// of what it was made from.
     Review,
@@ -709,7 +725,8 @@ pub fn prepare(
     let spill = spill.or_else(|| open_spill(settings, purpose).map(Rc::new));
     // The read's record digests wait in the spill until the cycle records them
     // (`run_cycle`); where they cannot, they stay here.
-    if let (Some(spill), Some(cache)) = (&spill, &snapshot.cache) {
+    let stash = spill.as_ref().filter(|_| purpose == Purpose::Apply);
+    if let (Some(spill), Some(cache)) = (stash, &snapshot.cache) {
         if spill
             .clear_cache()
             .and_then(|_| spill.put_cache(cache))
@@ -731,7 +748,7 @@ pub fn prepare(
             evaluate_releasing(&mut snapshot, scripts, Some(&users), spilling)
         }
     };
-    if purpose == Purpose::Apply {
+    if lets_lists_go(purpose) {
         snapshot.release_lists();
     }
     crate::alloc::give_back();

@@ -483,3 +483,35 @@ fn a_snapshot_of_the_team_serves_as_a_copy_to_rehearse_against() {
         "Family0"
     );
 }
+
+/// `plan` puts new users' attributes aside in a spill of its own (it runs beside
+/// a daemon, without the state's lock) and reads them back as it prints: its
+/// documents are the ones a saved plan, which keeps everything in memory, has;
+/// and the spill's file is gone when it is done.
+#[test]
+fn a_listed_plan_reads_new_users_back_from_its_spill_as_it_prints() {
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu, &crate::util::grouped_directory(300, 5, 10));
+    let listed = ws.run(&["plan", "--json"]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let listed: Value = serde_json::from_str(&listed.stdout).unwrap();
+    let saved_path = ws.dir.join("saved.json");
+    let saved = ws.run(&["plan", "--json", "--out", saved_path.to_str().unwrap()]);
+    let saved: Value = serde_json::from_str(&saved.stdout).unwrap();
+    let creates: Vec<&Value> = listed["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["op"] == "create" && a["kind"] == "user")
+        .collect();
+    assert_eq!(creates.len(), 300);
+    assert!(
+        creates.iter().all(|a| a["changes"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["path"] == "name.familyName"))),
+        "every create lists its attributes"
+    );
+    assert_eq!(listed["actions"], saved["actions"]);
+    assert!(!ws.dir.join("state.db.plan.spill").exists());
+    assert!(!ws.dir.join("state.db.spill").exists());
+}
