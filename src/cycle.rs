@@ -271,11 +271,7 @@ pub fn read(
     let spill = evaluating
         .and_then(|e| open_spill(settings, e.purpose))
         .map(Rc::new);
-    // Only a cycle that applies records the digests.
-    let apply = evaluating.is_some_and(|e| e.purpose == Purpose::Apply);
-    let cache_out = (spill.clone())
-        .filter(|_| apply)
-        .map(|s| RefCell::new(SpillCache(s)));
+    let cache_out = spill.clone().map(|s| RefCell::new(SpillCache(s)));
     let request = ReadRequest {
         watermark: if kind == CycleKind::Incremental {
             watermark.as_deref()
@@ -438,14 +434,12 @@ fn lets_lists_go(purpose: Purpose) -> bool {
 /// The spill a cycle that applies puts new users' attributes in. Only memory is
 /// at stake: without one, new users stay in memory.
 fn open_spill(settings: &Settings, purpose: Purpose) -> Option<Spill> {
-    let spill = match purpose {
-        Purpose::Apply => Spill::open(&settings.state_path),
-        Purpose::List => Spill::open_unlocked(&settings.state_path),
-        Purpose::Show | Purpose::Review => return None,
-    };
-    spill
-        .inspect_err(|e| log::warn!("{e}; this cycle's new users are kept in memory"))
-        .ok()
+    match purpose {
+        Purpose::Apply => Spill::open(&settings.state_path)
+            .inspect_err(|e| log::warn!("{e}; this cycle's new users are kept in memory"))
+            .ok(),
+        Purpose::Show | Purpose::List | Purpose::Review => None,
+    }
 }
 
 /// What decides the desired state besides the directory: the scripts, and the
@@ -562,8 +556,9 @@ pub struct Parts<'a> {
 pub enum Purpose {
     /// To be shown (`preview`, `provision`): every action whole.
     Show,
-    /// To be listed (`plan`): new users' attributes may wait in a spill of the
-    /// plan's own until its printer reads them back (`Spill::open_unlocked`).
+    /// To be listed (`plan`): like `Show`, but the snapshot's lists go once
+    /// evaluated, as a cycle's do. Nothing is spilled: `plan` writes nothing
+    /// anywhere (DESIGN.md), scratch included.
     List,
     /// To be saved and applied later, or applied as saved: with the fingerprint
     /// of what it was made from.
@@ -725,8 +720,7 @@ pub fn prepare(
     let spill = spill.or_else(|| open_spill(settings, purpose).map(Rc::new));
     // The read's record digests wait in the spill until the cycle records them
     // (`run_cycle`); where they cannot, they stay here.
-    let stash = spill.as_ref().filter(|_| purpose == Purpose::Apply);
-    if let (Some(spill), Some(cache)) = (stash, &snapshot.cache) {
+    if let (Some(spill), Some(cache)) = (&spill, &snapshot.cache) {
         if spill
             .clear_cache()
             .and_then(|_| spill.put_cache(cache))

@@ -59,33 +59,6 @@ impl Spill {
         Spill::open_at(path_for(state_path))
     }
 
-    /// A spill for a process that does not hold the state's lock (`plan`, beside
-    /// a daemon): a file of its own, `<state>.plan.spill`, locked for its life. One
-    /// another such process holds is an error (that process keeps its users in
-    /// memory); one left by a process that died is taken over and emptied.
-    pub fn open_unlocked(state_path: &Path) -> Result<Spill, Error> {
-        let path = PathBuf::from(format!("{}.plan.spill", state_path.display()));
-        let shown = path.display().to_string();
-        let at = |e: &dyn std::fmt::Display| failed(format!("{shown}: {e}"));
-        crate::private::options()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| at(&e))?;
-        crate::private::tighten(&path);
-        let conn = Connection::open(&path).map_err(|e| at(&e))?;
-        // Locked before anything is read or dropped; not waited for.
-        conn.busy_timeout(std::time::Duration::ZERO)
-            .map_err(|e| at(&e))?;
-        conn.execute_batch(
-            "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF;
-             BEGIN EXCLUSIVE; DROP TABLE IF EXISTS attrs; DROP TABLE IF EXISTS cache; COMMIT;",
-        )
-        .map_err(|e| at(&format!("in use by another plan? {e}")))?;
-        Spill::create(conn, Scratch(path), &shown)
-    }
-
     fn open_at(path: PathBuf) -> Result<Spill, Error> {
         let shown = path.display().to_string();
         let at = |e: &dyn std::fmt::Display| failed(format!("{shown}: {e}"));
@@ -107,19 +80,11 @@ impl Spill {
         // have other writers; this one has none), 20 µs an object at 10,000.
         let conn = Connection::open(&file.0).map_err(|e| at(&e))?;
         conn.execute_batch(
-            "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF;",
-        )
-        .map_err(|e| at(&e))?;
-        Spill::create(conn, file, &shown)
-    }
-
-    /// The spill's tables in an open, locked file.
-    fn create(conn: Connection, file: Scratch, shown: &str) -> Result<Spill, Error> {
-        conn.execute_batch(
-            "CREATE TABLE attrs (row INTEGER PRIMARY KEY, json BLOB NOT NULL, kept BLOB NOT NULL);
+            "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF;
+             CREATE TABLE attrs (row INTEGER PRIMARY KEY, json BLOB NOT NULL, kept BLOB NOT NULL);
              CREATE TABLE cache (bytes BLOB NOT NULL);",
         )
-        .map_err(|e| failed(format!("{shown}: {e}")))?;
+        .map_err(|e| at(&e))?;
         Ok(Spill {
             conn,
             _file: file,
@@ -317,33 +282,6 @@ mod tests {
         assert_eq!(spill.take_cache()?, None, "dropped");
         drop(spill);
         assert!(!path.exists(), "removed with the spill");
-        Ok(())
-    }
-
-    #[test]
-    fn a_plan_spill_is_one_process_at_a_time_and_takes_over_one_left_behind() -> Result<(), Error> {
-        let state = std::env::temp_dir().join(format!("scimsync-plan-{}.db", std::process::id()));
-        let path = PathBuf::from(format!("{}.plan.spill", state.display()));
-        // Left by a plan that died: a file with rows and no lock.
-        let left = Connection::open(&path).map_err(failed)?;
-        left.execute_batch("CREATE TABLE attrs (row INTEGER PRIMARY KEY, json BLOB, kept BLOB); INSERT INTO attrs VALUES (1, x'00', x'00');")
-            .map_err(failed)?;
-        drop(left);
-        let first = Spill::open_unlocked(&state)?;
-        let a: Attrs = [("userName", json!("ada@contoso.com"))]
-            .into_iter()
-            .collect();
-        let row = first.put(&a, &a)?;
-        assert_eq!(row.get(), 1, "taken over empty");
-        assert!(
-            Spill::open_unlocked(&state).is_err(),
-            "a second plan does not share the first's file"
-        );
-        assert_eq!(first.get(row)?, a, "and leaves it as it was");
-        drop(first);
-        assert!(!path.exists(), "removed with the spill");
-        let again = Spill::open_unlocked(&state)?;
-        assert_eq!(again.count(), 0);
         Ok(())
     }
 }
