@@ -426,7 +426,8 @@ impl crate::source::UserSink for Streamed<'_> {
 }
 
 /// Whether a plan made for `purpose` lets the snapshot's lists go once every
-/// record is evaluated (a saved plan's and a shown one's callers read them).
+/// record is evaluated (nothing after reads them; a reviewed or shown plan keeps
+/// them as it always has).
 fn lets_lists_go(purpose: Purpose) -> bool {
     matches!(purpose, Purpose::Apply | Purpose::List)
 }
