@@ -271,7 +271,11 @@ pub fn read(
     let spill = evaluating
         .and_then(|e| open_spill(settings, e.purpose))
         .map(Rc::new);
-    let cache_out = spill.clone().map(|s| RefCell::new(SpillCache(s)));
+    // Only a cycle that applies records the digests.
+    let apply = evaluating.is_some_and(|e| e.purpose == Purpose::Apply);
+    let cache_out = (spill.clone())
+        .filter(|_| apply)
+        .map(|s| RefCell::new(SpillCache(s)));
     let request = ReadRequest {
         watermark: if kind == CycleKind::Incremental {
             watermark.as_deref()
@@ -330,7 +334,8 @@ pub struct Read {
     pub snapshot: Snapshot,
     early: Option<Early>,
     /// Where a cycle that applies puts new users' attributes and the read's
-    /// digests aside (`Purpose::Apply`), opened before the read.
+    /// digests aside (`Purpose::Apply`; a listed plan, the attributes only),
+    /// opened before the read.
     spill: Option<Rc<Spill>>,
 }
 
@@ -432,15 +437,17 @@ fn lets_lists_go(purpose: Purpose) -> bool {
     matches!(purpose, Purpose::Apply | Purpose::List)
 }
 
-/// The spill a cycle that applies puts new users' attributes in. Only memory is
-/// at stake: without one, new users stay in memory.
+/// The spill a cycle that applies, or a listed plan, puts new users' attributes
+/// in. Only memory is at stake: without one, new users stay in memory.
 fn open_spill(settings: &Settings, purpose: Purpose) -> Option<Spill> {
-    match purpose {
-        Purpose::Apply => Spill::open(&settings.state_path)
-            .inspect_err(|e| log::warn!("{e}; this cycle's new users are kept in memory"))
-            .ok(),
-        Purpose::Show | Purpose::List | Purpose::Review => None,
-    }
+    let spill = match purpose {
+        Purpose::Apply => Spill::open(&settings.state_path),
+        Purpose::List => Spill::open_private(&settings.state_path),
+        Purpose::Show | Purpose::Review => return None,
+    };
+    spill
+        .inspect_err(|e| log::warn!("{e}; this cycle's new users are kept in memory"))
+        .ok()
 }
 
 /// What decides the desired state besides the directory: the scripts, and the
@@ -557,9 +564,11 @@ pub struct Parts<'a> {
 pub enum Purpose {
     /// To be shown (`preview`, `provision`): every action whole.
     Show,
-    /// To be listed (`plan`): like `Show`, but the snapshot's lists go once
-    /// evaluated, as a cycle's do. Nothing is spilled: `plan` writes nothing
-    /// anywhere (DESIGN.md), scratch included.
+    /// To be listed (`plan`): the snapshot's lists go once evaluated, as a
+    /// cycle's do, and new users' attributes wait in a spill of the plan's own
+    /// (`Spill::open_private`: it runs without the state's lock) until its
+    /// printer reads them back. The spill's file has no name, so `plan` still
+    /// leaves nothing anywhere (DESIGN.md).
     List,
     /// To be saved and applied later, or applied as saved: with the fingerprint
     /// of what it was made from.
@@ -583,7 +592,8 @@ pub struct Prepared {
     /// Records from the read, for smoke-testing reloaded scripts.
     pub sample_user: Option<Map<String, Value>>,
     pub sample_group: Option<Map<String, Value>>,
-    /// Where the plan's creates keep their attributes (`Purpose::Apply`).
+    /// Where the plan's creates keep their attributes (`Purpose::Apply`,
+    /// `Purpose::List`).
     pub spill: Option<std::rc::Rc<Spill>>,
 }
 
@@ -721,7 +731,8 @@ pub fn prepare(
     let spill = spill.or_else(|| open_spill(settings, purpose).map(Rc::new));
     // The read's record digests wait in the spill until the cycle records them
     // (`run_cycle`); where they cannot, they stay here.
-    if let (Some(spill), Some(cache)) = (&spill, &snapshot.cache) {
+    let stash = spill.as_ref().filter(|_| purpose == Purpose::Apply);
+    if let (Some(spill), Some(cache)) = (stash, &snapshot.cache) {
         if spill
             .clear_cache()
             .and_then(|_| spill.put_cache(cache))

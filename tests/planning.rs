@@ -485,9 +485,10 @@ fn a_snapshot_of_the_team_serves_as_a_copy_to_rehearse_against() {
 }
 
 /// `plan` writes nothing anywhere (DESIGN.md): the workspace holds the same files
-/// with the same contents after it, and what it prints is what a saved plan holds,
-/// every create with its attributes, though it lets the directory's lists go once
-/// evaluated and prints each action as it makes its document.
+/// with the same contents after it (its spill has no name), and what it prints is
+/// what a saved plan holds, every create with its attributes, though it lets the
+/// directory's lists go once evaluated, keeps new users' attributes in its spill
+/// and prints each action as it makes its document, reading them back.
 #[test]
 fn a_listed_plan_is_the_saved_plan_and_writes_nothing() {
     let emu = Emulator::start();
@@ -515,6 +516,11 @@ fn a_listed_plan_is_the_saved_plan_and_writes_nothing() {
     let before = files();
     let listed = ws.run(&["plan", "--json"]);
     assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(
+        !listed.stderr.contains("kept in memory"),
+        "{}",
+        listed.stderr
+    );
     let after = files();
     let changed: Vec<&String> = (before.iter().chain(&after))
         .filter(|f| !before.contains(f) || !after.contains(f))

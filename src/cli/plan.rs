@@ -86,7 +86,10 @@ pub(super) fn plan(
             .map(|e| serde_json::json!({"kind": e.record.as_str(), "object": e.object, "error": e.message}))
             .collect();
         print_json(&PlanDocument {
-            actions: Documents(&plan.actions),
+            actions: Documents {
+                actions: &plan.actions,
+                spill: prepared.spill.as_deref(),
+            },
             cycle: kind,
             deletion_threshold: settings.safety.deletion_threshold,
             destructive: plan.destructive_count(),
@@ -138,12 +141,28 @@ struct PlanDocument<'a> {
 }
 
 /// A plan's actions as their documents (`Action::document`), each made as it is
-/// written and dropped after.
-struct Documents<'a>(&'a [crate::plan::Action]);
+/// written and dropped after; a create whose attributes wait in the spill has
+/// them read back for its document.
+struct Documents<'a> {
+    actions: &'a [crate::plan::Action],
+    spill: Option<&'a crate::evaluate::spill::Spill>,
+}
 
 impl serde::Serialize for Documents<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(crate::plan::Action::document))
+        use serde::ser::{Error as _, SerializeSeq};
+        let mut seq = s.serialize_seq(Some(self.actions.len()))?;
+        for a in self.actions {
+            match (a.spilled, self.spill) {
+                (Some(row), Some(spill)) => {
+                    let mut whole = a.clone();
+                    whole.attrs = spill.get(row).map_err(S::Error::custom)?;
+                    seq.serialize_element(&whole.document())?;
+                }
+                _ => seq.serialize_element(&a.document())?,
+            }
+        }
+        seq.end()
     }
 }
 

@@ -3,14 +3,15 @@
 //! one's attributes from the first evaluation to the last create (the larger part
 //! of its memory). What the plan decides on — the user's id, its matching values,
 //! its active flag — stays in memory; the rest is read back when the create is
-//! sent.
+//! sent (or, for `plan`, when its document is printed).
 //!
-//! A private SQLite file beside the state (`<state>.spill`, 0600), removed when
-//! the cycle's plan is done with it. Not in the system's temporary folder (where
-//! SQLite puts a temporary database): on the small servers this is for, that is
-//! often a tmpfs, i.e. memory again. Scratch, not state: only the process holding
-//! the state's lock makes one, so a file left by a process that died is simply
-//! replaced.
+//! A private SQLite file made beside the state (0600) and unlinked as soon as its
+//! tables are made: the open connection keeps it, nothing on disk names it, and
+//! the kernel frees it when the process ends however it ends — a cycle or a
+//! `plan` that is killed leaves no new users' attributes behind, and `plan` still
+//! leaves nothing anywhere. Not in the system's temporary folder (where SQLite
+//! puts a temporary database): on the small servers this is for, that is often a
+//! tmpfs, i.e. memory again. Scratch, not state.
 
 use crate::error::Error;
 use crate::scim::attribute::{Attrs, REDACTED};
@@ -26,7 +27,8 @@ fn failed(e: impl std::fmt::Display) -> Error {
 pub struct Spill {
     // Closed before its file is removed: fields drop in this order.
     conn: Connection,
-    _file: Scratch,
+    /// Set only where the file could not be unlinked at once.
+    _file: Option<Scratch>,
     count: std::cell::Cell<usize>,
     /// A put failed (a full temporary folder): the rest stays in memory.
     broken: std::cell::Cell<bool>,
@@ -38,7 +40,8 @@ impl std::fmt::Debug for Spill {
     }
 }
 
-/// The spill's file, removed when dropped.
+/// The spill's file while it still has a name: removed when dropped (where it
+/// could not be unlinked at once).
 struct Scratch(PathBuf);
 
 impl Drop for Scratch {
@@ -47,25 +50,41 @@ impl Drop for Scratch {
     }
 }
 
-/// Where the spill of the state at `state_path` lives.
+/// Where a cycle's spill beside the state at `state_path` is made.
 pub fn path_for(state_path: &Path) -> PathBuf {
     PathBuf::from(format!("{}.spill", state_path.display()))
 }
 
 impl Spill {
-    /// A new, empty spill beside the state at `state_path` (the caller holds the
-    /// state's lock).
+    /// A new, empty spill beside the state at `state_path`, for the process
+    /// holding the state's lock (a `sync`): one left by an earlier version that
+    /// died is replaced.
     pub fn open(state_path: &Path) -> Result<Spill, Error> {
-        Spill::open_at(path_for(state_path))
+        let path = path_for(state_path);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(failed(format!("{}: {e}", path.display())))
+            }
+            _ => {}
+        }
+        Spill::open_at(path)
+    }
+
+    /// A spill for a process that does not hold the state's lock (`plan`, beside
+    /// a daemon): a name of its own, so that it meets no other process's spill.
+    pub fn open_private(state_path: &Path) -> Result<Spill, Error> {
+        let name = format!(
+            "{}.spill-{}-{}",
+            state_path.display(),
+            std::process::id(),
+            crate::ids::random_hex(8)
+        );
+        Spill::open_at(PathBuf::from(name))
     }
 
     fn open_at(path: PathBuf) -> Result<Spill, Error> {
         let shown = path.display().to_string();
         let at = |e: &dyn std::fmt::Display| failed(format!("{shown}: {e}"));
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(at(&e)),
-            _ => {}
-        }
         crate::private::options()
             .write(true)
             .create_new(true)
@@ -78,6 +97,8 @@ impl Spill {
         // once for the connection's life: otherwise each put and get takes and
         // drops the file lock and checks the file for changes (a named file may
         // have other writers; this one has none), 20 µs an object at 10,000.
+        // The journal is in memory, so SQLite never opens a second file by name
+        // and the file can lose its name once the tables are made.
         let conn = Connection::open(&file.0).map_err(|e| at(&e))?;
         conn.execute_batch(
             "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF;
@@ -85,6 +106,7 @@ impl Spill {
              CREATE TABLE cache (bytes BLOB NOT NULL);",
         )
         .map_err(|e| at(&e))?;
+        let file = std::fs::remove_file(&file.0).is_err().then_some(file);
         Ok(Spill {
             conn,
             _file: file,
@@ -239,8 +261,6 @@ mod tests {
     #[test]
     fn attributes_come_back_as_they_were_put_aside() -> Result<(), Error> {
         let spill = Spill::scratch()?;
-        let path = spill._file.0.clone();
-        assert!(path.exists(), "a file where it was asked for");
         let a: Attrs = [
             ("userName", json!("ada@contoso.com")),
             ("name.givenName", json!("Ada")),
@@ -280,8 +300,52 @@ mod tests {
         spill.put_cache(b"x")?;
         spill.clear_cache()?;
         assert_eq!(spill.take_cache()?, None, "dropped");
-        drop(spill);
-        assert!(!path.exists(), "removed with the spill");
+        Ok(())
+    }
+
+    /// The spill's file has no name once it is open, so nothing is left on disk
+    /// whatever becomes of the process; it still holds more than SQLite's page
+    /// cache (2 MiB), i.e. what is put aside is on disk, not in memory.
+    #[test]
+    fn the_spill_leaves_no_file_and_holds_what_is_put_aside() -> Result<(), Error> {
+        let dir = std::env::temp_dir().join(format!("scimsync-spill-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(failed)?;
+        let state = dir.join("state.db");
+        let names = || -> Vec<std::ffi::OsString> {
+            std::fs::read_dir(&dir)
+                .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+                .unwrap_or_default()
+        };
+        std::fs::write(path_for(&state), b"left by a process that died").map_err(failed)?;
+        let (cycle, plan) = (Spill::open(&state)?, Spill::open_private(&state)?);
+        assert!(cycle._file.is_none() && plan._file.is_none());
+        assert_eq!(names(), Vec::<std::ffi::OsString>::new(), "nothing named");
+        let rows: Vec<(NonZeroI64, Attrs)> = (0..20_000)
+            .map(|i| {
+                let a: Attrs = [
+                    ("userName", json!(format!("user{i}@contoso.com"))),
+                    (
+                        "displayName",
+                        json!(format!("User {i} {}", "x".repeat(150))),
+                    ),
+                ]
+                .into_iter()
+                .collect();
+                Ok((plan.put(&a, &a)?, a))
+            })
+            .collect::<Result<_, Error>>()?;
+        for (row, a) in rows.iter().step_by(997) {
+            assert_eq!(&plan.get(*row)?, a);
+        }
+        let pages: i64 = plan
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .map_err(failed)?;
+        assert!(pages * 4096 > 4 << 20, "{pages} pages");
+        assert_eq!(cycle.count(), 0, "two spills of one state apart");
+        drop((cycle, plan));
+        assert_eq!(names(), Vec::<std::ffi::OsString>::new());
+        std::fs::remove_dir(&dir).map_err(failed)?;
         Ok(())
     }
 }
