@@ -431,19 +431,20 @@ impl crate::source::UserSink for Streamed<'_> {
 }
 
 /// Whether a plan made for `purpose` lets the snapshot's lists go once every
-/// record is evaluated (nothing after reads them; a reviewed or shown plan keeps
-/// them as it always has).
+/// record is evaluated (nothing after reads them; a shown plan keeps them for
+/// `preview` and `provision`, which show records).
 fn lets_lists_go(purpose: Purpose) -> bool {
-    matches!(purpose, Purpose::Apply | Purpose::List)
+    purpose != Purpose::Show
 }
 
-/// The spill a cycle that applies, or a listed plan, puts new users' attributes
-/// in. Only memory is at stake: without one, new users stay in memory.
+/// The spill a cycle that applies, or a listed or reviewed plan, puts new users'
+/// attributes in. Only memory is at stake: without one, new users stay in memory.
 fn open_spill(settings: &Settings, purpose: Purpose) -> Option<Spill> {
     let spill = match purpose {
         Purpose::Apply => Spill::open(&settings.state_path),
-        Purpose::List => Spill::open_private(&settings.state_path),
-        Purpose::Show | Purpose::Review => return None,
+        // Without the state's lock (`plan`), or with it (`sync --plan`).
+        Purpose::List | Purpose::Review => Spill::open_private(&settings.state_path),
+        Purpose::Show => return None,
     };
     spill
         .inspect_err(|e| log::warn!("{e}; this cycle's new users are kept in memory"))
@@ -571,7 +572,9 @@ pub enum Purpose {
     /// leaves nothing anywhere (DESIGN.md).
     List,
     /// To be saved and applied later, or applied as saved: with the fingerprint
-    /// of what it was made from.
+    /// of what it was made from. Like `List`, the lists go and new users wait in
+    /// a spill of its own (`plan --out` runs without the state's lock); the
+    /// saved plan is written, and checked, a document at a time.
     Review,
     /// To be applied now (`sync`): new users' attributes wait in a spill until
     /// their create is sent.
@@ -789,7 +792,10 @@ pub fn prepare(
         take_back(&mut evaluated, &facts, spill)?;
     }
     crate::alloc::log_memory("gathered");
-    let source_hash = fingerprint.then(|| crate::review::evaluated_hash(&evaluated));
+    let source_hash = match fingerprint {
+        true => Some(crate::review::evaluated_hash(&evaluated, spill.as_deref())?),
+        false => None,
+    };
     let mut plan = plan(
         evaluated,
         &PlanInput {
@@ -1124,7 +1130,8 @@ fn run_cycle(
         purpose,
     )?;
     if let Some(r) = reviewed {
-        r.check(prepared.fingerprint.as_ref(), &prepared.plan)?;
+        let spill = prepared.spill.as_deref();
+        r.check(prepared.fingerprint.as_ref(), &prepared.plan, spill)?;
     }
     let Prepared {
         mut snapshot,

@@ -8,7 +8,8 @@
 //! the saved one, action for action. Anything else is a stale plan (exit 2).
 
 use crate::error::{Error, InputError};
-use crate::plan::Plan;
+use crate::evaluate::spill::Spill;
+use crate::plan::{Action, Plan};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
@@ -48,8 +49,10 @@ impl Fingerprint {
     }
 }
 
-/// A plan as `plan --out` saves it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A plan as `plan --out` saved it, read back to be applied: the actions as the
+/// digests of their documents (`digest`), so that a saved plan of a million
+/// actions is 32 MB to hold, not the gigabytes of its documents.
+#[derive(Debug, Clone, Deserialize)]
 pub struct SavedPlan {
     pub format: u32,
     /// "initial", "incremental" or "full".
@@ -60,16 +63,107 @@ pub struct SavedPlan {
     pub fingerprint: Option<Fingerprint>,
     /// Why the gate holds the plan's destructive actions, if it does.
     pub held: Option<String>,
-    /// The plan document's actions (`Action::document`).
-    pub actions: Vec<Value>,
+    /// The digests of the plan document's actions (`Action::document`), in order.
+    #[serde(deserialize_with = "digests")]
+    pub actions: Vec<[u8; 32]>,
+}
+
+/// A plan to save (`plan --out`): the document `SavedPlan` reads, its fields in
+/// that order, its actions' documents made one at a time as they are written.
+#[derive(Serialize)]
+pub struct Saving<'a> {
+    pub format: u32,
+    pub cycle: String,
+    pub full: bool,
+    pub unchanged: bool,
+    pub fingerprint: Option<&'a Fingerprint>,
+    pub held: Option<&'a str>,
+    pub actions: Documents<'a>,
+}
+
+impl Saving<'_> {
+    /// Written owner-only (a plan holds the attributes it sends), as it is
+    /// serialized.
+    pub fn write(&self, path: &Path) -> Result<(), Error> {
+        crate::private::write_with(path, |w| Ok(serde_json::to_writer_pretty(w, self)?))
+            .map_err(Error::file(path))
+    }
+}
+
+/// A plan's actions as their documents (`Action::document`), each made as it is
+/// written and dropped after; a create whose attributes wait in the spill has
+/// them read back for its document.
+pub struct Documents<'a> {
+    pub actions: &'a [Action],
+    pub spill: Option<&'a Spill>,
+}
+
+impl Documents<'_> {
+    pub const NONE: Documents<'static> = Documents {
+        actions: &[],
+        spill: None,
+    };
+}
+
+impl Serialize for Documents<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeSeq};
+        let mut seq = s.serialize_seq(Some(self.actions.len()))?;
+        for a in self.actions {
+            seq.serialize_element(&document(a, self.spill).map_err(S::Error::custom)?)?;
+        }
+        seq.end()
+    }
+}
+
+/// An action's document, with its attributes read back from the spill if they
+/// wait there.
+pub fn document(a: &Action, spill: Option<&Spill>) -> Result<Value, Error> {
+    match (a.spilled, spill) {
+        (Some(row), Some(spill)) => {
+            let mut whole = a.clone();
+            whole.attrs = spill.get(row)?;
+            Ok(whole.document())
+        }
+        _ => Ok(a.document()),
+    }
+}
+
+/// The digest an action's document is known by in a saved plan: SHA-256 of its
+/// compact JSON (object keys sorted, so equal documents have equal digests).
+pub fn digest(document: &Value) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(document.to_string().as_bytes()).into()
+}
+
+/// Reads the saved actions one document at a time, keeping each one's digest.
+fn digests<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
+    struct Digests;
+    impl<'de> serde::de::Visitor<'de> for Digests {
+        type Value = Vec<[u8; 32]>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of action documents")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(v) = seq.next_element::<Value>()? {
+                out.push(digest(&v));
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Digests)
 }
 
 impl SavedPlan {
     pub fn read(path: &Path) -> Result<SavedPlan, Error> {
         let bad =
             |m: String| -> Error { InputError::Usage(format!("{}: {m}", path.display())).into() };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let saved: SavedPlan = serde_json::from_str(&text)
+        let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+        let saved: SavedPlan = serde_json::from_reader(std::io::BufReader::new(file))
             .map_err(|e| bad(format!("not a plan saved by `scimsync plan --out`: {e}")))?;
         if saved.format != FORMAT {
             return Err(bad(format!(
@@ -80,15 +174,14 @@ impl SavedPlan {
         Ok(saved)
     }
 
-    /// Written owner-only: a plan holds the attributes it sends.
-    pub fn write(&self, path: &Path) -> Result<(), Error> {
-        crate::private::write_with(path, |w| Ok(serde_json::to_writer_pretty(w, self)?))
-            .map_err(Error::file(path))
-    }
-
     /// The plan made now is applied only if it is this one and nothing it was made
-    /// from has moved.
-    pub fn check(&self, fingerprint: Option<&Fingerprint>, plan: &Plan) -> Result<(), Error> {
+    /// from has moved. `spill` holds the attributes of the creates that wait there.
+    pub fn check(
+        &self,
+        fingerprint: Option<&Fingerprint>,
+        plan: &Plan,
+        spill: Option<&Spill>,
+    ) -> Result<(), Error> {
         if self.unchanged {
             return Err(stale(
                 "the directory or the scripts changed since it was made",
@@ -101,15 +194,21 @@ impl SavedPlan {
         if let Some(why) = moved {
             return Err(stale(why));
         }
-        // Compared one document at a time: a million at once were gigabytes.
-        let same = plan.actions.len() == self.actions.len()
-            && (plan.actions.iter().zip(&self.actions)).all(|(a, saved)| a.document() == *saved);
-        if !same {
-            return Err(stale(&format!(
+        let differs = || {
+            stale(&format!(
                 "the plan made now differs ({} actions, {} saved)",
                 plan.actions.len(),
                 self.actions.len()
-            )));
+            ))
+        };
+        if plan.actions.len() != self.actions.len() {
+            return Err(differs());
+        }
+        // Compared one document at a time: a million at once were gigabytes.
+        for (a, saved) in plan.actions.iter().zip(&self.actions) {
+            if digest(&document(a, spill)?) != *saved {
+                return Err(differs());
+            }
         }
         Ok(())
     }
@@ -129,8 +228,11 @@ fn stale(why: &str) -> Error {
 }
 
 /// A digest of the directory as evaluated: ids, decisions, mapped attributes and
-/// members.
-pub fn evaluated_hash(evaluated: &crate::evaluate::Evaluations) -> String {
+/// members. A new user's attributes that wait in the spill are read back for it.
+pub fn evaluated_hash(
+    evaluated: &crate::evaluate::Evaluations,
+    spill: Option<&Spill>,
+) -> Result<String, Error> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for e in evaluated.iter() {
@@ -141,11 +243,38 @@ pub fn evaluated_hash(evaluated: &crate::evaluate::Evaluations) -> String {
             e.display,
             e.decision
         ));
-        if let Some(a) = &e.attrs {
-            h.update(serde_json::to_string(a).unwrap_or_default());
+        match (e.spilled, spill) {
+            (Some(row), Some(spill)) => h.update(serde_json::to_string(&spill.get(row)?)?),
+            _ => {
+                if let Some(a) = &e.attrs {
+                    h.update(serde_json::to_string(a)?);
+                }
+            }
         }
         h.update(e.members.join("\0"));
         h.update(b"\n");
     }
-    format!("{:x}", h.finalize())
+    Ok(format!("{:x}", h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A document read back from a saved file has the digest of the one made
+    /// now when they are equal, whatever the order of its keys in the file, and
+    /// another when one value differs.
+    #[test]
+    fn equal_documents_have_equal_digests() -> Result<(), Error> {
+        let made = json!({"op": "create", "changes": [{"path": "name.familyName", "old": null, "new": "Lovelace"}], "n": 1.5});
+        let read: Value = serde_json::from_str(
+            r#"{"n": 1.5, "changes": [{"new": "Lovelace", "path": "name.familyName", "old": null}], "op": "create"}"#,
+        )?;
+        assert_eq!(digest(&made), digest(&read));
+        let mut other = read.clone();
+        other["changes"][0]["new"] = json!("Byron");
+        assert_ne!(digest(&made), digest(&other));
+        Ok(())
+    }
 }

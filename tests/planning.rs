@@ -548,3 +548,59 @@ fn a_listed_plan_is_the_saved_plan_and_writes_nothing() {
     );
     assert_eq!(listed["actions"], saved["actions"]);
 }
+
+/// A reviewed plan is applied only as it was saved, each action compared with
+/// the one made now a document at a time (the saved plan is held as digests, the
+/// new users' attributes wait in a spill): one attribute of one create changed in
+/// the file, and `sync --plan` refuses it and writes nothing; the file as saved,
+/// and it sends exactly the creates it lists, with their attributes.
+#[test]
+fn a_saved_plan_runs_only_as_saved() {
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu, &crate::util::grouped_directory(300, 5, 10));
+    ws.sync().ok();
+    ws.write_directory(&crate::util::grouped_directory(600, 10, 10));
+    let saved = ws.dir.join("reviewed.json");
+    let r = ws.run(&["plan", "--out", saved.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("kept in memory"), "{}", r.stderr);
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    let creates: Vec<&Value> = (doc["actions"].as_array().unwrap().iter())
+        .filter(|a| a["op"] == "create" && a["kind"] == "user")
+        .collect();
+    assert_eq!(creates.len(), 300);
+    let family = |a: &Value| -> Value {
+        let changes = a["changes"].as_array().unwrap();
+        let c = changes.iter().find(|c| c["path"] == "name.familyName");
+        c.map(|c| c["new"].clone()).unwrap_or_default()
+    };
+    let name = creates[7]["display"].as_str().unwrap().to_string();
+    assert!(family(creates[7]).is_string(), "{}", creates[7]);
+
+    let mut tampered = doc.clone();
+    let at = (tampered["actions"].as_array().unwrap().iter())
+        .position(|a| a["display"] == name.as_str())
+        .unwrap();
+    for c in tampered["actions"][at]["changes"].as_array_mut().unwrap() {
+        if c["path"] == "name.familyName" {
+            c["new"] = json!("Mallory");
+        }
+    }
+    let tampered_path = ws.dir.join("tampered.json");
+    std::fs::write(&tampered_path, tampered.to_string()).unwrap();
+    emu.reset_stats();
+    let r = ws.run(&["sync", "--plan", tampered_path.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let n = doc["actions"].as_array().unwrap().len();
+    let differs = format!("stale plan: the plan made now differs ({n} actions, {n} saved)");
+    assert!(r.stderr.contains(&differs), "{}", r.stderr);
+    assert_eq!(emu.stats().1, 0, "a refused plan wrote");
+
+    let r = ws.run(&["sync", "--plan", saved.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let (req, _) = emu.stats();
+    assert_eq!(crate::util::count(&req, "POST /Users"), 300, "{req}");
+    let user = emu.user(&name).unwrap();
+    assert_eq!(user["name"]["familyName"], family(creates[7]), "{user}");
+    assert_eq!(emu.users().len(), 600);
+}

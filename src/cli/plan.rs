@@ -1,6 +1,7 @@
 //! `scimsync plan`: the dry run, as text or as one JSON document.
 
 use super::*;
+use crate::review::Documents;
 use std::io::Write;
 
 pub(super) fn plan(
@@ -32,19 +33,19 @@ pub(super) fn plan(
         kind,
         Some(evaluating),
     )?;
-    let snapshot = &read.snapshot;
-    let mut saved = crate::review::SavedPlan {
+    let unchanged = read.snapshot.unchanged;
+    let saving = |fingerprint, held, actions| crate::review::Saving {
         format: crate::review::FORMAT,
         cycle: kind.to_string(),
         full,
-        unchanged: snapshot.unchanged,
-        fingerprint: None,
-        held: None,
-        actions: vec![],
+        unchanged,
+        fingerprint,
+        held,
+        actions,
     };
-    if snapshot.unchanged {
+    if unchanged {
         if let Some(path) = out {
-            saved.write(path)?;
+            saving(None, None, Documents::NONE).write(path)?;
         }
         let pending = cycle::pending_removals(&state, settings)?;
         if json {
@@ -73,11 +74,13 @@ pub(super) fn plan(
     )?;
     let reads = requests_since(&before, &target.request_counts());
     let plan = &prepared.plan;
+    let documents = || Documents {
+        actions: &plan.actions,
+        spill: prepared.spill.as_deref(),
+    };
     if let Some(path) = out {
-        saved.fingerprint = prepared.fingerprint.clone();
-        saved.held = plan.held.clone();
-        saved.actions = plan.actions.iter().map(|a| a.document()).collect();
-        saved.write(path)?;
+        let fingerprint = prepared.fingerprint.as_ref();
+        saving(fingerprint, plan.held.as_deref(), documents()).write(path)?;
     }
     let unnamed = || prepared.snapshot.errors.iter().filter(|e| e.id.is_none());
     let pending = cycle::pending_removals(&state, settings)?;
@@ -86,10 +89,7 @@ pub(super) fn plan(
             .map(|e| serde_json::json!({"kind": e.record.as_str(), "object": e.object, "error": e.message}))
             .collect();
         print_json(&PlanDocument {
-            actions: Documents {
-                actions: &plan.actions,
-                spill: prepared.spill.as_deref(),
-            },
+            actions: documents(),
             cycle: kind,
             deletion_threshold: settings.safety.deletion_threshold,
             destructive: plan.destructive_count(),
@@ -138,32 +138,6 @@ struct PlanDocument<'a> {
     pending_removals: &'a [cycle::PendingRemoval],
     source_errors: Vec<serde_json::Value>,
     target_requests: std::collections::BTreeMap<String, u64>,
-}
-
-/// A plan's actions as their documents (`Action::document`), each made as it is
-/// written and dropped after; a create whose attributes wait in the spill has
-/// them read back for its document.
-struct Documents<'a> {
-    actions: &'a [crate::plan::Action],
-    spill: Option<&'a crate::evaluate::spill::Spill>,
-}
-
-impl serde::Serialize for Documents<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{Error as _, SerializeSeq};
-        let mut seq = s.serialize_seq(Some(self.actions.len()))?;
-        for a in self.actions {
-            match (a.spilled, self.spill) {
-                (Some(row), Some(spill)) => {
-                    let mut whole = a.clone();
-                    whole.attrs = spill.get(row).map_err(S::Error::custom)?;
-                    seq.serialize_element(&whole.document())?;
-                }
-                _ => seq.serialize_element(&a.document())?,
-            }
-        }
-        seq.end()
-    }
 }
 
 /// Pretty JSON on stdout through one buffer, written as it is made.
