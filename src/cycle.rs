@@ -334,8 +334,8 @@ pub struct Read {
     pub snapshot: Snapshot,
     early: Option<Early>,
     /// Where a cycle that applies puts new users' attributes and the read's
-    /// digests aside (`Purpose::Apply`; a listed plan, the attributes only),
-    /// opened before the read.
+    /// digests aside (`Purpose::Apply`; a listed or reviewed plan, the
+    /// attributes only), opened before the read.
     spill: Option<Rc<Spill>>,
 }
 
@@ -595,8 +595,8 @@ pub struct Prepared {
     /// Records from the read, for smoke-testing reloaded scripts.
     pub sample_user: Option<Map<String, Value>>,
     pub sample_group: Option<Map<String, Value>>,
-    /// Where the plan's creates keep their attributes (`Purpose::Apply`,
-    /// `Purpose::List`).
+    /// Where the plan's creates keep their attributes (all purposes but
+    /// `Purpose::Show`).
     pub spill: Option<std::rc::Rc<Spill>>,
 }
 
