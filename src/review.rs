@@ -49,9 +49,9 @@ impl Fingerprint {
     }
 }
 
-/// A plan as `plan --out` saved it, read back to be applied: the actions as the
-/// digests of their documents (`digest`), so that a saved plan of a million
-/// actions is 32 MB to hold, not the gigabytes of its documents.
+/// A plan as `plan --out` saved it, read back to be applied: the actions as one
+/// digest of their documents' digests (`Actions`), so that a saved plan of a
+/// million actions costs nothing to hold, not the gigabytes of its documents.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SavedPlan {
     pub format: u32,
@@ -63,9 +63,63 @@ pub struct SavedPlan {
     pub fingerprint: Option<Fingerprint>,
     /// Why the gate holds the plan's destructive actions, if it does.
     pub held: Option<String>,
-    /// The digests of the plan document's actions (`Action::document`), in order.
-    #[serde(deserialize_with = "digests")]
-    pub actions: Vec<[u8; 32]>,
+    /// The plan document's actions (`Action::document`), as read.
+    pub actions: Actions,
+}
+
+/// A list of action documents, known by how many there are and one digest of
+/// their digests (`digest`) in order: equal lists, equal `Actions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actions {
+    pub count: usize,
+    digest: [u8; 32],
+}
+
+/// `Actions` made a document at a time.
+#[derive(Default)]
+pub struct Tally {
+    count: usize,
+    digests: sha2::Sha256,
+}
+
+impl Tally {
+    pub fn add(&mut self, document: &Value) {
+        use sha2::Digest;
+        self.count += 1;
+        self.digests.update(digest(document));
+    }
+
+    pub fn done(self) -> Actions {
+        use sha2::Digest;
+        Actions {
+            count: self.count,
+            digest: self.digests.finalize().into(),
+        }
+    }
+}
+
+/// Read a document at a time, each dropped once counted.
+impl<'de> Deserialize<'de> for Actions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Actions, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Actions;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of action documents")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Actions, A::Error> {
+                let mut tally = Tally::default();
+                while let Some(v) = seq.next_element::<Value>()? {
+                    tally.add(&v);
+                }
+                Ok(tally.done())
+            }
+        }
+        d.deserialize_seq(Visitor)
+    }
 }
 
 /// A plan to save (`plan --out`): the document `SavedPlan` reads, its fields in
@@ -136,28 +190,6 @@ pub fn digest(document: &Value) -> [u8; 32] {
     Sha256::digest(document.to_string().as_bytes()).into()
 }
 
-/// Reads the saved actions one document at a time, keeping each one's digest.
-fn digests<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
-    struct Digests;
-    impl<'de> serde::de::Visitor<'de> for Digests {
-        type Value = Vec<[u8; 32]>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a list of action documents")
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            self,
-            mut seq: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-            while let Some(v) = seq.next_element::<Value>()? {
-                out.push(digest(&v));
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_seq(Digests)
-}
-
 impl SavedPlan {
     pub fn read(path: &Path) -> Result<SavedPlan, Error> {
         let bad =
@@ -194,28 +226,24 @@ impl SavedPlan {
         if let Some(why) = moved {
             return Err(stale(why));
         }
-        let differs = || {
-            stale(&format!(
+        // One document at a time: a million at once were gigabytes.
+        let mut now = Tally::default();
+        for a in &plan.actions {
+            now.add(&document(a, spill)?);
+        }
+        if now.done() != self.actions {
+            return Err(stale(&format!(
                 "the plan made now differs ({} actions, {} saved)",
                 plan.actions.len(),
-                self.actions.len()
-            ))
-        };
-        if plan.actions.len() != self.actions.len() {
-            return Err(differs());
-        }
-        // Compared one document at a time: a million at once were gigabytes.
-        for (a, saved) in plan.actions.iter().zip(&self.actions) {
-            if digest(&document(a, spill)?) != *saved {
-                return Err(differs());
-            }
+                self.actions.count
+            )));
         }
         Ok(())
     }
 
     /// Nothing changed now: right only if nothing was to be done.
     pub fn check_unchanged(&self) -> Result<(), Error> {
-        if self.unchanged || self.actions.is_empty() {
+        if self.unchanged || self.actions.count == 0 {
             Ok(())
         } else {
             Err(stale("the state changed since it was made (a cycle ran)"))
@@ -275,6 +303,19 @@ mod tests {
         let mut other = read.clone();
         other["changes"][0]["new"] = json!("Byron");
         assert_ne!(digest(&made), digest(&other));
+
+        // A saved list, read a document at a time, is the list made now in the
+        // same order, and only then.
+        let tally = |docs: &[&Value]| {
+            let mut t = Tally::default();
+            docs.iter().for_each(|d| t.add(d));
+            t.done()
+        };
+        let saved: Actions = serde_json::from_value(json!([read, other]))?;
+        assert_eq!(saved.count, 2);
+        assert_eq!(saved, tally(&[&made, &other]));
+        assert_ne!(saved, tally(&[&other, &made]));
+        assert_ne!(saved, tally(&[&made]));
         Ok(())
     }
 }
