@@ -51,7 +51,7 @@ impl Fingerprint {
 
 /// A plan as `plan --out` saved it, read back to be applied: the actions as one
 /// digest of their documents' digests (`Actions`), so that a saved plan of a
-/// million actions costs nothing to hold, not the gigabytes of its documents.
+/// million actions is a few bytes to hold, not the gigabytes of its documents.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SavedPlan {
     pub format: u32,
@@ -77,19 +77,19 @@ pub struct Actions {
 
 /// `Actions` made a document at a time.
 #[derive(Default)]
-pub struct Tally {
+struct Tally {
     count: usize,
     digests: sha2::Sha256,
 }
 
 impl Tally {
-    pub fn add(&mut self, document: &Value) {
+    fn add(&mut self, document: &Value) {
         use sha2::Digest;
         self.count += 1;
         self.digests.update(digest(document));
     }
 
-    pub fn done(self) -> Actions {
+    fn done(self) -> Actions {
         use sha2::Digest;
         Actions {
             count: self.count,
@@ -172,7 +172,7 @@ impl Serialize for Documents<'_> {
 
 /// An action's document, with its attributes read back from the spill if they
 /// wait there.
-pub fn document(a: &Action, spill: Option<&Spill>) -> Result<Value, Error> {
+fn document(a: &Action, spill: Option<&Spill>) -> Result<Value, Error> {
     match (a.spilled, spill) {
         (Some(row), Some(spill)) => {
             let mut whole = a.clone();
@@ -185,7 +185,7 @@ pub fn document(a: &Action, spill: Option<&Spill>) -> Result<Value, Error> {
 
 /// The digest an action's document is known by in a saved plan: SHA-256 of its
 /// compact JSON (object keys sorted, so equal documents have equal digests).
-pub fn digest(document: &Value) -> [u8; 32] {
+fn digest(document: &Value) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     Sha256::digest(document.to_string().as_bytes()).into()
 }
