@@ -341,7 +341,7 @@ fn matching_attrs(opts: &ApplyOptions, a: &Action) -> Result<Attrs, Error> {
     // spill: read alone, not with every attribute.
     let attrs = match (a.spilled, &opts.spill) {
         (Some(row), Some(spill)) if a.attrs.is_empty() => Cow::Owned(spill.kept(row)?),
-        _ => attrs_for(opts, a)?,
+        _ => attrs_for(a, opts.spill.as_deref())?,
     };
     Ok(matching
         .iter()
@@ -350,18 +350,12 @@ fn matching_attrs(opts: &ApplyOptions, a: &Action) -> Result<Attrs, Error> {
 }
 
 /// A create's attributes: read back from the spill where the plan put them
-/// aside (a sync's plan keeps none of them: `cycle::prepare`).
-fn attrs_for<'x>(opts: &ApplyOptions, a: &'x Action) -> Result<Cow<'x, Attrs>, Error> {
-    let Some(row) = a.spilled else {
-        return Ok(Cow::Borrowed(&a.attrs));
-    };
-    match &opts.spill {
-        Some(spill) => Ok(Cow::Owned(spill.get(row)?)),
-        None => Err(Error::Spill(format!(
-            "the create of {} was planned with its attributes put aside, and none were handed to apply",
-            a.display
-        ))),
-    }
+/// aside (a plan that spills keeps none of them: `cycle::prepare`).
+fn attrs_for<'x>(
+    a: &'x Action,
+    spill: Option<&crate::evaluate::Spill>,
+) -> Result<Cow<'x, Attrs>, Error> {
+    crate::evaluate::spill::attrs_back(&a.attrs, a.spilled, spill, &a.display)
 }
 
 /// Creates on the pool's wire and the actions they are for, oldest first, with
@@ -1249,7 +1243,7 @@ impl Applier<'_> {
     /// A create's attributes: read back from the spill where the plan put them
     /// aside.
     fn attrs_of<'x>(&self, a: &'x Action) -> Result<Cow<'x, Attrs>, Error> {
-        attrs_for(self.opts, a)
+        attrs_for(a, self.opts.spill.as_deref())
     }
 
     /// A create the cycle did not plan (a re-creation after a 404): written ahead

@@ -173,13 +173,13 @@ impl Serialize for Documents<'_> {
 /// An action's document, with its attributes read back from the spill if they
 /// wait there.
 fn document(a: &Action, spill: Option<&Spill>) -> Result<Value, Error> {
-    match (a.spilled, spill) {
-        (Some(row), Some(spill)) => {
+    match crate::evaluate::spill::attrs_back(&a.attrs, a.spilled, spill, &a.display)? {
+        std::borrow::Cow::Borrowed(_) => Ok(a.document()),
+        std::borrow::Cow::Owned(attrs) => {
             let mut whole = a.clone();
-            whole.attrs = spill.get(row)?;
+            whole.attrs = attrs;
             Ok(whole.document())
         }
-        _ => Ok(a.document()),
     }
 }
 

@@ -242,6 +242,26 @@ impl Spill {
     }
 }
 
+/// An object's attributes: its own (`own`), or, where they were put aside under
+/// `row`, read back from `spill` (apply sends them; `review` documents them). A
+/// row with no spill to read it from is an error, never an object without
+/// attributes.
+pub fn attrs_back<'x>(
+    own: &'x Attrs,
+    row: Option<NonZeroI64>,
+    spill: Option<&Spill>,
+    display: &str,
+) -> Result<std::borrow::Cow<'x, Attrs>, Error> {
+    use std::borrow::Cow;
+    match (row, spill) {
+        (None, _) => Ok(Cow::Borrowed(own)),
+        (Some(row), Some(spill)) => Ok(Cow::Owned(spill.get(row)?)),
+        (Some(_), None) => Err(failed(format!(
+            "the create of {display} was planned with its attributes put aside, and none were handed on"
+        ))),
+    }
+}
+
 /// What stays in memory of attributes put aside: the values the plan decides
 /// on, the matching values `keep` names. (Only active users are put aside, and
 /// `desired_active` reads a missing flag as active.)
